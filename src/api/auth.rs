@@ -1,0 +1,156 @@
+//! API keys: the bootstrap admin key, keys from the configuration, and keys created through
+//! the API (stored as SHA-256 hashes). Roles are checked per route.
+
+use crate::config::Config;
+use crate::core::types::{Role, new_id};
+use crate::error::ApiError;
+use crate::store::Store;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub name: String,
+    pub role: Role,
+}
+
+impl Principal {
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.role.allows(role) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this needs the `{role}` role; key `{}` has `{}`",
+                self.name, self.role
+            )))
+        }
+    }
+}
+
+pub fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// A new random key: `hk_` and 43 URL-safe characters (256 bits).
+pub fn generate_key() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!(
+        "hk_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+const CACHE_TTL: Duration = Duration::from_secs(10);
+
+pub struct Auth {
+    fixed: HashMap<String, Principal>,
+    store: Arc<dyn Store>,
+    cache: Mutex<HashMap<String, (Option<Principal>, Instant)>>,
+}
+
+impl Auth {
+    pub fn new(cfg: &Config, admin_key: &str, store: Arc<dyn Store>) -> Self {
+        let mut fixed = HashMap::new();
+        fixed.insert(
+            hash_key(admin_key),
+            Principal {
+                name: "admin".into(),
+                role: Role::Admin,
+            },
+        );
+        for k in &cfg.api_keys {
+            fixed.insert(
+                hash_key(k.key.expose()),
+                Principal {
+                    name: k.name.clone(),
+                    role: k.role,
+                },
+            );
+        }
+        Auth {
+            fixed,
+            store,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Resolves an `Authorization` header value.
+    pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal, ApiError> {
+        let header = header
+            .ok_or_else(|| ApiError::unauthorized("send `Authorization: Bearer <api key>`"))?;
+        let key = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|k| !k.is_empty() && k.len() <= 256)
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be `Bearer <api key>`")
+            })?;
+        let hash = hash_key(key);
+        if let Some(p) = self.fixed.get(&hash) {
+            return Ok(p.clone());
+        }
+        if let Ok(cache) = self.cache.lock()
+            && let Some((p, at)) = cache.get(&hash)
+            && at.elapsed() < CACHE_TTL
+        {
+            return p
+                .clone()
+                .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"));
+        }
+        let found = self.store.find_api_key(&hash).await?.map(|r| Principal {
+            name: r.name,
+            role: r.role,
+        });
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert(hash, (found.clone(), Instant::now()));
+        }
+        found.ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))
+    }
+
+    /// Forgets cached lookups (after a key is created or revoked on this node).
+    pub fn forget(&self) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.clear();
+        }
+    }
+}
+
+/// The bootstrap admin key: `HERALD_ADMIN_KEY`, else `<data_dir>/admin.key`, created with
+/// mode 0600 on first start. Returns the key and, when the file was used, its path.
+pub fn bootstrap_admin_key(
+    data_dir: &Path,
+) -> std::io::Result<(String, Option<std::path::PathBuf>)> {
+    if let Ok(k) = std::env::var("HERALD_ADMIN_KEY")
+        && !k.trim().is_empty()
+    {
+        return Ok((k.trim().to_string(), None));
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let path = data_dir.join("admin.key");
+    match std::fs::read_to_string(&path) {
+        Ok(k) if !k.trim().is_empty() => return Ok((k.trim().to_string(), Some(path))),
+        _ => {}
+    }
+    let key = generate_key();
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(&path)?;
+    std::io::Write::write_all(&mut f, format!("{key}\n").as_bytes())?;
+    f.sync_all()?;
+    Ok((key, Some(path)))
+}
+
+pub fn new_key_id() -> String {
+    new_id("key")
+}

@@ -1,0 +1,50 @@
+//! Reading request bodies: size limit (413), JSON parse errors and bad UTF-8 as 422 naming
+//! where the problem is. Depth is bounded by serde_json's recursion limit.
+
+use crate::error::ApiError;
+use axum::body::Body;
+use serde_json::Value;
+
+pub async fn read_json(body: Body, limit: u64) -> Result<Value, ApiError> {
+    let bytes = axum::body::to_bytes(body, limit as usize)
+        .await
+        .map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.to_string().contains("length limit");
+            if too_large {
+                ApiError::too_large(limit)
+            } else {
+                ApiError::field("body", format!("cannot read the request body: {e}"))
+            }
+        })?;
+    parse_json(&bytes)
+}
+
+pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::field(
+            "body",
+            "the request body is empty; send a JSON object",
+        ));
+    }
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(ApiError::field(
+            "body",
+            "the request body is not valid UTF-8",
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        let msg = if e.to_string().contains("recursion limit") {
+            "the JSON is nested too deeply".to_string()
+        } else {
+            format!(
+                "invalid JSON at line {} column {}: {}",
+                e.line(),
+                e.column(),
+                e
+            )
+        };
+        ApiError::field("body", msg)
+    })
+}

@@ -1,0 +1,96 @@
+//! `/v1/api-keys`: create (the key is shown once), list, revoke. Admin only; audited.
+
+use super::auth::{generate_key, hash_key, new_key_id};
+use super::body::read_json;
+use super::{AppState, Caller};
+use crate::core::types::{Role, now_millis};
+use crate::error::ApiError;
+use crate::store::ApiKeyRecord;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    name: String,
+    role: String,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    body: Body,
+) -> Result<Response, ApiError> {
+    who.require(Role::Admin)?;
+    let value = read_json(body, state.cfg.server.max_body.0).await?;
+    let req: CreateKey = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let msg = e.inner().to_string();
+        let field = match msg
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next())
+        {
+            Some(m) => m.to_string(),
+            None if path == "." => "body".into(),
+            None => path,
+        };
+        ApiError::field(&field, msg)
+    })?;
+    let name = req.name.trim();
+    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::field(
+            "name",
+            "must be 1 to 100 printable characters",
+        ));
+    }
+    let role: Role = req.role.parse().map_err(|m| ApiError::field("role", m))?;
+    let key = generate_key();
+    let rec = ApiKeyRecord {
+        id: new_key_id(),
+        name: name.to_string(),
+        role,
+        prefix: key.chars().take(10).collect(),
+        key_hash: hash_key(&key),
+        created_at: now_millis(),
+    };
+    state.store.create_api_key(rec.clone(), &who.name).await?;
+    state.auth.forget();
+    let mut body = json!(rec);
+    body["key"] = json!(key);
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+) -> Result<Response, ApiError> {
+    who.require(Role::Admin)?;
+    let keys = state.store.list_api_keys().await?;
+    Ok(Json(json!({ "data": keys })).into_response())
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    who.require(Role::Admin)?;
+    if state
+        .store
+        .revoke_api_key(&id, &who.name, now_millis())
+        .await?
+    {
+        state.auth.forget();
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::not_found(format!(
+            "API key `{}`",
+            id.chars().take(64).collect::<String>()
+        )))
+    }
+}

@@ -1,0 +1,268 @@
+//! `/v1/messages`: send (single and batch), read, list, cancel.
+
+use super::body::read_json;
+use super::{AppState, Caller, page_limit};
+use crate::core::message::{Idempotency, NewMessage};
+use crate::core::types::{MessageStatus, Role, now_millis};
+use crate::core::validate::{self, Context, FieldError};
+use crate::error::ApiError;
+use crate::metrics::{PriorityLabels, RequestLabels};
+use crate::store::{Accepted, ListFilter};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+const MAX_BATCH: usize = 1000;
+
+fn idempotency(
+    headers: &HeaderMap,
+    scope: &str,
+    body: &Value,
+) -> Result<Option<Idempotency>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = v
+        .to_str()
+        .ok()
+        .filter(|k| {
+            !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| (0x21..=0x7e).contains(&b))
+        })
+        .ok_or_else(|| {
+            ApiError::field(
+                "Idempotency-Key",
+                "must be 1 to 255 visible ASCII characters",
+            )
+        })?;
+    // serde_json maps keep keys sorted, so equal documents hash equally.
+    let canonical = serde_json::to_vec(body).unwrap_or_default();
+    Ok(Some(Idempotency {
+        scope: scope.to_string(),
+        key: key.to_string(),
+        body_hash: hex::encode(Sha256::digest(&canonical)),
+    }))
+}
+
+fn build(
+    state: &AppState,
+    caller: &str,
+    body: Value,
+    idem: Option<Idempotency>,
+) -> Result<NewMessage, ApiError> {
+    let req = validate::decode(body).map_err(|e| ApiError::validation(vec![e]))?;
+    let ctx = Context {
+        now: now_millis(),
+        channels_available: &state.channels,
+        hosts: &state.hosts,
+        sender: caller,
+    };
+    validate::validate(req, &ctx, idem).map_err(ApiError::validation)
+}
+
+fn refused(state: &AppState, e: ApiError) -> ApiError {
+    state
+        .metrics
+        .refused
+        .get_or_create(&RequestLabels {
+            code: e.code.into(),
+        })
+        .inc();
+    e
+}
+
+fn note_accepted(state: &AppState, m: &NewMessage) {
+    state
+        .metrics
+        .accepted
+        .get_or_create(&PriorityLabels {
+            priority: m.priority.as_str().into(),
+        })
+        .inc();
+}
+
+pub async fn send(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    who.require(Role::Sender)?;
+    let value = read_json(body, state.cfg.server.max_body.0)
+        .await
+        .map_err(|e| refused(&state, e))?;
+    let idem = idempotency(&headers, &who.name, &value)?;
+    let msg = build(&state, &who.name, value, idem).map_err(|e| refused(&state, e))?;
+    let due_now = msg.send_at <= now_millis();
+    let template = msg.clone();
+    let outcome = state
+        .store
+        .accept(vec![msg])
+        .await?
+        .pop()
+        .ok_or_else(ApiError::internal)?;
+    match outcome {
+        Accepted::New(reply) => {
+            note_accepted(&state, &template);
+            if due_now {
+                state.wake.notify_one();
+            }
+            Ok((StatusCode::ACCEPTED, Json(reply)).into_response())
+        }
+        Accepted::Existing(reply) => {
+            let mut r = (StatusCode::ACCEPTED, Json(reply)).into_response();
+            r.headers_mut().insert(
+                "idempotent-replayed",
+                axum::http::HeaderValue::from_static("true"),
+            );
+            Ok(r)
+        }
+        Accepted::Mismatch => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_mismatch",
+            "this Idempotency-Key was used with a different body",
+        )),
+    }
+}
+
+pub async fn send_batch(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    body: Body,
+) -> Result<Response, ApiError> {
+    who.require(Role::Sender)?;
+    let value = read_json(body, state.cfg.server.max_batch_body.0)
+        .await
+        .map_err(|e| refused(&state, e))?;
+    let Value::Object(mut obj) = value else {
+        return Err(ApiError::field(
+            "body",
+            "must be an object {\"messages\": [...]}",
+        ));
+    };
+    if let Some(k) = obj.keys().find(|k| *k != "messages") {
+        return Err(ApiError::field(
+            k,
+            "unknown field; the body is {\"messages\": [...]}",
+        ));
+    }
+    let items = match obj.remove("messages") {
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(ApiError::field("messages", "must be an array")),
+        None => return Err(ApiError::field("messages", "is required")),
+    };
+    if items.is_empty() || items.len() > MAX_BATCH {
+        return Err(ApiError::field(
+            "messages",
+            format!("must hold 1 to {MAX_BATCH} messages"),
+        ));
+    }
+    let mut results: Vec<Option<Value>> = vec![None; items.len()];
+    let mut valid = Vec::new();
+    let mut slots = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        match build(&state, &who.name, item, None) {
+            Ok(m) => {
+                slots.push(i);
+                valid.push(m);
+            }
+            Err(mut e) => {
+                for fe in &mut e.errors {
+                    *fe =
+                        FieldError::new(format!("messages[{i}].{}", fe.field), fe.message.clone());
+                }
+                results[i] = Some(json!({ "error": refused(&state, e).body() }));
+            }
+        }
+    }
+    if !valid.is_empty() {
+        let due_now = valid.iter().any(|m| m.send_at <= now_millis());
+        let templates = valid.clone();
+        let outcomes = state.store.accept(valid).await?;
+        for ((slot, outcome), m) in slots.into_iter().zip(outcomes).zip(&templates) {
+            results[slot] = Some(match outcome {
+                Accepted::New(r) => {
+                    note_accepted(&state, m);
+                    json!(r)
+                }
+                Accepted::Existing(r) => json!(r),
+                Accepted::Mismatch => {
+                    json!({"error": ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_mismatch", "key reused").body()})
+                }
+            });
+        }
+        if due_now {
+            state.wake.notify_one();
+        }
+    }
+    let results: Vec<Value> = results
+        .into_iter()
+        .map(|r| r.unwrap_or(Value::Null))
+        .collect();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "results": results }))).into_response())
+}
+
+pub async fn get_one(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    who.require(Role::Viewer)?;
+    match state.store.get_message(&id).await? {
+        Some(m) => Ok(Json(m).into_response()),
+        None => Err(ApiError::not_found(format!(
+            "message `{}`",
+            id.chars().take(64).collect::<String>()
+        ))),
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    who.require(Role::Viewer)?;
+    let filter = ListFilter {
+        status: q
+            .get("status")
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<MessageStatus>()
+                    .map_err(|m| ApiError::field("status", m))
+            })
+            .transpose()?,
+        channel: q
+            .get("channel")
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().map_err(|m| ApiError::field("channel", m)))
+            .transpose()?,
+        limit: page_limit(q.get("limit").map(String::as_str))?.min(200),
+        after: q.get("after").filter(|s| !s.is_empty()).cloned(),
+    };
+    let limit = filter.limit;
+    let items = state.store.list_messages(filter).await?;
+    let next = (items.len() == limit)
+        .then(|| items.last().map(|m| m.id.clone()))
+        .flatten();
+    Ok(Json(json!({ "data": items, "next_after": next })).into_response())
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    who.require(Role::Sender)?;
+    match state.store.cancel(&id, &who.name).await? {
+        Some(m) => Ok(Json(m).into_response()),
+        None => Err(ApiError::not_found(format!(
+            "message `{}`",
+            id.chars().take(64).collect::<String>()
+        ))),
+    }
+}

@@ -1,0 +1,101 @@
+//! The HTTP API (SPEC §2): one file per resource, one shared state.
+
+pub mod auth;
+pub mod body;
+mod dead_letters;
+mod inbox;
+mod keys;
+mod messages;
+mod ops;
+
+use crate::config::Config;
+use crate::core::ssrf::HostPolicy;
+use crate::core::types::Channel;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::store::{InboxItem, Store};
+use auth::{Auth, Principal};
+use axum::Router;
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::routing::{delete, get, post};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use tokio::sync::{Notify, broadcast};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub cfg: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub auth: Arc<Auth>,
+    pub metrics: Arc<Metrics>,
+    pub hosts: Arc<HostPolicy>,
+    pub channels: Arc<HashSet<Channel>>,
+    pub wake: Arc<Notify>,
+    pub inbox_events: broadcast::Sender<InboxItem>,
+    /// Whether the dispatcher is running (for `/readyz`).
+    pub workers_running: Arc<AtomicBool>,
+}
+
+impl FromRef<AppState> for Arc<Auth> {
+    fn from_ref(s: &AppState) -> Self {
+        s.auth.clone()
+    }
+}
+
+/// The authenticated caller of a `/v1` route.
+pub struct Caller(pub Principal);
+
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    Arc<Auth>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = Arc::<Auth>::from_ref(state);
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        auth.authenticate(header).await.map(Caller)
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/messages", post(messages::send).get(messages::list))
+        .route("/v1/messages/batch", post(messages::send_batch))
+        .route("/v1/messages/{id}", get(messages::get_one))
+        .route("/v1/messages/{id}/cancel", post(messages::cancel))
+        .route("/v1/dead-letters", get(dead_letters::list))
+        .route("/v1/dead-letters/replay", post(dead_letters::replay))
+        .route("/v1/inbox/{user}", get(inbox::list))
+        .route("/v1/inbox/{user}/stream", get(inbox::stream))
+        .route("/v1/inbox/{user}/{id}/read", post(inbox::mark_read))
+        .route("/v1/api-keys", post(keys::create).get(keys::list))
+        .route("/v1/api-keys/{id}", delete(keys::revoke))
+        .route("/v1/audit", get(ops::audit))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .with_state(state)
+}
+
+/// Paging parameters shared by list routes.
+pub fn page_limit(limit: Option<&str>) -> Result<usize, ApiError> {
+    match limit {
+        None | Some("") => Ok(50),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => Ok(n),
+            _ => Err(ApiError::field(
+                "limit",
+                "must be a whole number from 1 to 1000",
+            )),
+        },
+    }
+}

@@ -1,0 +1,98 @@
+//! Health, readiness, metrics, the audit log, and the answers for unknown routes.
+
+use super::{AppState, Caller};
+use crate::core::types::Role;
+use crate::error::ApiError;
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+pub async fn healthz() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let storage =
+        match tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer within 2s".to_string()),
+        };
+    let workers = state.workers_running.load(Ordering::Relaxed);
+    let ready = storage.is_ok() && workers;
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "checks": {
+            "storage": match &storage { Ok(()) => json!({"status": "ok"}), Err(e) => json!({"status": "down", "error": e}) },
+            "workers": json!({"status": if workers { "running" } else { "stopped" }}),
+        }
+    });
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if !state.cfg.server.metrics_open {
+        let h = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        state.auth.authenticate(h).await?.require(Role::Viewer)?;
+    }
+    match state.store.stats().await {
+        Ok(s) => state.metrics.observe_stats(&s),
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot read queue depth"),
+    }
+    let body = state.metrics.encode();
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}
+
+pub async fn audit(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    who.require(Role::Viewer)?;
+    let limit = super::page_limit(q.get("limit").map(String::as_str))?;
+    let after = match q.get("after").filter(|s| !s.is_empty()) {
+        Some(s) => Some(
+            s.parse::<i64>()
+                .map_err(|_| ApiError::field("after", "must be an audit entry id"))?,
+        ),
+        None => None,
+    };
+    let items = state.store.audit_list(limit, after).await?;
+    let next = (items.len() == limit)
+        .then(|| items.last().map(|e| e.id))
+        .flatten();
+    Ok(Json(json!({ "data": items, "next_after": next })).into_response())
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("route")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}

@@ -1,0 +1,176 @@
+//! Wiring: storage, providers, API and dispatcher, with one shutdown token.
+
+use crate::api::auth::Auth;
+use crate::api::{AppState, router};
+use crate::config::Config;
+use crate::core::ssrf::HostPolicy;
+use crate::core::types::{new_id, now_millis};
+use crate::metrics::Metrics;
+use crate::providers::Registry;
+use crate::store::Store;
+use crate::store::sqlite::SqliteStore;
+use crate::worker::Dispatcher;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, broadcast};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("providers: {0}")]
+    Providers(String),
+    #[error("cannot listen: {0}")]
+    Listen(std::io::Error),
+}
+
+/// A running gateway.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub store: Arc<dyn Store>,
+    stop: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+impl Server {
+    /// Stops accepting, lets calls in flight finish within the grace period, releases the
+    /// remaining leases, and returns when all is done.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.handle.await;
+    }
+
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Waits until the server has stopped (after its token is cancelled).
+    pub async fn wait(self) {
+        let _ = self.handle.await;
+    }
+}
+
+/// Starts the gateway on `listener`.
+pub async fn start(
+    cfg: Config,
+    listener: TcpListener,
+    admin_key: &str,
+) -> Result<Server, StartError> {
+    cfg.validate()?;
+    let cfg = Arc::new(cfg);
+    let addr = listener.local_addr().map_err(StartError::Listen)?;
+    let store: Arc<dyn Store> = SqliteStore::open(&cfg.sqlite_path()?, true)?;
+    let recovered = store.recover_leases(now_millis()).await?;
+    if recovered > 0 {
+        tracing::info!(
+            recovered,
+            "leases of the previous run released; those deliveries are retried"
+        );
+    }
+    let metrics = Arc::new(Metrics::new());
+    let (inbox_events, _) = broadcast::channel(1024);
+    let providers = Arc::new(
+        Registry::from_config(&cfg, store.clone(), inbox_events.clone())
+            .map_err(StartError::Providers)?,
+    );
+    let wake = Arc::new(Notify::new());
+    let workers_running = Arc::new(AtomicBool::new(false));
+    let state = AppState {
+        cfg: cfg.clone(),
+        store: store.clone(),
+        auth: Arc::new(Auth::new(&cfg, admin_key, store.clone())),
+        metrics: metrics.clone(),
+        hosts: Arc::new(HostPolicy::new(&cfg.webhook.allowed_hosts)),
+        channels: Arc::new(providers.channels()),
+        wake: wake.clone(),
+        inbox_events,
+        workers_running: workers_running.clone(),
+    };
+    let stop = CancellationToken::new();
+    let dispatcher = cfg.dispatch.enabled.then(|| {
+        Arc::new(Dispatcher {
+            store: store.clone(),
+            providers: providers.clone(),
+            metrics,
+            cfg: cfg.dispatch.clone(),
+            node_id: new_id("node"),
+            wake,
+            grace: cfg.server.shutdown_grace.0,
+        })
+    });
+    let app = router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    let stop2 = stop.clone();
+    let store2 = store.clone();
+    let handle = tokio::spawn(async move {
+        let worker_stop = CancellationToken::new();
+        let worker = dispatcher.map(|d| {
+            workers_running.store(true, Ordering::Relaxed);
+            let t = worker_stop.clone();
+            tokio::spawn(async move { d.run(t).await })
+        });
+        let maintenance = tokio::spawn(maintenance(store2, stop2.clone()));
+        let server =
+            axum::serve(listener, app).with_graceful_shutdown(stop2.clone().cancelled_owned());
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+        // The API has stopped accepting; now the workers drain.
+        workers_running.store(false, Ordering::Relaxed);
+        worker_stop.cancel();
+        if let Some(w) = worker {
+            let _ = w.await;
+        }
+        maintenance.abort();
+        tracing::info!("stopped");
+    });
+    tracing::info!(%addr, "Herald listening");
+    Ok(Server {
+        addr,
+        store,
+        stop,
+        handle,
+    })
+}
+
+/// Periodic housekeeping: forget idempotency keys after 24 h.
+async fn maintenance(store: Arc<dyn Store>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+        }
+        match store
+            .purge_idempotency(now_millis() - 24 * 3600 * 1000)
+            .await
+        {
+            Ok(n) if n > 0 => tracing::debug!(purged = n, "idempotency keys expired"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
+        }
+    }
+}
+
+/// Sets up logging once: `RUST_LOG` wins over the configured level.
+pub fn setup_tracing(cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(format!("{},tower_http=warn,hyper=warn", cfg.log.level)))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    let _ = if cfg.log.format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}

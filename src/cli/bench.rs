@@ -1,0 +1,289 @@
+//! `herald bench`: starts `herald serve` as a child process on loopback (its own data dir,
+//! dispatch off so that only accepting is measured), drives it over real HTTP, and reports
+//! durable accepted messages per second, accept latency and the server's resident memory.
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::{Value, json};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Single-message requests to send.
+    #[arg(long, default_value_t = 50_000)]
+    pub requests: u64,
+    /// Batch requests to send.
+    #[arg(long, default_value_t = 500)]
+    pub batches: u64,
+    /// Messages per batch request.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: u64,
+    /// Connections used at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: u64,
+    /// After the runs, fill the queue up to this many queued deliveries and report memory.
+    #[arg(long, default_value_t = 0)]
+    pub fill: u64,
+    /// Keep the data directory (printed) instead of removing it.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+const KEY: &str = "bench-admin-key-0123456789abcdef";
+
+struct Child {
+    proc: std::process::Child,
+    dir: std::path::PathBuf,
+    keep: bool,
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.proc.kill();
+        let _ = self.proc.wait();
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn rss_mib(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+struct RunResult {
+    requests: u64,
+    messages: u64,
+    errors: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u32>,
+}
+
+async fn drive(
+    http: &reqwest::Client,
+    url: &str,
+    body: Arc<Value>,
+    total: u64,
+    per_request: u64,
+    concurrency: u64,
+) -> RunResult {
+    let next = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (http, url, body, next, errors) = (
+            http.clone(),
+            url.to_string(),
+            body.clone(),
+            next.clone(),
+            errors.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let payload = serde_json::to_vec(&*body).unwrap_or_default();
+            while next.fetch_add(1, Ordering::Relaxed) < total {
+                let t = Instant::now();
+                let r = http
+                    .post(&url)
+                    .bearer_auth(KEY)
+                    .header("content-type", "application/json")
+                    .body(payload.clone())
+                    .send()
+                    .await;
+                match r {
+                    Ok(resp) if resp.status().as_u16() == 202 => {
+                        let _ = resp.bytes().await;
+                        lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    for t in tasks {
+        if let Ok(l) = t.await {
+            latencies_us.extend(l);
+        }
+    }
+    latencies_us.sort_unstable();
+    let errors = errors.load(Ordering::Relaxed);
+    RunResult {
+        requests: total,
+        messages: (total - errors.min(total)) * per_request,
+        errors,
+        elapsed: started.elapsed(),
+        latencies_us,
+    }
+}
+
+fn report(name: &str, r: &RunResult, rss: Option<f64>) -> Value {
+    let secs = r.elapsed.as_secs_f64().max(1e-9);
+    let v = json!({
+        "run": name,
+        "requests": r.requests,
+        "errors": r.errors,
+        "messages_accepted": r.messages,
+        "seconds": (secs * 100.0).round() / 100.0,
+        "requests_per_second": (r.requests as f64 / secs).round(),
+        "messages_per_second": (r.messages as f64 / secs).round(),
+        "latency_ms": {
+            "p50": percentile(&r.latencies_us, 0.50),
+            "p99": percentile(&r.latencies_us, 0.99),
+            "max": percentile(&r.latencies_us, 1.0),
+        },
+        "server_rss_mib": rss.map(|m| (m * 10.0).round() / 10.0),
+    });
+    println!("{}", serde_json::to_string(&v).unwrap_or_default());
+    v
+}
+
+pub async fn run(a: BenchArgs) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find the herald binary")?;
+    let dir = std::env::temp_dir().join(format!("herald-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?.port()
+    };
+    let cfg = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nmax_batch_body = \"64MiB\"\n[dispatch]\nenabled = false\n[log]\nlevel = \"warn\"\n",
+        dir.display()
+    );
+    std::fs::write(dir.join("herald.toml"), cfg)?;
+    let proc = std::process::Command::new(&exe)
+        .args(["serve", "--config"])
+        .arg(dir.join("herald.toml"))
+        .env("HERALD_ADMIN_KEY", KEY)
+        .env_remove("HERALD_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start herald serve")?;
+    let child = Child {
+        proc,
+        dir: dir.clone(),
+        keep: a.keep,
+    };
+    let pid = child.proc.id();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(a.concurrency as usize)
+        .build()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if http
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("herald serve did not become healthy within 30s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "bench: herald serve pid {pid} on {base}, data in {}",
+        dir.display()
+    );
+    let one = json!({"to": {"user": "bench-user"}, "content": {"text": "benchmark message"}, "metadata": {"bench": "1"}});
+    // Warm-up: connections and page cache.
+    drive(
+        &http,
+        &format!("{base}/v1/messages"),
+        Arc::new(one.clone()),
+        2_000,
+        1,
+        a.concurrency,
+    )
+    .await;
+
+    let mut results: Vec<Value> = Vec::new();
+    if a.requests > 0 {
+        let r = drive(
+            &http,
+            &format!("{base}/v1/messages"),
+            Arc::new(one.clone()),
+            a.requests,
+            1,
+            a.concurrency,
+        )
+        .await;
+        results.push(report("single", &r, rss_mib(pid)));
+    }
+    if a.batches > 0 {
+        let batch = json!({ "messages": vec![one.clone(); a.batch_size as usize] });
+        let conc = a.concurrency.min(8);
+        let r = drive(
+            &http,
+            &format!("{base}/v1/messages/batch"),
+            Arc::new(batch),
+            a.batches,
+            a.batch_size,
+            conc,
+        )
+        .await;
+        results.push(report("batch", &r, rss_mib(pid)));
+    }
+    if a.fill > 0 {
+        let before = queued(&http, &base).await.unwrap_or(0);
+        let missing = a.fill.saturating_sub(before);
+        let size = 1000u64;
+        let batch = json!({ "messages": vec![one.clone(); size as usize] });
+        let r = drive(
+            &http,
+            &format!("{base}/v1/messages/batch"),
+            Arc::new(batch),
+            missing.div_ceil(size),
+            size,
+            4,
+        )
+        .await;
+        let depth = queued(&http, &base).await.unwrap_or(0);
+        let mut v = report("fill", &r, rss_mib(pid));
+        v["queued_deliveries"] = json!(depth);
+        println!(
+            "{}",
+            json!({"run": "memory", "queued_deliveries": depth, "server_rss_mib": rss_mib(pid)})
+        );
+        results.push(v);
+    }
+    drop(child);
+    Ok(())
+}
+
+async fn queued(http: &reqwest::Client, base: &str) -> Option<u64> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with("herald_queue_depth{state=\"queued\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+}

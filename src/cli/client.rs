@@ -1,0 +1,307 @@
+//! Client commands: `send`, `messages get|list`, `dlq list|replay`.
+
+use super::ClientArgs;
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Map, Value, json};
+
+#[derive(Args, Debug)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The whole request body as JSON, from a file or `-` for stdin (other flags are ignored).
+    #[arg(long)]
+    pub json: Option<String>,
+    #[arg(long)]
+    pub to_user: Option<String>,
+    #[arg(long)]
+    pub to_webhook: Option<String>,
+    #[arg(long)]
+    pub to_email: Option<String>,
+    #[arg(long)]
+    pub to_phone: Option<String>,
+    /// Channel, in order of preference (repeatable).
+    #[arg(long = "channel")]
+    pub channels: Vec<String>,
+    #[arg(long)]
+    pub subject: Option<String>,
+    #[arg(long)]
+    pub text: Option<String>,
+    #[arg(long)]
+    pub html: Option<String>,
+    #[arg(long)]
+    pub priority: Option<String>,
+    #[arg(long)]
+    pub ttl: Option<String>,
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MessagesCmd {
+    /// Show one message with its deliveries and attempts.
+    Get {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List messages, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        after: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DlqCmd {
+    /// List dead letters.
+    List {
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        after: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Re-queue dead letters: by id, or all (of a channel).
+    Replay {
+        ids: Vec<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        channel: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+struct Client {
+    base: String,
+    key: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    fn new(a: &ClientArgs) -> Result<Self> {
+        let key = a
+            .api_key
+            .clone()
+            .filter(|k| !k.is_empty())
+            .context("no API key: set HERALD_API_KEY or pass --api-key")?;
+        Ok(Client {
+            base: a.url.trim_end_matches('/').to_string(),
+            key,
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()?,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, String)],
+    ) -> Result<Value> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(&self.key);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if !status.is_success() {
+            let detail = value.get("detail").and_then(Value::as_str).unwrap_or("");
+            let code = value.get("code").and_then(Value::as_str).unwrap_or("");
+            bail!(
+                "HTTP {} {code}: {detail} {}",
+                status.as_u16(),
+                value
+                    .get("errors")
+                    .map(|e| e.to_string())
+                    .unwrap_or_default()
+            );
+        }
+        Ok(value)
+    }
+}
+
+fn print(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        if let Some(v) = v {
+            s.append_pair(k, v);
+        }
+    }
+    let q = s.finish();
+    if q.is_empty() { q } else { format!("?{q}") }
+}
+
+pub async fn send(a: SendArgs) -> Result<()> {
+    let c = Client::new(&a.client)?;
+    let body = match &a.json {
+        Some(src) => {
+            let text = if src == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(src).with_context(|| format!("cannot read {src}"))?
+            };
+            serde_json::from_str(&text).context("--json is not valid JSON")?
+        }
+        None => {
+            let mut to = Map::new();
+            for (k, v) in [
+                ("user", &a.to_user),
+                ("webhook", &a.to_webhook),
+                ("email", &a.to_email),
+                ("phone", &a.to_phone),
+            ] {
+                if let Some(v) = v {
+                    to.insert(k.into(), json!(v));
+                }
+            }
+            let mut content = Map::new();
+            for (k, v) in [
+                ("subject", &a.subject),
+                ("text", &a.text),
+                ("html", &a.html),
+            ] {
+                if let Some(v) = v {
+                    content.insert(k.into(), json!(v));
+                }
+            }
+            let mut b = json!({ "to": to, "content": content });
+            if !a.channels.is_empty() {
+                b["channels"] = json!(a.channels);
+            }
+            if let Some(p) = &a.priority {
+                b["priority"] = json!(p);
+            }
+            if let Some(t) = &a.ttl {
+                b["ttl"] = json!(t);
+            }
+            b
+        }
+    };
+    let headers: Vec<(&str, String)> = a
+        .idempotency_key
+        .iter()
+        .map(|k| ("idempotency-key", k.clone()))
+        .collect();
+    print(
+        &c.call(reqwest::Method::POST, "/v1/messages", Some(body), &headers)
+            .await?,
+    );
+    Ok(())
+}
+
+pub async fn messages(cmd: MessagesCmd) -> Result<()> {
+    match cmd {
+        MessagesCmd::Get { id, client } => {
+            let c = Client::new(&client)?;
+            let path = format!(
+                "/v1/messages/{}",
+                url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
+            );
+            print(&c.call(reqwest::Method::GET, &path, None, &[]).await?);
+        }
+        MessagesCmd::List {
+            status,
+            channel,
+            limit,
+            after,
+            client,
+        } => {
+            let c = Client::new(&client)?;
+            let q = query(&[
+                ("status", status),
+                ("channel", channel),
+                ("limit", Some(limit.to_string())),
+                ("after", after),
+            ]);
+            print(
+                &c.call(reqwest::Method::GET, &format!("/v1/messages{q}"), None, &[])
+                    .await?,
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn dlq(cmd: DlqCmd) -> Result<()> {
+    match cmd {
+        DlqCmd::List {
+            channel,
+            limit,
+            after,
+            client,
+        } => {
+            let c = Client::new(&client)?;
+            let q = query(&[
+                ("channel", channel),
+                ("limit", Some(limit.to_string())),
+                ("after", after),
+            ]);
+            print(
+                &c.call(
+                    reqwest::Method::GET,
+                    &format!("/v1/dead-letters{q}"),
+                    None,
+                    &[],
+                )
+                .await?,
+            );
+        }
+        DlqCmd::Replay {
+            ids,
+            all,
+            channel,
+            client,
+        } => {
+            let c = Client::new(&client)?;
+            let body = match (ids.is_empty(), all) {
+                (false, false) => json!({ "ids": ids }),
+                (true, true) => match channel {
+                    Some(ch) => json!({ "all": true, "channel": ch }),
+                    None => json!({ "all": true }),
+                },
+                _ => bail!("give message ids or --all (with an optional --channel)"),
+            };
+            print(
+                &c.call(
+                    reqwest::Method::POST,
+                    "/v1/dead-letters/replay",
+                    Some(body),
+                    &[],
+                )
+                .await?,
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! The command line (SPEC §4). Client commands talk HTTP to `HERALD_URL` with
+//! `HERALD_API_KEY`; `serve`, `migrate` and `config check` work on the configuration.
+
+pub mod bench;
+pub mod client;
+pub mod sink;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "herald",
+    version,
+    about = "Herald: a self-hosted, highly available notification gateway"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConfigArg {
+    /// Configuration file (else $HERALD_CONFIG, else ./herald.toml if present, else defaults).
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// Herald's base URL.
+    #[arg(long, env = "HERALD_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// API key.
+    #[arg(long, env = "HERALD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway: API and workers.
+    Serve(ConfigArg),
+    /// Apply storage migrations and exit.
+    Migrate(ConfigArg),
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// Send one message.
+    Send(client::SendArgs),
+    /// Read messages.
+    Messages {
+        #[command(subcommand)]
+        cmd: client::MessagesCmd,
+    },
+    /// Dead letters: list and replay.
+    Dlq {
+        #[command(subcommand)]
+        cmd: client::DlqCmd,
+    },
+    /// Measure durable accept throughput and latency against a gateway this command starts.
+    Bench(bench::BenchArgs),
+    /// A local webhook receiver that prints what arrives and checks signatures.
+    Sink(sink::SinkArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCmd {
+    /// Validate the configuration and print it, secrets redacted.
+    Check(ConfigArg),
+}

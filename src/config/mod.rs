@@ -1,0 +1,355 @@
+//! The typed configuration (SPEC §3): built-in defaults, then the TOML file, then `HERALD_*`
+//! environment overrides; `${VAR}` interpolation; unknown keys refused by name.
+
+mod load;
+mod units;
+
+pub use load::{ConfigError, load, load_from_str};
+pub use units::{ByteSize, Dur, Rate, Secret};
+
+use crate::core::types::{Channel, Role};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub webhook: WebhookConfig,
+    pub dispatch: DispatchConfig,
+    pub log: LogConfig,
+    pub api_keys: Vec<ApiKeyConfig>,
+    pub providers: Vec<ProviderConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the HTTP API listens on.
+    pub listen: String,
+    /// Folder for the SQLite file, the admin key and (later) the spool and backups.
+    pub data_dir: PathBuf,
+    /// How providers reach this gateway (receipt callbacks).
+    pub public_url: Option<String>,
+    /// Largest request body for single-message routes.
+    pub max_body: ByteSize,
+    /// Largest request body for `/v1/messages/batch`.
+    pub max_batch_body: ByteSize,
+    /// On SIGTERM, how long in-flight deliveries may take before their leases are released.
+    pub shutdown_grace: Dur,
+    /// Whether `/metrics` needs no key (SPEC: open by default).
+    pub metrics_open: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./herald-data"),
+            public_url: None,
+            max_body: ByteSize(1 << 20),
+            max_batch_body: ByteSize(16 << 20),
+            shutdown_grace: Dur::secs(10),
+            metrics_open: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `sqlite://PATH`; empty means `<data_dir>/herald.db`.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Hosts webhooks may be sent to: exact names or IPs, `*.example.com`, or `*` for any
+    /// public host. Private and loopback addresses need an entry of their own.
+    pub allowed_hosts: Vec<String>,
+    /// Timeout of one webhook call.
+    pub timeout: Dur,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            allowed_hosts: vec!["*".into()],
+            timeout: Dur::secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatchConfig {
+    /// Whether this node runs the dispatcher (off: an API-only node).
+    pub enabled: bool,
+    /// Provider calls in flight at once on this node.
+    pub concurrency: usize,
+    /// Deliveries claimed per round trip to storage.
+    pub claim_batch: usize,
+    /// How long a claim is held before another worker may take the delivery.
+    pub lease: Dur,
+    /// How often idle workers look for due work (they are also woken on accept).
+    pub poll: Dur,
+    /// Attempts per delivery before it fails for good.
+    pub max_attempts: u32,
+    /// Retry backoff: first delay, growth factor, cap (full jitter is applied).
+    pub retry_base: Dur,
+    pub retry_factor: u32,
+    pub retry_cap: Dur,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        DispatchConfig {
+            enabled: true,
+            concurrency: 64,
+            claim_batch: 256,
+            lease: Dur::secs(60),
+            poll: Dur::millis(250),
+            max_attempts: 10,
+            retry_base: Dur::secs(1),
+            retry_factor: 2,
+            retry_cap: Dur::secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug`, `trace`, or an EnvFilter directive; `RUST_LOG` wins.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    pub name: String,
+    pub key: Secret,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Aliyun,
+    Twilio,
+    Smtp,
+    Webhook,
+    Slack,
+    Dingtalk,
+    Feishu,
+    Wecom,
+    Webpush,
+    Fcm,
+    Apns,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub id: String,
+    pub channel: Channel,
+    pub kind: ProviderKind,
+    #[serde(default = "default_provider_priority")]
+    pub priority: u32,
+    #[serde(default = "default_provider_weight")]
+    pub weight: u32,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+    #[serde(default)]
+    pub credentials: BTreeMap<String, Secret>,
+    #[serde(default)]
+    pub options: BTreeMap<String, toml::Value>,
+}
+
+fn default_provider_priority() -> u32 {
+    1
+}
+fn default_provider_weight() -> u32 {
+    100
+}
+
+impl Config {
+    /// The SQLite file path this configuration stores to.
+    pub fn sqlite_path(&self) -> Result<PathBuf, ConfigError> {
+        match self.storage.url.as_deref() {
+            None | Some("") => Ok(self.server.data_dir.join("herald.db")),
+            Some(url) => match url.strip_prefix("sqlite://") {
+                Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+                _ => Err(ConfigError::Invalid {
+                    key: "storage.url".into(),
+                    message: format!(
+                        "`{}` is not supported by this build: use sqlite://PATH",
+                        redact_url(url)
+                    ),
+                }),
+            },
+        }
+    }
+
+    /// A configuration for tests: everything under `dir`, fast polling, short leases.
+    pub fn for_tests(dir: &Path) -> Config {
+        let mut c = Config::default();
+        c.server.listen = "127.0.0.1:0".into();
+        c.server.data_dir = dir.to_path_buf();
+        c.server.shutdown_grace = Dur::secs(2);
+        c.webhook.allowed_hosts = vec!["127.0.0.1".into(), "localhost".into()];
+        c.webhook.timeout = Dur::secs(5);
+        c.dispatch.poll = Dur::millis(50);
+        c.dispatch.retry_base = Dur::millis(50);
+        c.dispatch.retry_cap = Dur::millis(500);
+        c
+    }
+
+    /// Checks that go beyond the shape of the file.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: key.into(),
+            message,
+        };
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "server.listen",
+                format!(
+                    "`{}` is not an address like 127.0.0.1:8080",
+                    self.server.listen
+                ),
+            ));
+        }
+        if let Some(u) = &self.server.public_url {
+            url::Url::parse(u).map_err(|e| invalid("server.public_url", e.to_string()))?;
+        }
+        self.sqlite_path()?;
+        if !["text", "json"].contains(&self.log.format.as_str()) {
+            return Err(invalid("log.format", "must be `text` or `json`".into()));
+        }
+        let d = &self.dispatch;
+        if d.concurrency == 0 || d.claim_batch == 0 || d.max_attempts == 0 || d.retry_factor == 0 {
+            return Err(invalid(
+                "dispatch",
+                "concurrency, claim_batch, max_attempts and retry_factor must be at least 1".into(),
+            ));
+        }
+        if d.lease.0.as_millis() < 1000 {
+            return Err(invalid("dispatch.lease", "must be at least 1s".into()));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, k) in self.api_keys.iter().enumerate() {
+            if k.key.expose().len() < 16 {
+                return Err(invalid(
+                    &format!("api_keys[{i}].key"),
+                    "must be at least 16 characters".into(),
+                ));
+            }
+            if !names.insert(k.name.as_str()) {
+                return Err(invalid(
+                    &format!("api_keys[{i}].name"),
+                    format!("duplicate key name `{}`", k.name),
+                ));
+            }
+        }
+        let mut ids = std::collections::HashSet::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            if p.id.is_empty()
+                || !p
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(
+                    &format!("providers[{i}].id"),
+                    "must be letters, digits, `-` or `_`".into(),
+                ));
+            }
+            if !ids.insert(p.id.as_str()) {
+                return Err(invalid(
+                    &format!("providers[{i}].id"),
+                    format!("duplicate provider id `{}`", p.id),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut c = self.clone();
+        if let Some(u) = &c.storage.url {
+            c.storage.url = Some(redact_url(u));
+        }
+        toml::to_string_pretty(&c)
+            .unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
+    }
+}
+
+/// Hides the password of a URL like `postgres://user:pw@host/db`.
+pub fn redact_url(u: &str) -> String {
+    match url::Url::parse(u) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("redacted"));
+            parsed.to_string()
+        }
+        _ => u.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../../herald.example.toml");
+        let env = |k: &str| match k {
+            "BILLING_KEY" => Some("billing-key-0123456789abcdef".to_string()),
+            "WEBHOOK_SECRET" => Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_string()),
+            _ => None,
+        };
+        let cfg = load_from_str(text, &env).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.api_keys.len(), 1);
+        assert_eq!(cfg.providers[0].id, "signed-hooks");
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+        assert_eq!(
+            Config::default().sqlite_path().unwrap(),
+            PathBuf::from("./herald-data/herald.db")
+        );
+    }
+
+    #[test]
+    fn redacted_output_hides_secrets() {
+        let text = "[[api_keys]]\nname='a'\nkey='supersecretkey-0123456789'\nrole='admin'\n[storage]\nurl='sqlite://x.db'\n";
+        let cfg = load_from_str(text, &|_| None).unwrap();
+        let out = cfg.to_redacted_toml();
+        assert!(!out.contains("supersecretkey"), "{out}");
+        assert!(out.contains("[redacted]"));
+        assert_eq!(
+            redact_url("postgres://u:pw@h:5432/db"),
+            "postgres://u:redacted@h:5432/db"
+        );
+    }
+}

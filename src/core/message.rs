@@ -1,0 +1,50 @@
+//! A message as accepted: validated, with its id and deliveries fixed before it is stored.
+
+use super::types::{Channel, Millis, Priority, Strategy};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// What is sent: the same for every channel until templates render per channel.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Content {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDelivery {
+    pub id: String,
+    pub channel: Channel,
+    pub to: String,
+}
+
+/// An idempotency key with the hash of the body it was first used with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Idempotency {
+    /// Keys are scoped per API key: two callers may use the same key.
+    pub scope: String,
+    pub key: String,
+    pub body_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    pub id: String,
+    pub priority: Priority,
+    pub strategy: Strategy,
+    pub created_at: Millis,
+    pub send_at: Millis,
+    pub expires_at: Millis,
+    pub content: Content,
+    pub template: Option<String>,
+    pub params: Option<Map<String, Value>>,
+    pub metadata: Map<String, Value>,
+    pub deliveries: Vec<NewDelivery>,
+    pub idempotency: Option<Idempotency>,
+    /// Name of the API key that sent it.
+    pub sender: String,
+}

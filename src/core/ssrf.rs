@@ -1,0 +1,205 @@
+//! The webhook SSRF guard, pure part: which hosts are allowed and which addresses are never
+//! reachable. Resolution happens in the webhook provider, which calls [`HostPolicy::check_ip`]
+//! on every address a name resolves to.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+#[derive(Debug, Clone, Default)]
+pub struct HostPolicy {
+    entries: Vec<String>,
+}
+
+impl HostPolicy {
+    pub fn new(allowed_hosts: &[String]) -> Self {
+        HostPolicy {
+            entries: allowed_hosts
+                .iter()
+                .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
+        }
+    }
+
+    /// Whether `host` (a name or an IP literal, without brackets) has an entry of its own,
+    /// exact or by `*.suffix` pattern. `*` alone does not count as an explicit entry.
+    pub fn explicitly_listed(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.entries.iter().any(|e| {
+            if e == &host {
+                return true;
+            }
+            match e.strip_prefix("*.") {
+                Some(suffix) => {
+                    host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}"))
+                }
+                None => false,
+            }
+        })
+    }
+
+    /// Whether a URL's host may be used at all (before resolution).
+    pub fn check_host(&self, host: &str) -> Result<(), String> {
+        let lower = host.trim_end_matches('.').to_ascii_lowercase();
+        if let Ok(ip) = lower.parse::<IpAddr>() {
+            return self.check_ip(&lower, ip);
+        }
+        if lower == "localhost" || lower.ends_with(".localhost") {
+            return if self.explicitly_listed(&lower) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "host `{host}` is a loopback name and is not in webhook.allowed_hosts"
+                ))
+            };
+        }
+        if lower == "metadata.google.internal" || lower == "metadata" {
+            return Err(format!("host `{host}` is a cloud metadata service"));
+        }
+        if self.explicitly_listed(&lower) || self.entries.iter().any(|e| e == "*") {
+            Ok(())
+        } else {
+            Err(format!("host `{host}` is not in webhook.allowed_hosts"))
+        }
+    }
+
+    /// Whether an address `host` resolved to may be connected to.
+    pub fn check_ip(&self, host: &str, ip: IpAddr) -> Result<(), String> {
+        let ip = canonical(ip);
+        if never_reachable(ip) {
+            return Err(format!(
+                "address {ip} is link-local, metadata, multicast or unspecified and is never allowed"
+            ));
+        }
+        if is_internal(ip) {
+            return if self.explicitly_listed(host) || self.explicitly_listed(&ip.to_string()) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "address {ip} is private or loopback; add `{host}` to webhook.allowed_hosts to allow it"
+                ))
+            };
+        }
+        if self.explicitly_listed(host)
+            || self.explicitly_listed(&ip.to_string())
+            || self.entries.iter().any(|e| e == "*")
+        {
+            Ok(())
+        } else {
+            Err(format!("host `{host}` is not in webhook.allowed_hosts"))
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses are judged as the IPv4 address they carry.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    }
+}
+
+fn never_reachable(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_link_local()           // 169.254/16, incl. 169.254.169.254 metadata
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.octets()[0] == 0
+                || v4 == Ipv4Addr::new(100, 100, 100, 200) // Alibaba Cloud metadata
+        }
+        IpAddr::V6(v6) => {
+            v6.is_unspecified()
+                || v6.is_multicast()
+                || (v6.segments()[0] & 0xffc0) == 0xfe80 // link-local
+                || v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) // AWS metadata (IPv6)
+        }
+    }
+}
+
+fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64) // 100.64/10 CGNAT
+                || (v4.octets()[0] == 198 && (v4.octets()[1] & 0xfe) == 18) // 198.18/15
+        }
+        IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00, // fc00::/7
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(h: &[&str]) -> HostPolicy {
+        HostPolicy::new(&h.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn wildcard_allows_public_hosts_only() {
+        let p = policy(&["*"]);
+        assert!(p.check_host("hooks.example.com").is_ok());
+        assert!(p.check_host("8.8.8.8").is_ok());
+        for bad in [
+            "127.0.0.1",
+            "10.0.0.5",
+            "192.168.1.1",
+            "localhost",
+            "169.254.169.254",
+            "::1",
+            "[::1]".trim_matches(['[', ']']),
+            "0.0.0.0",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "100.100.100.200",
+            "metadata.google.internal",
+        ] {
+            assert!(p.check_host(bad).is_err(), "{bad} must be refused");
+        }
+    }
+
+    #[test]
+    fn private_addresses_need_their_own_entry() {
+        let p = policy(&["127.0.0.1", "*.corp.example", "localhost"]);
+        assert!(p.check_host("127.0.0.1").is_ok());
+        assert!(p.check_host("localhost").is_ok());
+        assert!(
+            p.check_ip("localhost", "127.0.0.1".parse().unwrap())
+                .is_ok()
+        );
+        assert!(
+            p.check_ip("a.corp.example", "10.1.2.3".parse().unwrap())
+                .is_ok()
+        );
+        assert!(
+            p.check_host("corp.example").is_err(),
+            "pattern needs a subdomain"
+        );
+        assert!(
+            p.check_host("example.com").is_err(),
+            "no wildcard, not listed"
+        );
+        assert!(
+            p.check_ip("evil.example", "10.1.2.3".parse().unwrap())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn link_local_and_metadata_are_never_allowed_even_when_listed() {
+        let p = policy(&["169.254.169.254", "*"]);
+        assert!(p.check_host("169.254.169.254").is_err());
+        assert!(
+            p.check_ip("rebind.example", "169.254.169.254".parse().unwrap())
+                .is_err()
+        );
+        assert!(
+            p.check_ip("rebind.example", "::ffff:169.254.169.254".parse().unwrap())
+                .is_err()
+        );
+    }
+}

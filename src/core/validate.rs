@@ -1,0 +1,493 @@
+//! Validation of `POST /v1/messages` bodies: every problem is reported with the field it is
+//! in; nothing here panics on any input.
+
+use super::message::{Content, Idempotency, NewDelivery, NewMessage};
+use super::ssrf::HostPolicy;
+use super::types::{Channel, Millis, Priority, Strategy, new_id, parse_rfc3339};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// A field and what is wrong with it (SPEC "Errors": `errors[]`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The body as sent; types are loose (strings for enums) so that errors can name the field.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    pub to: To,
+    #[serde(default)]
+    pub channels: Option<Vec<String>>,
+    #[serde(default)]
+    pub strategy: Option<String>,
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub params: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub content: Option<ContentIn>,
+    #[serde(default)]
+    pub priority: Option<String>,
+    #[serde(default)]
+    pub ttl: Option<String>,
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    #[serde(default)]
+    pub send_at: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct To {
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub user: Option<String>,
+    pub webhook: Option<String>,
+    pub chat: Option<String>,
+    pub push: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentIn {
+    pub subject: Option<String>,
+    pub text: Option<String>,
+    pub html: Option<String>,
+}
+
+/// What validation needs to know about the running gateway.
+pub struct Context<'a> {
+    pub now: Millis,
+    /// Channels that have at least one provider.
+    pub channels_available: &'a HashSet<Channel>,
+    pub hosts: &'a HostPolicy,
+    pub sender: &'a str,
+}
+
+pub const MAX_TTL: Duration = Duration::from_secs(30 * 86_400);
+const DEFAULT_TTL: Duration = Duration::from_secs(86_400);
+const MAX_TEXT: usize = 256 * 1024;
+const MAX_SUBJECT: usize = 998;
+const MAX_METADATA_KEYS: usize = 64;
+const MAX_METADATA_BYTES: usize = 16 * 1024;
+const MAX_PUSH_TARGETS: usize = 100;
+
+/// Decodes a body into a [`SendRequest`], naming the field of a type error.
+pub fn decode(value: Value) -> Result<SendRequest, FieldError> {
+    if !value.is_object() {
+        return Err(FieldError::new("body", "must be a JSON object"));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let msg = e.inner().to_string();
+        // serde reports a missing field at its parent: name the field itself.
+        let field = match msg
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next())
+        {
+            Some(missing) if path == "." => missing.to_string(),
+            Some(missing) => format!("{path}.{missing}"),
+            None if path == "." => "body".to_string(),
+            None => path,
+        };
+        FieldError::new(field, msg)
+    })
+}
+
+/// Validates a decoded request and assigns ids. `idem` is the `Idempotency-Key` header, if any,
+/// already paired with the body hash.
+pub fn validate(
+    req: SendRequest,
+    ctx: &Context<'_>,
+    idem: Option<Idempotency>,
+) -> Result<NewMessage, Vec<FieldError>> {
+    let mut errs = Vec::new();
+    let mut err = |f: &str, m: String| errs.push(FieldError::new(f, m));
+
+    let priority = parse_enum::<Priority>(req.priority.as_deref(), "priority", &mut err)
+        .unwrap_or(Priority::Normal);
+    let strategy = parse_enum::<Strategy>(req.strategy.as_deref(), "strategy", &mut err)
+        .unwrap_or(Strategy::Failover);
+
+    // Addresses.
+    let to = &req.to;
+    check_opt(&to.phone, "to.phone", valid_phone, &mut err);
+    check_opt(&to.email, "to.email", valid_email, &mut err);
+    check_opt(&to.user, "to.user", valid_user, &mut err);
+    check_opt(&to.chat, "to.chat", valid_user, &mut err);
+    if let Some(u) = &to.webhook
+        && let Err(m) = valid_webhook(u, ctx.hosts)
+    {
+        err("to.webhook", m);
+    }
+    if let Some(p) = &to.push {
+        if p.is_empty() || p.len() > MAX_PUSH_TARGETS {
+            err(
+                "to.push",
+                format!("must hold 1 to {MAX_PUSH_TARGETS} targets"),
+            );
+        }
+        for (i, t) in p.iter().enumerate() {
+            if t.is_empty() || t.len() > 4096 || t.chars().any(char::is_control) {
+                err(
+                    &format!("to.push[{i}]"),
+                    "must be a subscription id or device token".into(),
+                );
+            }
+        }
+    }
+    let has_address = to.phone.is_some()
+        || to.email.is_some()
+        || to.user.is_some()
+        || to.webhook.is_some()
+        || to.chat.is_some()
+        || to.push.is_some();
+    if !has_address {
+        err("to", "needs at least one address".into());
+    }
+
+    // Channels: listed, else those `to` has an address for.
+    let mut channels: Vec<Channel> = Vec::new();
+    match &req.channels {
+        Some(list) => {
+            if list.is_empty() {
+                err("channels", "must list at least one channel".into());
+            }
+            for (i, name) in list.iter().enumerate() {
+                match name.parse::<Channel>() {
+                    Ok(c) if channels.contains(&c) => {
+                        err(&format!("channels[{i}]"), format!("`{c}` is listed twice"))
+                    }
+                    Ok(c) => channels.push(c),
+                    Err(m) => err(&format!("channels[{i}]"), m),
+                }
+            }
+        }
+        None => {
+            for (c, present) in [
+                (Channel::Sms, to.phone.is_some()),
+                (Channel::Email, to.email.is_some()),
+                (Channel::Push, to.push.is_some()),
+                (Channel::Chat, to.chat.is_some()),
+                (Channel::Webhook, to.webhook.is_some()),
+                (Channel::Inbox, to.user.is_some()),
+            ] {
+                if present {
+                    channels.push(c);
+                }
+            }
+        }
+    }
+    let mut deliveries = Vec::new();
+    for (i, c) in channels.iter().enumerate() {
+        let field = if req.channels.is_some() {
+            format!("channels[{i}]")
+        } else {
+            "channels".to_string()
+        };
+        if !ctx.channels_available.contains(c) {
+            err(
+                &field,
+                format!("no provider is configured for channel `{c}`"),
+            );
+            continue;
+        }
+        let (addr_field, addr) = match c {
+            Channel::Sms | Channel::Voice => ("to.phone", to.phone.clone()),
+            Channel::Email => ("to.email", to.email.clone()),
+            Channel::Inbox => ("to.user", to.user.clone()),
+            Channel::Webhook => ("to.webhook", to.webhook.clone()),
+            Channel::Chat => ("to.chat", to.chat.clone()),
+            Channel::Push => ("to.push", to.push.as_ref().map(|p| p.join(","))),
+        };
+        match addr {
+            Some(a) => deliveries.push(NewDelivery {
+                id: new_id("dlv"),
+                channel: *c,
+                to: a,
+            }),
+            None => err(addr_field, format!("is required for channel `{c}`")),
+        }
+    }
+
+    // Content: exactly one of template or content.
+    let content = match (&req.template, &req.content) {
+        (Some(_), Some(_)) => {
+            err(
+                "template",
+                "give either `template` or `content`, not both".into(),
+            );
+            Content::default()
+        }
+        (None, None) => {
+            err("content", "give `content` or a `template`".into());
+            Content::default()
+        }
+        (Some(t), None) => {
+            err("template", format!("unknown template `{}`", truncate(t)));
+            Content::default()
+        }
+        (None, Some(c)) => {
+            let content = Content {
+                subject: c.subject.clone(),
+                text: c.text.clone(),
+                html: c.html.clone(),
+            };
+            check_content(&content, &channels, &mut err);
+            content
+        }
+    };
+    if req.params.is_some() && req.template.is_none() {
+        err("params", "only used with `template`".into());
+    }
+
+    // Time: send_at, then ttl or expires_at counted from the send time.
+    let mut send_at = ctx.now;
+    if let Some(s) = &req.send_at {
+        match parse_rfc3339(s) {
+            Ok(t) => send_at = t.max(ctx.now),
+            Err(m) => err("send_at", m),
+        }
+    }
+    let expires_at = match (&req.ttl, &req.expires_at) {
+        (Some(_), Some(_)) => {
+            err("ttl", "give either `ttl` or `expires_at`, not both".into());
+            send_at
+        }
+        (Some(t), None) => match crate::config::Dur::parse(t) {
+            Ok(d) if d.0.is_zero() => {
+                err("ttl", "must be longer than 0s".into());
+                send_at
+            }
+            Ok(d) if d.0 > MAX_TTL => {
+                err("ttl", "must be at most 30 days".into());
+                send_at
+            }
+            Ok(d) => send_at.saturating_add(d.0.as_millis() as i64),
+            Err(m) => {
+                err("ttl", m);
+                send_at
+            }
+        },
+        (None, Some(e)) => match parse_rfc3339(e) {
+            Ok(t) if t <= send_at => {
+                err(
+                    "expires_at",
+                    "must be later than now and than send_at".into(),
+                );
+                t
+            }
+            Ok(t) if t - ctx.now > MAX_TTL.as_millis() as i64 + 86_400_000 => {
+                err("expires_at", "must be within 30 days of send_at".into());
+                t
+            }
+            Ok(t) => t,
+            Err(m) => {
+                err("expires_at", m);
+                send_at
+            }
+        },
+        (None, None) => send_at + DEFAULT_TTL.as_millis() as i64,
+    };
+    if send_at - ctx.now > 365 * 86_400_000 {
+        err("send_at", "must be within a year".into());
+    }
+
+    let metadata = req.metadata.unwrap_or_default();
+    if metadata.len() > MAX_METADATA_KEYS {
+        err("metadata", format!("at most {MAX_METADATA_KEYS} keys"));
+    }
+    if serde_json::to_vec(&metadata)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX)
+        > MAX_METADATA_BYTES
+    {
+        err("metadata", format!("at most {MAX_METADATA_BYTES} bytes"));
+    }
+    for k in metadata.keys() {
+        if k.is_empty() || k.len() > 128 {
+            err("metadata", "keys must be 1 to 128 characters".into());
+            break;
+        }
+    }
+
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    Ok(NewMessage {
+        id: new_id("msg"),
+        priority,
+        strategy,
+        created_at: ctx.now,
+        send_at,
+        expires_at,
+        content,
+        template: req.template,
+        params: req.params,
+        metadata,
+        deliveries,
+        idempotency: idem,
+        sender: ctx.sender.to_string(),
+    })
+}
+
+fn parse_enum<T: std::str::FromStr<Err = String>>(
+    v: Option<&str>,
+    field: &str,
+    err: &mut impl FnMut(&str, String),
+) -> Option<T> {
+    let v = v?;
+    match v.parse() {
+        Ok(t) => Some(t),
+        Err(m) => {
+            err(field, m);
+            None
+        }
+    }
+}
+
+fn check_opt(
+    v: &Option<String>,
+    field: &str,
+    check: fn(&str) -> Result<(), String>,
+    err: &mut impl FnMut(&str, String),
+) {
+    if let Some(s) = v
+        && let Err(m) = check(s)
+    {
+        err(field, m);
+    }
+}
+
+fn check_content(c: &Content, channels: &[Channel], err: &mut impl FnMut(&str, String)) {
+    for (name, v, max) in [
+        ("content.subject", &c.subject, MAX_SUBJECT),
+        ("content.text", &c.text, MAX_TEXT),
+        ("content.html", &c.html, MAX_TEXT),
+    ] {
+        if let Some(s) = v {
+            if s.len() > max {
+                err(name, format!("at most {max} bytes"));
+            }
+            if name == "content.subject" && s.contains(['\r', '\n']) {
+                err(name, "must be one line".into());
+            }
+        }
+    }
+    let nonempty = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+    for ch in channels {
+        let ok = match ch {
+            Channel::Email => nonempty(&c.subject) && (nonempty(&c.text) || nonempty(&c.html)),
+            Channel::Sms | Channel::Voice | Channel::Push | Channel::Chat => nonempty(&c.text),
+            Channel::Inbox => nonempty(&c.text) || nonempty(&c.subject),
+            Channel::Webhook => nonempty(&c.text) || nonempty(&c.subject) || nonempty(&c.html),
+        };
+        if !ok {
+            let need = match ch {
+                Channel::Email => "`subject` and `text` or `html`",
+                Channel::Inbox => "`text` or `subject`",
+                Channel::Webhook => "`text`, `subject` or `html`",
+                _ => "`text`",
+            };
+            err("content", format!("channel `{ch}` needs {need}"));
+        }
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+/// E.164: `+`, a non-zero digit, 6 to 14 more digits.
+pub fn valid_phone(s: &str) -> Result<(), String> {
+    let digits = s.strip_prefix('+').unwrap_or("");
+    let ok = (7..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0');
+    if ok {
+        Ok(())
+    } else {
+        Err("must be an E.164 number such as +8613800138000".into())
+    }
+}
+
+pub fn valid_email(s: &str) -> Result<(), String> {
+    let bad = || Err("must be an email address such as ops@example.com".to_string());
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return bad();
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .chars()
+            .all(|c| !c.is_control() && !c.is_whitespace() && !"<>()[]\\,;:\"@".contains(c));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = domain.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        });
+    if local_ok && domain_ok { Ok(()) } else { bad() }
+}
+
+/// Inbox users and chat targets: 1–128 of letters, digits and `._@:-`.
+pub fn valid_user(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._@:-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err("must be 1 to 128 letters, digits or `._@:-`".into())
+    }
+}
+
+pub fn valid_webhook(s: &str, hosts: &HostPolicy) -> Result<(), String> {
+    if s.len() > 2048 {
+        return Err("must be at most 2048 characters".into());
+    }
+    let u = url::Url::parse(s).map_err(|e| format!("is not a URL: {e}"))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(format!(
+            "scheme `{}` is not allowed: use http or https",
+            u.scheme()
+        ));
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err("must not carry credentials; use a signing secret instead".into());
+    }
+    let host = match u.host() {
+        Some(url::Host::Domain(d)) => d.to_string(),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        None => return Err("must have a host".into()),
+    };
+    hosts.check_host(&host)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,13 @@
+#![forbid(unsafe_code)]
+//! Herald: a self-hosted notification gateway.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod core;
+pub mod error;
+pub mod metrics;
+pub mod providers;
+pub mod store;
+pub mod worker;

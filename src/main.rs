@@ -1,0 +1,109 @@
+#![forbid(unsafe_code)]
+//! The `herald` binary: argument parsing and exit codes. The work is in the library.
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use herald::cli::{Cli, Command, ConfigCmd};
+use herald::config;
+
+fn main() {
+    let cli = Cli::parse(); // bad usage exits 2
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("herald: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(run(cli)) {
+        eprintln!("herald: {}", format!("{e:#}").replace('\n', " "));
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(c) => serve(c.config.as_deref()).await,
+        Command::Migrate(c) => {
+            let (cfg, _) = config::load(c.config.as_deref())?;
+            let path = cfg.sqlite_path()?;
+            let mut conn = rusqlite_open(&path)?;
+            let applied = herald::store::sqlite::migrate(&mut conn)?;
+            println!("{}: applied {:?}", path.display(), applied);
+            Ok(())
+        }
+        Command::Config {
+            cmd: ConfigCmd::Check(c),
+        } => {
+            let (cfg, file) = config::load(c.config.as_deref())?;
+            match file {
+                Some(f) => println!("# configuration {} is valid", f.display()),
+                None => println!("# no configuration file: built-in defaults"),
+            }
+            print!("{}", cfg.to_redacted_toml());
+            Ok(())
+        }
+        Command::Send(a) => herald::cli::client::send(a).await,
+        Command::Messages { cmd } => herald::cli::client::messages(cmd).await,
+        Command::Dlq { cmd } => herald::cli::client::dlq(cmd).await,
+        Command::Bench(a) => herald::cli::bench::run(a).await,
+        Command::Sink(a) => herald::cli::sink::run(a).await,
+    }
+}
+
+fn rusqlite_open(path: &std::path::Path) -> Result<rusqlite::Connection> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    rusqlite::Connection::open(path).with_context(|| format!("cannot open {}", path.display()))
+}
+
+async fn serve(config_path: Option<&std::path::Path>) -> Result<()> {
+    let (cfg, file) = config::load(config_path)?;
+    herald::app::setup_tracing(&cfg);
+    if let Some(f) = &file {
+        tracing::info!(config = %f.display(), "configuration loaded");
+    }
+    let (admin_key, key_file) = herald::api::auth::bootstrap_admin_key(&cfg.server.data_dir)
+        .context("cannot prepare the admin key")?;
+    if let Some(p) = key_file {
+        tracing::info!(path = %p.display(), "bootstrap admin key is in this file (mode 0600)");
+    }
+    let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
+    let server = herald::app::start(cfg, listener, &admin_key).await?;
+    let stop = server.stop_token();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: no new requests; finishing deliveries in flight");
+        stop.cancel();
+    });
+    server.wait().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

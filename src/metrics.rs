@@ -1,0 +1,163 @@
+//! Every Prometheus metric, declared in one place. Counters and histograms are updated in
+//! process; queue depths are read from storage at scrape time.
+
+use crate::store::Stats;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::Mutex;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PriorityLabels {
+    pub priority: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    pub channel: String,
+    pub provider: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabels {
+    pub channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FinishedLabels {
+    pub channel: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub code: String,
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub accepted: Family<PriorityLabels, Counter>,
+    pub refused: Family<RequestLabels, Counter>,
+    pub attempts: Family<AttemptLabels, Counter>,
+    pub finished: Family<FinishedLabels, Counter>,
+    pub latency: Family<ChannelLabels, Histogram>,
+    pub queue_depth: Family<StateLabels, Gauge>,
+    pub dead_letters: Gauge,
+    pub in_flight: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
+    ])
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("herald");
+        let accepted = Family::<PriorityLabels, Counter>::default();
+        r.register(
+            "messages_accepted",
+            "Messages stored durably and answered 202",
+            accepted.clone(),
+        );
+        let refused = Family::<RequestLabels, Counter>::default();
+        r.register(
+            "requests_refused",
+            "Send requests refused, by problem code",
+            refused.clone(),
+        );
+        let attempts = Family::<AttemptLabels, Counter>::default();
+        r.register(
+            "delivery_attempts",
+            "Provider calls by channel, provider and outcome",
+            attempts.clone(),
+        );
+        let finished = Family::<FinishedLabels, Counter>::default();
+        r.register(
+            "deliveries_finished",
+            "Deliveries that reached an end state",
+            finished.clone(),
+        );
+        let latency = Family::<ChannelLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        r.register(
+            "delivery_latency_seconds",
+            "Time from acceptance to a provider accepting the delivery",
+            latency.clone(),
+        );
+        let queue_depth = Family::<StateLabels, Gauge>::default();
+        r.register(
+            "queue_depth",
+            "Deliveries by state (read from storage at scrape)",
+            queue_depth.clone(),
+        );
+        let dead_letters = Gauge::default();
+        r.register(
+            "dead_letters",
+            "Messages in the dead-letter list (read at scrape)",
+            dead_letters.clone(),
+        );
+        let in_flight = Gauge::default();
+        r.register(
+            "deliveries_in_flight",
+            "Provider calls in progress on this node",
+            in_flight.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(r),
+            accepted,
+            refused,
+            attempts,
+            finished,
+            latency,
+            queue_depth,
+            dead_letters,
+            in_flight,
+        }
+    }
+
+    /// Sets the gauges read from storage.
+    pub fn observe_stats(&self, s: &Stats) {
+        use crate::core::types::DeliveryStatus;
+        for st in DeliveryStatus::ALL {
+            let n = s
+                .deliveries_by_status
+                .iter()
+                .find(|(k, _)| k == st)
+                .map(|(_, n)| *n)
+                .unwrap_or(0);
+            self.queue_depth
+                .get_or_create(&StateLabels {
+                    state: st.as_str().into(),
+                })
+                .set(n);
+        }
+        self.dead_letters.set(s.dead_letters);
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Ok(r) = self.registry.lock() {
+            let _ = prometheus_client::encoding::text::encode(&mut out, &r);
+        }
+        out
+    }
+}

@@ -1,0 +1,210 @@
+//! The `webhook` channel: POST a JSON document of the message to `to.webhook`, signed per
+//! Standard Webhooks when the provider has a `secret`. The SSRF guard runs in the DNS
+//! resolver, so the address connected to is the address checked.
+
+use super::signing;
+use super::{Provider, Receipt, SendError, classify_http, classify_transport};
+use crate::config::{ProviderConfig, Secret};
+use crate::core::ssrf::HostPolicy;
+use crate::core::types::{Channel, rfc3339};
+use crate::store::Claimed;
+use async_trait::async_trait;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use serde_json::json;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A resolver that refuses names whose addresses the policy does not allow.
+struct GuardedResolver {
+    policy: HostPolicy,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy.clone();
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            policy.check_host(&host).map_err(|e| format!("ssrf: {e}"))?;
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut allowed = Vec::new();
+            let mut refused = None;
+            for a in addrs {
+                match policy.check_ip(&host, a.ip()) {
+                    Ok(()) => allowed.push(a),
+                    Err(e) => refused = Some(e),
+                }
+            }
+            if allowed.is_empty() {
+                let why = refused.unwrap_or_else(|| format!("`{host}` has no address"));
+                return Err(format!("ssrf: {why}").into());
+            }
+            let it: Addrs = Box::new(allowed.into_iter());
+            Ok(it)
+        })
+    }
+}
+
+/// The HTTP client for webhooks: guarded resolver, no redirects, connection reuse.
+pub fn client(policy: &HostPolicy, timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .dns_resolver(Arc::new(GuardedResolver {
+            policy: policy.clone(),
+        }))
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .pool_max_idle_per_host(64)
+        .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+pub struct WebhookProvider {
+    id: String,
+    priority: u32,
+    weight: u32,
+    secret: Option<Vec<u8>>,
+    timeout: Option<Duration>,
+    policy: HostPolicy,
+    http: reqwest::Client,
+}
+
+impl WebhookProvider {
+    /// The built-in provider used when none of kind `webhook` is configured: unsigned.
+    pub fn builtin(http: reqwest::Client, policy: HostPolicy) -> Self {
+        WebhookProvider {
+            id: "webhook".into(),
+            priority: 1,
+            weight: 100,
+            secret: None,
+            timeout: None,
+            policy,
+            http,
+        }
+    }
+
+    pub fn from_config(
+        cfg: &ProviderConfig,
+        http: reqwest::Client,
+        policy: HostPolicy,
+    ) -> Result<Self, String> {
+        for k in cfg.credentials.keys() {
+            if k != "secret" {
+                return Err(format!(
+                    "providers `{}`: unknown credential `{k}` (webhook takes `secret`)",
+                    cfg.id
+                ));
+            }
+        }
+        if let Some(k) = cfg.options.keys().next() {
+            return Err(format!(
+                "providers `{}`: unknown option `{k}` (webhook takes none)",
+                cfg.id
+            ));
+        }
+        Ok(WebhookProvider {
+            id: cfg.id.clone(),
+            priority: cfg.priority,
+            weight: cfg.weight,
+            secret: cfg
+                .credentials
+                .get("secret")
+                .map(Secret::expose)
+                .map(signing::key_bytes),
+            timeout: cfg.timeout.map(|d| d.0),
+            policy,
+            http,
+        })
+    }
+}
+
+/// The JSON document a webhook receives.
+pub fn document(m: &Claimed) -> serde_json::Value {
+    json!({
+        "id": m.message_id,
+        "delivery_id": m.lease.delivery_id,
+        "channel": "webhook",
+        "priority": m.priority,
+        "subject": m.content.subject,
+        "text": m.content.text,
+        "html": m.content.html,
+        "params": m.params,
+        "metadata": m.metadata,
+        "created_at": rfc3339(m.created_at),
+    })
+}
+
+#[async_trait]
+impl Provider for WebhookProvider {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn kind(&self) -> &'static str {
+        "webhook"
+    }
+    fn channel(&self) -> Channel {
+        Channel::Webhook
+    }
+    fn priority(&self) -> u32 {
+        self.priority
+    }
+    fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    async fn send(&self, m: &Claimed) -> Result<Receipt, SendError> {
+        let url = url::Url::parse(&m.to).map_err(|e| SendError::Rejected {
+            code: "bad_url".into(),
+            detail: e.to_string(),
+        })?;
+        // IP literals never reach the resolver: check them here.
+        let literal: Option<IpAddr> = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            _ => None,
+        };
+        if let Some(ip) = literal {
+            self.policy
+                .check_ip(&ip.to_string(), ip)
+                .map_err(|e| SendError::Rejected {
+                    code: "ssrf_blocked".into(),
+                    detail: e,
+                })?;
+        }
+        let body = serde_json::to_vec(&document(m)).map_err(|e| SendError::Rejected {
+            code: "encode".into(),
+            detail: e.to_string(),
+        })?;
+        let ts = crate::core::types::now_millis() / 1000;
+        let mut req = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &m.message_id)
+            .header("webhook-timestamp", ts.to_string());
+        if let Some(key) = &self.secret {
+            req = req.header(
+                "webhook-signature",
+                signing::sign(key, &m.message_id, ts, &body),
+            );
+        }
+        if let Some(t) = self.timeout {
+            req = req.timeout(t);
+        }
+        let resp = req
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| classify_transport(&e))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let hint = if status.is_success() {
+            String::new()
+        } else {
+            resp.text().await.unwrap_or_default()
+        };
+        classify_http(status, &headers, &hint)?;
+        Ok(Receipt::default())
+    }
+}

@@ -1,0 +1,78 @@
+//! Storage: one trait, with SQLite (embedded default) behind it. Every write that must be
+//! durable goes through it; a `202` is answered only after [`Store::accept`] returns.
+
+pub mod sqlite;
+mod types;
+
+pub use types::*;
+
+use crate::core::message::NewMessage;
+use async_trait::async_trait;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores messages durably (one transaction for all). Each gets its own outcome.
+    async fn accept(&self, batch: Vec<NewMessage>) -> Result<Vec<Accepted>, StoreError>;
+
+    /// Claims up to `limit` due deliveries, highest priority first, under a lease.
+    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>, StoreError>;
+    /// Records the outcome of claimed deliveries; a completion whose fence is stale is
+    /// refused (returned `false`).
+    async fn complete(&self, batch: Vec<Completion>) -> Result<Vec<bool>, StoreError>;
+    /// Gives claimed deliveries back untouched (shutdown).
+    async fn release(&self, leases: Vec<Lease>) -> Result<usize, StoreError>;
+    /// Frees every lease held by a previous run of this (single) node.
+    async fn recover_leases(&self, now: i64) -> Result<usize, StoreError>;
+
+    async fn get_message(&self, id: &str) -> Result<Option<MessageView>, StoreError>;
+    async fn list_messages(&self, f: ListFilter) -> Result<Vec<MessageView>, StoreError>;
+    async fn cancel(&self, id: &str, actor: &str) -> Result<Option<MessageView>, StoreError>;
+
+    async fn dead_letters(&self, f: ListFilter) -> Result<Vec<DeadLetter>, StoreError>;
+    async fn replay(&self, sel: ReplaySelector, actor: &str, now: i64)
+    -> Result<usize, StoreError>;
+
+    async fn inbox_put(&self, item: InboxItem) -> Result<(), StoreError>;
+    async fn inbox_list(
+        &self,
+        user: &str,
+        unread_only: bool,
+        f: ListFilter,
+    ) -> Result<Vec<InboxItem>, StoreError>;
+    async fn inbox_mark_read(&self, user: &str, id: &str, now: i64) -> Result<bool, StoreError>;
+
+    async fn create_api_key(&self, key: ApiKeyRecord, actor: &str) -> Result<(), StoreError>;
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    async fn revoke_api_key(&self, id: &str, actor: &str, now: i64) -> Result<bool, StoreError>;
+
+    async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
+    async fn audit_list(
+        &self,
+        limit: usize,
+        after: Option<i64>,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Deliveries by status, and the number of dead letters (read at scrape time).
+    async fn stats(&self) -> Result<Stats, StoreError>;
+    /// Forgets idempotency keys older than `before`.
+    async fn purge_idempotency(&self, before: i64) -> Result<usize, StoreError>;
+    async fn ping(&self) -> Result<(), StoreError>;
+}

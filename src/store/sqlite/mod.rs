@@ -1,0 +1,319 @@
+//! SQLite store: WAL, `synchronous=FULL`, one writer thread that commits every write queued
+//! at that moment in one transaction (group commit), and a small pool of readers.
+
+mod read;
+mod write;
+
+use super::*;
+use crate::core::message::NewMessage;
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+/// A unit of work run inside the writer's transaction. It returns whether it failed (so its
+/// savepoint is rolled back) and a function that answers its caller once the commit is known.
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// Jobs in one transaction at most: bounds the time a caller waits behind others.
+const MAX_GROUP: usize = 2048;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../../migrations/sqlite/0001_init.sql"),
+)];
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: mpsc::UnboundedSender<Job>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    _lock: Option<std::fs::File>,
+}
+
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", -16_000)?; // 16 MB page cache per connection
+    Ok(conn)
+}
+
+/// Runs the migrations not yet applied; returns the versions applied now.
+pub fn migrate(conn: &mut Connection) -> Result<Vec<i64>, StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )?;
+    let current: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+    if current > known {
+        return Err(StoreError::Migration(format!(
+            "the database is at schema version {current}, newer than this build knows ({known}); upgrade Herald"
+        )));
+    }
+    let mut applied = Vec::new();
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)
+            .map_err(|e| StoreError::Migration(format!("{version}_{name}: {e}")))?;
+        tx.execute(
+            "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?1, ?2, ?3)",
+            rusqlite::params![version, name, crate::core::types::now_millis()],
+        )?;
+        tx.commit()?;
+        applied.push(*version);
+    }
+    Ok(applied)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database. With `exclusive`, also takes a
+    /// lock file so that no second gateway serves from the same file.
+    pub fn open(path: &Path, exclusive: bool) -> Result<Arc<Self>, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let lock = if exclusive {
+            let lock_path = path.with_extension("lock");
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("cannot open {}: {e}", lock_path.display()))
+                })?;
+            match f.try_lock() {
+                Ok(()) => {}
+                Err(_) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "{} is in use by another Herald process",
+                        path.display()
+                    )));
+                }
+            }
+            Some(f)
+        } else {
+            None
+        };
+        let mut conn = connect(path)?;
+        migrate(&mut conn)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("herald-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start writer: {e}")))?;
+        Ok(Arc::new(SqliteStore {
+            path: path.to_path_buf(),
+            writer: tx,
+            readers: Arc::new(Mutex::new(Vec::new())),
+            _lock: lock,
+        }))
+    }
+
+    /// Runs `f` in the writer's next transaction; returns after the commit.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = f(conn);
+            let failed = result.is_err();
+            let reply: Reply = Box::new(move |commit| {
+                let _ = tx.send(commit.and(result));
+            });
+            (failed, reply)
+        });
+        self.writer
+            .send(job)
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match pool.lock().map(|mut p| p.pop()) {
+                Ok(Some(c)) => c,
+                _ => connect(&path)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut p) = pool.lock()
+                && p.len() < 8
+            {
+                p.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("reader task failed: {e}")))?
+    }
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut replies = Vec::with_capacity(jobs.len());
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // The jobs are dropped unrun: each caller gets `Unavailable`.
+            tracing::error!(error = %e, "cannot begin a write transaction");
+            drop(jobs);
+            continue;
+        }
+        for job in jobs {
+            let sp = conn.execute_batch("SAVEPOINT job");
+            let (failed, reply) = job(&conn);
+            if sp.is_ok() {
+                let end = if failed {
+                    "ROLLBACK TO job; RELEASE job"
+                } else {
+                    "RELEASE job"
+                };
+                if let Err(e) = conn.execute_batch(end) {
+                    tracing::error!(error = %e, "savepoint");
+                }
+            }
+            replies.push(reply);
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for reply in replies {
+            reply(match &commit {
+                Ok(()) => Ok(()),
+                Err(e) => Err(StoreError::Unavailable(format!("commit failed: {e}"))),
+            });
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn accept(&self, batch: Vec<NewMessage>) -> Result<Vec<Accepted>, StoreError> {
+        self.write(move |c| write::accept(c, &batch)).await
+    }
+    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
+        self.write(move |c| write::claim(c, &req)).await
+    }
+    async fn complete(&self, batch: Vec<Completion>) -> Result<Vec<bool>, StoreError> {
+        self.write(move |c| batch.iter().map(|x| write::complete(c, x)).collect())
+            .await
+    }
+    async fn release(&self, leases: Vec<Lease>) -> Result<usize, StoreError> {
+        self.write(move |c| write::release(c, &leases)).await
+    }
+    async fn recover_leases(&self, now: i64) -> Result<usize, StoreError> {
+        self.write(move |c| write::recover_leases(c, now)).await
+    }
+    async fn get_message(&self, id: &str) -> Result<Option<MessageView>, StoreError> {
+        let id = id.to_string();
+        self.read(move |c| read::message(c, &id)).await
+    }
+    async fn list_messages(&self, f: ListFilter) -> Result<Vec<MessageView>, StoreError> {
+        self.read(move |c| read::list_messages(c, &f)).await
+    }
+    async fn cancel(&self, id: &str, actor: &str) -> Result<Option<MessageView>, StoreError> {
+        let (id, actor) = (id.to_string(), actor.to_string());
+        let id2 = id.clone();
+        let found = self.write(move |c| write::cancel(c, &id, &actor)).await?;
+        if !found {
+            return Ok(None);
+        }
+        self.read(move |c| read::message(c, &id2)).await
+    }
+    async fn dead_letters(&self, f: ListFilter) -> Result<Vec<DeadLetter>, StoreError> {
+        self.read(move |c| read::dead_letters(c, &f)).await
+    }
+    async fn replay(
+        &self,
+        sel: ReplaySelector,
+        actor: &str,
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        let actor = actor.to_string();
+        self.write(move |c| write::replay(c, &sel, &actor, now))
+            .await
+    }
+    async fn inbox_put(&self, item: InboxItem) -> Result<(), StoreError> {
+        self.write(move |c| write::inbox_put(c, &item)).await
+    }
+    async fn inbox_list(
+        &self,
+        user: &str,
+        unread_only: bool,
+        f: ListFilter,
+    ) -> Result<Vec<InboxItem>, StoreError> {
+        let user = user.to_string();
+        self.read(move |c| read::inbox(c, &user, unread_only, &f))
+            .await
+    }
+    async fn inbox_mark_read(&self, user: &str, id: &str, now: i64) -> Result<bool, StoreError> {
+        let (user, id) = (user.to_string(), id.to_string());
+        self.write(move |c| write::inbox_mark_read(c, &user, &id, now))
+            .await
+    }
+    async fn create_api_key(&self, key: ApiKeyRecord, actor: &str) -> Result<(), StoreError> {
+        let actor = actor.to_string();
+        self.write(move |c| write::create_api_key(c, &key, &actor))
+            .await
+    }
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.read(read::api_keys).await
+    }
+    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let h = key_hash.to_string();
+        self.read(move |c| read::api_key_by_hash(c, &h)).await
+    }
+    async fn revoke_api_key(&self, id: &str, actor: &str, now: i64) -> Result<bool, StoreError> {
+        let (id, actor) = (id.to_string(), actor.to_string());
+        self.write(move |c| write::revoke_api_key(c, &id, &actor, now))
+            .await
+    }
+    async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        self.write(move |c| write::audit(c, &entry)).await
+    }
+    async fn audit_list(
+        &self,
+        limit: usize,
+        after: Option<i64>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.read(move |c| read::audit(c, limit, after)).await
+    }
+    async fn stats(&self) -> Result<Stats, StoreError> {
+        self.read(read::stats).await
+    }
+    async fn purge_idempotency(&self, before: i64) -> Result<usize, StoreError> {
+        self.write(move |c| {
+            Ok(c.execute("DELETE FROM idempotency WHERE created_at < ?1", [before])?)
+        })
+        .await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+}

@@ -1,0 +1,297 @@
+//! Reads, on pooled connections beside the writer (WAL lets them run concurrently).
+
+use crate::core::message::Content;
+use crate::core::types::{DeliveryStatus, Priority};
+use crate::store::*;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::{Map, Value};
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn parse<T: std::str::FromStr<Err = String>>(s: String) -> Result<T, StoreError> {
+    s.parse().map_err(corrupt)
+}
+
+const MESSAGE_COLS: &str =
+    "id, status, priority, created_at, updated_at, send_at, expires_at, body";
+
+fn message_row(c: &Connection, r: &Row<'_>) -> Result<MessageView, StoreError> {
+    let id: String = r.get(0)?;
+    let body: String = r.get(7)?;
+    let body: Value = serde_json::from_str(&body).map_err(corrupt)?;
+    let deliveries = deliveries(c, &id)?;
+    Ok(MessageView {
+        status: parse(r.get(1)?)?,
+        priority: Priority::from_rank(r.get(2)?),
+        created_at: r.get(3)?,
+        updated_at: r.get(4)?,
+        send_at: r.get(5)?,
+        expires_at: r.get(6)?,
+        metadata: serde_json::from_value(body["metadata"].clone()).unwrap_or_default(),
+        deliveries,
+        id,
+    })
+}
+
+pub fn message(c: &Connection, id: &str) -> Result<Option<MessageView>, StoreError> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLS} FROM messages WHERE id = ?1"
+    ))?;
+    let mut rows = stmt.query([id])?;
+    match rows.next()? {
+        Some(r) => Ok(Some(message_row(c, r)?)),
+        None => Ok(None),
+    }
+}
+
+fn deliveries(c: &Connection, message_id: &str) -> Result<Vec<DeliveryView>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT id, channel, recipient, status, provider FROM deliveries WHERE message_id = ?1 ORDER BY position",
+    )?;
+    let rows: Vec<(String, String, String, String, Option<String>)> = stmt
+        .query_map([message_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, channel, to, status, provider) in rows {
+        let status: DeliveryStatus = parse(status)?;
+        out.push(DeliveryView {
+            attempts: attempts(c, &id)?,
+            id,
+            channel: parse(channel)?,
+            to,
+            provider: provider.filter(|_| status.is_success()),
+            status,
+        });
+    }
+    Ok(out)
+}
+
+fn attempts(c: &Connection, delivery_id: &str) -> Result<Vec<Attempt>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT n, provider, at, duration_ms, outcome, error_class, error_code, error_detail, provider_message_id
+         FROM attempts WHERE delivery_id = ?1 ORDER BY n",
+    )?;
+    let rows = stmt.query_map([delivery_id], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, Option<String>>(5)?,
+            r.get::<_, Option<String>>(6)?,
+            r.get::<_, Option<String>>(7)?,
+            r.get::<_, Option<String>>(8)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (n, provider, at, duration_ms, outcome, class, code, detail, pmid) = row?;
+        let error = match class {
+            Some(class) => Some(AttemptError {
+                class: parse(class)?,
+                code: code.unwrap_or_default(),
+                detail: detail.unwrap_or_default(),
+            }),
+            None => None,
+        };
+        out.push(Attempt {
+            n,
+            provider,
+            at,
+            duration_ms,
+            outcome: if outcome == "sent" { "sent" } else { "error" },
+            error,
+            provider_message_id: pmid,
+        });
+    }
+    Ok(out)
+}
+
+pub fn list_messages(c: &Connection, f: &ListFilter) -> Result<Vec<MessageView>, StoreError> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLS} FROM messages m
+         WHERE (?1 IS NULL OR id < ?1) AND (?2 IS NULL OR status = ?2)
+           AND (?3 IS NULL OR EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.channel = ?3))
+         ORDER BY id DESC LIMIT ?4"
+    ))?;
+    let mut rows = stmt.query(params![
+        f.after,
+        f.status.map(|s| s.as_str()),
+        f.channel.map(|c| c.as_str()),
+        f.limit as i64
+    ])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(message_row(c, r)?);
+    }
+    Ok(out)
+}
+
+pub fn dead_letters(c: &Connection, f: &ListFilter) -> Result<Vec<DeadLetter>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT message_id, channel, priority, failed_at, last_error FROM dead_letters
+         WHERE (?1 IS NULL OR message_id < ?1) AND (?2 IS NULL OR channel = ?2)
+         ORDER BY message_id DESC LIMIT ?3",
+    )?;
+    let rows: Vec<(String, String, i64, i64, Option<String>)> = stmt
+        .query_map(
+            params![f.after, f.channel.map(|c| c.as_str()), f.limit as i64],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )?
+        .collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .map(|(message_id, channel, prio, failed_at, err)| {
+            let last_error = match err {
+                Some(e) => {
+                    let v: Value = serde_json::from_str(&e).map_err(corrupt)?;
+                    Some(AttemptError {
+                        class: parse(v["class"].as_str().unwrap_or("transient").to_string())?,
+                        code: v["code"].as_str().unwrap_or_default().to_string(),
+                        detail: v["detail"].as_str().unwrap_or_default().to_string(),
+                    })
+                }
+                None => None,
+            };
+            Ok(DeadLetter {
+                message_id,
+                channel: parse(channel)?,
+                priority: Priority::from_rank(prio),
+                failed_at,
+                last_error,
+            })
+        })
+        .collect()
+}
+
+pub fn inbox(
+    c: &Connection,
+    user: &str,
+    unread_only: bool,
+    f: &ListFilter,
+) -> Result<Vec<InboxItem>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT id, message_id, delivery_id, body, created_at, read_at FROM inbox
+         WHERE user = ?1 AND (?2 IS NULL OR id < ?2) AND (?3 = 0 OR read_at IS NULL)
+         ORDER BY id DESC LIMIT ?4",
+    )?;
+    let rows: Vec<(String, String, String, String, i64, Option<i64>)> = stmt
+        .query_map(
+            params![user, f.after, unread_only as i64, f.limit as i64],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )?
+        .collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .map(|(id, message_id, delivery_id, body, created_at, read_at)| {
+            let body: Value = serde_json::from_str(&body).map_err(corrupt)?;
+            Ok(InboxItem {
+                id,
+                user: user.to_string(),
+                message_id,
+                delivery_id,
+                content: serde_json::from_value::<Content>(body["content"].clone())
+                    .unwrap_or_default(),
+                metadata: serde_json::from_value::<Map<String, Value>>(body["metadata"].clone())
+                    .unwrap_or_default(),
+                created_at,
+                read_at,
+            })
+        })
+        .collect()
+}
+
+fn key_row(r: &Row<'_>) -> rusqlite::Result<(String, String, String, String, String, i64)> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+fn to_key(
+    (id, name, role, key_hash, prefix, created_at): (String, String, String, String, String, i64),
+) -> Result<ApiKeyRecord, StoreError> {
+    Ok(ApiKeyRecord {
+        id,
+        name,
+        role: parse(role)?,
+        key_hash,
+        prefix,
+        created_at,
+    })
+}
+
+pub fn api_keys(c: &Connection) -> Result<Vec<ApiKeyRecord>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT id, name, role, key_hash, prefix, created_at FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at",
+    )?;
+    let rows: Vec<_> = stmt.query_map([], key_row)?.collect::<Result<_, _>>()?;
+    rows.into_iter().map(to_key).collect()
+}
+
+pub fn api_key_by_hash(c: &Connection, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+    let row = c
+        .prepare_cached(
+            "SELECT id, name, role, key_hash, prefix, created_at FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL",
+        )?
+        .query_row([hash], key_row)
+        .optional()?;
+    row.map(to_key).transpose()
+}
+
+pub fn audit(
+    c: &Connection,
+    limit: usize,
+    after: Option<i64>,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT id, at, actor, action, target, before, after, reason FROM audit
+         WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2",
+    )?;
+    let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+    let rows = stmt.query_map(params![after, limit as i64], |r| {
+        Ok(AuditEntry {
+            id: r.get(0)?,
+            at: r.get(1)?,
+            actor: r.get(2)?,
+            action: r.get(3)?,
+            target: r.get(4)?,
+            before: json(r.get(5)?),
+            after: json(r.get(6)?),
+            reason: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn stats(c: &Connection) -> Result<Stats, StoreError> {
+    let mut stmt = c.prepare_cached("SELECT status, COUNT(*) FROM deliveries GROUP BY status")?;
+    let rows: Vec<(String, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut by = Vec::new();
+    for (s, n) in rows {
+        by.push((parse(s)?, n));
+    }
+    let dead = c.query_row("SELECT COUNT(*) FROM dead_letters", [], |r| r.get(0))?;
+    Ok(Stats {
+        deliveries_by_status: by,
+        dead_letters: dead,
+    })
+}

@@ -1,0 +1,548 @@
+//! Writes, each run inside the writer thread's group transaction.
+
+use crate::core::message::NewMessage;
+use crate::core::next_step::Step;
+use crate::core::progress::{initial, is_dead_letter, message_status, progress};
+use crate::core::types::{Channel, DeliveryStatus, Millis, Strategy, rfc3339};
+use crate::store::*;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::json;
+
+const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+pub fn accept(c: &Connection, batch: &[NewMessage]) -> Result<Vec<Accepted>, StoreError> {
+    let mut out = Vec::with_capacity(batch.len());
+    let mut find_idem = c.prepare_cached(
+        "SELECT body_hash, reply, created_at FROM idempotency WHERE scope = ?1 AND key = ?2",
+    )?;
+    let mut ins_msg = c.prepare_cached(
+        "INSERT INTO messages (id, status, priority, strategy, sender, created_at, updated_at, send_at, expires_at, body)
+         VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
+    )?;
+    let mut ins_dlv = c.prepare_cached(
+        "INSERT INTO deliveries (id, message_id, position, channel, recipient, status, priority, due_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    let mut ins_idem = c.prepare_cached(
+        "INSERT OR REPLACE INTO idempotency (scope, key, body_hash, message_id, reply, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for m in batch {
+        if let Some(idem) = &m.idempotency {
+            let found: Option<(String, String, i64)> = find_idem
+                .query_row(params![idem.scope, idem.key], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?;
+            if let Some((hash, reply, created)) = found
+                && created > m.created_at - IDEMPOTENCY_WINDOW_MS
+            {
+                out.push(if hash == idem.body_hash {
+                    Accepted::Existing(serde_json::from_str(&reply).map_err(corrupt)?)
+                } else {
+                    Accepted::Mismatch
+                });
+                continue;
+            }
+        }
+        let body = json!({
+            "content": m.content,
+            "template": m.template,
+            "params": m.params,
+            "metadata": m.metadata,
+        });
+        ins_msg.execute(params![
+            m.id,
+            m.priority.rank(),
+            m.strategy.as_str(),
+            m.sender,
+            m.created_at,
+            m.send_at,
+            m.expires_at,
+            body.to_string()
+        ])?;
+        let statuses = initial(m.strategy, m.deliveries.len());
+        let mut reply_deliveries = Vec::with_capacity(m.deliveries.len());
+        for (i, (d, st)) in m.deliveries.iter().zip(&statuses).enumerate() {
+            let due = (*st == DeliveryStatus::Queued).then_some(m.send_at);
+            ins_dlv.execute(params![
+                d.id,
+                m.id,
+                i as i64,
+                d.channel.as_str(),
+                d.to,
+                st.as_str(),
+                m.priority.rank(),
+                due,
+                m.created_at
+            ])?;
+            reply_deliveries.push(AcceptReplyDelivery {
+                channel: d.channel,
+                status: st.public().to_string(),
+            });
+        }
+        let reply = AcceptReply {
+            id: m.id.clone(),
+            status: "queued".into(),
+            created_at: rfc3339(m.created_at),
+            deliveries: reply_deliveries,
+        };
+        if let Some(idem) = &m.idempotency {
+            let text = serde_json::to_string(&reply).map_err(corrupt)?;
+            ins_idem.execute(params![
+                idem.scope,
+                idem.key,
+                idem.body_hash,
+                m.id,
+                text,
+                m.created_at
+            ])?;
+        }
+        out.push(Accepted::New(reply));
+    }
+    Ok(out)
+}
+
+pub fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
+    let mut out = Vec::new();
+    let mut select = c.prepare_cached(
+        "SELECT d.id, d.fence, d.tries, d.message_id, d.channel, d.recipient, d.priority,
+                d.skip_providers, d.provider, m.created_at, m.expires_at, m.body
+         FROM deliveries d JOIN messages m ON m.id = d.message_id
+         WHERE d.due_at IS NOT NULL AND d.priority = ?1 AND d.due_at <= ?2
+         ORDER BY d.due_at LIMIT ?3",
+    )?;
+    let mut take = c.prepare_cached(
+        "UPDATE deliveries SET status = 'sending', fence = fence + 1, tries = tries + 1,
+                lease_owner = ?2, due_at = ?3, updated_at = ?4
+         WHERE id = ?1",
+    )?;
+    let mut mark_msg = c.prepare_cached(
+        "UPDATE messages SET status = 'sending', updated_at = ?2 WHERE id = ?1 AND status = 'queued'",
+    )?;
+    for rank in 0..4i64 {
+        let want = req.limit.saturating_sub(out.len());
+        if want == 0 {
+            break;
+        }
+        let rows = select.query_map(params![rank, req.now, want as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, Option<String>>(7)?,
+                r.get::<_, Option<String>>(8)?,
+                r.get::<_, i64>(9)?,
+                r.get::<_, i64>(10)?,
+                r.get::<_, String>(11)?,
+            ))
+        })?;
+        let rows: Vec<_> = rows.collect::<Result<_, _>>()?;
+        for (
+            id,
+            fence,
+            tries,
+            message_id,
+            channel,
+            to,
+            prio,
+            skip,
+            provider,
+            created_at,
+            expires_at,
+            body,
+        ) in rows
+        {
+            take.execute(params![id, req.owner, req.now + req.lease_ms, req.now])?;
+            mark_msg.execute(params![message_id, req.now])?;
+            let body: serde_json::Value = serde_json::from_str(&body).map_err(corrupt)?;
+            out.push(Claimed {
+                lease: Lease {
+                    delivery_id: id,
+                    fence: fence + 1,
+                },
+                message_id,
+                channel: channel.parse().map_err(corrupt)?,
+                to,
+                priority: crate::core::types::Priority::from_rank(prio),
+                created_at,
+                expires_at,
+                tries: (tries + 1) as u32,
+                content: serde_json::from_value(body["content"].clone()).unwrap_or_default(),
+                params: serde_json::from_value(body["params"].clone()).unwrap_or(None),
+                metadata: serde_json::from_value(body["metadata"].clone()).unwrap_or_default(),
+                skip_providers: skip
+                    .and_then(|s| serde_json::from_str(&s).ok())
+                    .unwrap_or_default(),
+                last_provider: provider,
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub fn complete(c: &Connection, x: &Completion) -> Result<bool, StoreError> {
+    let current: Option<(String, String, i64, Option<String>, String)> = c
+        .prepare_cached("SELECT message_id, status, fence, skip_providers, channel FROM deliveries WHERE id = ?1")?
+        .query_row([&x.lease.delivery_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .optional()?;
+    let Some((message_id, status, fence, skip, channel)) = current else {
+        return Ok(false);
+    };
+    if status != "sending" || fence != x.lease.fence {
+        return Ok(false); // a stale worker: another claim owns it now
+    }
+    let mut skip: Vec<String> = skip
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default();
+    let (new_status, due) = match x.step {
+        Step::Sent => (DeliveryStatus::Sent, None),
+        Step::Retry { at, skip_provider } => {
+            if skip_provider
+                && let Some(a) = &x.attempt
+                && !skip.contains(&a.provider)
+            {
+                skip.push(a.provider.clone());
+            }
+            (DeliveryStatus::Queued, Some(at))
+        }
+        Step::Expired => (DeliveryStatus::Expired, None),
+        Step::Failed(_) => (DeliveryStatus::Failed, None),
+    };
+    let provider = x.attempt.as_ref().map(|a| a.provider.clone());
+    let skip_json = (!skip.is_empty()).then(|| json!(skip).to_string());
+    c.prepare_cached(
+        "UPDATE deliveries SET status = ?2, due_at = ?3, lease_owner = NULL,
+                provider = COALESCE(?4, provider), skip_providers = ?5, updated_at = ?6
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        x.lease.delivery_id,
+        new_status.as_str(),
+        due,
+        provider,
+        skip_json,
+        x.now
+    ])?;
+    if let Some(a) = &x.attempt {
+        c.prepare_cached(
+            "INSERT OR REPLACE INTO attempts (delivery_id, n, provider, at, duration_ms, outcome,
+                 error_class, error_code, error_detail, provider_message_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?
+        .execute(params![
+            x.lease.delivery_id,
+            a.n,
+            a.provider,
+            a.at,
+            a.duration_ms,
+            a.outcome,
+            a.error.as_ref().map(|e| e.class.as_str()),
+            a.error.as_ref().map(|e| e.code.as_str()),
+            a.error.as_ref().map(|e| e.detail.as_str()),
+            a.provider_message_id
+        ])?;
+    }
+    let last_error = x.attempt.as_ref().and_then(|a| a.error.as_ref());
+    recompute(c, &message_id, x.now, &channel, last_error)?;
+    Ok(true)
+}
+
+/// Moves the message on after one of its deliveries changed: failover, skip, expiry, status,
+/// dead letter.
+fn recompute(
+    c: &Connection,
+    message_id: &str,
+    now: Millis,
+    channel: &str,
+    last_error: Option<&AttemptError>,
+) -> Result<(), StoreError> {
+    let strategy: Strategy = c
+        .prepare_cached("SELECT strategy FROM messages WHERE id = ?1")?
+        .query_row([message_id], |r| r.get::<_, String>(0))?
+        .parse()
+        .map_err(corrupt)?;
+    let mut rows: Vec<(String, DeliveryStatus)> = c
+        .prepare_cached(
+            "SELECT id, status FROM deliveries WHERE message_id = ?1 ORDER BY position",
+        )?
+        .query_map([message_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?
+        .map(|r| {
+            let (id, s) = r?;
+            Ok((
+                id,
+                s.parse()
+                    .map_err(|e: String| rusqlite::Error::InvalidColumnName(e))?,
+            ))
+        })
+        .collect::<Result<_, rusqlite::Error>>()?;
+    let statuses: Vec<DeliveryStatus> = rows.iter().map(|r| r.1).collect();
+    let p = progress(strategy, &statuses);
+    let mut set = c.prepare_cached(
+        "UPDATE deliveries SET status = ?2, due_at = ?3, updated_at = ?4 WHERE id = ?1",
+    )?;
+    if let Some(i) = p.activate {
+        set.execute(params![rows[i].0, "queued", now, now])?;
+        rows[i].1 = DeliveryStatus::Queued;
+    }
+    for i in p.skip {
+        set.execute(params![rows[i].0, "skipped", Option::<i64>::None, now])?;
+        rows[i].1 = DeliveryStatus::Skipped;
+    }
+    for i in p.expire {
+        set.execute(params![rows[i].0, "expired", Option::<i64>::None, now])?;
+        rows[i].1 = DeliveryStatus::Expired;
+    }
+    let statuses: Vec<DeliveryStatus> = rows.iter().map(|r| r.1).collect();
+    let st = message_status(&statuses);
+    c.prepare_cached("UPDATE messages SET status = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![message_id, st.as_str(), now])?;
+    if is_dead_letter(&statuses) {
+        c.prepare_cached(
+            "INSERT OR REPLACE INTO dead_letters (message_id, channel, priority, failed_at, last_error)
+             SELECT id, ?2, priority, ?3, ?4 FROM messages WHERE id = ?1",
+        )?
+        .execute(params![
+            message_id,
+            channel,
+            now,
+            last_error.map(|e| json!(e).to_string())
+        ])?;
+    }
+    Ok(())
+}
+
+pub fn release(c: &Connection, leases: &[Lease]) -> Result<usize, StoreError> {
+    let now = crate::core::types::now_millis();
+    let mut stmt = c.prepare_cached(
+        "UPDATE deliveries SET status = 'queued', due_at = ?3, lease_owner = NULL, tries = MAX(tries - 1, 0)
+         WHERE id = ?1 AND fence = ?2 AND status = 'sending'",
+    )?;
+    let mut n = 0;
+    for l in leases {
+        n += stmt.execute(params![l.delivery_id, l.fence, now])?;
+    }
+    Ok(n)
+}
+
+pub fn recover_leases(c: &Connection, now: Millis) -> Result<usize, StoreError> {
+    Ok(c.execute(
+        "UPDATE deliveries SET status = 'queued', due_at = ?1, lease_owner = NULL WHERE status = 'sending'",
+        [now],
+    )?)
+}
+
+pub fn cancel(c: &Connection, id: &str, actor: &str) -> Result<bool, StoreError> {
+    let now = crate::core::types::now_millis();
+    let before: Option<String> = c
+        .query_row("SELECT status FROM messages WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let Some(before) = before else {
+        return Ok(false);
+    };
+    let n = c.execute(
+        "UPDATE deliveries SET status = 'cancelled', due_at = NULL, updated_at = ?2
+         WHERE message_id = ?1 AND status IN ('pending', 'queued')",
+        params![id, now],
+    )?;
+    if n > 0 {
+        recompute(c, id, now, "", None)?;
+        let after: String =
+            c.query_row("SELECT status FROM messages WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })?;
+        audit(
+            c,
+            &AuditEntry {
+                id: 0,
+                at: now,
+                actor: actor.into(),
+                action: "message.cancel".into(),
+                target: id.into(),
+                before: Some(json!({ "status": before })),
+                after: Some(json!({ "status": after, "deliveries_cancelled": n })),
+                reason: None,
+            },
+        )?;
+    }
+    Ok(true)
+}
+
+pub fn replay(
+    c: &Connection,
+    sel: &ReplaySelector,
+    actor: &str,
+    now: Millis,
+) -> Result<usize, StoreError> {
+    let ids: Vec<String> = match sel {
+        ReplaySelector::Ids(ids) => {
+            let mut stmt = c.prepare_cached("SELECT 1 FROM dead_letters WHERE message_id = ?1")?;
+            let mut found = Vec::new();
+            for id in ids {
+                if stmt.exists([id])? && !found.contains(id) {
+                    found.push(id.clone());
+                }
+            }
+            found
+        }
+        ReplaySelector::All { channel } => {
+            let mut stmt =
+                c.prepare("SELECT message_id FROM dead_letters WHERE ?1 IS NULL OR channel = ?1")?;
+            let rows = stmt.query_map([channel.map(Channel::as_str)], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        }
+    };
+    for id in &ids {
+        let strategy: String =
+            c.query_row("SELECT strategy FROM messages WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })?;
+        let failed: Vec<String> = c
+            .prepare_cached("SELECT id FROM deliveries WHERE message_id = ?1 AND status = 'failed' ORDER BY position")?
+            .query_map([id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for (i, dlv) in failed.iter().enumerate() {
+            let (status, due) = if strategy == "failover" && i > 0 {
+                ("pending", None)
+            } else {
+                ("queued", Some(now))
+            };
+            c.execute(
+                "UPDATE deliveries SET status = ?2, due_at = ?3, tries = 0, skip_providers = NULL, updated_at = ?4 WHERE id = ?1",
+                params![dlv, status, due, now],
+            )?;
+        }
+        c.execute(
+            "UPDATE messages SET status = 'queued', updated_at = ?2, send_at = ?2,
+                    expires_at = ?2 + MAX(expires_at - send_at, 60000) WHERE id = ?1",
+            params![id, now],
+        )?;
+        c.execute("DELETE FROM dead_letters WHERE message_id = ?1", [id])?;
+    }
+    if !ids.is_empty() {
+        let shown: Vec<&String> = ids.iter().take(1000).collect();
+        audit(
+            c,
+            &AuditEntry {
+                id: 0,
+                at: now,
+                actor: actor.into(),
+                action: "dead_letters.replay".into(),
+                target: match sel {
+                    ReplaySelector::Ids(_) => "ids".into(),
+                    ReplaySelector::All { channel: Some(ch) } => format!("all:{ch}"),
+                    ReplaySelector::All { channel: None } => "all".into(),
+                },
+                before: None,
+                after: Some(json!({ "replayed": ids.len(), "ids": shown })),
+                reason: None,
+            },
+        )?;
+    }
+    Ok(ids.len())
+}
+
+pub fn inbox_put(c: &Connection, item: &InboxItem) -> Result<(), StoreError> {
+    let body = json!({ "content": item.content, "metadata": item.metadata });
+    c.prepare_cached(
+        "INSERT OR IGNORE INTO inbox (id, user, message_id, delivery_id, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![item.id, item.user, item.message_id, item.delivery_id, body.to_string(), item.created_at])?;
+    Ok(())
+}
+
+pub fn inbox_mark_read(
+    c: &Connection,
+    user: &str,
+    id: &str,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    Ok(c.execute(
+        "UPDATE inbox SET read_at = COALESCE(read_at, ?3) WHERE id = ?1 AND user = ?2",
+        params![id, user, now],
+    )? > 0)
+}
+
+pub fn create_api_key(c: &Connection, k: &ApiKeyRecord, actor: &str) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO api_keys (id, name, role, key_hash, prefix, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![k.id, k.name, k.role.as_str(), k.key_hash, k.prefix, k.created_at],
+    )?;
+    audit(
+        c,
+        &AuditEntry {
+            id: 0,
+            at: k.created_at,
+            actor: actor.into(),
+            action: "api_key.create".into(),
+            target: k.id.clone(),
+            before: None,
+            after: Some(json!({ "name": k.name, "role": k.role, "prefix": k.prefix })),
+            reason: None,
+        },
+    )
+}
+
+pub fn revoke_api_key(
+    c: &Connection,
+    id: &str,
+    actor: &str,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    let row: Option<(String, String)> = c
+        .query_row(
+            "SELECT name, role FROM api_keys WHERE id = ?1 AND revoked_at IS NULL",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((name, role)) = row else {
+        return Ok(false);
+    };
+    c.execute(
+        "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1",
+        params![id, now],
+    )?;
+    audit(
+        c,
+        &AuditEntry {
+            id: 0,
+            at: now,
+            actor: actor.into(),
+            action: "api_key.delete".into(),
+            target: id.into(),
+            before: Some(json!({ "name": name, "role": role })),
+            after: None,
+            reason: None,
+        },
+    )?;
+    Ok(true)
+}
+
+pub fn audit(c: &Connection, e: &AuditEntry) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO audit (at, actor, action, target, before, after, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        e.at,
+        e.actor,
+        e.action,
+        e.target,
+        e.before.as_ref().map(|v| v.to_string()),
+        e.after.as_ref().map(|v| v.to_string()),
+        e.reason
+    ])?;
+    Ok(())
+}

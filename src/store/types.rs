@@ -1,0 +1,213 @@
+//! What goes in and out of a [`super::Store`].
+
+use crate::core::message::Content;
+use crate::core::next_step::Step;
+use crate::core::types::{
+    Channel, DeliveryStatus, ErrorClass, MessageStatus, Millis, Priority, Role, rfc3339,
+};
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
+fn ts<S: Serializer>(ms: &Millis, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*ms))
+}
+fn ts_opt<S: Serializer>(ms: &Option<Millis>, s: S) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(m) => s.serialize_str(&rfc3339(*m)),
+        None => s.serialize_none(),
+    }
+}
+
+/// The reply to an accepted send (SPEC: `202 {"id","status","created_at","deliveries"}`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct AcceptReply {
+    pub id: String,
+    pub status: String,
+    pub created_at: String,
+    pub deliveries: Vec<AcceptReplyDelivery>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct AcceptReplyDelivery {
+    pub channel: Channel,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Accepted {
+    New(AcceptReply),
+    /// Same idempotency key and body as before: the first reply.
+    Existing(AcceptReply),
+    /// Same idempotency key, another body.
+    Mismatch,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub owner: String,
+    pub limit: usize,
+    pub lease_ms: i64,
+    pub now: Millis,
+}
+
+/// A delivery handed to a worker, with all it needs to send.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub lease: Lease,
+    pub message_id: String,
+    pub channel: Channel,
+    pub to: String,
+    pub priority: Priority,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    /// Calls made for this delivery since the last replay, this claim included.
+    pub tries: u32,
+    pub content: Content,
+    pub params: Option<Map<String, Value>>,
+    pub metadata: Map<String, Value>,
+    /// Providers that must not be used again for it (provider-class errors).
+    pub skip_providers: Vec<String>,
+    pub last_provider: Option<String>,
+}
+
+/// A claim: the delivery and the fencing token it was claimed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub delivery_id: String,
+    pub fence: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AttemptError {
+    pub class: ErrorClass,
+    pub code: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Attempt {
+    pub n: i64,
+    pub provider: String,
+    #[serde(serialize_with = "ts")]
+    pub at: Millis,
+    pub duration_ms: i64,
+    pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<AttemptError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_message_id: Option<String>,
+}
+
+/// The end of one claim: what was tried (if anything) and the step decided.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub lease: Lease,
+    pub attempt: Option<Attempt>,
+    pub step: Step,
+    pub now: Millis,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryView {
+    pub id: String,
+    pub channel: Channel,
+    pub to: String,
+    #[serde(serialize_with = "pub_status")]
+    pub status: DeliveryStatus,
+    pub provider: Option<String>,
+    pub attempts: Vec<Attempt>,
+}
+
+fn pub_status<S: Serializer>(st: &DeliveryStatus, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(st.public())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageView {
+    pub id: String,
+    pub status: MessageStatus,
+    pub priority: Priority,
+    #[serde(serialize_with = "ts")]
+    pub created_at: Millis,
+    #[serde(serialize_with = "ts")]
+    pub updated_at: Millis,
+    #[serde(serialize_with = "ts")]
+    pub send_at: Millis,
+    #[serde(serialize_with = "ts")]
+    pub expires_at: Millis,
+    pub metadata: Map<String, Value>,
+    pub deliveries: Vec<DeliveryView>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub status: Option<MessageStatus>,
+    pub channel: Option<Channel>,
+    pub limit: usize,
+    /// Cursor: the id of the last item of the previous page.
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    pub message_id: String,
+    pub channel: Channel,
+    pub priority: Priority,
+    #[serde(serialize_with = "ts")]
+    pub failed_at: Millis,
+    pub last_error: Option<AttemptError>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ReplaySelector {
+    Ids(Vec<String>),
+    All { channel: Option<Channel> },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InboxItem {
+    pub id: String,
+    pub user: String,
+    pub message_id: String,
+    #[serde(skip)]
+    pub delivery_id: String,
+    #[serde(flatten)]
+    pub content: Content,
+    pub metadata: Map<String, Value>,
+    #[serde(serialize_with = "ts")]
+    pub created_at: Millis,
+    #[serde(serialize_with = "ts_opt")]
+    pub read_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    /// The first characters of the key, to recognise it.
+    pub prefix: String,
+    #[serde(skip)]
+    pub key_hash: String,
+    #[serde(serialize_with = "ts")]
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    #[serde(serialize_with = "ts")]
+    pub at: Millis,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub deliveries_by_status: Vec<(DeliveryStatus, i64)>,
+    pub dead_letters: i64,
+}

@@ -1,0 +1,274 @@
+//! The dispatcher: claims due deliveries in batches under a lease, sends each through the
+//! provider the registry picks, and records the step the pure `next_step` decides.
+
+use crate::config::DispatchConfig;
+use crate::core::next_step::{Attempted, FailReason, Outcome, RetryPolicy, Step, next_step};
+use crate::core::types::{ErrorClass, now_millis};
+use crate::metrics::{AttemptLabels, ChannelLabels, FinishedLabels, Metrics};
+use crate::providers::{Registry, SendError};
+use crate::store::{Attempt, AttemptError, ClaimRequest, Claimed, Completion, Lease, Store};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub struct Dispatcher {
+    pub store: Arc<dyn Store>,
+    pub providers: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    pub cfg: DispatchConfig,
+    pub node_id: String,
+    /// Poked after an accept so that new work is claimed at once.
+    pub wake: Arc<Notify>,
+    pub grace: Duration,
+}
+
+impl Dispatcher {
+    fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            base: self.cfg.retry_base.0,
+            factor: self.cfg.retry_factor,
+            cap: self.cfg.retry_cap.0,
+            max_attempts: self.cfg.max_attempts,
+        }
+    }
+
+    /// Runs until `stop` is cancelled, then waits up to the grace period for calls in flight
+    /// and gives back the leases of those still running.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let permits = Arc::new(Semaphore::new(self.cfg.concurrency));
+        let in_flight: Arc<Mutex<HashMap<String, Lease>>> = Arc::default();
+        let mut tasks = JoinSet::new();
+        loop {
+            while tasks.try_join_next().is_some() {}
+            if stop.is_cancelled() {
+                break;
+            }
+            let free = permits.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tasks.join_next() => continue,
+                }
+            }
+            let req = ClaimRequest {
+                owner: self.node_id.clone(),
+                limit: free.min(self.cfg.claim_batch),
+                lease_ms: self.cfg.lease.0.as_millis() as i64,
+                now: now_millis(),
+            };
+            let claimed = match self.store.claim(req).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claim failed; retrying");
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(self.cfg.poll.0.max(Duration::from_millis(500))) => {}
+                    }
+                    continue;
+                }
+            };
+            if claimed.is_empty() {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.cfg.poll.0) => {}
+                }
+                continue;
+            }
+            for c in claimed {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                if let Ok(mut m) = in_flight.lock() {
+                    m.insert(c.lease.delivery_id.clone(), c.lease.clone());
+                }
+                let this = self.clone();
+                let in_flight = in_flight.clone();
+                tasks.spawn(async move {
+                    let id = c.lease.delivery_id.clone();
+                    this.process(c).await;
+                    if let Ok(mut m) = in_flight.lock() {
+                        m.remove(&id);
+                    }
+                    drop(permit);
+                });
+            }
+        }
+        // Drain: let calls in flight finish within the grace period, then release the rest.
+        let drained = tokio::time::timeout(self.grace, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+        let leftover: Vec<Lease> = in_flight
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        if !leftover.is_empty() {
+            match self.store.release(leftover).await {
+                Ok(n) => tracing::info!(released = n, "released leases at shutdown"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not release leases; they expire by themselves")
+                }
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(message_id = %c.message_id, delivery_id = %c.lease.delivery_id, channel = %c.channel, tries = c.tries))]
+    async fn process(&self, c: Claimed) {
+        let now = now_millis();
+        if now >= c.expires_at {
+            self.finish(&c, None, Step::Expired, now).await;
+            return;
+        }
+        let Some(provider) = self.providers.pick(
+            c.channel,
+            &c.skip_providers,
+            c.last_provider.as_deref(),
+            rand::random(),
+        ) else {
+            let attempt = Attempt {
+                n: c.lease.fence,
+                provider: "none".into(),
+                at: now,
+                duration_ms: 0,
+                outcome: "error",
+                error: Some(AttemptError {
+                    class: ErrorClass::Provider,
+                    code: "no_provider_available".into(),
+                    detail: format!(
+                        "every provider of channel {} was skipped for this delivery",
+                        c.channel
+                    ),
+                }),
+                provider_message_id: None,
+            };
+            self.finish(&c, Some(attempt), Step::Failed(FailReason::NoProvider), now)
+                .await;
+            return;
+        };
+        self.metrics.in_flight.inc();
+        let started = Instant::now();
+        let result = provider.send(&c).await;
+        let duration_ms = started.elapsed().as_millis() as i64;
+        self.metrics.in_flight.dec();
+        let now = now_millis();
+        let (outcome, attempt) = match &result {
+            Ok(receipt) => (
+                Outcome::Sent,
+                Attempt {
+                    n: c.lease.fence,
+                    provider: provider.id().to_string(),
+                    at: now,
+                    duration_ms,
+                    outcome: "sent",
+                    error: None,
+                    provider_message_id: receipt.provider_message_id.clone(),
+                },
+            ),
+            Err(e) => (
+                Outcome::Error {
+                    class: e.class(),
+                    retry_after: e.retry_after(),
+                },
+                Attempt {
+                    n: c.lease.fence,
+                    provider: provider.id().to_string(),
+                    at: now,
+                    duration_ms,
+                    outcome: "error",
+                    error: Some(attempt_error(e)),
+                    provider_message_id: None,
+                },
+            ),
+        };
+        self.metrics
+            .attempts
+            .get_or_create(&AttemptLabels {
+                channel: c.channel.as_str().into(),
+                provider: provider.id().into(),
+                outcome: match &result {
+                    Ok(_) => "sent".into(),
+                    Err(e) => e.class().as_str().into(),
+                },
+            })
+            .inc();
+        let step = next_step(
+            &self.policy(),
+            Attempted {
+                tries: c.tries,
+                now,
+                expires_at: c.expires_at,
+                other_provider: self.providers.has_other(
+                    c.channel,
+                    &c.skip_providers,
+                    provider.id(),
+                ),
+            },
+            &outcome,
+            rand::random(),
+        );
+        match &result {
+            Ok(_) => tracing::debug!(provider = provider.id(), "sent"),
+            Err(e) => {
+                tracing::info!(provider = provider.id(), error = %e, step = ?step, "attempt failed")
+            }
+        }
+        self.finish(&c, Some(attempt), step, now).await;
+    }
+
+    async fn finish(&self, c: &Claimed, attempt: Option<Attempt>, step: Step, now: i64) {
+        let completion = Completion {
+            lease: c.lease.clone(),
+            attempt,
+            step,
+            now,
+        };
+        match self.store.complete(vec![completion]).await {
+            Ok(applied) if applied.first() == Some(&true) => {
+                let status = match step {
+                    Step::Sent => {
+                        let secs = (now - c.created_at).max(0) as f64 / 1000.0;
+                        self.metrics
+                            .latency
+                            .get_or_create(&ChannelLabels {
+                                channel: c.channel.as_str().into(),
+                            })
+                            .observe(secs);
+                        Some("sent")
+                    }
+                    Step::Expired => Some("expired"),
+                    Step::Failed(_) => Some("failed"),
+                    Step::Retry { .. } => None,
+                };
+                if let Some(status) = status {
+                    self.metrics
+                        .finished
+                        .get_or_create(&FinishedLabels {
+                            channel: c.channel.as_str().into(),
+                            status: status.into(),
+                        })
+                        .inc();
+                }
+            }
+            Ok(_) => tracing::warn!("completion refused: the lease was taken over (stale fence)"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record the outcome; the lease will expire and the delivery be retried")
+            }
+        }
+    }
+}
+
+fn attempt_error(e: &SendError) -> AttemptError {
+    AttemptError {
+        class: e.class(),
+        code: e.code().to_string(),
+        detail: e.detail().chars().take(500).collect(),
+    }
+}
