@@ -92,8 +92,9 @@ pub async fn start(
         wake: wake.clone(),
         inbox_events,
         workers_running: workers_running.clone(),
+        shutdown: CancellationToken::new(),
     };
-    let stop = CancellationToken::new();
+    let stop = state.shutdown.clone();
     let dispatcher = cfg.dispatch.enabled.then(|| {
         Arc::new(Dispatcher {
             store: store.clone(),
@@ -107,6 +108,7 @@ pub async fn start(
     });
     let app = router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     let stop2 = stop.clone();
+    let grace = cfg.server.shutdown_grace.0;
     let store2 = store.clone();
     let handle = tokio::spawn(async move {
         let worker_stop = CancellationToken::new();

@@ -74,9 +74,15 @@ pub async fn stream(
     who.require(Role::Viewer)?;
     check_user(&user)?;
     let mut rx = state.inbox_events.subscribe();
+    let shutdown = state.shutdown.clone();
     let s = async_stream(move |tx| async move {
         loop {
-            match rx.recv().await {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tx.closed() => break,
+                n = rx.recv() => n,
+            };
+            match next {
                 Ok(item) if item.user == user => {
                     let ev = Event::default()
                         .event("inbox")

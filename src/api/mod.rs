@@ -36,6 +36,8 @@ pub struct AppState {
     pub inbox_events: broadcast::Sender<InboxItem>,
     /// Whether the dispatcher is running (for `/readyz`).
     pub workers_running: Arc<AtomicBool>,
+    /// Cancelled at shutdown: long-lived responses (event streams) end.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl FromRef<AppState> for Arc<Auth> {

@@ -1,0 +1,12 @@
+//! Integration tests: real SQLite files, real HTTP on loopback, the real binary where a
+//! process must die.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod utils;
+
+mod e2e_auth;
+mod e2e_bad_input;
+mod e2e_crash;
+mod e2e_dead_letters;
+mod e2e_idempotency;
+mod e2e_send;

@@ -1,0 +1,121 @@
+//! Helpers: start Herald in-process, a webhook receiver, polling with deadlines.
+
+pub mod process;
+pub mod receiver;
+
+use herald::app::{Server, start};
+use herald::config::Config;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+pub use receiver::Receiver;
+
+pub const ADMIN: &str = "it-admin-key-0123456789abcdef";
+
+pub struct TestHerald {
+    pub server: Option<Server>,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestHerald {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::for_tests(dir.path());
+        tweak(&mut cfg);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = start(cfg, listener, ADMIN).await.unwrap();
+        let base = format!("http://{}", server.addr);
+        TestHerald {
+            server: Some(server),
+            base,
+            http: reqwest::Client::new(),
+            dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A request with the admin key.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.call_as(ADMIN, method, path, body).await
+    }
+
+    pub async fn call_as(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn send(&self, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, "/v1/messages", Some(body))
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    /// Polls the message until `pred` holds or 20 s pass; returns its last state.
+    pub async fn wait_message(&self, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (code, m) = self.get(&format!("/v1/messages/{id}")).await;
+            assert_eq!(code, 200, "{m}");
+            if pred(&m) || Instant::now() > deadline {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn wait_status(&self, id: &str, status: &str) -> Value {
+        let m = self.wait_message(id, |m| m["status"] == status).await;
+        assert_eq!(m["status"], status, "message never became {status}: {m:#}");
+        m
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+}
+
+/// Waits until `f` is true, up to `secs` seconds.
+pub async fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}

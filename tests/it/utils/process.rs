@@ -1,0 +1,101 @@
+//! `herald serve` as a child process, for tests where the process must die.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const KEY: &str = "proc-admin-key-0123456789abcdef";
+
+pub struct HeraldProcess {
+    pub child: Child,
+    pub base: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl HeraldProcess {
+    /// Starts `herald serve` on `data_dir` (fresh port) and waits until it is healthy.
+    pub async fn start(data_dir: &Path, extra_toml: &str) -> Self {
+        let port = free_port();
+        let cfg: PathBuf = data_dir.join("herald.toml");
+        std::fs::create_dir_all(data_dir).unwrap();
+        std::fs::write(
+            &cfg,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nshutdown_grace = \"10s\"\n\
+                 [webhook]\nallowed_hosts = [\"127.0.0.1\"]\n[dispatch]\npoll = \"50ms\"\nretry_base = \"50ms\"\nretry_cap = \"500ms\"\n\
+                 [log]\nlevel = \"warn\"\n{extra_toml}",
+                data_dir.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("serve.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .env("HERALD_ADMIN_KEY", KEY)
+            .env_remove("HERALD_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = http.get(format!("{base}/healthz")).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "herald serve did not start: {}",
+                std::fs::read_to_string(data_dir.join("serve.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        HeraldProcess { child, base }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits for the exit; returns the exit code.
+    pub fn terminate(&mut self, within: Duration) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for HeraldProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
