@@ -111,21 +111,29 @@ pub async fn start(
     let grace = cfg.server.shutdown_grace.0;
     let store2 = store.clone();
     let handle = tokio::spawn(async move {
-        let worker_stop = CancellationToken::new();
+        // On stop, the API stops accepting and the workers stop claiming at the same moment;
+        // both get the grace period to finish what they started.
         let worker = dispatcher.map(|d| {
             workers_running.store(true, Ordering::Relaxed);
-            let t = worker_stop.clone();
-            tokio::spawn(async move { d.run(t).await })
+            tokio::spawn(d.run(stop2.clone()))
         });
         let maintenance = tokio::spawn(maintenance(store2, stop2.clone()));
         let server =
             axum::serve(listener, app).with_graceful_shutdown(stop2.clone().cancelled_owned());
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "HTTP server failed");
+        let server = tokio::spawn(async move { server.await });
+        let abort = server.abort_handle();
+        tokio::select! {
+            r = server => {
+                if let Ok(Err(e)) = r {
+                    tracing::error!(error = %e, "HTTP server failed");
+                }
+            }
+            _ = async { stop2.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!("requests still open after the grace period; closing them");
+                abort.abort();
+            }
         }
-        // The API has stopped accepting; now the workers drain.
         workers_running.store(false, Ordering::Relaxed);
-        worker_stop.cancel();
         if let Some(w) = worker {
             let _ = w.await;
         }

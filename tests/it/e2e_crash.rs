@@ -53,15 +53,14 @@ async fn kill_9_while_accepting_loses_no_accepted_message() {
                     .json(&body)
                     .send()
                     .await;
-                if let Ok(r) = r {
-                    if r.status().as_u16() == 202 {
-                        if let Ok(v) = r.json::<Value>().await {
-                            acked
-                                .lock()
-                                .unwrap()
-                                .insert(v["id"].as_str().unwrap().to_string());
-                        }
-                    }
+                if let Ok(r) = r
+                    && r.status().as_u16() == 202
+                    && let Ok(v) = r.json::<Value>().await
+                {
+                    acked
+                        .lock()
+                        .unwrap()
+                        .insert(v["id"].as_str().unwrap().to_string());
                 }
             }
         }));

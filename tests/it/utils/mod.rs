@@ -16,6 +16,7 @@ pub struct TestHerald {
     pub server: Option<Server>,
     pub base: String,
     pub http: reqwest::Client,
+    #[allow(dead_code)] // kept so the data directory lives as long as the server
     pub dir: tempfile::TempDir,
 }
 
