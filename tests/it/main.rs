@@ -6,6 +6,7 @@ mod utils;
 
 mod e2e_auth;
 mod e2e_bad_input;
+mod e2e_cli;
 mod e2e_crash;
 mod e2e_dead_letters;
 mod e2e_idempotency;

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every Herald test on a fresh Debian machine: installs what the tests need (a C
+# compiler for the bundled SQLite), then runs unit, property and integration tests
+# (real SQLite files, real HTTP on loopback, the real binary killed with -9).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# A build directory outside the checkout lets repeated runs (and CI in a fresh clone) reuse it.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/herald-target}"
+
+need_apt=()
+command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: installing ${need_apt[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "test.sh: please install: ${need_apt[*]}" >&2
+    exit 1
+  fi
+fi
+command -v cargo >/dev/null 2>&1 || { echo "test.sh: cargo is missing; install Rust from rustup.rs" >&2; exit 1; }
+
+cargo test --all-targets --locked -- --test-threads="${HERALD_TEST_THREADS:-4}"

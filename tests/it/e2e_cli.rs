@@ -1,0 +1,137 @@
+//! The command line: `config check`, `migrate`, exit codes, and the client commands against
+//! a running gateway.
+
+use crate::utils::{ADMIN, Receiver, TestHerald};
+use serde_json::Value;
+use std::process::{Command, Output};
+
+fn herald(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_herald"));
+    c.args(args)
+        .env_remove("HERALD_CONFIG")
+        .env_remove("HERALD_API_KEY")
+        .env_remove("HERALD_URL");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn config_check_prints_the_effective_configuration_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("h.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\nlisten = \"127.0.0.1:9999\"\n[[api_keys]]\nname = \"svc\"\nkey = \"${SVC_KEY}\"\nrole = \"sender\"\n\
+         [[providers]]\nid = \"hooks\"\nchannel = \"webhook\"\nkind = \"webhook\"\ncredentials = { secret = \"whsec_c2VjcmV0LXNpZ25pbmcta2V5\" }\n",
+    )
+    .unwrap();
+    let out = herald(
+        &["config", "check", "--config", cfg.to_str().unwrap()],
+        &[
+            ("SVC_KEY", "svc-secret-value-123456"),
+            ("HERALD_DISPATCH_CONCURRENCY", "7"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("listen = \"127.0.0.1:9999\""), "{s}");
+    assert!(s.contains("concurrency = 7"), "env override shown: {s}");
+    assert!(
+        !s.contains("svc-secret-value") && !s.contains("whsec_c2Vj"),
+        "secrets leaked: {s}"
+    );
+    assert!(s.contains("[redacted]"));
+
+    let out = herald(&["config", "check", "--config", cfg.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("SVC_KEY") && err.lines().count() == 1, "{err}");
+
+    std::fs::write(&cfg, "[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n").unwrap();
+    let out = herald(&["config", "check", "--config", cfg.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("lisen"), "{}", text(&out.stderr));
+
+    let out = herald(&["no-such-command"], &[]);
+    assert_eq!(out.status.code(), Some(2), "bad usage exits 2");
+}
+
+#[test]
+fn migrate_creates_the_schema_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = herald(&["migrate"], &[("HERALD_DATA_DIR", d)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("[1]"), "{}", text(&out.stdout));
+    let out = herald(&["migrate"], &[("HERALD_DATA_DIR", d)]);
+    assert!(
+        text(&out.stdout).contains("[]"),
+        "nothing to do the second time: {}",
+        text(&out.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_commands_send_read_and_replay() {
+    let rx = Receiver::start().await;
+    rx.answer(400);
+    let h = TestHerald::start().await;
+    let env = [("HERALD_URL", h.base.as_str()), ("HERALD_API_KEY", ADMIN)];
+    let run = |args: Vec<String>| {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let env: Vec<(&str, &str)> =
+                    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let a: Vec<&str> = args.iter().map(String::as_str).collect();
+                herald(&a, &env)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let out = run(vec![
+        "send".into(),
+        "--to-webhook".into(),
+        rx.url.clone(),
+        "--text".into(),
+        "from the cli".into(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = r["id"].as_str().unwrap().to_string();
+    h.wait_status(&id, "failed").await;
+
+    let out = run(vec!["messages".into(), "get".into(), id.clone()]).await;
+    let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["status"], "failed");
+    let out = run(vec!["dlq".into(), "list".into()]).await;
+    let dl: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(dl["data"][0]["message_id"], id.as_str());
+    rx.answer(200);
+    let out = run(vec!["dlq".into(), "replay".into(), id.clone()]).await;
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["replayed"], 1);
+    h.wait_status(&id, "sent").await;
+
+    let out = run(vec!["send".into(), "--to-user".into(), "u".into()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("validation_failed"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(vec!["messages".into(), "get".into(), "msg_missing".into()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    h.stop().await;
+}
