@@ -48,3 +48,12 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
         ApiError::field("body", msg)
     })
 }
+
+/// Reads and decodes a typed body; errors name the field.
+pub async fn read_typed<T: serde::de::DeserializeOwned>(
+    body: Body,
+    limit: u64,
+) -> Result<T, ApiError> {
+    let value = read_json(body, limit).await?;
+    crate::core::validate::decode_as(value).map_err(|e| ApiError::validation(vec![e]))
+}

@@ -1,10 +1,10 @@
 //! `/v1/dead-letters`: list and replay (audited with the caller as actor).
 
-use super::body::read_json;
-use super::{AppState, Caller, page_limit};
+use super::body::read_typed;
+use super::{AppState, Caller, list_filter, page};
 use crate::core::types::{Channel, Role, now_millis};
 use crate::error::ApiError;
-use crate::store::{ListFilter, ReplaySelector};
+use crate::store::ReplaySelector;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -19,22 +19,10 @@ pub async fn list(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     who.require(Role::Viewer)?;
-    let filter = ListFilter {
-        channel: q
-            .get("channel")
-            .filter(|s| !s.is_empty())
-            .map(|s| s.parse().map_err(|m| ApiError::field("channel", m)))
-            .transpose()?,
-        limit: page_limit(q.get("limit").map(String::as_str))?,
-        after: q.get("after").filter(|s| !s.is_empty()).cloned(),
-        ..Default::default()
-    };
+    let filter = list_filter(&q)?;
     let limit = filter.limit;
     let items = state.store.dead_letters(filter).await?;
-    let next = (items.len() == limit)
-        .then(|| items.last().map(|d| d.message_id.clone()))
-        .flatten();
-    Ok(Json(json!({ "data": items, "next_after": next })).into_response())
+    Ok(page(items, limit, |d| d.message_id.clone()))
 }
 
 #[derive(Deserialize)]
@@ -54,14 +42,7 @@ pub async fn replay(
     body: Body,
 ) -> Result<Response, ApiError> {
     who.require(Role::Operator)?;
-    let value = read_json(body, state.cfg.server.max_body.0).await?;
-    let b: ReplayBody = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        ApiError::field(
-            if path == "." { "body" } else { &path },
-            e.inner().to_string(),
-        )
-    })?;
+    let b: ReplayBody = read_typed(body, state.cfg.server.max_body.0).await?;
     let sel = match (b.ids, b.all.unwrap_or(false)) {
         (Some(_), true) => return Err(ApiError::field("ids", "give `ids` or `all`, not both")),
         (Some(ids), false) => {

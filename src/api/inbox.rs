@@ -1,10 +1,9 @@
 //! `/v1/inbox/{user}`: list, mark read, and a Server-Sent Events stream of new items.
 
-use super::{AppState, Caller, page_limit};
+use super::{AppState, Caller, list_filter, page};
 use crate::core::types::{Role, now_millis};
 use crate::core::validate::valid_user;
 use crate::error::ApiError;
-use crate::store::ListFilter;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -32,17 +31,10 @@ pub async fn list(
         Some("true") => true,
         Some(_) => return Err(ApiError::field("unread", "must be true or false")),
     };
-    let f = ListFilter {
-        limit: page_limit(q.get("limit").map(String::as_str))?,
-        after: q.get("after").filter(|s| !s.is_empty()).cloned(),
-        ..Default::default()
-    };
+    let f = list_filter(&q)?;
     let limit = f.limit;
     let items = state.store.inbox_list(&user, unread, f).await?;
-    let next = (items.len() == limit)
-        .then(|| items.last().map(|i| i.id.clone()))
-        .flatten();
-    Ok(Json(json!({ "data": items, "next_after": next })).into_response())
+    Ok(page(items, limit, |i| i.id.clone()))
 }
 
 pub async fn mark_read(

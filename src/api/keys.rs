@@ -1,7 +1,7 @@
 //! `/v1/api-keys`: create (the key is shown once), list, revoke. Admin only; audited.
 
 use super::auth::{generate_key, hash_key, new_key_id};
-use super::body::read_json;
+use super::body::read_typed;
 use super::{AppState, Caller};
 use crate::core::types::{Role, now_millis};
 use crate::error::ApiError;
@@ -27,20 +27,7 @@ pub async fn create(
     body: Body,
 ) -> Result<Response, ApiError> {
     who.require(Role::Admin)?;
-    let value = read_json(body, state.cfg.server.max_body.0).await?;
-    let req: CreateKey = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let msg = e.inner().to_string();
-        let field = match msg
-            .strip_prefix("missing field `")
-            .and_then(|r| r.split('`').next())
-        {
-            Some(m) => m.to_string(),
-            None if path == "." => "body".into(),
-            None => path,
-        };
-        ApiError::field(&field, msg)
-    })?;
+    let req: CreateKey = read_typed(body, state.cfg.server.max_body.0).await?;
     let name = req.name.trim();
     if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
         return Err(ApiError::field(

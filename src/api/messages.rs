@@ -1,13 +1,13 @@
 //! `/v1/messages`: send (single and batch), read, list, cancel.
 
 use super::body::read_json;
-use super::{AppState, Caller, page_limit};
+use super::{AppState, Caller, list_filter, page};
 use crate::core::message::{Idempotency, NewMessage};
-use crate::core::types::{MessageStatus, Role, now_millis};
+use crate::core::types::{Role, now_millis};
 use crate::core::validate::{self, Context, FieldError};
 use crate::error::ApiError;
 use crate::metrics::{PriorityLabels, RequestLabels};
-use crate::store::{Accepted, ListFilter};
+use crate::store::Accepted;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -227,29 +227,11 @@ pub async fn list(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     who.require(Role::Viewer)?;
-    let filter = ListFilter {
-        status: q
-            .get("status")
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<MessageStatus>()
-                    .map_err(|m| ApiError::field("status", m))
-            })
-            .transpose()?,
-        channel: q
-            .get("channel")
-            .filter(|s| !s.is_empty())
-            .map(|s| s.parse().map_err(|m| ApiError::field("channel", m)))
-            .transpose()?,
-        limit: page_limit(q.get("limit").map(String::as_str))?.min(200),
-        after: q.get("after").filter(|s| !s.is_empty()).cloned(),
-    };
+    let mut filter = list_filter(&q)?;
+    filter.limit = filter.limit.min(200);
     let limit = filter.limit;
     let items = state.store.list_messages(filter).await?;
-    let next = (items.len() == limit)
-        .then(|| items.last().map(|m| m.id.clone()))
-        .flatten();
-    Ok(Json(json!({ "data": items, "next_after": next })).into_response())
+    Ok(page(items, limit, |m| m.id.clone()))
 }
 
 pub async fn cancel(

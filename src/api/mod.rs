@@ -88,6 +88,43 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The query of a list route: `status`, `channel`, `limit` (1–1000, default 50) and the
+/// `after` cursor. Parameters a route does not filter on are ignored by its store call.
+pub fn list_filter(
+    q: &std::collections::HashMap<String, String>,
+) -> Result<crate::store::ListFilter, ApiError> {
+    fn parsed<T: std::str::FromStr<Err = String>>(
+        q: &std::collections::HashMap<String, String>,
+        key: &str,
+    ) -> Result<Option<T>, ApiError> {
+        q.get(key)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<T>().map_err(|m| ApiError::field(key, m)))
+            .transpose()
+    }
+    Ok(crate::store::ListFilter {
+        status: parsed(q, "status")?,
+        channel: parsed(q, "channel")?,
+        limit: page_limit(q.get("limit").map(String::as_str))?,
+        after: q.get("after").filter(|s| !s.is_empty()).cloned(),
+    })
+}
+
+/// A page of a list: `{"data": [...], "next_after": cursor-or-null}`.
+pub fn page<T: serde::Serialize, C: serde::Serialize>(
+    items: Vec<T>,
+    limit: usize,
+    cursor: impl Fn(&T) -> C,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let next = if items.len() == limit {
+        items.last().map(&cursor)
+    } else {
+        None
+    };
+    axum::Json(serde_json::json!({ "data": items, "next_after": next })).into_response()
+}
+
 /// Paging parameters shared by list routes.
 pub fn page_limit(limit: Option<&str>) -> Result<usize, ApiError> {
     match limit {

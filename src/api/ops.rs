@@ -79,10 +79,7 @@ pub async fn audit(
         None => None,
     };
     let items = state.store.audit_list(limit, after).await?;
-    let next = (items.len() == limit)
-        .then(|| items.last().map(|e| e.id))
-        .flatten();
-    Ok(Json(json!({ "data": items, "next_after": next })).into_response())
+    Ok(super::page(items, limit, |e| e.id))
 }
 
 pub async fn not_found() -> ApiError {

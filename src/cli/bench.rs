@@ -27,6 +27,10 @@ pub struct BenchArgs {
     /// After the runs, fill the queue up to this many queued deliveries and report memory.
     #[arg(long, default_value_t = 0)]
     pub fill: u64,
+    /// Afterwards, restart the server with its workers on and time how fast it delivers the
+    /// queued messages (inbox channel: each delivery is a durable write).
+    #[arg(long)]
+    pub dispatch: bool,
     /// Keep the data directory (printed) instead of removing it.
     #[arg(long)]
     pub keep: bool,
@@ -34,18 +38,28 @@ pub struct BenchArgs {
 
 const KEY: &str = "bench-admin-key-0123456789abcdef";
 
+/// The server process: killed when dropped.
 struct Child {
     proc: std::process::Child,
-    dir: std::path::PathBuf,
-    keep: bool,
 }
 
 impl Drop for Child {
     fn drop(&mut self) {
         let _ = self.proc.kill();
         let _ = self.proc.wait();
+    }
+}
+
+/// The data directory: removed when dropped unless kept.
+struct DataDir {
+    path: std::path::PathBuf,
+    keep: bool,
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
         if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.dir);
+            let _ = std::fs::remove_dir_all(&self.path);
         }
     }
 }
@@ -160,49 +174,15 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the herald binary")?;
     let dir = std::env::temp_dir().join(format!("herald-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        l.local_addr()?.port()
-    };
-    let cfg = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nmax_batch_body = \"64MiB\"\n[dispatch]\nenabled = false\n[log]\nlevel = \"warn\"\n",
-        dir.display()
-    );
-    std::fs::write(dir.join("herald.toml"), cfg)?;
-    let proc = std::process::Command::new(&exe)
-        .args(["serve", "--config"])
-        .arg(dir.join("herald.toml"))
-        .env("HERALD_ADMIN_KEY", KEY)
-        .env_remove("HERALD_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("cannot start herald serve")?;
-    let child = Child {
-        proc,
-        dir: dir.clone(),
+    let _data = DataDir {
+        path: dir.clone(),
         keep: a.keep,
     };
+    let (child, base) = spawn(&exe, &dir, false).await?;
     let pid = child.proc.id();
-    let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(a.concurrency as usize)
         .build()?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if http
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("herald serve did not become healthy within 30s");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     eprintln!(
         "bench: herald serve pid {pid} on {base}, data in {}",
         dir.display()
@@ -269,8 +249,77 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         );
         results.push(v);
     }
-    drop(child);
+    if a.dispatch {
+        drop(child);
+        let (child, base) = spawn(&exe, &dir, true).await?;
+        let started = Instant::now();
+        let total = queued(&http, &base).await.unwrap_or(0);
+        let deadline = started + Duration::from_secs(600);
+        let mut left = total;
+        while left > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            left = queued(&http, &base).await.unwrap_or(left);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let v = json!({"run": "dispatch", "channel": "inbox", "deliveries": total - left, "left": left,
+            "seconds": (secs * 100.0).round() / 100.0,
+            "deliveries_per_second": ((total - left) as f64 / secs).round(),
+            "server_rss_mib": rss_mib(child.proc.id())});
+        println!("{v}");
+        results.push(v);
+        drop(child);
+    } else {
+        drop(child);
+    }
+    if a.keep {
+        eprintln!("bench: data kept in {}", dir.display());
+    }
+    eprintln!("bench: {} runs", results.len());
     Ok(())
+}
+
+/// Starts `herald serve` on a fresh port over `dir` and waits until it is healthy.
+async fn spawn(
+    exe: &std::path::Path,
+    dir: &std::path::Path,
+    dispatch: bool,
+) -> Result<(Child, String)> {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?.port()
+    };
+    let cfg = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nmax_batch_body = \"64MiB\"\n[dispatch]\nenabled = {dispatch}\nconcurrency = 256\nclaim_batch = 512\n[log]\nlevel = \"warn\"\n",
+        dir.display()
+    );
+    std::fs::write(dir.join("herald.toml"), cfg)?;
+    let proc = std::process::Command::new(exe)
+        .args(["serve", "--config"])
+        .arg(dir.join("herald.toml"))
+        .env("HERALD_ADMIN_KEY", KEY)
+        .env_remove("HERALD_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start herald serve")?;
+    let child = Child { proc };
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if http
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok((child, base));
+        }
+        if Instant::now() > deadline {
+            bail!("herald serve did not become healthy within 30s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn queued(http: &reqwest::Client, base: &str) -> Option<u64> {
@@ -282,8 +331,11 @@ async fn queued(http: &reqwest::Client, base: &str) -> Option<u64> {
         .text()
         .await
         .ok()?;
-    text.lines()
-        .find(|l| l.starts_with("herald_queue_depth{state=\"queued\"}"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|n| n.parse().ok())
+    let mut total = 0;
+    for state in ["pending", "queued", "sending"] {
+        let prefix = format!("herald_queue_depth{{state=\"{state}\"}}");
+        let line = text.lines().find(|l| l.starts_with(&prefix))?;
+        total += line.split_whitespace().last()?.parse::<u64>().ok()?;
+    }
+    Some(total)
 }

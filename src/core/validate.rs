@@ -93,10 +93,15 @@ pub fn decode(value: Value) -> Result<SendRequest, FieldError> {
     if !value.is_object() {
         return Err(FieldError::new("body", "must be a JSON object"));
     }
+    decode_as(value)
+}
+
+/// Decodes any JSON document into `T`; a failure names the field it is in (a missing field
+/// by its own name, not its parent's).
+pub fn decode_as<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, FieldError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let msg = e.inner().to_string();
-        // serde reports a missing field at its parent: name the field itself.
         let field = match msg
             .strip_prefix("missing field `")
             .and_then(|r| r.split('`').next())

@@ -26,6 +26,29 @@ async fn wait_all_delivered(rx: &Receiver, acked: &HashSet<String>, secs: u64) -
     }
 }
 
+/// Sends `n` webhook messages to `url` in one batch request; returns the accepted ids.
+async fn send_batch(base: &str, url: &str, n: usize) -> HashSet<String> {
+    let batch: Vec<Value> = (0..n)
+        .map(|i| json!({"to":{"webhook":url},"content":{"text":format!("#{i}")}}))
+        .collect();
+    let r: Value = reqwest::Client::new()
+        .post(format!("{base}/v1/messages/batch"))
+        .bearer_auth(KEY)
+        .json(&json!({ "messages": batch }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 fn duplicates(rx: &Receiver) -> usize {
     rx.counts().values().filter(|n| **n > 1).count()
 }
@@ -108,26 +131,7 @@ async fn kill_9_with_deliveries_in_flight_redelivers_them_after_restart() {
     rx.delay(Duration::from_millis(400));
     let dir = tempfile::tempdir().unwrap();
     let mut p = HeraldProcess::start(dir.path(), "").await;
-    let http = reqwest::Client::new();
-    let batch: Vec<Value> = (0..300)
-        .map(|i| json!({"to":{"webhook":rx.url},"content":{"text":format!("#{i}")}}))
-        .collect();
-    let r: Value = http
-        .post(format!("{}/v1/messages/batch", p.base))
-        .bearer_auth(KEY)
-        .json(&json!({"messages": batch}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let acked: HashSet<String> = r["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["id"].as_str().unwrap().to_string())
-        .collect();
+    let acked = send_batch(&p.base, &rx.url, 300).await;
     assert_eq!(acked.len(), 300);
     let deadline = Instant::now() + Duration::from_secs(20);
     while rx.started() < 40 && Instant::now() < deadline {
@@ -157,26 +161,7 @@ async fn sigterm_finishes_calls_in_flight_and_exits_cleanly() {
     rx.delay(Duration::from_millis(200));
     let dir = tempfile::tempdir().unwrap();
     let mut p = HeraldProcess::start(dir.path(), "").await;
-    let http = reqwest::Client::new();
-    let batch: Vec<Value> = (0..150)
-        .map(|i| json!({"to":{"webhook":rx.url},"content":{"text":format!("#{i}")}}))
-        .collect();
-    let r: Value = http
-        .post(format!("{}/v1/messages/batch", p.base))
-        .bearer_auth(KEY)
-        .json(&json!({"messages": batch}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let acked: HashSet<String> = r["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["id"].as_str().unwrap().to_string())
-        .collect();
+    let acked = send_batch(&p.base, &rx.url, 150).await;
     while rx.started() < 20 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -11,3 +11,4 @@ mod e2e_crash;
 mod e2e_dead_letters;
 mod e2e_idempotency;
 mod e2e_send;
+mod store_conformance;

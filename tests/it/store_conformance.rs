@@ -1,0 +1,301 @@
+//! The behaviour every `Store` must have, written against `dyn Store` so each backend runs
+//! the same suite.
+
+use herald::core::message::{Content, Idempotency, NewDelivery, NewMessage};
+use herald::core::next_step::{FailReason, Step};
+use herald::core::types::{Channel, Priority, Strategy, new_id, now_millis};
+use herald::store::sqlite::SqliteStore;
+use herald::store::{
+    Accepted, Attempt, AttemptError, ClaimRequest, Completion, ListFilter, ReplaySelector, Store,
+};
+use std::sync::Arc;
+
+fn message(priority: Priority, channels: &[Channel], strategy: Strategy) -> NewMessage {
+    let now = now_millis();
+    NewMessage {
+        id: new_id("msg"),
+        priority,
+        strategy,
+        created_at: now,
+        send_at: now,
+        expires_at: now + 3_600_000,
+        content: Content {
+            subject: None,
+            text: Some("t".into()),
+            html: None,
+        },
+        template: None,
+        params: None,
+        metadata: Default::default(),
+        deliveries: channels
+            .iter()
+            .map(|c| NewDelivery {
+                id: new_id("dlv"),
+                channel: *c,
+                to: "u".into(),
+            })
+            .collect(),
+        idempotency: None,
+        sender: "test".into(),
+    }
+}
+
+fn claim(owner: &str, limit: usize, now: i64) -> ClaimRequest {
+    ClaimRequest {
+        owner: owner.into(),
+        limit,
+        lease_ms: 30_000,
+        now,
+    }
+}
+
+fn attempt(n: i64, outcome: &'static str, error: Option<AttemptError>) -> Attempt {
+    Attempt {
+        n,
+        provider: "p".into(),
+        at: now_millis(),
+        duration_ms: 1,
+        outcome,
+        error,
+        provider_message_id: None,
+    }
+}
+
+async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = SqliteStore::open(&dir.path().join("h.db"), true).unwrap();
+    (store, dir)
+}
+
+pub async fn claims_highest_priority_first(s: Arc<dyn Store>) {
+    let low: Vec<NewMessage> = (0..50)
+        .map(|_| message(Priority::Low, &[Channel::Inbox], Strategy::Failover))
+        .collect();
+    s.accept(low).await.unwrap();
+    let crit = message(Priority::Critical, &[Channel::Inbox], Strategy::Failover);
+    let high = message(Priority::High, &[Channel::Inbox], Strategy::Failover);
+    let (crit_id, high_id) = (crit.id.clone(), high.id.clone());
+    s.accept(vec![high, crit]).await.unwrap();
+    let got = s.claim(claim("a", 3, now_millis() + 1)).await.unwrap();
+    let ids: Vec<&str> = got.iter().map(|c| c.message_id.as_str()).collect();
+    assert_eq!(ids[0], crit_id);
+    assert_eq!(ids[1], high_id);
+    assert_eq!(got[2].priority, Priority::Low);
+    // Claimed work is not claimed twice while its lease holds.
+    let again = s.claim(claim("b", 100, now_millis() + 1)).await.unwrap();
+    assert_eq!(again.len(), 50 - 1);
+}
+
+pub async fn stale_fences_are_refused_and_expired_leases_reclaimed(s: Arc<dyn Store>) {
+    let m = message(Priority::Normal, &[Channel::Webhook], Strategy::Failover);
+    let id = m.id.clone();
+    s.accept(vec![m]).await.unwrap();
+    let now = now_millis() + 1;
+    let first = s.claim(claim("a", 10, now)).await.unwrap().pop().unwrap();
+    assert_eq!(first.tries, 1);
+    // The lease runs out; another worker takes the delivery over.
+    let second = s
+        .claim(claim("b", 10, now + 31_000))
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(second.lease.delivery_id, first.lease.delivery_id);
+    assert!(second.lease.fence > first.lease.fence);
+    assert_eq!(second.tries, 2);
+    // The first worker's late write is refused; the second one's is applied.
+    let late = Completion {
+        lease: first.lease.clone(),
+        attempt: Some(attempt(first.lease.fence, "sent", None)),
+        step: Step::Sent,
+        now,
+    };
+    assert_eq!(s.complete(vec![late]).await.unwrap(), vec![false]);
+    let ok = Completion {
+        lease: second.lease.clone(),
+        attempt: Some(attempt(second.lease.fence, "sent", None)),
+        step: Step::Sent,
+        now,
+    };
+    assert_eq!(s.complete(vec![ok.clone()]).await.unwrap(), vec![true]);
+    assert_eq!(
+        s.complete(vec![ok]).await.unwrap(),
+        vec![false],
+        "a completion applies once"
+    );
+    let v = s.get_message(&id).await.unwrap().unwrap();
+    assert_eq!(v.status.as_str(), "sent");
+    assert_eq!(
+        v.deliveries[0].attempts.len(),
+        1,
+        "the stale attempt was not recorded"
+    );
+}
+
+pub async fn release_gives_work_back_untried(s: Arc<dyn Store>) {
+    s.accept(vec![message(
+        Priority::Normal,
+        &[Channel::Inbox],
+        Strategy::Failover,
+    )])
+    .await
+    .unwrap();
+    let now = now_millis() + 1;
+    let c = s.claim(claim("a", 10, now)).await.unwrap().pop().unwrap();
+    assert_eq!(s.release(vec![c.lease.clone()]).await.unwrap(), 1);
+    let again = s
+        .claim(claim("b", 10, now_millis() + 1))
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(again.tries, 1, "a released claim does not count as a try");
+}
+
+pub async fn failover_dead_letters_and_replay(s: Arc<dyn Store>) {
+    let m = message(
+        Priority::Normal,
+        &[Channel::Webhook, Channel::Inbox],
+        Strategy::Failover,
+    );
+    let id = m.id.clone();
+    s.accept(vec![m]).await.unwrap();
+    let now = now_millis() + 1;
+    let rejected = || {
+        Some(AttemptError {
+            class: herald::core::types::ErrorClass::Rejected,
+            code: "http_400".into(),
+            detail: "HTTP 400".into(),
+        })
+    };
+    let c = s.claim(claim("a", 10, now)).await.unwrap();
+    assert_eq!(c.len(), 1, "failover: only the first channel is due");
+    let done = Completion {
+        lease: c[0].lease.clone(),
+        attempt: Some(attempt(1, "error", rejected())),
+        step: Step::Failed(FailReason::Rejected),
+        now,
+    };
+    s.complete(vec![done]).await.unwrap();
+    let c = s.claim(claim("a", 10, now + 1)).await.unwrap();
+    assert_eq!(c[0].channel, Channel::Inbox, "the next channel is queued");
+    let done = Completion {
+        lease: c[0].lease.clone(),
+        attempt: Some(attempt(1, "error", rejected())),
+        step: Step::Failed(FailReason::Rejected),
+        now,
+    };
+    s.complete(vec![done]).await.unwrap();
+    assert_eq!(
+        s.get_message(&id).await.unwrap().unwrap().status.as_str(),
+        "failed"
+    );
+    let dl = s
+        .dead_letters(ListFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(dl[0].message_id, id);
+    assert_eq!(dl[0].channel, Channel::Inbox);
+    assert_eq!(
+        s.replay(ReplaySelector::Ids(vec![id.clone()]), "op", now_millis())
+            .await
+            .unwrap(),
+        1
+    );
+    let c = s.claim(claim("a", 10, now_millis() + 1)).await.unwrap();
+    assert_eq!(
+        c.len(),
+        1,
+        "replay restarts failover from the first failed channel"
+    );
+    assert_eq!(c[0].channel, Channel::Webhook);
+    assert_eq!(c[0].tries, 1);
+    assert!(
+        s.dead_letters(ListFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .is_empty()
+    );
+    let audit = s.audit_list(10, None).await.unwrap();
+    assert_eq!(audit[0].action, "dead_letters.replay");
+    assert_eq!(audit[0].actor, "op");
+}
+
+pub async fn idempotency_keys_return_the_first_reply(s: Arc<dyn Store>) {
+    let idem = |hash: &str| {
+        Some(Idempotency {
+            scope: "k".into(),
+            key: "x".into(),
+            body_hash: hash.into(),
+        })
+    };
+    let mut a = message(Priority::Normal, &[Channel::Inbox], Strategy::Failover);
+    a.idempotency = idem("h1");
+    let mut b = message(Priority::Normal, &[Channel::Inbox], Strategy::Failover);
+    b.idempotency = idem("h1");
+    let mut c = message(Priority::Normal, &[Channel::Inbox], Strategy::Failover);
+    c.idempotency = idem("h2");
+    let out = s.accept(vec![a.clone(), b, c]).await.unwrap();
+    let Accepted::New(first) = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(out[1], Accepted::Existing(first.clone()));
+    assert_eq!(out[2], Accepted::Mismatch);
+    let mut other_scope = message(Priority::Normal, &[Channel::Inbox], Strategy::Failover);
+    other_scope.idempotency = Some(Idempotency {
+        scope: "k2".into(),
+        key: "x".into(),
+        body_hash: "h2".into(),
+    });
+    assert!(matches!(
+        s.accept(vec![other_scope]).await.unwrap()[0],
+        Accepted::New(_)
+    ));
+    let listed = s
+        .list_messages(ListFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2);
+}
+
+/// Runs every case of the suite against one backend: `$backend()` makes a fresh store.
+macro_rules! conformance {
+    ($backend:ident: $($case:ident),+ $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let (store, _keep) = super::$backend().await;
+                    super::$case(store).await;
+                }
+            )+
+        }
+    };
+}
+
+conformance!(sqlite:
+    claims_highest_priority_first,
+    stale_fences_are_refused_and_expired_leases_reclaimed,
+    release_gives_work_back_untried,
+    failover_dead_letters_and_replay,
+    idempotency_keys_return_the_first_reply,
+);
+
+#[tokio::test]
+async fn a_second_process_cannot_open_the_same_database_for_serving() {
+    let (s, dir) = sqlite().await;
+    let err = SqliteStore::open(&dir.path().join("h.db"), true)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("in use"), "{err}");
+    drop(s);
+}
