@@ -3,7 +3,7 @@
 use super::body::read_json;
 use super::{AppState, Caller, list_filter, page};
 use crate::core::message::{Idempotency, NewMessage};
-use crate::core::types::{Role, now_millis};
+use crate::core::types::{Priority, Role, now_millis};
 use crate::core::validate::{self, Context, FieldError};
 use crate::error::ApiError;
 use crate::metrics::{PriorityLabels, RequestLabels};
@@ -75,12 +75,12 @@ fn refused(state: &AppState, e: ApiError) -> ApiError {
     e
 }
 
-fn note_accepted(state: &AppState, m: &NewMessage) {
+fn note_accepted(state: &AppState, priority: Priority) {
     state
         .metrics
         .accepted
         .get_or_create(&PriorityLabels {
-            priority: m.priority.as_str().into(),
+            priority: priority.as_str().into(),
         })
         .inc();
 }
@@ -98,7 +98,7 @@ pub async fn send(
     let idem = idempotency(&headers, &who.name, &value)?;
     let msg = build(&state, &who.name, value, idem).map_err(|e| refused(&state, e))?;
     let due_now = msg.send_at <= now_millis();
-    let template = msg.clone();
+    let priority = msg.priority;
     let outcome = state
         .store
         .accept(vec![msg])
@@ -107,7 +107,7 @@ pub async fn send(
         .ok_or_else(ApiError::internal)?;
     match outcome {
         Accepted::New(reply) => {
-            note_accepted(&state, &template);
+            note_accepted(&state, priority);
             if due_now {
                 state.wake.notify_one();
             }
@@ -181,12 +181,12 @@ pub async fn send_batch(
     }
     if !valid.is_empty() {
         let due_now = valid.iter().any(|m| m.send_at <= now_millis());
-        let templates = valid.clone();
+        let priorities: Vec<Priority> = valid.iter().map(|m| m.priority).collect();
         let outcomes = state.store.accept(valid).await?;
-        for ((slot, outcome), m) in slots.into_iter().zip(outcomes).zip(&templates) {
+        for ((slot, outcome), priority) in slots.into_iter().zip(outcomes).zip(priorities) {
             results[slot] = Some(match outcome {
                 Accepted::New(r) => {
-                    note_accepted(&state, m);
+                    note_accepted(&state, priority);
                     json!(r)
                 }
                 Accepted::Existing(r) => json!(r),

@@ -22,13 +22,18 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("no answer within 2s".to_string()),
         };
-    let workers = state.workers_running.load(Ordering::Relaxed);
+    let enabled = state.cfg.dispatch.enabled;
+    let workers = !enabled || state.workers_running.load(Ordering::Relaxed);
     let ready = storage.is_ok() && workers;
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "checks": {
             "storage": match &storage { Ok(()) => json!({"status": "ok"}), Err(e) => json!({"status": "down", "error": e}) },
-            "workers": json!({"status": if workers { "running" } else { "stopped" }}),
+            "workers": json!({"status": match (enabled, workers) {
+                (false, _) => "disabled",
+                (true, true) => "running",
+                (true, false) => "stopped",
+            }}),
         }
     });
     let code = if ready {

@@ -149,9 +149,16 @@ fn httpdate_parse(s: &str) -> Option<std::time::SystemTime> {
 
 /// Classifies a transport error (no HTTP status).
 pub fn classify_transport(e: &reqwest::Error) -> SendError {
-    let root = std::error::Error::source(e)
-        .map(|s| s.to_string())
-        .unwrap_or_default();
+    // The whole chain: the guard's refusal sits several errors deep.
+    let mut root = String::new();
+    let mut cur = std::error::Error::source(e);
+    while let Some(s) = cur {
+        root = s.to_string();
+        if root.contains("ssrf:") {
+            break;
+        }
+        cur = s.source();
+    }
     if root.contains("ssrf:") {
         return SendError::Rejected {
             code: "ssrf_blocked".into(),

@@ -28,21 +28,31 @@ impl Resolve for GuardedResolver {
             policy.check_host(&host).map_err(|e| format!("ssrf: {e}"))?;
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut allowed = Vec::new();
-            let mut refused = None;
-            for a in addrs {
-                match policy.check_ip(&host, a.ip()) {
-                    Ok(()) => allowed.push(a),
-                    Err(e) => refused = Some(e),
-                }
-            }
-            if allowed.is_empty() {
-                let why = refused.unwrap_or_else(|| format!("`{host}` has no address"));
-                return Err(format!("ssrf: {why}").into());
-            }
+            let allowed = allowed_addrs(&policy, &host, addrs).map_err(|e| format!("ssrf: {e}"))?;
             let it: Addrs = Box::new(allowed.into_iter());
             Ok(it)
         })
+    }
+}
+
+/// The addresses of `host` that may be connected to; an error when none may.
+pub fn allowed_addrs(
+    policy: &HostPolicy,
+    host: &str,
+    addrs: Vec<SocketAddr>,
+) -> Result<Vec<SocketAddr>, String> {
+    let mut allowed = Vec::new();
+    let mut refused = None;
+    for a in addrs {
+        match policy.check_ip(host, a.ip()) {
+            Ok(()) => allowed.push(a),
+            Err(e) => refused = Some(e),
+        }
+    }
+    if allowed.is_empty() {
+        Err(refused.unwrap_or_else(|| format!("`{host}` has no address")))
+    } else {
+        Ok(allowed)
     }
 }
 
@@ -206,5 +216,85 @@ impl Provider for WebhookProvider {
         };
         classify_http(status, &headers, &hint)?;
         Ok(Receipt::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Lease;
+
+    fn claimed(to: &str) -> Claimed {
+        Claimed {
+            lease: Lease {
+                delivery_id: "dlv_1".into(),
+                fence: 1,
+            },
+            message_id: "msg_1".into(),
+            channel: Channel::Webhook,
+            to: to.into(),
+            priority: crate::core::types::Priority::Normal,
+            created_at: 0,
+            expires_at: i64::MAX,
+            tries: 1,
+            content: Default::default(),
+            params: None,
+            metadata: Default::default(),
+            skip_providers: vec![],
+            last_provider: None,
+        }
+    }
+
+    #[test]
+    fn resolved_addresses_are_filtered_by_the_policy() {
+        let p = HostPolicy::new(&["*".to_string()]);
+        let public: SocketAddr = "93.184.216.34:0".parse().unwrap();
+        let private: SocketAddr = "10.0.0.7:0".parse().unwrap();
+        let metadata: SocketAddr = "169.254.169.254:0".parse().unwrap();
+        assert_eq!(
+            allowed_addrs(&p, "h.example", vec![private, public]).unwrap(),
+            vec![public]
+        );
+        assert!(allowed_addrs(&p, "rebind.example", vec![private, metadata]).is_err());
+        assert!(allowed_addrs(&p, "nothing.example", vec![]).is_err());
+    }
+
+    /// What validation lets through is checked again when sending; a refusal is final.
+    #[tokio::test]
+    async fn refused_targets_are_rejected_not_retried() {
+        let policy = HostPolicy::new(&["*".to_string()]);
+        let http = client(&policy, Duration::from_secs(2)).unwrap();
+        let p = WebhookProvider::builtin(http, policy);
+        for to in [
+            "http://localhost:9/x",
+            "http://127.0.0.1:9/x",
+            "http://[::1]:9/x",
+            "http://169.254.169.254/latest",
+        ] {
+            let e = p.send(&claimed(to)).await.unwrap_err();
+            assert_eq!(
+                e.class(),
+                crate::core::types::ErrorClass::Rejected,
+                "{to}: {e}"
+            );
+            assert_eq!(e.code(), "ssrf_blocked", "{to}: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_transient() {
+        let policy = HostPolicy::new(&["127.0.0.1".to_string()]);
+        let http = client(&policy, Duration::from_secs(2)).unwrap();
+        let p = WebhookProvider::builtin(http, policy);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let e = p
+            .send(&claimed(&format!("http://127.0.0.1:{port}/x")))
+            .await
+            .unwrap_err();
+        assert_eq!(e.class(), crate::core::types::ErrorClass::Transient, "{e}");
     }
 }
