@@ -27,6 +27,8 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error("providers: {0}")]
     Providers(String),
+    #[error("templates: {0}")]
+    Templates(String),
     #[error("cannot listen: {0}")]
     Listen(std::io::Error),
 }
@@ -76,8 +78,10 @@ pub async fn start(
     }
     let metrics = Arc::new(Metrics::new());
     let (inbox_events, _) = broadcast::channel(1024);
+    let templates =
+        Arc::new(crate::templates::Templates::new(&cfg.templates).map_err(StartError::Templates)?);
     let providers = Arc::new(
-        Registry::from_config(&cfg, store.clone(), inbox_events.clone())
+        Registry::from_config(&cfg, store.clone(), inbox_events.clone(), templates.clone())
             .map_err(StartError::Providers)?,
     );
     let wake = Arc::new(Notify::new());
@@ -89,6 +93,9 @@ pub async fn start(
         metrics: metrics.clone(),
         hosts: Arc::new(HostPolicy::new(&cfg.webhook.allowed_hosts)),
         channels: Arc::new(providers.channels()),
+        templates,
+        chat_targets: Arc::new(providers.chat_targets()),
+        providers: providers.clone(),
         wake: wake.clone(),
         inbox_events,
         workers_running: workers_running.clone(),
@@ -109,6 +116,7 @@ pub async fn start(
     let app = router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     let stop2 = stop.clone();
     let grace = cfg.server.shutdown_grace.0;
+    let receipt_poll = cfg.dispatch.receipt_poll.0;
     let store2 = store.clone();
     let handle = tokio::spawn(async move {
         // On stop, the API stops accepting and the workers stop claiming at the same moment;
@@ -117,7 +125,13 @@ pub async fn start(
             workers_running.store(true, Ordering::Relaxed);
             tokio::spawn(d.run(stop2.clone()))
         });
-        let maintenance = tokio::spawn(maintenance(store2, stop2.clone()));
+        let maintenance = tokio::spawn(maintenance(store2.clone(), stop2.clone()));
+        let pollers = tokio::spawn(crate::worker::receipts::poll_loop(
+            providers.pollers.clone(),
+            store2,
+            receipt_poll,
+            stop2.clone(),
+        ));
         let server =
             axum::serve(listener, app).with_graceful_shutdown(stop2.clone().cancelled_owned());
         let server = tokio::spawn(async move { server.await });
@@ -138,6 +152,7 @@ pub async fn start(
             let _ = w.await;
         }
         maintenance.abort();
+        pollers.abort();
         tracing::info!("stopped");
     });
     tracing::info!(%addr, "Herald listening");

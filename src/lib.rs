@@ -9,5 +9,7 @@ pub mod core;
 pub mod error;
 pub mod metrics;
 pub mod providers;
+pub mod simulate;
 pub mod store;
+pub mod templates;
 pub mod worker;

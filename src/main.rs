@@ -51,6 +51,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Dlq { cmd } => herald::cli::client::dlq(cmd).await,
         Command::Bench(a) => herald::cli::bench::run(a).await,
         Command::Sink(a) => herald::cli::sink::run(a).await,
+        Command::Simulate(a) => herald::simulate::run(a).await,
     }
 }
 

@@ -60,6 +60,8 @@ fn build(
         channels_available: &state.channels,
         hosts: &state.hosts,
         sender: caller,
+        templates: &state.templates,
+        chat_targets: &state.chat_targets,
     };
     validate::validate(req, &ctx, idem).map_err(ApiError::validation)
 }

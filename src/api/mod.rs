@@ -7,6 +7,7 @@ mod inbox;
 mod keys;
 mod messages;
 mod ops;
+mod receipts;
 
 use crate::config::Config;
 use crate::core::ssrf::HostPolicy;
@@ -32,6 +33,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub hosts: Arc<HostPolicy>,
     pub channels: Arc<HashSet<Channel>>,
+    pub templates: Arc<crate::templates::Templates>,
+    pub providers: Arc<crate::providers::Registry>,
+    /// Ids of chat providers (what `to.chat` may name).
+    pub chat_targets: Arc<HashSet<String>>,
     pub wake: Arc<Notify>,
     pub inbox_events: broadcast::Sender<InboxItem>,
     /// Whether the dispatcher is running (for `/readyz`).
@@ -83,6 +88,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/api-keys", post(keys::create).get(keys::list))
         .route("/v1/api-keys/{id}", delete(keys::revoke))
         .route("/v1/audit", get(ops::audit))
+        .route("/v1/receipts/twilio/{provider}", post(receipts::twilio))
+        .route("/v1/receipts/aliyun/{provider}", post(receipts::aliyun))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .with_state(state)

@@ -63,6 +63,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// A local webhook receiver that prints what arrives and checks signatures.
     Sink(sink::SinkArgs),
+    /// Serve loopback simulators of Aliyun SMS, Twilio, DingTalk, Feishu, WeCom and Slack.
+    Simulate(crate::simulate::SimArgs),
 }
 
 #[derive(Subcommand, Debug)]

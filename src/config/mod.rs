@@ -22,6 +22,7 @@ pub struct Config {
     pub log: LogConfig,
     pub api_keys: Vec<ApiKeyConfig>,
     pub providers: Vec<ProviderConfig>,
+    pub templates: Vec<crate::templates::TemplateConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,6 +103,8 @@ pub struct DispatchConfig {
     pub retry_base: Dur,
     pub retry_factor: u32,
     pub retry_cap: Dur,
+    /// How often providers without receipt pushes are asked for delivery reports.
+    pub receipt_poll: Dur,
 }
 
 impl Default for DispatchConfig {
@@ -116,6 +119,7 @@ impl Default for DispatchConfig {
             retry_base: Dur::secs(1),
             retry_factor: 2,
             retry_cap: Dur::secs(300),
+            receipt_poll: Dur::secs(30),
         }
     }
 }
@@ -176,6 +180,10 @@ pub struct ProviderConfig {
     pub endpoint: Option<String>,
     #[serde(default)]
     pub timeout: Option<Dur>,
+    /// Outbound limit; over it, work waits in the queue. Robots have their documented
+    /// limit by default (DingTalk and WeCom 20/min, Feishu 5/s and 100/min, Slack 1/s).
+    #[serde(default)]
+    pub rate_limit: Option<Rate>,
     #[serde(default)]
     pub credentials: BTreeMap<String, Secret>,
     #[serde(default)]

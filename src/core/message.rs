@@ -13,6 +13,9 @@ pub struct Content {
     pub text: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub html: Option<String>,
+    /// Chat robots that take markdown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub markdown: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +23,8 @@ pub struct NewDelivery {
     pub id: String,
     pub channel: Channel,
     pub to: String,
+    /// The template rendered for this channel; `None`: the message's own content.
+    pub content: Option<Content>,
 }
 
 /// An idempotency key with the hash of the body it was first used with.

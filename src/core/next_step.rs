@@ -84,6 +84,10 @@ pub enum Step {
     },
     Expired,
     Failed(FailReason),
+    /// Not tried: the provider's outbound budget is spent; wait until `at` (no try counted).
+    Defer {
+        at: Millis,
+    },
 }
 
 /// Decides the next step. `jitter` is a uniform draw in `[0, 1)`: the caller supplies the

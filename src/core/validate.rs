@@ -4,6 +4,7 @@
 use super::message::{Content, Idempotency, NewDelivery, NewMessage};
 use super::ssrf::HostPolicy;
 use super::types::{Channel, Millis, Priority, Strategy, new_id, parse_rfc3339};
+use crate::templates::Templates;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
@@ -69,6 +70,7 @@ pub struct ContentIn {
     pub subject: Option<String>,
     pub text: Option<String>,
     pub html: Option<String>,
+    pub markdown: Option<String>,
 }
 
 /// What validation needs to know about the running gateway.
@@ -78,6 +80,9 @@ pub struct Context<'a> {
     pub channels_available: &'a HashSet<Channel>,
     pub hosts: &'a HostPolicy,
     pub sender: &'a str,
+    pub templates: &'a Templates,
+    /// Ids of chat providers: `to.chat` names one of them.
+    pub chat_targets: &'a HashSet<String>,
 }
 
 pub const MAX_TTL: Duration = Duration::from_secs(30 * 86_400);
@@ -136,6 +141,15 @@ pub fn validate(
     check_opt(&to.email, "to.email", valid_email, &mut err);
     check_opt(&to.user, "to.user", valid_user, &mut err);
     check_opt(&to.chat, "to.chat", valid_user, &mut err);
+    if let Some(c) = &to.chat
+        && valid_user(c).is_ok()
+        && !ctx.chat_targets.contains(c)
+    {
+        err(
+            "to.chat",
+            format!("`{c}` is not the id of a configured chat provider"),
+        );
+    }
     if let Some(u) = &to.webhook
         && let Err(m) = valid_webhook(u, ctx.hosts)
     {
@@ -184,6 +198,16 @@ pub fn validate(
                 }
             }
         }
+        None if req
+            .template
+            .as_deref()
+            .and_then(|t| ctx.templates.get(t))
+            .is_some_and(|t| !t.channels.is_empty()) =>
+        {
+            if let Some(t) = req.template.as_deref().and_then(|t| ctx.templates.get(t)) {
+                channels = t.channels.clone();
+            }
+        }
         None => {
             for (c, present) in [
                 (Channel::Sms, to.phone.is_some()),
@@ -226,6 +250,7 @@ pub fn validate(
                 id: new_id("dlv"),
                 channel: *c,
                 to: a,
+                content: None,
             }),
             None => err(addr_field, format!("is required for channel `{c}`")),
         }
@@ -245,7 +270,28 @@ pub fn validate(
             Content::default()
         }
         (Some(t), None) => {
-            err("template", format!("unknown template `{}`", truncate(t)));
+            match ctx.templates.get(t) {
+                None => err("template", format!("unknown template `{}`", truncate(t))),
+                Some(tc) => {
+                    let params = req.params.clone().unwrap_or_default();
+                    // An SMS part may be only a provider's own template (Aliyun TemplateCode).
+                    let sms_by_code = tc
+                        .sms
+                        .as_ref()
+                        .is_some_and(|s| !s.provider_templates.is_empty());
+                    for d in deliveries.iter_mut() {
+                        match ctx.templates.render(t, d.channel, &params) {
+                            Ok(c) => {
+                                if !(d.channel == Channel::Sms && sms_by_code && c.text.is_none()) {
+                                    check_content(&c, &[d.channel], &mut err);
+                                }
+                                d.content = Some(c);
+                            }
+                            Err(m) => err("params", m),
+                        }
+                    }
+                }
+            }
             Content::default()
         }
         (None, Some(c)) => {
@@ -253,6 +299,7 @@ pub fn validate(
                 subject: c.subject.clone(),
                 text: c.text.clone(),
                 html: c.html.clone(),
+                markdown: c.markdown.clone(),
             };
             check_content(&content, &channels, &mut err);
             content
@@ -399,7 +446,8 @@ fn check_content(c: &Content, channels: &[Channel], err: &mut impl FnMut(&str, S
     for ch in channels {
         let ok = match ch {
             Channel::Email => nonempty(&c.subject) && (nonempty(&c.text) || nonempty(&c.html)),
-            Channel::Sms | Channel::Voice | Channel::Push | Channel::Chat => nonempty(&c.text),
+            Channel::Sms | Channel::Voice | Channel::Push => nonempty(&c.text),
+            Channel::Chat => nonempty(&c.text) || nonempty(&c.markdown),
             Channel::Inbox => nonempty(&c.text) || nonempty(&c.subject),
             Channel::Webhook => nonempty(&c.text) || nonempty(&c.subject) || nonempty(&c.html),
         };
@@ -408,6 +456,7 @@ fn check_content(c: &Content, channels: &[Channel], err: &mut impl FnMut(&str, S
                 Channel::Email => "`subject` and `text` or `html`",
                 Channel::Inbox => "`text` or `subject`",
                 Channel::Webhook => "`text`, `subject` or `html`",
+                Channel::Chat => "`text` or `markdown`",
                 _ => "`text`",
             };
             err("content", format!("channel `{ch}` needs {need}"));

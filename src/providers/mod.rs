@@ -1,10 +1,19 @@
 //! Providers: one module per kind behind one small trait. A provider only builds its request
 //! and classifies the outcome; retries, routing and bookkeeping live in `worker/`.
 
+pub mod aliyun;
+pub mod common;
+pub mod dingtalk;
+pub mod feishu;
 pub mod inbox;
+pub mod limiter;
 pub mod registry;
 pub mod signing;
+pub mod slack;
+pub mod smtp;
+pub mod twilio;
 pub mod webhook;
+pub mod wecom;
 
 pub use registry::Registry;
 

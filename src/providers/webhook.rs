@@ -238,6 +238,7 @@ mod tests {
             expires_at: i64::MAX,
             tries: 1,
             content: Default::default(),
+            template: None,
             params: None,
             metadata: Default::default(),
             skip_providers: vec![],

@@ -70,6 +70,17 @@ pub trait Store: Send + Sync + 'static {
         after: Option<i64>,
     ) -> Result<Vec<AuditEntry>, StoreError>;
 
+    /// Applies a provider's delivery report, once.
+    async fn apply_receipt(&self, r: ReceiptReport) -> Result<ReceiptOutcome, StoreError>;
+    /// Deliveries sent through `provider` between `from` and `until` still without a receipt.
+    async fn awaiting_receipts(
+        &self,
+        provider: &str,
+        from: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<AwaitingReceipt>, StoreError>;
+
     /// Deliveries by status, and the number of dead letters (read at scrape time).
     async fn stats(&self) -> Result<Stats, StoreError>;
     /// Forgets idempotency keys older than `before`.

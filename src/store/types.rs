@@ -63,6 +63,8 @@ pub struct Claimed {
     /// Calls made for this delivery since the last replay, this claim included.
     pub tries: u32,
     pub content: Content,
+    /// The template the message was sent with, if any.
+    pub template: Option<String>,
     pub params: Option<Map<String, Value>>,
     pub metadata: Map<String, Value>,
     /// Providers that must not be used again for it (provider-class errors).
@@ -210,4 +212,42 @@ pub struct AuditEntry {
 pub struct Stats {
     pub deliveries_by_status: Vec<(DeliveryStatus, i64)>,
     pub dead_letters: i64,
+}
+
+/// A delivery report from a provider (push or poll).
+#[derive(Debug, Clone)]
+pub struct ReceiptReport {
+    pub provider: String,
+    /// Our delivery id, when the provider echoes it (Aliyun `OutId`).
+    pub delivery_id: Option<String>,
+    /// The provider's message id (Twilio `MessageSid`, Aliyun `BizId`).
+    pub provider_message_id: Option<String>,
+    /// What makes this report unique, to drop repeats.
+    pub dedupe_key: String,
+    pub delivered: bool,
+    pub error: Option<AttemptError>,
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReceiptOutcome {
+    Applied {
+        delivery_id: String,
+        delivered: bool,
+    },
+    /// Seen before: nothing done.
+    Duplicate,
+    /// For a delivery that is not (or no longer) `sent`.
+    Ignored,
+    /// No delivery matches.
+    Unknown,
+}
+
+/// A sent delivery still waiting for its receipt (for pollers).
+#[derive(Debug, Clone)]
+pub struct AwaitingReceipt {
+    pub delivery_id: String,
+    pub to: String,
+    pub provider_message_id: Option<String>,
+    pub sent_at: Millis,
 }

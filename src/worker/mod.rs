@@ -1,6 +1,8 @@
 //! The dispatcher: claims due deliveries in batches under a lease, sends each through the
 //! provider the registry picks, and records the step the pure `next_step` decides.
 
+pub mod receipts;
+
 use crate::config::DispatchConfig;
 use crate::core::next_step::{Attempted, FailReason, Outcome, RetryPolicy, Step, next_step};
 use crate::core::types::{ErrorClass, now_millis};
@@ -129,6 +131,7 @@ impl Dispatcher {
         }
         let Some(provider) = self.providers.pick(
             c.channel,
+            &c.to,
             &c.skip_providers,
             c.last_provider.as_deref(),
             rand::random(),
@@ -153,6 +156,16 @@ impl Dispatcher {
                 .await;
             return;
         };
+        // Over the provider's outbound budget, the delivery waits; it does not fail.
+        if let Some(Err(wait)) = self
+            .providers
+            .limiter(provider.id())
+            .map(|l| l.try_acquire(now))
+        {
+            let at = now + wait.as_millis() as i64;
+            self.finish(&c, None, Step::Defer { at }, now).await;
+            return;
+        }
         self.metrics.in_flight.inc();
         let started = Instant::now();
         let result = provider.send(&c).await;
@@ -245,7 +258,7 @@ impl Dispatcher {
                     }
                     Step::Expired => Some("expired"),
                     Step::Failed(_) => Some("failed"),
-                    Step::Retry { .. } => None,
+                    Step::Retry { .. } | Step::Defer { .. } => None,
                 };
                 if let Some(status) = status {
                     self.metrics

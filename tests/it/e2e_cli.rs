@@ -68,7 +68,11 @@ fn migrate_creates_the_schema_once() {
     let d = dir.path().to_str().unwrap();
     let out = herald(&["migrate"], &[("HERALD_DATA_DIR", d)]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("[1]"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("applied [1, 2]"),
+        "{}",
+        text(&out.stdout)
+    );
     let out = herald(&["migrate"], &[("HERALD_DATA_DIR", d)]);
     assert!(
         text(&out.stdout).contains("[]"),

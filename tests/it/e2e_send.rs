@@ -54,6 +54,7 @@ async fn webhooks_are_signed_per_standard_webhooks_when_a_secret_is_set() {
             weight: 100,
             endpoint: None,
             timeout: None,
+            rate_limit: None,
             credentials: [("secret".to_string(), Secret::new(secret))]
                 .into_iter()
                 .collect(),

@@ -20,9 +20,8 @@ fn message(priority: Priority, channels: &[Channel], strategy: Strategy) -> NewM
         send_at: now,
         expires_at: now + 3_600_000,
         content: Content {
-            subject: None,
             text: Some("t".into()),
-            html: None,
+            ..Default::default()
         },
         template: None,
         params: None,
@@ -33,6 +32,7 @@ fn message(priority: Priority, channels: &[Channel], strategy: Strategy) -> NewM
                 id: new_id("dlv"),
                 channel: *c,
                 to: "u".into(),
+                content: None,
             })
             .collect(),
         idempotency: None,

@@ -10,11 +10,15 @@ fn ctx_parts() -> (HashSet<Channel>, HostPolicy) {
 
 fn run(body: Value) -> Result<NewMessage, Vec<FieldError>> {
     let (chans, hosts) = ctx_parts();
+    let templates = crate::templates::Templates::new(&[]).unwrap();
+    let chat_targets = HashSet::new();
     let ctx = Context {
         now: 1_800_000_000_000,
         channels_available: &chans,
         hosts: &hosts,
         sender: "test",
+        templates: &templates,
+        chat_targets: &chat_targets,
     };
     let req = decode(body).map_err(|e| vec![e])?;
     validate(req, &ctx, None)

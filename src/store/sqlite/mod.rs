@@ -19,11 +19,18 @@ type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// Jobs in one transaction at most: bounds the time a caller waits behind others.
 const MAX_GROUP: usize = 2048;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../../migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "templates_receipts",
+        include_str!("../../../migrations/sqlite/0002_templates_receipts.sql"),
+    ),
+];
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -302,6 +309,20 @@ impl Store for SqliteStore {
         after: Option<i64>,
     ) -> Result<Vec<AuditEntry>, StoreError> {
         self.read(move |c| read::audit(c, limit, after)).await
+    }
+    async fn apply_receipt(&self, r: ReceiptReport) -> Result<ReceiptOutcome, StoreError> {
+        self.write(move |c| write::apply_receipt(c, &r)).await
+    }
+    async fn awaiting_receipts(
+        &self,
+        provider: &str,
+        from: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<AwaitingReceipt>, StoreError> {
+        let provider = provider.to_string();
+        self.read(move |c| read::awaiting_receipts(c, &provider, from, until, limit))
+            .await
     }
     async fn stats(&self) -> Result<Stats, StoreError> {
         self.read(read::stats).await

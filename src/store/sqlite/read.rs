@@ -295,3 +295,26 @@ pub fn stats(c: &Connection) -> Result<Stats, StoreError> {
         dead_letters: dead,
     })
 }
+
+pub fn awaiting_receipts(
+    c: &Connection,
+    provider: &str,
+    from: i64,
+    until: i64,
+    limit: usize,
+) -> Result<Vec<AwaitingReceipt>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT id, recipient, provider_message_id, updated_at FROM deliveries
+         WHERE status = 'sent' AND provider = ?1 AND updated_at >= ?2 AND updated_at <= ?3
+         ORDER BY updated_at LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(params![provider, from, until, limit as i64], |r| {
+        Ok(AwaitingReceipt {
+            delivery_id: r.get(0)?,
+            to: r.get(1)?,
+            provider_message_id: r.get(2)?,
+            sent_at: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -24,8 +24,8 @@ pub fn accept(c: &Connection, batch: &[NewMessage]) -> Result<Vec<Accepted>, Sto
          VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
     )?;
     let mut ins_dlv = c.prepare_cached(
-        "INSERT INTO deliveries (id, message_id, position, channel, recipient, status, priority, due_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO deliveries (id, message_id, position, channel, recipient, status, priority, due_at, updated_at, content)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     let mut ins_idem = c.prepare_cached(
         "INSERT OR REPLACE INTO idempotency (scope, key, body_hash, message_id, reply, created_at)
@@ -78,7 +78,8 @@ pub fn accept(c: &Connection, batch: &[NewMessage]) -> Result<Vec<Accepted>, Sto
                 st.as_str(),
                 m.priority.rank(),
                 due,
-                m.created_at
+                m.created_at,
+                d.content.as_ref().map(|c| json!(c).to_string())
             ])?;
             reply_deliveries.push(AcceptReplyDelivery {
                 channel: d.channel,
@@ -111,7 +112,7 @@ pub fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreEr
     let mut out = Vec::new();
     let mut select = c.prepare_cached(
         "SELECT d.id, d.fence, d.tries, d.message_id, d.channel, d.recipient, d.priority,
-                d.skip_providers, d.provider, m.created_at, m.expires_at, m.body
+                d.skip_providers, d.provider, m.created_at, m.expires_at, m.body, d.content
          FROM deliveries d JOIN messages m ON m.id = d.message_id
          WHERE d.due_at IS NOT NULL AND d.priority = ?1 AND d.due_at <= ?2
          ORDER BY d.due_at LIMIT ?3",
@@ -143,6 +144,7 @@ pub fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreEr
                 r.get::<_, i64>(9)?,
                 r.get::<_, i64>(10)?,
                 r.get::<_, String>(11)?,
+                r.get::<_, Option<String>>(12)?,
             ))
         })?;
         let rows: Vec<_> = rows.collect::<Result<_, _>>()?;
@@ -159,6 +161,7 @@ pub fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreEr
             created_at,
             expires_at,
             body,
+            own_content,
         ) in rows
         {
             take.execute(params![id, req.owner, req.now + req.lease_ms, req.now])?;
@@ -176,7 +179,11 @@ pub fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreEr
                 created_at,
                 expires_at,
                 tries: (tries + 1) as u32,
-                content: serde_json::from_value(body["content"].clone()).unwrap_or_default(),
+                content: match own_content {
+                    Some(c) => serde_json::from_str(&c).map_err(corrupt)?,
+                    None => serde_json::from_value(body["content"].clone()).unwrap_or_default(),
+                },
+                template: body["template"].as_str().map(String::from),
                 params: serde_json::from_value(body["params"].clone()).unwrap_or(None),
                 metadata: serde_json::from_value(body["metadata"].clone()).unwrap_or_default(),
                 skip_providers: skip
@@ -216,12 +223,22 @@ pub fn complete(c: &Connection, x: &Completion) -> Result<bool, StoreError> {
         }
         Step::Expired => (DeliveryStatus::Expired, None),
         Step::Failed(_) => (DeliveryStatus::Failed, None),
+        Step::Defer { at } => (DeliveryStatus::Queued, Some(at)),
     };
+    if matches!(x.step, Step::Defer { .. }) {
+        c.prepare_cached("UPDATE deliveries SET tries = MAX(tries - 1, 0) WHERE id = ?1")?
+            .execute([&x.lease.delivery_id])?;
+    }
     let provider = x.attempt.as_ref().map(|a| a.provider.clone());
     let skip_json = (!skip.is_empty()).then(|| json!(skip).to_string());
+    let provider_message_id = x
+        .attempt
+        .as_ref()
+        .and_then(|a| a.provider_message_id.clone());
     c.prepare_cached(
         "UPDATE deliveries SET status = ?2, due_at = ?3, lease_owner = NULL,
-                provider = COALESCE(?4, provider), skip_providers = ?5, updated_at = ?6
+                provider = COALESCE(?4, provider), skip_providers = ?5, updated_at = ?6,
+                provider_message_id = COALESCE(?7, provider_message_id)
          WHERE id = ?1",
     )?
     .execute(params![
@@ -230,7 +247,8 @@ pub fn complete(c: &Connection, x: &Completion) -> Result<bool, StoreError> {
         due,
         provider,
         skip_json,
-        x.now
+        x.now,
+        provider_message_id
     ])?;
     if let Some(a) = &x.attempt {
         c.prepare_cached(
@@ -545,4 +563,56 @@ pub fn audit(c: &Connection, e: &AuditEntry) -> Result<(), StoreError> {
         e.reason
     ])?;
     Ok(())
+}
+
+/// Applies a delivery receipt once: `delivered` confirms a sent delivery; `failed` fails it
+/// (the message then fails over or is dead-lettered like any failure).
+pub fn apply_receipt(c: &Connection, r: &ReceiptReport) -> Result<ReceiptOutcome, StoreError> {
+    let status = if r.delivered { "delivered" } else { "failed" };
+    let fresh = c
+        .prepare_cached(
+            "INSERT OR IGNORE INTO receipts (provider, receipt_key, delivery_id, status, received_at, detail)
+             VALUES (?1, ?2, NULL, ?3, ?4, ?5)",
+        )?
+        .execute(params![r.provider, r.dedupe_key, status, r.at, r.error.as_ref().map(|e| json!(e).to_string())])?;
+    if fresh == 0 {
+        return Ok(ReceiptOutcome::Duplicate);
+    }
+    let found: Option<(String, String, String, String)> = match (&r.delivery_id, &r.provider_message_id) {
+        (Some(id), _) => c
+            .query_row(
+                "SELECT id, message_id, status, channel FROM deliveries WHERE id = ?1 AND provider = ?2",
+                params![id, r.provider],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
+            .optional()?,
+        (None, Some(pmid)) => c
+            .query_row(
+                "SELECT id, message_id, status, channel FROM deliveries WHERE provider = ?1 AND provider_message_id = ?2",
+                params![r.provider, pmid],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
+            .optional()?,
+        (None, None) => None,
+    };
+    let Some((delivery_id, message_id, current, channel)) = found else {
+        return Ok(ReceiptOutcome::Unknown);
+    };
+    c.execute(
+        "UPDATE receipts SET delivery_id = ?3 WHERE provider = ?1 AND receipt_key = ?2",
+        params![r.provider, r.dedupe_key, delivery_id],
+    )?;
+    // Only a delivery the provider accepted can be confirmed or failed by its receipt.
+    if current != "sent" {
+        return Ok(ReceiptOutcome::Ignored);
+    }
+    c.execute(
+        "UPDATE deliveries SET status = ?2, updated_at = ?3 WHERE id = ?1",
+        params![delivery_id, status, r.at],
+    )?;
+    recompute(c, &message_id, r.at, &channel, r.error.as_ref())?;
+    Ok(ReceiptOutcome::Applied {
+        delivery_id,
+        delivered: r.delivered,
+    })
 }

@@ -1,0 +1,157 @@
+//! Delivery receipts pushed by providers: Twilio status callbacks (X-Twilio-Signature
+//! checked against the account's auth token) and Aliyun SmsReport batches (answered
+//! `{"code":0}`, deduplicated). Open routes: the provider's signature or token is the auth.
+
+use super::AppState;
+use crate::core::types::{ErrorClass, now_millis};
+use crate::error::ApiError;
+use crate::providers::registry::ReceiptAuth;
+use crate::providers::signing::{constant_time_eq, twilio_verify};
+use crate::store::{AttemptError, ReceiptOutcome, ReceiptReport};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+fn unknown(provider: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "receipt endpoint for provider `{}`",
+        provider.chars().take(64).collect::<String>()
+    ))
+}
+
+pub async fn twilio(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Some(ReceiptAuth::Twilio { auth_token }) = state.providers.receipt_auth(&provider) else {
+        return Err(unknown(&provider));
+    };
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let base = state.cfg.server.public_url.clone().unwrap_or_else(|| {
+        let host = headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        format!("http://{host}")
+    });
+    let url = format!("{}{}", base.trim_end_matches('/'), uri);
+    let sig = headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if sig.is_empty() || !twilio_verify(&url, &params, auth_token.expose(), sig) {
+        return Err(ApiError::unauthorized("X-Twilio-Signature does not match"));
+    }
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let (Some(sid), Some(status)) = (get("MessageSid"), get("MessageStatus")) else {
+        return Err(ApiError::field(
+            "MessageSid",
+            "MessageSid and MessageStatus are required",
+        ));
+    };
+    let delivered = match status.as_str() {
+        "delivered" | "read" => true,
+        "undelivered" | "failed" => false,
+        _ => return Ok(StatusCode::OK.into_response()), // queued, sent, …: nothing final yet
+    };
+    let error = (!delivered).then(|| {
+        let code = get("ErrorCode").unwrap_or_default();
+        AttemptError {
+            class: crate::providers::twilio::classify(&code, 200),
+            detail: format!("Twilio status {status}, error {code}"),
+            code: if code.is_empty() {
+                status.clone()
+            } else {
+                code
+            },
+        }
+    });
+    let outcome = state
+        .store
+        .apply_receipt(ReceiptReport {
+            provider: provider.clone(),
+            delivery_id: None,
+            provider_message_id: Some(sid.clone()),
+            dedupe_key: format!("{sid}:{status}"),
+            delivered,
+            error,
+            at: now_millis(),
+        })
+        .await?;
+    tracing::info!(provider, sid, status, outcome = ?outcome, "twilio receipt");
+    Ok(StatusCode::OK.into_response())
+}
+
+pub async fn aliyun(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Some(ReceiptAuth::Aliyun { token }) = state.providers.receipt_auth(&provider) else {
+        return Err(unknown(&provider));
+    };
+    if let Some(t) = token {
+        let given = uri
+            .query()
+            .and_then(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "token")
+                    .map(|(_, v)| v.into_owned())
+            })
+            .unwrap_or_default();
+        if !constant_time_eq(given.as_bytes(), t.expose().as_bytes()) {
+            return Err(ApiError::unauthorized("the receipt token does not match"));
+        }
+    }
+    let reports: Vec<Value> = match super::body::parse_json(&body)? {
+        Value::Array(a) => a,
+        _ => return Err(ApiError::field("body", "an SmsReport push is a JSON array")),
+    };
+    let mut applied = 0;
+    for (i, r) in reports.iter().enumerate() {
+        let (Some(success), Some(biz_id)) = (r["success"].as_bool(), r["biz_id"].as_str()) else {
+            return Err(ApiError::field(
+                &format!("[{i}]"),
+                "needs `success` and `biz_id`",
+            ));
+        };
+        let phone = r["phone_number"].as_str().unwrap_or("");
+        let err_code = r["err_code"].as_str().unwrap_or("").to_string();
+        let outcome = state
+            .store
+            .apply_receipt(ReceiptReport {
+                provider: provider.clone(),
+                delivery_id: r["out_id"]
+                    .as_str()
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
+                provider_message_id: Some(biz_id.to_string()),
+                dedupe_key: format!("{biz_id}:{phone}"),
+                delivered: success,
+                error: (!success).then(|| AttemptError {
+                    class: ErrorClass::Recipient,
+                    detail: format!("{err_code}: {}", r["err_msg"].as_str().unwrap_or("")),
+                    code: err_code.clone(),
+                }),
+                at: now_millis(),
+            })
+            .await?;
+        if matches!(outcome, ReceiptOutcome::Applied { .. }) {
+            applied += 1;
+        }
+    }
+    tracing::info!(
+        provider,
+        reports = reports.len(),
+        applied,
+        "aliyun receipts"
+    );
+    Ok(Json(json!({"code": 0, "msg": "ok"})).into_response())
+}

@@ -1,0 +1,86 @@
+//! Outbound rate limits per provider: a sliding-window log per limit, so a robot's
+//! "20 per minute" is never exceeded. Work over the limit waits in the queue.
+
+use crate::config::Rate;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct Limiter {
+    windows: Mutex<Vec<(Rate, VecDeque<i64>)>>,
+}
+
+impl Limiter {
+    pub fn new(rates: &[Rate]) -> Self {
+        Limiter {
+            windows: Mutex::new(rates.iter().map(|r| (*r, VecDeque::new())).collect()),
+        }
+    }
+
+    /// Takes one slot at `now_ms`, or says how long until one frees.
+    pub fn try_acquire(&self, now_ms: i64) -> Result<(), Duration> {
+        let Ok(mut windows) = self.windows.lock() else {
+            return Ok(());
+        };
+        let mut wait = 0i64;
+        for (rate, log) in windows.iter_mut() {
+            let span = rate.per.as_millis() as i64;
+            while log.front().is_some_and(|t| *t <= now_ms - span) {
+                log.pop_front();
+            }
+            if log.len() >= rate.count as usize
+                && let Some(oldest) = log.front()
+            {
+                wait = wait.max(oldest + span - now_ms + 1);
+            }
+        }
+        if wait > 0 {
+            return Err(Duration::from_millis(wait as u64));
+        }
+        for (_, log) in windows.iter_mut() {
+            log.push_back(now_ms);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_more_than_the_rate_in_any_window() {
+        let l = Limiter::new(&[Rate::parse("20/min").unwrap(), Rate::parse("5/s").unwrap()]);
+        let mut sent = Vec::new();
+        let mut t = 0i64;
+        while t < 180_000 {
+            match l.try_acquire(t) {
+                Ok(()) => sent.push(t),
+                Err(w) => assert!(w.as_millis() > 0),
+            }
+            t += 37;
+        }
+        for (i, s) in sent.iter().enumerate() {
+            let in_minute = sent[i..].iter().take_while(|x| **x < s + 60_000).count();
+            assert!(in_minute <= 20, "{in_minute} within a minute from {s}");
+            let in_second = sent[i..].iter().take_while(|x| **x < s + 1_000).count();
+            assert!(in_second <= 5);
+        }
+        assert_eq!(
+            sent.len(),
+            60,
+            "the full budget is used: 20 in each of 3 minutes"
+        );
+    }
+
+    #[test]
+    fn tells_how_long_to_wait() {
+        let l = Limiter::new(&[Rate::parse("2/s").unwrap()]);
+        assert!(l.try_acquire(0).is_ok());
+        assert!(l.try_acquire(100).is_ok());
+        let w = l.try_acquire(200).unwrap_err();
+        assert_eq!(w.as_millis(), 801);
+        assert!(l.try_acquire(1001).is_ok());
+    }
+}

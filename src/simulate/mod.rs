@@ -1,0 +1,331 @@
+//! `herald simulate`: loopback endpoints that behave like Aliyun SMS, Twilio, DingTalk,
+//! Feishu, WeCom and Slack. They check signatures and auth as the real services do, answer
+//! with the documented success and error bodies, send receipts the way the real services do,
+//! record every request (readable at `GET /_sim/requests`), and take faults on command
+//! (`PUT /_sim/faults/{provider}`: error rate, fixed error code, latency, outage, 429).
+
+mod aliyun;
+mod robots;
+mod twilio;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post, put};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Args, Debug, Clone)]
+pub struct SimArgs {
+    /// Address to listen on (loopback).
+    #[arg(long, default_value = "127.0.0.1:9500")]
+    pub listen: String,
+    #[arg(long, default_value = "sim-access-key-id")]
+    pub aliyun_access_key_id: String,
+    #[arg(long, default_value = "sim-access-key-secret")]
+    pub aliyun_access_key_secret: String,
+    /// Where to push Aliyun SmsReport batches (Herald's /v1/receipts/aliyun/{provider}).
+    #[arg(long)]
+    pub aliyun_report_url: Option<String>,
+    #[arg(long, default_value = "ACsimulator000000000000000000000000")]
+    pub twilio_account_sid: String,
+    #[arg(long, default_value = "sim-auth-token")]
+    pub twilio_auth_token: String,
+    /// DingTalk robots' signing secret; without it, unsigned requests are accepted.
+    #[arg(long)]
+    pub dingtalk_secret: Option<String>,
+    /// Feishu bots' signing secret; without it, unsigned requests are accepted.
+    #[arg(long)]
+    pub feishu_secret: Option<String>,
+    #[arg(long, default_value = "sim-wecom-key")]
+    pub wecom_key: String,
+    /// The path of the Slack incoming webhook after /slack/services/.
+    #[arg(long, default_value = "T0SIM/B0SIM/simulatorsecret")]
+    pub slack_path: String,
+    /// Delay before delivery receipts are sent or become queryable.
+    #[arg(long, default_value = "300ms", value_parser = parse_dur)]
+    pub report_delay: Duration,
+}
+
+fn parse_dur(s: &str) -> Result<Duration, String> {
+    crate::config::Dur::parse(s).map(|d| d.0)
+}
+
+/// Faults a provider's endpoint answers with, on command.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// Share of requests that fail, 0 to 1 (default 1 when a code or status is given).
+    pub error_rate: Option<f64>,
+    /// The provider's own error code to answer with (`isp.SYSTEM_ERROR`, `21211`, `130101`…).
+    pub error_code: Option<String>,
+    /// An HTTP status to answer with: 503 (outage body), 429 (the provider's throttling).
+    pub status: Option<u16>,
+    /// Added before every answer.
+    pub latency_ms: Option<u64>,
+    /// Answer 503 for this long from now ("10s").
+    pub outage: Option<String>,
+    /// Only the next N requests are faulted.
+    pub count: Option<u32>,
+    #[serde(skip)]
+    outage_until: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    pub provider: &'static str,
+    pub at: String,
+    pub accepted: bool,
+    pub request: Value,
+    pub status: u16,
+    pub response: Value,
+}
+
+/// What a faulted request gets instead of normal handling.
+pub enum FaultHit {
+    Code(String),
+    Status(u16),
+}
+
+pub struct Sim {
+    pub args: SimArgs,
+    records: Mutex<Vec<Record>>,
+    faults: Mutex<HashMap<String, Fault>>,
+    nonces: Mutex<HashSet<String>>,
+    windows: Mutex<HashMap<String, VecDeque<i64>>>,
+    pub aliyun_details: Mutex<HashMap<String, aliyun::Detail>>,
+    pub http: reqwest::Client,
+}
+
+pub type Shared = Arc<Sim>;
+
+impl Sim {
+    pub fn new(args: SimArgs) -> Shared {
+        Arc::new(Sim {
+            args,
+            records: Mutex::default(),
+            faults: Mutex::default(),
+            nonces: Mutex::default(),
+            windows: Mutex::default(),
+            aliyun_details: Mutex::default(),
+            http: reqwest::Client::new(),
+        })
+    }
+
+    pub fn record(
+        &self,
+        provider: &'static str,
+        accepted: bool,
+        request: Value,
+        status: u16,
+        response: Value,
+    ) {
+        if let Ok(mut r) = self.records.lock() {
+            if r.len() >= 100_000 {
+                r.remove(0);
+            }
+            r.push(Record {
+                provider,
+                at: crate::core::types::rfc3339(crate::core::types::now_millis()),
+                accepted,
+                request,
+                status,
+                response,
+            });
+        }
+    }
+
+    /// Applies the provider's configured fault: sleeps the latency, then says whether this
+    /// request fails and how.
+    pub async fn fault(&self, provider: &str) -> Option<FaultHit> {
+        let (latency, hit) = {
+            let Ok(mut faults) = self.faults.lock() else {
+                return None;
+            };
+            let f = faults.get_mut(provider)?;
+            let now = crate::core::types::now_millis();
+            let latency = f.latency_ms.unwrap_or(0);
+            let hit = if f.outage_until.is_some_and(|u| now < u) {
+                Some(FaultHit::Status(503))
+            } else if f.error_code.is_some() || f.status.is_some() {
+                let rate = f.error_rate.unwrap_or(1.0);
+                let counted = f.count.is_none_or(|c| c > 0);
+                if counted && rand::random::<f64>() < rate {
+                    if let Some(c) = f.count.as_mut() {
+                        *c -= 1;
+                    }
+                    match (&f.error_code, f.status) {
+                        (Some(code), _) => Some(FaultHit::Code(code.clone())),
+                        (None, Some(s)) => Some(FaultHit::Status(s)),
+                        _ => None,
+                    }
+                } else {
+                    None
+                }
+            } else {
+                None
+            };
+            (latency, hit)
+        };
+        if latency > 0 {
+            tokio::time::sleep(Duration::from_millis(latency)).await;
+        }
+        hit
+    }
+
+    /// Remembers a nonce; false when it was seen before.
+    pub fn fresh_nonce(&self, nonce: &str) -> bool {
+        self.nonces
+            .lock()
+            .map(|mut n| n.insert(nonce.to_string()))
+            .unwrap_or(true)
+    }
+
+    /// Counts a request against `key`'s limits; false when over any of them.
+    pub fn within_rate(&self, key: &str, limits: &[(usize, i64)]) -> bool {
+        let Ok(mut w) = self.windows.lock() else {
+            return true;
+        };
+        let log = w.entry(key.to_string()).or_default();
+        let now = crate::core::types::now_millis();
+        let longest = limits.iter().map(|l| l.1).max().unwrap_or(0);
+        while log.front().is_some_and(|t| *t <= now - longest) {
+            log.pop_front();
+        }
+        for (count, span) in limits {
+            if log.iter().filter(|t| **t > now - span).count() >= *count {
+                return false;
+            }
+        }
+        log.push_back(now);
+        true
+    }
+}
+
+pub fn router(sim: Shared) -> Router {
+    Router::new()
+        .route("/aliyun", any(aliyun::rpc))
+        .route("/aliyun/", any(aliyun::rpc))
+        .route(
+            "/twilio/2010-04-01/Accounts/{sid}/Messages.json",
+            post(twilio::create),
+        )
+        .route("/dingtalk/robot/send", post(robots::dingtalk))
+        .route("/feishu/open-apis/bot/v2/hook/{hook}", post(robots::feishu))
+        .route("/wecom/cgi-bin/webhook/send", post(robots::wecom))
+        .route("/slack/services/{*path}", post(robots::slack))
+        .route("/_sim/health", get(|| async { "ok" }))
+        .route("/_sim/requests", get(requests).delete(clear_requests))
+        .route("/_sim/faults", get(list_faults))
+        .route(
+            "/_sim/faults/{provider}",
+            put(set_fault).delete(clear_fault),
+        )
+        .with_state(sim)
+}
+
+const PROVIDERS: [&str; 6] = ["aliyun", "twilio", "dingtalk", "feishu", "wecom", "slack"];
+
+async fn requests(State(sim): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let list: Vec<Record> = sim
+        .records
+        .lock()
+        .map(|r| {
+            r.iter()
+                .filter(|x| q.get("provider").is_none_or(|p| p == x.provider))
+                .filter(|x| {
+                    q.get("accepted")
+                        .is_none_or(|a| (a == "true") == x.accepted)
+                })
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    Json(json!({ "data": list })).into_response()
+}
+
+async fn clear_requests(State(sim): State<Shared>) -> StatusCode {
+    if let Ok(mut r) = sim.records.lock() {
+        r.clear();
+    }
+    StatusCode::NO_CONTENT
+}
+
+async fn list_faults(State(sim): State<Shared>) -> Response {
+    let f = sim.faults.lock().map(|f| json!(*f)).unwrap_or_default();
+    Json(f).into_response()
+}
+
+async fn set_fault(
+    State(sim): State<Shared>,
+    Path(provider): Path<String>,
+    Json(mut f): Json<Fault>,
+) -> Response {
+    if !PROVIDERS.contains(&provider.as_str()) {
+        return (
+            StatusCode::NOT_FOUND,
+            format!(
+                "unknown provider {provider}; one of {}",
+                PROVIDERS.join(", ")
+            ),
+        )
+            .into_response();
+    }
+    if let Some(o) = &f.outage {
+        match crate::config::Dur::parse(o) {
+            Ok(d) => {
+                f.outage_until = Some(crate::core::types::now_millis() + d.0.as_millis() as i64)
+            }
+            Err(e) => return (StatusCode::UNPROCESSABLE_ENTITY, e).into_response(),
+        }
+    }
+    if let Ok(mut faults) = sim.faults.lock() {
+        faults.insert(provider, f.clone());
+    }
+    Json(json!(f)).into_response()
+}
+
+async fn clear_fault(State(sim): State<Shared>, Path(provider): Path<String>) -> StatusCode {
+    if let Ok(mut f) = sim.faults.lock() {
+        f.remove(&provider);
+    }
+    StatusCode::NO_CONTENT
+}
+
+/// Runs the simulators until the process is stopped.
+pub async fn run(args: SimArgs) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&args.listen).await?;
+    let addr = listener.local_addr()?;
+    eprintln!(
+        "herald simulate on http://{addr}: /aliyun /twilio /dingtalk /feishu /wecom /slack; control at /_sim"
+    );
+    axum::serve(listener, router(Sim::new(args))).await?;
+    Ok(())
+}
+
+/// Starts the simulators on `listener` in the background (tests, drills).
+pub fn spawn(args: SimArgs, listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
+    let app = router(Sim::new(args));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    })
+}
+
+pub fn request_id() -> String {
+    let b: [u8; 16] = rand::random();
+    let h = hex::encode_upper(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
