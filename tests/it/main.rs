@@ -11,4 +11,5 @@ mod e2e_crash;
 mod e2e_dead_letters;
 mod e2e_idempotency;
 mod e2e_send;
+mod e2e_sms;
 mod store_conformance;

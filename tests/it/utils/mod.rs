@@ -2,6 +2,7 @@
 
 pub mod process;
 pub mod receiver;
+pub mod rig;
 
 use herald::app::{Server, start};
 use herald::config::Config;
@@ -26,10 +27,20 @@ impl TestHerald {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(listener, tweak).await
+    }
+
+    /// Starts on a listener bound beforehand (so others can be told its address first).
+    /// `server.public_url` is the listener's address.
+    pub async fn start_on(
+        listener: tokio::net::TcpListener,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = Config::for_tests(dir.path());
+        cfg.server.public_url = Some(format!("http://{}", listener.local_addr().unwrap()));
         tweak(&mut cfg);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = start(cfg, listener, ADMIN).await.unwrap();
         let base = format!("http://{}", server.addr);
         TestHerald {

@@ -1,0 +1,293 @@
+//! SMS through Aliyun and Twilio, against `herald simulate`: signatures and parameters are
+//! accepted, every documented error code is classed as PROVIDERS.md lists it, receipts
+//! confirm or fail deliveries.
+
+use crate::utils::rig::{Rig, provider, sms, sms_providers, verify_template};
+use herald::config::ProviderKind;
+use herald::core::types::{Channel, ErrorClass};
+use serde_json::{Value, json};
+
+async fn sms_rig() -> Rig {
+    Rig::start(|c, sim| {
+        c.providers = sms_providers(sim);
+        c.templates = vec![verify_template()];
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aliyun_sends_signed_templates_and_its_receipt_marks_delivery() {
+    let rig = sms_rig().await;
+    let id = rig.send(sms("verify_code")).await;
+    let m = rig.herald.wait_status(&id, "delivered").await;
+    let d = &m["deliveries"][0];
+    assert_eq!(d["provider"], "aliyun-main");
+    assert_eq!(d["status"], "delivered");
+    let reqs = rig.requests("aliyun").await;
+    let accepted: Vec<&Value> = reqs.iter().filter(|r| r["accepted"] == true).collect();
+    assert_eq!(accepted.len(), 1, "{reqs:#?}");
+    let p = &accepted[0]["request"];
+    assert_eq!(p["Action"], "SendSms");
+    assert_eq!(p["TemplateCode"], "SMS_123456");
+    assert_eq!(p["SignName"], "Herald");
+    assert_eq!(p["PhoneNumbers"], "8613800138000");
+    assert_eq!(p["OutId"], d["id"], "OutId is the delivery id");
+    let tp: Value = serde_json::from_str(p["TemplateParam"].as_str().unwrap()).unwrap();
+    assert_eq!(tp, json!({"code": "123456"}));
+    assert_eq!(
+        d["attempts"][0]["provider_message_id"],
+        accepted[0]["response"]["BizId"]
+    );
+
+    // A handset that never gets it: the pushed report fails the delivery.
+    let id = rig.send(json!({"to": {"phone": "+8613800134444"}, "template": "verify_code", "params": {"code": "1"}})).await;
+    let m = rig.herald.wait_status(&id, "failed").await;
+    assert_eq!(m["deliveries"][0]["status"], "failed");
+    rig.herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_sends_text_and_signed_status_callbacks_mark_delivery() {
+    let rig = Rig::start(|c, sim| c.providers = vec![sms_providers(sim).remove(1)]).await;
+    let id = rig
+        .send(json!({"to": {"phone": "+14155550100"}, "content": {"text": "Your code is 4242"}}))
+        .await;
+    let m = rig.herald.wait_status(&id, "delivered").await;
+    let d = &m["deliveries"][0];
+    assert_eq!(d["provider"], "twilio-backup");
+    assert!(
+        d["attempts"][0]["provider_message_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("SM")
+    );
+    let reqs = rig.requests("twilio").await;
+    let p = &reqs.iter().find(|r| r["accepted"] == true).unwrap()["request"];
+    assert_eq!(p["Body"], "Your code is 4242");
+    assert_eq!(p["To"], "+14155550100");
+    assert_eq!(p["From"], "+15005550006");
+    assert_eq!(
+        p["StatusCallback"],
+        format!("{}/v1/receipts/twilio/twilio-backup", rig.herald.base)
+    );
+
+    let id = rig
+        .send(json!({"to": {"phone": "+14155554444"}, "content": {"text": "x"}}))
+        .await;
+    let m = rig.herald.wait_status(&id, "failed").await;
+    assert_eq!(m["deliveries"][0]["status"], "failed");
+
+    // A callback without a valid signature is refused.
+    let r = rig
+        .http
+        .post(format!(
+            "{}/v1/receipts/twilio/twilio-backup",
+            rig.herald.base
+        ))
+        .header("X-Twilio-Signature", "forged")
+        .form(&[("MessageSid", "SMx"), ("MessageStatus", "delivered")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    rig.herald.stop().await;
+}
+
+/// For every code of a provider's table: fault the next call with it, send, and check the
+/// first attempt's class and what followed.
+async fn check_table(
+    rig: &Rig,
+    sim_provider: &str,
+    provider_id: &str,
+    table: &[(&str, ErrorClass)],
+    other: &str,
+) {
+    for (code, class) in table {
+        rig.fault(sim_provider, json!({"error_code": code, "count": 1}))
+            .await;
+        let id = rig.send(sms("verify_code")).await;
+        let m = rig.settle(&id).await;
+        let d = &m["deliveries"][0];
+        let a = d["attempts"].as_array().unwrap();
+        let first = &a[0];
+        assert_eq!(first["provider"], provider_id, "{code}: {m:#}");
+        assert_eq!(
+            first["error"]["class"],
+            class.as_str(),
+            "{code} is {class}: {m:#}"
+        );
+        assert_eq!(first["error"]["code"], *code);
+        match class {
+            ErrorClass::Transient => {
+                assert_eq!(m["status"], "delivered", "{code}: retried and sent: {m:#}");
+                assert!(a.len() >= 2);
+            }
+            ErrorClass::Recipient | ErrorClass::Rejected => {
+                assert_eq!(m["status"], "failed", "{code}: not retried: {m:#}");
+                assert_eq!(a.len(), 1, "{code}: not retried");
+            }
+            ErrorClass::Provider => {
+                assert_eq!(
+                    m["status"], "delivered",
+                    "{code}: another provider used: {m:#}"
+                );
+                assert_eq!(d["provider"], other, "{code}");
+            }
+        }
+        rig.clear_fault(sim_provider).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_aliyun_error_code_is_classed_as_documented() {
+    let rig = sms_rig().await;
+    check_table(
+        &rig,
+        "aliyun",
+        "aliyun-main",
+        herald::providers::aliyun::ERRORS,
+        "twilio-backup",
+    )
+    .await;
+    rig.herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_twilio_error_code_is_classed_as_documented() {
+    let rig = Rig::start(|c, sim| {
+        let mut p = sms_providers(sim);
+        p[0].priority = 2;
+        p[1].priority = 1;
+        c.providers = p;
+        c.templates = vec![verify_template()];
+    })
+    .await;
+    check_table(
+        &rig,
+        "twilio",
+        "twilio-backup",
+        herald::providers::twilio::ERRORS,
+        "aliyun-main",
+    )
+    .await;
+    rig.herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_faults_bad_number_outage_and_bad_credentials() {
+    // A bad number is refused by the service itself: not retried, the delivery fails.
+    let rig = Rig::start(|c, sim| {
+        c.providers = vec![sms_providers(sim).remove(1)];
+    })
+    .await;
+    let id = rig
+        .send(json!({"to": {"phone": "+15005550001"}, "content": {"text": "x"}}))
+        .await;
+    let m = rig.settle(&id).await;
+    assert_eq!(m["status"], "failed");
+    assert_eq!(m["deliveries"][0]["attempts"][0]["error"]["code"], "21211");
+    assert_eq!(m["deliveries"][0]["attempts"].as_array().unwrap().len(), 1);
+    // An outage (503) is retried until the service is back.
+    rig.fault("twilio", json!({"status": 503, "count": 2}))
+        .await;
+    let id = rig
+        .send(json!({"to": {"phone": "+14155550100"}, "content": {"text": "x"}}))
+        .await;
+    let m = rig.settle(&id).await;
+    assert_eq!(m["status"], "delivered", "{m:#}");
+    let a = m["deliveries"][0]["attempts"].as_array().unwrap();
+    assert_eq!(a[0]["error"]["class"], "transient");
+    assert_eq!(a.len(), 3);
+    rig.herald.stop().await;
+
+    // Wrong credentials: the service refuses the signature; that provider is skipped.
+    let rig = Rig::start(|c, sim| {
+        let mut p = sms_providers(sim);
+        p[0] = provider(
+            "aliyun-main",
+            Channel::Sms,
+            ProviderKind::Aliyun,
+            1,
+            &format!("{sim}/aliyun"),
+            &[
+                ("access_key_id", "sim-ak"),
+                ("access_key_secret", "wrong-secret"),
+            ],
+            &[("sign_name", "Herald")],
+        );
+        c.providers = p;
+        c.templates = vec![verify_template()];
+    })
+    .await;
+    let id = rig.send(sms("verify_code")).await;
+    let m = rig.settle(&id).await;
+    assert_eq!(m["status"], "delivered", "{m:#}");
+    let a = m["deliveries"][0]["attempts"].as_array().unwrap();
+    assert_eq!(a[0]["error"]["code"], "SignatureDoesNotMatch");
+    assert_eq!(a[0]["error"]["class"], "provider");
+    assert_eq!(a[1]["provider"], "twilio-backup");
+    rig.herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aliyun_receipts_can_be_polled_and_pushes_are_deduplicated() {
+    let rig = Rig::start(|c, sim| {
+        let mut p = sms_providers(sim);
+        p[0].options
+            .insert("receipts".into(), toml::Value::String("poll".into()));
+        // The simulator's pushes carry no token: refused, so polling is what delivers.
+        p[0].options.insert(
+            "receipt_token".into(),
+            toml::Value::String("push-token-value".into()),
+        );
+        c.providers = vec![p.remove(0)];
+        c.templates = vec![verify_template()];
+    })
+    .await;
+    let id = rig.send(sms("verify_code")).await;
+    let m = rig.herald.wait_status(&id, "delivered").await;
+    let reqs = rig.requests("aliyun").await;
+    assert!(
+        reqs.iter()
+            .any(|r| r["request"]["Action"] == "QuerySendDetails" && r["accepted"] == true),
+        "polled"
+    );
+    // The same push twice: applied once, answered {"code":0} both times.
+    let d = &m["deliveries"][0];
+    let report = json!([{"phone_number": "8613800138000", "success": false, "err_code": "X", "err_msg": "late",
+                         "biz_id": d["attempts"][0]["provider_message_id"], "out_id": d["id"]}]);
+    for _ in 0..2 {
+        let url = format!(
+            "{}/v1/receipts/aliyun/aliyun-main?token=push-token-value",
+            rig.herald.base
+        );
+        let r: Value = rig
+            .http
+            .post(url)
+            .json(&report)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["code"], 0);
+    }
+    let (_, m) = rig.herald.get(&format!("/v1/messages/{id}")).await;
+    assert_eq!(
+        m["status"], "delivered",
+        "a report after the final one changes nothing"
+    );
+    let r = rig
+        .http
+        .post(format!(
+            "{}/v1/receipts/aliyun/aliyun-main?token=wrong",
+            rig.herald.base
+        ))
+        .json(&report)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    rig.herald.stop().await;
+}
