@@ -113,7 +113,12 @@ pub async fn start(
             grace: cfg.server.shutdown_grace.0,
         })
     });
-    let app = router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    // Spans name the path only: query strings may carry receipt tokens.
+    let app = router(state).layer(
+        tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+        }),
+    );
     let stop2 = stop.clone();
     let grace = cfg.server.shutdown_grace.0;
     let receipt_poll = cfg.dispatch.receipt_poll.0;

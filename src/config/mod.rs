@@ -305,6 +305,21 @@ impl Config {
         if let Some(u) = &c.storage.url {
             c.storage.url = Some(redact_url(u));
         }
+        // A robot's URL is its credential (DingTalk access_token, WeCom key, Slack and
+        // Feishu hook paths): show only where it points.
+        for p in &mut c.providers {
+            if let Some(toml::Value::String(u)) = p.options.get("url") {
+                let shown = match url::Url::parse(u) {
+                    Ok(parsed) => format!(
+                        "{}://{}/[redacted]",
+                        parsed.scheme(),
+                        parsed.host_str().unwrap_or("")
+                    ),
+                    Err(_) => "[redacted]".to_string(),
+                };
+                p.options.insert("url".into(), toml::Value::String(shown));
+            }
+        }
         toml::to_string_pretty(&c)
             .unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
     }

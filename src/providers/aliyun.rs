@@ -83,8 +83,8 @@ impl AliyunProvider {
     ) -> Result<Self, String> {
         check_keys(
             cfg,
-            &["access_key_id", "access_key_secret"],
-            &["sign_name", "region", "receipts", "receipt_token"],
+            &["access_key_id", "access_key_secret", "receipt_token"],
+            &["sign_name", "region", "receipts"],
         )?;
         Ok(AliyunProvider {
             base: Base::new(cfg, "https://dysmsapi.aliyuncs.com")?,

@@ -38,6 +38,23 @@ impl Base {
         })
     }
 
+    /// For providers that are not HTTP (SMTP): routing and timeout only.
+    pub fn without_endpoint(cfg: &ProviderConfig, hint: &str) -> Result<Self, String> {
+        if cfg.endpoint.is_some() {
+            return Err(format!(
+                "providers `{}`: endpoint does not apply to this kind; {hint}",
+                cfg.id
+            ));
+        }
+        Ok(Base {
+            id: cfg.id.clone(),
+            priority: cfg.priority,
+            weight: cfg.weight,
+            timeout: cfg.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(10)),
+            endpoint: String::new(),
+        })
+    }
+
     /// A full URL configured for a robot (`options.url`), with its scheme, host and port
     /// replaced by `endpoint` when one is configured (to point it at a simulator or proxy).
     pub fn robot_url(cfg: &ProviderConfig) -> Result<url::Url, String> {

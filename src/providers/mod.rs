@@ -181,12 +181,13 @@ pub fn classify_transport(e: &reqwest::Error) -> SendError {
     } else {
         "transport_error"
     };
+    // Never `e.to_string()`: it carries the URL, and robot URLs carry their access tokens.
     SendError::Transient {
         code: code.into(),
         detail: if root.is_empty() {
-            e.to_string()
+            code.replace('_', " ")
         } else {
-            format!("{e}: {root}")
+            root
         },
         retry_after: None,
     }

@@ -99,11 +99,7 @@ impl Registry {
                         vendor.clone(),
                         templates.clone(),
                     )?);
-                    let token = p
-                        .options
-                        .get("receipt_token")
-                        .and_then(|v| v.as_str())
-                        .map(Secret::new);
+                    let token = p.credentials.get("receipt_token").cloned();
                     r.receipts
                         .insert(p.id.clone(), ReceiptAuth::Aliyun { token });
                     match p.options.get("receipts").and_then(|v| v.as_str()) {

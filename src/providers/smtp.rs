@@ -64,7 +64,7 @@ impl SmtpProvider {
             &["host", "port", "tls", "from", "ca_file", "pool_size"],
         )?;
         let id = &cfg.id;
-        let base = Base::new(cfg, "smtp://localhost")?;
+        let base = Base::without_endpoint(cfg, "use options.host and options.port")?;
         let host = opt_string(cfg, "host")?
             .ok_or_else(|| format!("providers `{id}`: options.host is required"))?;
         let tls_mode = opt_string(cfg, "tls")?.unwrap_or_else(|| "starttls".into());
@@ -217,7 +217,9 @@ impl Provider for SmtpProvider {
             Err(e) => {
                 let detail = e.to_string();
                 let Some(code) = e.status() else {
-                    return Err(if e.is_tls() {
+                    // lettre reports a certificate the server cannot be trusted with as a
+                    // connection error; either way it is configuration, not a passing fault.
+                    return Err(if e.is_tls() || detail.contains("certificate") {
                         SendError::Provider {
                             code: "tls".into(),
                             detail,

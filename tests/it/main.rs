@@ -6,10 +6,13 @@ mod utils;
 
 mod e2e_auth;
 mod e2e_bad_input;
+mod e2e_chat;
 mod e2e_cli;
 mod e2e_crash;
 mod e2e_dead_letters;
+mod e2e_email;
 mod e2e_idempotency;
+mod e2e_secrets;
 mod e2e_send;
 mod e2e_sms;
 mod store_conformance;

@@ -22,6 +22,10 @@ fn free_port() -> u16 {
 impl HeraldProcess {
     /// Starts `herald serve` on `data_dir` (fresh port) and waits until it is healthy.
     pub async fn start(data_dir: &Path, extra_toml: &str) -> Self {
+        Self::start_with_log_level(data_dir, extra_toml, "warn").await
+    }
+
+    pub async fn start_with_log_level(data_dir: &Path, extra_toml: &str, level: &str) -> Self {
         let port = free_port();
         let cfg: PathBuf = data_dir.join("herald.toml");
         std::fs::create_dir_all(data_dir).unwrap();
@@ -30,7 +34,7 @@ impl HeraldProcess {
             format!(
                 "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nshutdown_grace = \"10s\"\n\
                  [webhook]\nallowed_hosts = [\"127.0.0.1\"]\n[dispatch]\npoll = \"50ms\"\nretry_base = \"50ms\"\nretry_cap = \"500ms\"\n\
-                 [log]\nlevel = \"warn\"\n{extra_toml}",
+                 [log]\nlevel = \"{level}\"\n{extra_toml}",
                 data_dir.display()
             ),
         )

@@ -46,7 +46,7 @@ pub fn provider(
         kind,
         priority,
         weight: 100,
-        endpoint: Some(endpoint.into()),
+        endpoint: (!endpoint.is_empty()).then(|| endpoint.to_string()),
         timeout: None,
         rate_limit: None,
         credentials: creds
