@@ -236,9 +236,9 @@ async fn aliyun_receipts_can_be_polled_and_pushes_are_deduplicated() {
         p[0].options
             .insert("receipts".into(), toml::Value::String("poll".into()));
         // The simulator's pushes carry no token: refused, so polling is what delivers.
-        p[0].options.insert(
+        p[0].credentials.insert(
             "receipt_token".into(),
-            toml::Value::String("push-token-value".into()),
+            herald::config::Secret::new("push-token-value"),
         );
         c.providers = vec![p.remove(0)];
         c.templates = vec![verify_template()];
