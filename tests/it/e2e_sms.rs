@@ -291,3 +291,34 @@ async fn aliyun_receipts_can_be_polled_and_pushes_are_deduplicated() {
     assert_eq!(r.status(), 401);
     rig.herald.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_with_a_missing_parameter_is_refused_at_send_time() {
+    let rig = sms_rig().await;
+    let (code, e) = rig
+        .herald
+        .send(json!({"to": {"phone": "+8613800138000"}, "template": "verify_code", "params": {}}))
+        .await;
+    assert_eq!(code, 422, "{e}");
+    assert_eq!(e["errors"][0]["field"], "params");
+    assert!(
+        e["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing"),
+        "{e}"
+    );
+    let (code, e) = rig
+        .herald
+        .send(json!({"to": {"phone": "+8613800138000"}, "template": "nope"}))
+        .await;
+    assert_eq!(
+        (code, e["errors"][0]["field"].as_str()),
+        (422, Some("template"))
+    );
+    // The template's channels are used when the message names none.
+    let id = rig.send(sms("verify_code")).await;
+    let (_, m) = rig.herald.get(&format!("/v1/messages/{id}")).await;
+    assert_eq!(m["deliveries"][0]["channel"], "sms");
+    rig.herald.stop().await;
+}
