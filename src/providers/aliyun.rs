@@ -2,7 +2,7 @@
 //! `TemplateCode` comes from the template's `provider_templates`; the outcome is classified
 //! on `Code`, not on the HTTP status.
 
-use super::common::{Base, check_keys, lookup, opt_string, required_cred};
+use super::common::{Base, check_keys, error, lookup, opt_string, required_cred};
 use super::signing::{aliyun_encode, aliyun_rpc_signature};
 use super::{Provider, Receipt, SendError, classify_transport};
 use crate::config::{ProviderConfig, Secret};
@@ -175,21 +175,7 @@ pub fn phone_for_aliyun(e164: &str) -> String {
 
 #[async_trait]
 impl Provider for AliyunProvider {
-    fn id(&self) -> &str {
-        &self.base.id
-    }
-    fn kind(&self) -> &'static str {
-        "aliyun"
-    }
-    fn channel(&self) -> Channel {
-        Channel::Sms
-    }
-    fn priority(&self) -> u32 {
-        self.base.priority
-    }
-    fn weight(&self) -> u32 {
-        self.base.weight
-    }
+    crate::provider_basics!("aliyun", Channel::Sms);
 
     async fn send(&self, m: &Claimed) -> Result<Receipt, SendError> {
         let code = m
@@ -220,18 +206,10 @@ impl Provider for AliyunProvider {
         } else {
             code.to_string()
         };
-        Err(match classify(&code, status) {
-            C::Transient => SendError::Transient {
-                retry_after: code
-                    .starts_with("Throttling")
-                    .then_some(Duration::from_secs(1)),
-                code,
-                detail,
-            },
-            C::Recipient => SendError::Recipient { code, detail },
-            C::Provider => SendError::Provider { code, detail },
-            C::Rejected => SendError::Rejected { code, detail },
-        })
+        let retry_after = code
+            .starts_with("Throttling")
+            .then_some(Duration::from_secs(1));
+        Err(error(classify(&code, status), code, detail, retry_after))
     }
 }
 

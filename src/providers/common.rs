@@ -4,6 +4,28 @@
 use crate::config::{ProviderConfig, Secret};
 use std::time::Duration;
 
+/// The `Provider` methods every configured provider answers from its [`Base`] (`self.base`).
+#[macro_export]
+macro_rules! provider_basics {
+    ($kind:literal, $channel:expr) => {
+        fn id(&self) -> &str {
+            &self.base.id
+        }
+        fn kind(&self) -> &'static str {
+            $kind
+        }
+        fn channel(&self) -> $crate::core::types::Channel {
+            $channel
+        }
+        fn priority(&self) -> u32 {
+            self.base.priority
+        }
+        fn weight(&self) -> u32 {
+            self.base.weight
+        }
+    };
+}
+
 /// Routing facts and the endpoint of one configured provider.
 #[derive(Debug, Clone)]
 pub struct Base {

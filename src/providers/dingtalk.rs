@@ -64,21 +64,7 @@ pub fn body(m: &Claimed) -> Value {
 
 #[async_trait]
 impl Provider for DingtalkProvider {
-    fn id(&self) -> &str {
-        &self.base.id
-    }
-    fn kind(&self) -> &'static str {
-        "dingtalk"
-    }
-    fn channel(&self) -> Channel {
-        Channel::Chat
-    }
-    fn priority(&self) -> u32 {
-        self.base.priority
-    }
-    fn weight(&self) -> u32 {
-        self.base.weight
-    }
+    crate::provider_basics!("dingtalk", Channel::Chat);
 
     async fn send(&self, m: &Claimed) -> Result<Receipt, SendError> {
         let mut url = self.url.clone();

@@ -70,21 +70,7 @@ pub fn body(m: &Claimed, secret: Option<&str>, now_s: i64) -> Value {
 
 #[async_trait]
 impl Provider for FeishuProvider {
-    fn id(&self) -> &str {
-        &self.base.id
-    }
-    fn kind(&self) -> &'static str {
-        "feishu"
-    }
-    fn channel(&self) -> Channel {
-        Channel::Chat
-    }
-    fn priority(&self) -> u32 {
-        self.base.priority
-    }
-    fn weight(&self) -> u32 {
-        self.base.weight
-    }
+    crate::provider_basics!("feishu", Channel::Chat);
 
     async fn send(&self, m: &Claimed) -> Result<Receipt, SendError> {
         let now_s = crate::core::types::now_millis() / 1000;

@@ -45,21 +45,7 @@ impl SlackProvider {
 
 #[async_trait]
 impl Provider for SlackProvider {
-    fn id(&self) -> &str {
-        &self.base.id
-    }
-    fn kind(&self) -> &'static str {
-        "slack"
-    }
-    fn channel(&self) -> Channel {
-        Channel::Chat
-    }
-    fn priority(&self) -> u32 {
-        self.base.priority
-    }
-    fn weight(&self) -> u32 {
-        self.base.weight
-    }
+    crate::provider_basics!("slack", Channel::Chat);
 
     async fn send(&self, m: &Claimed) -> Result<Receipt, SendError> {
         let text = m

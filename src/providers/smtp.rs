@@ -2,7 +2,7 @@
 //! multipart/alternative in UTF-8, a Message-ID that carries the Herald ids, pooled
 //! connections. 4xx replies are transient; 5xx are classed by the enhanced status code.
 
-use super::common::{Base, check_keys, opt_string};
+use super::common::{Base, check_keys, error, opt_string};
 use super::{Provider, Receipt, SendError};
 use crate::config::ProviderConfig;
 use crate::core::types::{Channel, ErrorClass as C};
@@ -192,21 +192,7 @@ impl SmtpProvider {
 
 #[async_trait]
 impl Provider for SmtpProvider {
-    fn id(&self) -> &str {
-        &self.base.id
-    }
-    fn kind(&self) -> &'static str {
-        "smtp"
-    }
-    fn channel(&self) -> Channel {
-        Channel::Email
-    }
-    fn priority(&self) -> u32 {
-        self.base.priority
-    }
-    fn weight(&self) -> u32 {
-        self.base.weight
-    }
+    crate::provider_basics!("smtp", Channel::Email);
 
     async fn send(&self, m: &Claimed) -> Result<Receipt, SendError> {
         let msg = self.build(m)?;
@@ -237,29 +223,12 @@ impl Provider for SmtpProvider {
                     });
                 };
                 let basic: u16 = code.to_string().parse().unwrap_or(0);
-                let code_s = match enhanced_code(&detail) {
+                let enhanced = enhanced_code(&detail);
+                let code_s = match enhanced {
                     Some((c, s, d)) => format!("smtp_{basic}_{c}.{s}.{d}"),
                     None => format!("smtp_{basic}"),
                 };
-                Err(match classify(basic, enhanced_code(&detail)) {
-                    C::Transient => SendError::Transient {
-                        code: code_s,
-                        detail,
-                        retry_after: None,
-                    },
-                    C::Recipient => SendError::Recipient {
-                        code: code_s,
-                        detail,
-                    },
-                    C::Provider => SendError::Provider {
-                        code: code_s,
-                        detail,
-                    },
-                    C::Rejected => SendError::Rejected {
-                        code: code_s,
-                        detail,
-                    },
-                })
+                Err(error(classify(basic, enhanced), code_s, detail, None))
             }
         }
     }

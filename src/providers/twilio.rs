@@ -1,7 +1,7 @@
 //! Twilio Programmable Messaging: `POST /2010-04-01/Accounts/{sid}/Messages.json` with
 //! Basic auth and the rendered text; `StatusCallback` points at Herald's receipt route.
 
-use super::common::{Base, check_keys, lookup, opt_string, required_cred};
+use super::common::{Base, check_keys, error, lookup, opt_string, required_cred};
 use super::{Provider, Receipt, SendError, classify_transport};
 use crate::config::{ProviderConfig, Secret};
 use crate::core::types::{Channel, ErrorClass as C};
@@ -85,21 +85,7 @@ impl TwilioProvider {
 
 #[async_trait]
 impl Provider for TwilioProvider {
-    fn id(&self) -> &str {
-        &self.base.id
-    }
-    fn kind(&self) -> &'static str {
-        "twilio"
-    }
-    fn channel(&self) -> Channel {
-        Channel::Sms
-    }
-    fn priority(&self) -> u32 {
-        self.base.priority
-    }
-    fn weight(&self) -> u32 {
-        self.base.weight
-    }
+    crate::provider_basics!("twilio", Channel::Sms);
 
     async fn send(&self, m: &Claimed) -> Result<Receipt, SendError> {
         let body = m
@@ -146,16 +132,7 @@ impl Provider for TwilioProvider {
             .map(|c| c.to_string())
             .unwrap_or_else(|| format!("http_{status}"));
         let detail = format!("HTTP {status}: {}", json["message"].as_str().unwrap_or(""));
-        Err(match classify(&code, status) {
-            C::Transient => SendError::Transient {
-                code,
-                detail,
-                retry_after,
-            },
-            C::Recipient => SendError::Recipient { code, detail },
-            C::Provider => SendError::Provider { code, detail },
-            C::Rejected => SendError::Rejected { code, detail },
-        })
+        Err(error(classify(&code, status), code, detail, retry_after))
     }
 }
 

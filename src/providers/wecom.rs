@@ -53,21 +53,7 @@ pub fn body(m: &Claimed) -> Value {
 
 #[async_trait]
 impl Provider for WecomProvider {
-    fn id(&self) -> &str {
-        &self.base.id
-    }
-    fn kind(&self) -> &'static str {
-        "wecom"
-    }
-    fn channel(&self) -> Channel {
-        Channel::Chat
-    }
-    fn priority(&self) -> u32 {
-        self.base.priority
-    }
-    fn weight(&self) -> u32 {
-        self.base.weight
-    }
+    crate::provider_basics!("wecom", Channel::Chat);
 
     async fn send(&self, m: &Claimed) -> Result<Receipt, SendError> {
         let a = post_json(&self.http, self.url.clone(), &body(m), self.base.timeout).await?;
