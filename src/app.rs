@@ -85,6 +85,13 @@ pub async fn start(
             .map_err(StartError::Providers)?,
     );
     let wake = Arc::new(Notify::new());
+    providers.set_switches(store.provider_switches().await?);
+    let mode = Arc::new(std::sync::RwLock::new(
+        store.mode().await?.unwrap_or_else(default_mode),
+    ));
+    let queue_depth = Arc::new(std::sync::atomic::AtomicU64::new(
+        store.queue_depth().await?,
+    ));
     let workers_running = Arc::new(AtomicBool::new(false));
     let state = AppState {
         cfg: cfg.clone(),
@@ -100,6 +107,8 @@ pub async fn start(
         inbox_events,
         workers_running: workers_running.clone(),
         shutdown: CancellationToken::new(),
+        mode: mode.clone(),
+        queue_depth: queue_depth.clone(),
     };
     let stop = state.shutdown.clone();
     let dispatcher = cfg.dispatch.enabled.then(|| {
@@ -111,6 +120,7 @@ pub async fn start(
             node_id: new_id("node"),
             wake,
             grace: cfg.server.shutdown_grace.0,
+            lanes: Default::default(),
         })
     });
     // Spans name the path only: query strings may carry receipt tokens.
@@ -131,6 +141,13 @@ pub async fn start(
             tokio::spawn(d.run(stop2.clone()))
         });
         let maintenance = tokio::spawn(maintenance(store2.clone(), stop2.clone()));
+        let refresher = tokio::spawn(refresh(
+            store2.clone(),
+            providers.clone(),
+            mode,
+            queue_depth,
+            stop2.clone(),
+        ));
         let pollers = tokio::spawn(crate::worker::receipts::poll_loop(
             providers.pollers.clone(),
             store2,
@@ -157,6 +174,7 @@ pub async fn start(
             let _ = w.await;
         }
         maintenance.abort();
+        refresher.abort();
         pollers.abort();
         tracing::info!("stopped");
     });
@@ -167,6 +185,47 @@ pub async fn start(
         stop,
         handle,
     })
+}
+
+fn default_mode() -> crate::store::ModeRecord {
+    crate::store::ModeRecord {
+        mode: "normal".into(),
+        reason: None,
+        actor: "default".into(),
+        since: now_millis(),
+    }
+}
+
+/// Keeps what operators switch (mode, providers) and the queue depth current: switches may be
+/// made on another node, and the depth decides load shedding.
+async fn refresh(
+    store: Arc<dyn Store>,
+    providers: Arc<Registry>,
+    mode: Arc<std::sync::RwLock<crate::store::ModeRecord>>,
+    depth: Arc<std::sync::atomic::AtomicU64>,
+    stop: CancellationToken,
+) {
+    let mut tick = 0u64;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        tick += 1;
+        if let Ok(d) = store.queue_depth().await {
+            depth.store(d, Ordering::Relaxed);
+        }
+        if tick.is_multiple_of(2) {
+            if let Ok(sw) = store.provider_switches().await {
+                providers.set_switches(sw);
+            }
+            if let Ok(Some(m)) = store.mode().await
+                && let Ok(mut cur) = mode.write()
+            {
+                *cur = m;
+            }
+        }
+    }
 }
 
 /// Periodic housekeeping: forget idempotency keys after 24 h.

@@ -34,6 +34,22 @@ pub struct FinishedLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    pub provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderStateLabels {
+    pub provider: String,
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModeLabels {
+    pub mode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
     pub state: String,
 }
@@ -53,6 +69,11 @@ pub struct Metrics {
     pub queue_depth: Family<StateLabels, Gauge>,
     pub dead_letters: Gauge,
     pub in_flight: Gauge,
+    pub provider_alerts: Family<ProviderLabels, Counter>,
+    pub provider_state: Family<ProviderStateLabels, Gauge>,
+    pub provider_circuit_open: Family<ProviderLabels, Gauge>,
+    pub provider_success_ratio: Family<ProviderLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub mode: Family<ModeLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -120,7 +141,43 @@ impl Metrics {
             "Provider calls in progress on this node",
             in_flight.clone(),
         );
+        let provider_alerts = Family::<ProviderLabels, Counter>::default();
+        r.register(
+            "provider_fatal_errors",
+            "Calls a provider refused for credentials, signature or account reasons (alert on any)",
+            provider_alerts.clone(),
+        );
+        let provider_state = Family::<ProviderStateLabels, Gauge>::default();
+        r.register(
+            "provider_state",
+            "1 for each provider's current state: up, degraded, down, disabled",
+            provider_state.clone(),
+        );
+        let provider_circuit_open = Family::<ProviderLabels, Gauge>::default();
+        r.register(
+            "provider_circuit_open",
+            "1 while the provider's circuit breaker is open",
+            provider_circuit_open.clone(),
+        );
+        let provider_success_ratio =
+            Family::<ProviderLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        r.register(
+            "provider_success_ratio",
+            "Share of the provider's recent calls that succeeded",
+            provider_success_ratio.clone(),
+        );
+        let mode = Family::<ModeLabels, Gauge>::default();
+        r.register(
+            "mode",
+            "1 for the gateway's current mode: normal, core_only, read_only",
+            mode.clone(),
+        );
         Metrics {
+            provider_alerts,
+            provider_state,
+            provider_circuit_open,
+            provider_success_ratio,
+            mode,
             registry: Mutex::new(r),
             accepted,
             refused,
@@ -159,5 +216,39 @@ impl Metrics {
             let _ = prometheus_client::encoding::text::encode(&mut out, &r);
         }
         out
+    }
+}
+
+impl Metrics {
+    /// Sets the provider gauges from the registry's view.
+    pub fn observe_providers(&self, views: &[crate::providers::registry::ProviderView]) {
+        for v in views {
+            for st in ["up", "degraded", "down", "disabled"] {
+                self.provider_state
+                    .get_or_create(&ProviderStateLabels {
+                        provider: v.id.clone(),
+                        state: st.into(),
+                    })
+                    .set((v.state == st) as i64);
+            }
+            self.provider_circuit_open
+                .get_or_create(&ProviderLabels {
+                    provider: v.id.clone(),
+                })
+                .set((v.circuit == "open") as i64);
+            self.provider_success_ratio
+                .get_or_create(&ProviderLabels {
+                    provider: v.id.clone(),
+                })
+                .set(v.success_rate);
+        }
+    }
+
+    pub fn observe_mode(&self, mode: &str) {
+        for m in ["normal", "core_only", "read_only"] {
+            self.mode
+                .get_or_create(&ModeLabels { mode: m.into() })
+                .set((m == mode) as i64);
+        }
     }
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 pub struct Principal {
     pub name: String,
     pub role: Role,
+    pub rate_limit: Option<crate::config::Rate>,
 }
 
 impl Principal {
@@ -51,6 +52,7 @@ pub struct Auth {
     fixed: HashMap<String, Principal>,
     store: Arc<dyn Store>,
     cache: Mutex<HashMap<String, (Option<Principal>, Instant)>>,
+    buckets: Mutex<HashMap<String, crate::core::ratelimit::Bucket>>,
 }
 
 impl Auth {
@@ -61,6 +63,7 @@ impl Auth {
             Principal {
                 name: "admin".into(),
                 role: Role::Admin,
+                rate_limit: None,
             },
         );
         for k in &cfg.api_keys {
@@ -69,6 +72,7 @@ impl Auth {
                 Principal {
                     name: k.name.clone(),
                     role: k.role,
+                    rate_limit: k.rate_limit,
                 },
             );
         }
@@ -76,6 +80,7 @@ impl Auth {
             fixed,
             store,
             cache: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(HashMap::new()),
         }
     }
 
@@ -106,6 +111,7 @@ impl Auth {
         let found = self.store.find_api_key(&hash).await?.map(|r| Principal {
             name: r.name,
             role: r.role,
+            rate_limit: r.rate_limit,
         });
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() > 10_000 {
@@ -114,6 +120,37 @@ impl Auth {
             cache.insert(hash, (found.clone(), Instant::now()));
         }
         found.ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))
+    }
+
+    /// Counts a request against the key's rate limit: `429 rate_limited` with `Retry-After`
+    /// and `RateLimit-*` headers when over it.
+    pub fn admit(&self, p: &Principal, now: i64) -> Result<(), ApiError> {
+        let Some(rate) = p.rate_limit else {
+            return Ok(());
+        };
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return Ok(());
+        };
+        let bucket = buckets
+            .entry(p.name.clone())
+            .or_insert_with(|| crate::core::ratelimit::Bucket::new(rate, now));
+        bucket.take(now).map(|_| ()).map_err(|r| ApiError {
+            retry_after: Some(r.retry_after_s),
+            headers: vec![
+                ("ratelimit-limit", r.limit.to_string()),
+                ("ratelimit-remaining", "0".into()),
+                ("ratelimit-reset", r.reset_s.to_string()),
+                (
+                    "ratelimit-policy",
+                    format!("{};w={}", r.limit, rate.per.as_secs()),
+                ),
+            ],
+            ..ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("key `{}` is limited to {rate}", p.name),
+            )
+        })
     }
 
     /// Forgets cached lookups (after a key is created or revoked on this node).

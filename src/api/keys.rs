@@ -19,6 +19,8 @@ use serde_json::json;
 struct CreateKey {
     name: String,
     role: String,
+    #[serde(default)]
+    rate_limit: Option<String>,
 }
 
 pub async fn create(
@@ -36,11 +38,16 @@ pub async fn create(
         ));
     }
     let role: Role = req.role.parse().map_err(|m| ApiError::field("role", m))?;
+    let rate_limit = req
+        .rate_limit
+        .map(|r| crate::config::Rate::parse(&r).map_err(|m| ApiError::field("rate_limit", m)))
+        .transpose()?;
     let key = generate_key();
     let rec = ApiKeyRecord {
         id: new_key_id(),
         name: name.to_string(),
         role,
+        rate_limit,
         prefix: key.chars().take(10).collect(),
         key_hash: hash_key(&key),
         created_at: now_millis(),

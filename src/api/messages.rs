@@ -62,8 +62,67 @@ fn build(
         sender: caller,
         templates: &state.templates,
         chat_targets: &state.chat_targets,
+        degrade: &state.cfg.degrade,
+        recipient_limits: &state.cfg.limits.recipient,
     };
     validate::validate(req, &ctx, idem).map_err(ApiError::validation)
+}
+
+/// Whether the gateway takes a message of this priority now: the mode (`read_only` takes
+/// none, `core_only` only critical and high) and load shedding (`low` from 80 % of
+/// `limits.max_queue`, `normal` from 100 %; never `high` or `critical`).
+fn admit(state: &AppState, priority: Priority) -> Result<(), ApiError> {
+    let mode = state
+        .mode
+        .read()
+        .map(|m| m.mode.clone())
+        .unwrap_or_else(|_| "normal".into());
+    match mode.as_str() {
+        "read_only" => {
+            return Err(ApiError::degraded(
+                "Herald is in read_only mode: no sends are accepted; reads work",
+                30,
+            ));
+        }
+        "core_only" if !matches!(priority, Priority::Critical | Priority::High) => {
+            return Err(ApiError::degraded(
+                format!(
+                    "Herald is in core_only mode: only critical and high messages are accepted, not {priority}"
+                ),
+                30,
+            ));
+        }
+        _ => {}
+    }
+    let depth = state.queue_depth.load(std::sync::atomic::Ordering::Relaxed);
+    let max = state.cfg.limits.max_queue;
+    let shed = match priority {
+        Priority::Low => depth.saturating_mul(10) >= max.saturating_mul(8),
+        Priority::Normal => depth >= max,
+        Priority::High | Priority::Critical => false,
+    };
+    if shed {
+        return Err(ApiError::degraded(
+            format!(
+                "the queue holds {depth} deliveries (limit {max}): {priority} messages are shed; retry later"
+            ),
+            10,
+        ));
+    }
+    Ok(())
+}
+
+fn recipient_limited(channel: crate::core::types::Channel, retry_after_ms: i64) -> ApiError {
+    ApiError {
+        retry_after: Some(((retry_after_ms + 999) / 1000).max(1) as u64),
+        ..ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "recipient_rate_limited",
+            format!(
+                "this {channel} address has had as many messages as limits.recipient allows; only critical messages go through"
+            ),
+        )
+    }
 }
 
 fn refused(state: &AppState, e: ApiError) -> ApiError {
@@ -99,6 +158,8 @@ pub async fn send(
         .map_err(|e| refused(&state, e))?;
     let idem = idempotency(&headers, &who.name, &value)?;
     let msg = build(&state, &who.name, value, idem).map_err(|e| refused(&state, e))?;
+    admit(&state, msg.priority).map_err(|e| refused(&state, e))?;
+    let deliveries = msg.deliveries.len() as u64;
     let due_now = msg.send_at <= now_millis();
     let priority = msg.priority;
     let outcome = state
@@ -110,6 +171,9 @@ pub async fn send(
     match outcome {
         Accepted::New(reply) => {
             note_accepted(&state, priority);
+            state
+                .queue_depth
+                .fetch_add(deliveries, std::sync::atomic::Ordering::Relaxed);
             if due_now {
                 state.wake.notify_one();
             }
@@ -128,6 +192,10 @@ pub async fn send(
             "idempotency_mismatch",
             "this Idempotency-Key was used with a different body",
         )),
+        Accepted::RecipientLimited {
+            channel,
+            retry_after_ms,
+        } => Err(refused(&state, recipient_limited(channel, retry_after_ms))),
     }
 }
 
@@ -167,7 +235,9 @@ pub async fn send_batch(
     let mut valid = Vec::new();
     let mut slots = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
-        match build(&state, &who.name, item, None) {
+        match build(&state, &who.name, item, None)
+            .and_then(|m| admit(&state, m.priority).map(|_| m))
+        {
             Ok(m) => {
                 slots.push(i);
                 valid.push(m);
@@ -189,9 +259,19 @@ pub async fn send_batch(
             results[slot] = Some(match outcome {
                 Accepted::New(r) => {
                     note_accepted(&state, priority);
+                    state.queue_depth.fetch_add(
+                        r.deliveries.len() as u64,
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
                     json!(r)
                 }
                 Accepted::Existing(r) => json!(r),
+                Accepted::RecipientLimited {
+                    channel,
+                    retry_after_ms,
+                } => {
+                    json!({"error": refused(&state, recipient_limited(channel, retry_after_ms)).body()})
+                }
                 Accepted::Mismatch => {
                     json!({"error": ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_mismatch", "key reused").body()})
                 }

@@ -6,6 +6,7 @@ mod dead_letters;
 mod inbox;
 mod keys;
 mod messages;
+mod operators;
 mod ops;
 mod receipts;
 
@@ -41,6 +42,10 @@ pub struct AppState {
     pub inbox_events: broadcast::Sender<InboxItem>,
     /// Whether the dispatcher is running (for `/readyz`).
     pub workers_running: Arc<AtomicBool>,
+    /// The gateway's mode, refreshed from storage (modes are shared by all nodes).
+    pub mode: Arc<std::sync::RwLock<crate::store::ModeRecord>>,
+    /// Deliveries waiting or in flight, refreshed every second (for load shedding).
+    pub queue_depth: Arc<std::sync::atomic::AtomicU64>,
     /// Cancelled at shutdown: long-lived responses (event streams) end.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -67,7 +72,9 @@ where
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        auth.authenticate(header).await.map(Caller)
+        let p = auth.authenticate(header).await?;
+        auth.admit(&p, crate::core::types::now_millis())?;
+        Ok(Caller(p))
     }
 }
 
@@ -88,6 +95,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/api-keys", post(keys::create).get(keys::list))
         .route("/v1/api-keys/{id}", delete(keys::revoke))
         .route("/v1/audit", get(ops::audit))
+        .route("/v1/providers", get(operators::providers))
+        .route("/v1/providers/{id}/disable", post(operators::disable))
+        .route("/v1/providers/{id}/enable", post(operators::enable))
+        .route(
+            "/v1/mode",
+            get(operators::get_mode).put(operators::set_mode),
+        )
         .route("/v1/receipts/twilio/{provider}", post(receipts::twilio))
         .route("/v1/receipts/aliyun/{provider}", post(receipts::aliyun))
         .fallback(ops::not_found)

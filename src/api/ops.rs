@@ -29,6 +29,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         "status": if ready { "ready" } else { "not_ready" },
         "checks": {
             "storage": match &storage { Ok(()) => json!({"status": "ok"}), Err(e) => json!({"status": "down", "error": e}) },
+            "mode": json!({"status": state.mode.read().map(|m| m.mode.clone()).unwrap_or_default()}),
+            "providers": json!(state.providers.views(crate::core::types::now_millis()).iter()
+                .map(|v| (v.id.clone(), v.state)).collect::<std::collections::BTreeMap<_, _>>()),
             "workers": json!({"status": match (enabled, workers) {
                 (false, _) => "disabled",
                 (true, true) => "running",
@@ -53,6 +56,12 @@ pub async fn metrics(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         state.auth.authenticate(h).await?.require(Role::Viewer)?;
+    }
+    state
+        .metrics
+        .observe_providers(&state.providers.views(crate::core::types::now_millis()));
+    if let Ok(m) = state.mode.read() {
+        state.metrics.observe_mode(&m.mode);
     }
     match state.store.stats().await {
         Ok(s) => state.metrics.observe_stats(&s),

@@ -20,9 +20,72 @@ pub struct Config {
     pub webhook: WebhookConfig,
     pub dispatch: DispatchConfig,
     pub log: LogConfig,
+    pub limits: LimitsConfig,
+    pub degrade: BTreeMap<Channel, Vec<Channel>>,
+    pub circuit: CircuitConfig,
     pub api_keys: Vec<ApiKeyConfig>,
     pub providers: Vec<ProviderConfig>,
     pub templates: Vec<crate::templates::TemplateConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Queued deliveries past which sends are shed: `low` at 80 %, `normal` at 100 %
+    /// (`503` with `Retry-After`); `high` and `critical` are never shed.
+    pub max_queue: u64,
+    /// Per address and channel, against SMS pumping: e.g. `sms = ["1/min", "5/h", "10/day"]`.
+    /// `critical` messages are exempt; excess is `429 recipient_rate_limited`.
+    pub recipient: BTreeMap<Channel, Vec<Rate>>,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_queue: 1_000_000,
+            recipient: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitConfig {
+    /// Recent calls the failure rate is taken over.
+    pub window: usize,
+    /// Fewest calls in the window before the rate counts.
+    pub min_calls: usize,
+    /// Share of failed calls that opens the circuit.
+    pub failure_rate: f64,
+    /// Failures in a row that open it.
+    pub consecutive: u32,
+    /// How long it stays open before a probe is let through.
+    pub open_for: Dur,
+}
+
+impl Default for CircuitConfig {
+    fn default() -> Self {
+        CircuitConfig {
+            window: 20,
+            min_calls: 5,
+            failure_rate: 0.5,
+            consecutive: 3,
+            open_for: Dur::secs(5),
+        }
+    }
+}
+
+impl CircuitConfig {
+    pub fn breaker(&self) -> crate::core::circuit::BreakerConfig {
+        crate::core::circuit::BreakerConfig {
+            window: self.window.max(1),
+            min_calls: self.min_calls,
+            failure_rate: self.failure_rate,
+            consecutive: self.consecutive.max(1),
+            open_ms: self.open_for.0.as_millis() as i64,
+            probes: 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,6 +168,8 @@ pub struct DispatchConfig {
     pub retry_cap: Dur,
     /// How often providers without receipt pushes are asked for delivery reports.
     pub receipt_poll: Dur,
+    /// A channel still retrying after this long gives way to the message's next channel.
+    pub failover_after: Dur,
 }
 
 impl Default for DispatchConfig {
@@ -120,6 +185,7 @@ impl Default for DispatchConfig {
             retry_factor: 2,
             retry_cap: Dur::secs(300),
             receipt_poll: Dur::secs(30),
+            failover_after: Dur::secs(120),
         }
     }
 }
@@ -148,6 +214,9 @@ pub struct ApiKeyConfig {
     pub name: String,
     pub key: Secret,
     pub role: Role,
+    /// Requests this key may make (`"100/s"`); excess is `429 rate_limited`.
+    #[serde(default)]
+    pub rate_limit: Option<Rate>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -273,6 +342,21 @@ impl Config {
                 return Err(invalid(
                     &format!("api_keys[{i}].name"),
                     format!("duplicate key name `{}`", k.name),
+                ));
+            }
+        }
+        let c = &self.circuit;
+        if !(0.0..=1.0).contains(&c.failure_rate) || c.failure_rate == 0.0 {
+            return Err(invalid(
+                "circuit.failure_rate",
+                "must be above 0 and at most 1".into(),
+            ));
+        }
+        for (from, to) in &self.degrade {
+            if to.contains(from) {
+                return Err(invalid(
+                    &format!("degrade.{from}"),
+                    "a channel cannot degrade to itself".into(),
                 ));
             }
         }

@@ -52,4 +52,15 @@ pub struct NewMessage {
     pub idempotency: Option<Idempotency>,
     /// Name of the API key that sent it.
     pub sender: String,
+    /// Per-recipient limits to check when storing (none for `critical`).
+    pub recipient_limits: Vec<RecipientLimit>,
+}
+
+/// "No more than `rates` messages to `to` on `channel`": checked in the same transaction
+/// that stores the message, so concurrent sends cannot both slip through.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecipientLimit {
+    pub channel: Channel,
+    pub to: String,
+    pub rates: Vec<crate::config::Rate>,
 }

@@ -1,8 +1,10 @@
 //! Domain types and pure decisions. Nothing here does I/O or knows about HTTP or SQL.
 
+pub mod circuit;
 pub mod message;
 pub mod next_step;
 pub mod progress;
+pub mod ratelimit;
 pub mod ssrf;
 pub mod types;
 pub mod validate;

@@ -51,8 +51,10 @@ pub struct Attempted {
     pub tries: u32,
     pub now: Millis,
     pub expires_at: Millis,
-    /// Whether the channel has another usable provider besides the one just called.
+    /// Whether the channel has another provider ready now besides the one just called.
     pub other_provider: bool,
+    /// When a later channel is waiting: the time past which this one gives way to it.
+    pub failover_at: Option<Millis>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +63,8 @@ pub enum FailReason {
     Rejected,
     NoProvider,
     AttemptsExhausted,
+    /// The channel ran past `failover_after` while another channel waited.
+    Deadline,
 }
 
 impl FailReason {
@@ -70,6 +74,7 @@ impl FailReason {
             FailReason::Rejected => "rejected",
             FailReason::NoProvider => "no_provider",
             FailReason::AttemptsExhausted => "attempts_exhausted",
+            FailReason::Deadline => "deadline",
         }
     }
 }
@@ -113,6 +118,17 @@ pub fn next_step(policy: &RetryPolicy, a: Attempted, outcome: &Outcome, jitter: 
         }
         ErrorClass::Provider => Step::Failed(FailReason::NoProvider),
         ErrorClass::Transient if !attempts_left => Step::Failed(FailReason::AttemptsExhausted),
+        // Another provider is ready: go there now rather than wait out a backoff.
+        ErrorClass::Transient if a.other_provider => {
+            if a.now >= a.expires_at {
+                Step::Expired
+            } else {
+                Step::Retry {
+                    at: a.now,
+                    skip_provider: false,
+                }
+            }
+        }
         ErrorClass::Transient => {
             let ceiling = policy.ceiling(a.tries).as_millis() as f64;
             let mut delay = (ceiling * jitter.clamp(0.0, 1.0)) as i64;
@@ -126,6 +142,8 @@ pub fn next_step(policy: &RetryPolicy, a: Attempted, outcome: &Outcome, jitter: 
             let at = a.now.saturating_add(delay);
             if at >= a.expires_at {
                 Step::Expired
+            } else if a.failover_at.is_some_and(|d| at >= d) {
+                Step::Failed(FailReason::Deadline)
             } else {
                 Step::Retry {
                     at,
@@ -148,6 +166,7 @@ mod tests {
             now: NOW,
             expires_at: NOW + ttl_ms,
             other_provider: other,
+            failover_at: None,
         }
     }
 
@@ -226,6 +245,18 @@ mod tests {
                     assert_eq!(step, Step::Failed(FailReason::AttemptsExhausted), "{ctx}");
                     return;
                 }
+                if a.other_provider {
+                    let want = if a.now >= a.expires_at {
+                        Step::Expired
+                    } else {
+                        Step::Retry {
+                            at: a.now,
+                            skip_provider: false,
+                        }
+                    };
+                    assert_eq!(step, want, "another ready provider is tried at once: {ctx}");
+                    return;
+                }
                 match step {
                     Step::Retry { at, skip_provider } => {
                         assert!(!skip_provider, "{ctx}");
@@ -272,6 +303,23 @@ mod tests {
         assert_eq!(at(0.0), 0);
         assert_eq!(at(0.5), 4_000);
         assert!(at(0.999_999) >= 7_999);
+    }
+
+    #[test]
+    fn a_channel_past_its_failover_deadline_gives_way() {
+        let p = RetryPolicy::default();
+        let mut a = attempted(5, 86_400_000, false);
+        a.failover_at = Some(NOW + 1_000);
+        // Backoff ceiling at try 5 is 16 s: with jitter 0.5 the retry would land past the deadline.
+        assert_eq!(
+            next_step(&p, a, &err(ErrorClass::Transient, None), 0.5),
+            Step::Failed(FailReason::Deadline)
+        );
+        // Jitter 0 retries at once, before the deadline.
+        assert!(matches!(
+            next_step(&p, a, &err(ErrorClass::Transient, None), 0.0),
+            Step::Retry { .. }
+        ));
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! Validation of `POST /v1/messages` bodies: every problem is reported with the field it is
 //! in; nothing here panics on any input.
 
-use super::message::{Content, Idempotency, NewDelivery, NewMessage};
+use super::message::{Content, Idempotency, NewDelivery, NewMessage, RecipientLimit};
 use super::ssrf::HostPolicy;
 use super::types::{Channel, Millis, Priority, Strategy, new_id, parse_rfc3339};
 use crate::templates::Templates;
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 /// A field and what is wrong with it (SPEC "Errors": `errors[]`).
@@ -83,6 +83,29 @@ pub struct Context<'a> {
     pub templates: &'a Templates,
     /// Ids of chat providers: `to.chat` names one of them.
     pub chat_targets: &'a HashSet<String>,
+    /// Where a single-channel message may go when its channel fails (`[degrade]`).
+    pub degrade: &'a BTreeMap<Channel, Vec<Channel>>,
+    /// Per-recipient limits by channel (`[limits].recipient`).
+    pub recipient_limits: &'a BTreeMap<Channel, Vec<crate::config::Rate>>,
+}
+
+/// Where `to` reaches a person on `channel`: the field and the address, if any.
+fn address(to: &To, channel: Channel) -> (&'static str, Option<String>) {
+    match channel {
+        Channel::Sms | Channel::Voice => ("to.phone", to.phone.clone()),
+        Channel::Email => ("to.email", to.email.clone()),
+        Channel::Inbox => ("to.user", to.user.clone()),
+        Channel::Webhook => ("to.webhook", to.webhook.clone()),
+        Channel::Chat => ("to.chat", to.chat.clone()),
+        Channel::Push => ("to.push", to.push.as_ref().map(|p| p.join(","))),
+    }
+}
+
+/// Whether content has what `channel` needs (quietly, for fallback channels).
+fn content_suits(c: &Content, channel: Channel) -> bool {
+    let mut ok = true;
+    check_content(c, &[channel], &mut |_, _| ok = false);
+    ok
 }
 
 pub const MAX_TTL: Duration = Duration::from_secs(30 * 86_400);
@@ -237,14 +260,7 @@ pub fn validate(
             );
             continue;
         }
-        let (addr_field, addr) = match c {
-            Channel::Sms | Channel::Voice => ("to.phone", to.phone.clone()),
-            Channel::Email => ("to.email", to.email.clone()),
-            Channel::Inbox => ("to.user", to.user.clone()),
-            Channel::Webhook => ("to.webhook", to.webhook.clone()),
-            Channel::Chat => ("to.chat", to.chat.clone()),
-            Channel::Push => ("to.push", to.push.as_ref().map(|p| p.join(","))),
-        };
+        let (addr_field, addr) = address(to, *c);
         match addr {
             Some(a) => deliveries.push(NewDelivery {
                 id: new_id("dlv"),
@@ -253,6 +269,28 @@ pub fn validate(
                 content: None,
             }),
             None => err(addr_field, format!("is required for channel `{c}`")),
+        }
+    }
+
+    // A single-channel message may degrade to the channels `[degrade]` lists for it, where
+    // the message has an address and the gateway a provider: they wait as failover channels.
+    let primary = deliveries.len();
+    let mut strategy = strategy;
+    if channels.len() == 1 && deliveries.len() == 1 {
+        for fb in ctx.degrade.get(&channels[0]).into_iter().flatten() {
+            if let (true, (_, Some(a))) = (ctx.channels_available.contains(fb), address(to, *fb))
+                && !deliveries.iter().any(|d: &NewDelivery| d.channel == *fb)
+            {
+                deliveries.push(NewDelivery {
+                    id: new_id("dlv"),
+                    channel: *fb,
+                    to: a,
+                    content: None,
+                });
+            }
+        }
+        if deliveries.len() > 1 {
+            strategy = Strategy::Failover;
         }
     }
 
@@ -279,17 +317,23 @@ pub fn validate(
                         .sms
                         .as_ref()
                         .is_some_and(|s| !s.provider_templates.is_empty());
-                    for d in deliveries.iter_mut() {
+                    let mut keep = vec![true; deliveries.len()];
+                    for (i, d) in deliveries.iter_mut().enumerate() {
+                        let fallback = i >= primary;
                         match ctx.templates.render(t, d.channel, &params) {
+                            Ok(c) if fallback && !content_suits(&c, d.channel) => keep[i] = false,
                             Ok(c) => {
                                 if !(d.channel == Channel::Sms && sms_by_code && c.text.is_none()) {
                                     check_content(&c, &[d.channel], &mut err);
                                 }
                                 d.content = Some(c);
                             }
+                            Err(_) if fallback => keep[i] = false,
                             Err(m) => err("params", m),
                         }
                     }
+                    let mut k = keep.iter();
+                    deliveries.retain(|_| k.next().copied().unwrap_or(true));
                 }
             }
             Content::default()
@@ -302,6 +346,11 @@ pub fn validate(
                 markdown: c.markdown.clone(),
             };
             check_content(&content, &channels, &mut err);
+            let mut i = 0;
+            deliveries.retain(|d| {
+                i += 1;
+                i <= primary || content_suits(&content, d.channel)
+            });
             content
         }
     };
@@ -382,7 +431,25 @@ pub fn validate(
     if !errs.is_empty() {
         return Err(errs);
     }
+    let recipient_limits = if priority == Priority::Critical {
+        Vec::new()
+    } else {
+        deliveries
+            .iter()
+            .take(primary)
+            .filter_map(|d| {
+                ctx.recipient_limits
+                    .get(&d.channel)
+                    .map(|rates| RecipientLimit {
+                        channel: d.channel,
+                        to: d.to.clone(),
+                        rates: rates.clone(),
+                    })
+            })
+            .collect()
+    };
     Ok(NewMessage {
+        recipient_limits,
         id: new_id("msg"),
         priority,
         strategy,

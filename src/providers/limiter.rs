@@ -18,6 +18,28 @@ impl Limiter {
         }
     }
 
+    /// Whether a slot is free at `now_ms`, without taking it.
+    pub fn peek(&self, now_ms: i64) -> Result<(), Duration> {
+        let Ok(windows) = self.windows.lock() else {
+            return Ok(());
+        };
+        let mut wait = 0i64;
+        for (rate, log) in windows.iter() {
+            let span = rate.per.as_millis() as i64;
+            let live: Vec<&i64> = log.iter().filter(|t| **t > now_ms - span).collect();
+            if live.len() >= rate.count as usize
+                && let Some(oldest) = live.first()
+            {
+                wait = wait.max(**oldest + span - now_ms + 1);
+            }
+        }
+        if wait > 0 {
+            Err(Duration::from_millis(wait as u64))
+        } else {
+            Ok(())
+        }
+    }
+
     /// Takes one slot at `now_ms`, or says how long until one frees.
     pub fn try_acquire(&self, now_ms: i64) -> Result<(), Duration> {
         let Ok(mut windows) = self.windows.lock() else {

@@ -71,6 +71,19 @@ impl SendError {
             | SendError::Rejected { detail, .. } => detail,
         }
     }
+    /// Whether this failure says something about the provider's health (for its circuit).
+    /// A transient refusal of one recipient (SMTP 450/451/452: greylisting, a full
+    /// mailbox) does not.
+    pub fn provider_fault(&self) -> bool {
+        match self {
+            SendError::Transient { code, .. } => !["smtp_450", "smtp_451", "smtp_452"]
+                .iter()
+                .any(|p| code.starts_with(p)),
+            SendError::Provider { .. } => true,
+            SendError::Recipient { .. } | SendError::Rejected { .. } => false,
+        }
+    }
+
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             SendError::Transient { retry_after, .. } => *retry_after,
@@ -93,6 +106,11 @@ pub trait Provider: Send + Sync {
     /// Share among providers of equal priority.
     fn weight(&self) -> u32 {
         100
+    }
+    /// Whether failures open a circuit for this provider. Not for providers whose failures
+    /// belong to each destination (webhooks go to many endpoints) or to storage (inbox).
+    fn tracks_health(&self) -> bool {
+        true
     }
     async fn send(&self, msg: &Claimed) -> Result<Receipt, SendError>;
 }

@@ -9,12 +9,14 @@ use super::limiter::Limiter;
 use super::webhook::{WebhookProvider, client};
 use super::{Provider, common, dingtalk, feishu, slack, smtp, twilio, wecom};
 use crate::config::{Config, ProviderKind, Secret};
+use crate::core::circuit::{Breaker, Health};
 use crate::core::ssrf::HostPolicy;
 use crate::core::types::Channel;
+use crate::store::ProviderSwitch;
 use crate::store::{InboxItem, Store};
 use crate::templates::Templates;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::broadcast;
 
 /// How a provider's delivery receipts reach Herald.
@@ -26,9 +28,40 @@ pub enum ReceiptAuth {
     Aliyun { token: Option<Secret> },
 }
 
+/// What the router found for a delivery.
+pub enum Pick {
+    Use(Arc<dyn Provider>),
+    /// Providers exist, but none may be called before this time (circuits open, budgets spent).
+    Wait(i64),
+    /// No provider is left for this delivery (all skipped or disabled).
+    None,
+}
+
+/// A provider as `GET /v1/providers` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProviderView {
+    pub id: String,
+    pub channel: Channel,
+    pub kind: &'static str,
+    pub priority: u32,
+    pub weight: u32,
+    /// `up`, `degraded`, `down` or `disabled`.
+    pub state: &'static str,
+    /// `closed`, `open` or `half_open`.
+    pub circuit: &'static str,
+    pub success_rate: f64,
+    pub latency_ms: serde_json::Value,
+    pub calls: u64,
+    pub failures: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<ProviderSwitch>,
+}
+
 pub struct Registry {
     by_channel: HashMap<Channel, Vec<Arc<dyn Provider>>>,
     limiters: HashMap<String, Limiter>,
+    health: HashMap<String, Mutex<Breaker>>,
+    disabled: RwLock<HashMap<String, ProviderSwitch>>,
     receipts: HashMap<String, ReceiptAuth>,
     /// Aliyun providers whose receipts are polled with QuerySendDetails.
     pub pollers: Vec<Arc<AliyunProvider>>,
@@ -49,6 +82,8 @@ impl Registry {
         let mut r = Registry {
             by_channel: HashMap::new(),
             limiters: HashMap::new(),
+            health: HashMap::new(),
+            disabled: RwLock::new(HashMap::new()),
             receipts: HashMap::new(),
             pollers: Vec::new(),
         };
@@ -161,6 +196,11 @@ impl Registry {
         for list in r.by_channel.values_mut() {
             list.sort_by_key(|p| p.priority());
         }
+        let breaker = cfg.circuit.breaker();
+        r.health = r
+            .all()
+            .map(|p| (p.id().to_string(), Mutex::new(Breaker::new(breaker))))
+            .collect();
         Ok(r)
     }
 
@@ -190,7 +230,58 @@ impl Registry {
         self.receipts.get(id)
     }
 
-    /// Picks the provider for a delivery to `to`. `roll` is a uniform draw in `[0, 1)`.
+    pub fn provider(&self, id: &str) -> Option<&Arc<dyn Provider>> {
+        self.all().find(|p| p.id() == id)
+    }
+
+    /// Applies the operators' switches (read from storage).
+    pub fn set_switches(&self, switches: Vec<ProviderSwitch>) {
+        if let Ok(mut d) = self.disabled.write() {
+            *d = switches
+                .into_iter()
+                .filter(|s| s.disabled)
+                .map(|s| (s.provider.clone(), s))
+                .collect();
+        }
+    }
+
+    fn is_disabled(&self, id: &str) -> bool {
+        self.disabled
+            .read()
+            .map(|d| d.contains_key(id))
+            .unwrap_or(false)
+    }
+
+    /// When `p` may next be called (now if it may), or `None` when never for this delivery.
+    fn ready_at(&self, p: &Arc<dyn Provider>, now: i64) -> i64 {
+        let mut at = now;
+        if let Some(b) = self.health.get(p.id()).and_then(|b| b.lock().ok())
+            && !b.permits(now)
+        {
+            at = at.max(b.reopens_at().unwrap_or(now + 1000));
+        }
+        if let Some(Err(wait)) = self.limiter(p.id()).map(|l| l.peek(now)) {
+            at = at.max(now + wait.as_millis() as i64);
+        }
+        at
+    }
+
+    /// The providers a delivery may still use: of its channel (its robot, for chat), not
+    /// skipped for it, not disabled; in priority order.
+    fn candidates(&self, channel: Channel, to: &str, skip: &[String]) -> Vec<&Arc<dyn Provider>> {
+        self.by_channel
+            .get(&channel)
+            .into_iter()
+            .flatten()
+            .filter(|p| channel != Channel::Chat || p.id() == to)
+            .filter(|p| !skip.iter().any(|s| s == p.id()) && !self.is_disabled(p.id()))
+            .collect()
+    }
+
+    /// Picks the provider for a delivery: lowest `priority` first, `weight` among equals,
+    /// skipping open circuits, spent budgets and — when another is ready — the provider used
+    /// last. `roll` is a uniform draw in `[0, 1)`. Takes the circuit's probe slot and a
+    /// budget slot of the one picked.
     pub fn pick(
         &self,
         channel: Channel,
@@ -198,46 +289,121 @@ impl Registry {
         skip: &[String],
         last: Option<&str>,
         roll: f64,
-    ) -> Option<Arc<dyn Provider>> {
-        let list = self.by_channel.get(&channel)?;
-        if channel == Channel::Chat {
-            return list
+        now: i64,
+    ) -> Pick {
+        let candidates = self.candidates(channel, to, skip);
+        if candidates.is_empty() {
+            return Pick::None;
+        }
+        for _ in 0..4 {
+            let mut ready: Vec<&Arc<dyn Provider>> = candidates
                 .iter()
-                .find(|p| p.id() == to && !skip.iter().any(|s| s == p.id()))
-                .cloned();
-        }
-        let usable: Vec<&Arc<dyn Provider>> = list
-            .iter()
-            .filter(|p| !skip.iter().any(|s| s == p.id()))
-            .collect();
-        let best = usable.first()?.priority();
-        let mut tier: Vec<&Arc<dyn Provider>> = usable
-            .into_iter()
-            .filter(|p| p.priority() == best)
-            .collect();
-        if tier.len() > 1
-            && let Some(last) = last
-        {
-            tier.retain(|p| p.id() != last);
-        }
-        let total: u64 = tier.iter().map(|p| p.weight().max(1) as u64).sum();
-        let mut point = (roll.clamp(0.0, 0.999_999) * total as f64) as u64;
-        for p in &tier {
-            let w = p.weight().max(1) as u64;
-            if point < w {
-                return Some((*p).clone());
+                .copied()
+                .filter(|p| self.ready_at(p, now) <= now)
+                .collect();
+            if ready.is_empty() {
+                let at = candidates
+                    .iter()
+                    .map(|p| self.ready_at(p, now))
+                    .min()
+                    .unwrap_or(now + 1000);
+                return Pick::Wait(at.max(now + 1));
             }
-            point -= w;
+            if ready.len() > 1
+                && let Some(last) = last
+            {
+                ready.retain(|p| p.id() != last);
+            }
+            let best = ready.iter().map(|p| p.priority()).min().unwrap_or(0);
+            let tier: Vec<&Arc<dyn Provider>> =
+                ready.into_iter().filter(|p| p.priority() == best).collect();
+            let total: u64 = tier.iter().map(|p| p.weight().max(1) as u64).sum();
+            let mut point = (roll.clamp(0.0, 0.999_999) * total as f64) as u64;
+            let mut chosen = tier[tier.len() - 1];
+            for p in &tier {
+                let w = p.weight().max(1) as u64;
+                if point < w {
+                    chosen = p;
+                    break;
+                }
+                point -= w;
+            }
+            let circuit_ok = self
+                .health
+                .get(chosen.id())
+                .and_then(|b| b.lock().ok())
+                .is_none_or(|mut b| b.acquire(now));
+            let budget_ok = circuit_ok
+                && self
+                    .limiter(chosen.id())
+                    .is_none_or(|l| l.try_acquire(now).is_ok());
+            if budget_ok {
+                return Pick::Use(chosen.clone());
+            }
         }
-        tier.last().map(|p| (*p).clone())
+        Pick::Wait(now + 100)
     }
 
-    /// Whether the delivery may still use a provider other than `this`.
-    pub fn has_other(&self, channel: Channel, skip: &[String], this: &str) -> bool {
-        channel != Channel::Chat
-            && self.by_channel.get(&channel).is_some_and(|l| {
-                l.iter()
-                    .any(|p| p.id() != this && !skip.iter().any(|s| s == p.id()))
+    /// Whether the delivery could use, right now, a provider other than `this`.
+    pub fn has_other_ready(
+        &self,
+        channel: Channel,
+        to: &str,
+        skip: &[String],
+        this: &str,
+        now: i64,
+    ) -> bool {
+        self.candidates(channel, to, skip)
+            .iter()
+            .any(|p| p.id() != this && self.ready_at(p, now) <= now)
+    }
+
+    /// Counts a call's outcome in the provider's health.
+    pub fn record(&self, id: &str, now: i64, health: Health, latency_ms: u32) {
+        if let Some(mut b) = self.health.get(id).and_then(|b| b.lock().ok()) {
+            b.record(now, health, latency_ms);
+        }
+    }
+
+    pub fn views(&self, now: i64) -> Vec<ProviderView> {
+        let disabled = self.disabled.read().map(|d| d.clone()).unwrap_or_default();
+        let mut out: Vec<ProviderView> = self
+            .all()
+            .map(|p| {
+                let b = self
+                    .health
+                    .get(p.id())
+                    .and_then(|b| b.lock().ok().map(|b| b.clone()));
+                let sw = disabled.get(p.id()).cloned();
+                let (state, circuit, rate, p50, p99, calls, failures) = match &b {
+                    Some(b) => (
+                        b.state(now),
+                        b.circuit(now).name(),
+                        b.success_rate(),
+                        b.latency(0.5),
+                        b.latency(0.99),
+                        b.calls,
+                        b.failures,
+                    ),
+                    None => ("up", "closed", 1.0, None, None, 0, 0),
+                };
+                ProviderView {
+                    id: p.id().to_string(),
+                    channel: p.channel(),
+                    kind: p.kind(),
+                    priority: p.priority(),
+                    weight: p.weight(),
+                    state: if sw.is_some() { "disabled" } else { state },
+                    circuit,
+                    success_rate: (rate * 1000.0).round() / 1000.0,
+                    latency_ms: serde_json::json!({ "p50": p50, "p99": p99 }),
+                    calls,
+                    failures,
+                    disabled: sw,
+                }
             })
+            .collect();
+        out.sort_by(|a, b| (a.channel, a.priority, &a.id).cmp(&(b.channel, b.priority, &b.id)));
+        out
     }
 }

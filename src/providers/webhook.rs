@@ -163,6 +163,10 @@ impl Provider for WebhookProvider {
         self.weight
     }
 
+    fn tracks_health(&self) -> bool {
+        false
+    }
+
     async fn send(&self, m: &Claimed) -> Result<Receipt, SendError> {
         let url = url::Url::parse(&m.to).map_err(|e| SendError::Rejected {
             code: "bad_url".into(),
@@ -243,6 +247,8 @@ mod tests {
             metadata: Default::default(),
             skip_providers: vec![],
             last_provider: None,
+            has_next_channel: false,
+            activated_at: 0,
         }
     }
 

@@ -81,6 +81,22 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<AwaitingReceipt>, StoreError>;
 
+    /// The mode, if an operator ever set one.
+    async fn mode(&self) -> Result<Option<ModeRecord>, StoreError>;
+    /// Sets the mode; audited with actor, before/after and reason.
+    async fn set_mode(
+        &self,
+        mode: &str,
+        reason: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<ModeRecord, StoreError>;
+    async fn provider_switches(&self) -> Result<Vec<ProviderSwitch>, StoreError>;
+    /// Disables or enables a provider; audited.
+    async fn set_provider_switch(&self, s: ProviderSwitch) -> Result<(), StoreError>;
+    /// Deliveries waiting or in flight (for load shedding; cheap).
+    async fn queue_depth(&self) -> Result<u64, StoreError>;
+
     /// Deliveries by status, and the number of dead letters (read at scrape time).
     async fn stats(&self) -> Result<Stats, StoreError>;
     /// Forgets idempotency keys older than `before`.

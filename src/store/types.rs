@@ -40,12 +40,20 @@ pub enum Accepted {
     Existing(AcceptReply),
     /// Same idempotency key, another body.
     Mismatch,
+    /// Over a per-recipient limit: nothing stored.
+    RecipientLimited {
+        channel: Channel,
+        retry_after_ms: i64,
+    },
 }
 
 #[derive(Debug, Clone)]
 pub struct ClaimRequest {
     pub owner: String,
+    /// Most deliveries to claim in all.
     pub limit: usize,
+    /// Most to claim of each priority (critical, high, normal, low): the lanes.
+    pub lane_limits: [usize; 4],
     pub lease_ms: i64,
     pub now: Millis,
 }
@@ -70,6 +78,10 @@ pub struct Claimed {
     /// Providers that must not be used again for it (provider-class errors).
     pub skip_providers: Vec<String>,
     pub last_provider: Option<String>,
+    /// Whether a later channel of the message waits for this one to fail.
+    pub has_next_channel: bool,
+    /// When this channel's turn began.
+    pub activated_at: Millis,
 }
 
 /// A claim: the delivery and the fencing token it was claimed with.
@@ -187,6 +199,8 @@ pub struct ApiKeyRecord {
     pub id: String,
     pub name: String,
     pub role: Role,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<crate::config::Rate>,
     /// The first characters of the key, to recognise it.
     pub prefix: String,
     #[serde(skip)]
@@ -250,4 +264,25 @@ pub struct AwaitingReceipt {
     pub to: String,
     pub provider_message_id: Option<String>,
     pub sent_at: Millis,
+}
+
+/// The gateway's mode (SPEC: `normal`, `core_only`, `read_only`) with who set it and why.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ModeRecord {
+    pub mode: String,
+    pub reason: Option<String>,
+    pub actor: String,
+    #[serde(serialize_with = "ts")]
+    pub since: Millis,
+}
+
+/// A provider switched off (or back on) by an operator.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ProviderSwitch {
+    pub provider: String,
+    pub disabled: bool,
+    pub reason: Option<String>,
+    pub actor: String,
+    #[serde(serialize_with = "ts")]
+    pub at: Millis,
 }

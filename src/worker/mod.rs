@@ -4,12 +4,16 @@
 pub mod receipts;
 
 use crate::config::DispatchConfig;
+use crate::core::circuit::Health;
 use crate::core::next_step::{Attempted, FailReason, Outcome, RetryPolicy, Step, next_step};
 use crate::core::types::{ErrorClass, now_millis};
+use crate::metrics::ProviderLabels;
 use crate::metrics::{AttemptLabels, ChannelLabels, FinishedLabels, Metrics};
+use crate::providers::registry::Pick;
 use crate::providers::{Registry, SendError};
 use crate::store::{Attempt, AttemptError, ClaimRequest, Claimed, Completion, Lease, Store};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
@@ -25,6 +29,19 @@ pub struct Dispatcher {
     /// Poked after an accept so that new work is claimed at once.
     pub wake: Arc<Notify>,
     pub grace: Duration,
+    /// Calls in flight per priority lane (critical, high, normal, low).
+    pub lanes: [AtomicUsize; 4],
+}
+
+/// The share of `concurrency` each lane may hold: a backlog of `low` (or `normal`) never
+/// takes the slots `critical` and `high` need.
+pub fn lane_caps(concurrency: usize) -> [usize; 4] {
+    [
+        concurrency,
+        concurrency,
+        (concurrency * 3 / 4).max(1),
+        (concurrency / 2).max(1),
+    ]
 }
 
 impl Dispatcher {
@@ -55,9 +72,14 @@ impl Dispatcher {
                     _ = tasks.join_next() => continue,
                 }
             }
+            let caps = lane_caps(self.cfg.concurrency);
+            let lane_limits: [usize; 4] = std::array::from_fn(|i| {
+                caps[i].saturating_sub(self.lanes[i].load(Ordering::Relaxed))
+            });
             let req = ClaimRequest {
                 owner: self.node_id.clone(),
                 limit: free.min(self.cfg.claim_batch),
+                lane_limits,
                 lease_ms: self.cfg.lease.0.as_millis() as i64,
                 now: now_millis(),
             };
@@ -87,11 +109,14 @@ impl Dispatcher {
                 if let Ok(mut m) = in_flight.lock() {
                     m.insert(c.lease.delivery_id.clone(), c.lease.clone());
                 }
+                let lane = c.priority.rank() as usize;
+                self.lanes[lane].fetch_add(1, Ordering::Relaxed);
                 let this = self.clone();
                 let in_flight = in_flight.clone();
                 tasks.spawn(async move {
                     let id = c.lease.delivery_id.clone();
                     this.process(c).await;
+                    this.lanes[lane].fetch_sub(1, Ordering::Relaxed);
                     if let Ok(mut m) = in_flight.lock() {
                         m.remove(&id);
                     }
@@ -129,49 +154,94 @@ impl Dispatcher {
             self.finish(&c, None, Step::Expired, now).await;
             return;
         }
-        let Some(provider) = self.providers.pick(
+        let provider = match self.providers.pick(
             c.channel,
             &c.to,
             &c.skip_providers,
             c.last_provider.as_deref(),
             rand::random(),
-        ) else {
-            let attempt = Attempt {
-                n: c.lease.fence,
-                provider: "none".into(),
-                at: now,
-                duration_ms: 0,
-                outcome: "error",
-                error: Some(AttemptError {
-                    class: ErrorClass::Provider,
-                    code: "no_provider_available".into(),
-                    detail: format!(
-                        "every provider of channel {} was skipped for this delivery",
-                        c.channel
-                    ),
-                }),
-                provider_message_id: None,
-            };
-            self.finish(&c, Some(attempt), Step::Failed(FailReason::NoProvider), now)
+            now,
+        ) {
+            Pick::Use(p) => p,
+            // Every provider is resting or out of budget: a later channel takes over, or the
+            // delivery waits (no try counted) until one may be called.
+            Pick::Wait(at) if !c.has_next_channel => {
+                self.finish(
+                    &c,
+                    None,
+                    Step::Defer {
+                        at: at.min(c.expires_at),
+                    },
+                    now,
+                )
                 .await;
-            return;
+                return;
+            }
+            pick => {
+                let (code, detail) = match pick {
+                    Pick::Wait(_) => (
+                        "channel_down",
+                        format!(
+                            "no provider of channel {} can be called now; moving to the next channel",
+                            c.channel
+                        ),
+                    ),
+                    _ => (
+                        "no_provider_available",
+                        format!(
+                            "every provider of channel {} was skipped or disabled for this delivery",
+                            c.channel
+                        ),
+                    ),
+                };
+                let attempt = Attempt {
+                    n: c.lease.fence,
+                    provider: "none".into(),
+                    at: now,
+                    duration_ms: 0,
+                    outcome: "error",
+                    error: Some(AttemptError {
+                        class: ErrorClass::Provider,
+                        code: code.into(),
+                        detail,
+                    }),
+                    provider_message_id: None,
+                };
+                self.finish(&c, Some(attempt), Step::Failed(FailReason::NoProvider), now)
+                    .await;
+                return;
+            }
         };
-        // Over the provider's outbound budget, the delivery waits; it does not fail.
-        if let Some(Err(wait)) = self
-            .providers
-            .limiter(provider.id())
-            .map(|l| l.try_acquire(now))
-        {
-            let at = now + wait.as_millis() as i64;
-            self.finish(&c, None, Step::Defer { at }, now).await;
-            return;
-        }
         self.metrics.in_flight.inc();
         let started = Instant::now();
         let result = provider.send(&c).await;
         let duration_ms = started.elapsed().as_millis() as i64;
         self.metrics.in_flight.dec();
         let now = now_millis();
+        let health = match &result {
+            Ok(_) => Health::Ok,
+            Err(e) if !e.provider_fault() => Health::Ok,
+            Err(e) if e.class() == ErrorClass::Provider => Health::Fatal,
+            Err(_) => Health::Failure,
+        };
+        self.providers.record(
+            provider.id(),
+            now,
+            health,
+            duration_ms.clamp(0, u32::MAX as i64) as u32,
+        );
+        if health == Health::Fatal {
+            self.metrics
+                .provider_alerts
+                .get_or_create(&ProviderLabels {
+                    provider: provider.id().into(),
+                })
+                .inc();
+            tracing::error!(
+                provider = provider.id(),
+                "provider refused our credentials or configuration; its circuit is open"
+            );
+        }
         let (outcome, attempt) = match &result {
             Ok(receipt) => (
                 Outcome::Sent,
@@ -218,11 +288,16 @@ impl Dispatcher {
                 tries: c.tries,
                 now,
                 expires_at: c.expires_at,
-                other_provider: self.providers.has_other(
+                other_provider: self.providers.has_other_ready(
                     c.channel,
+                    &c.to,
                     &c.skip_providers,
                     provider.id(),
+                    now,
                 ),
+                failover_at: c
+                    .has_next_channel
+                    .then(|| c.activated_at + self.cfg.failover_after.0.as_millis() as i64),
             },
             &outcome,
             rand::random(),

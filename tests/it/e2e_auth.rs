@@ -13,6 +13,7 @@ async fn keys_are_created_shown_once_enforced_by_role_and_revoked() {
             name: "reader".into(),
             key: Secret::new("reader-key-0123456789abcdef"),
             role: Role::Viewer,
+            rate_limit: None,
         })
     })
     .await;

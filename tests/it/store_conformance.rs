@@ -37,6 +37,7 @@ fn message(priority: Priority, channels: &[Channel], strategy: Strategy) -> NewM
             .collect(),
         idempotency: None,
         sender: "test".into(),
+        recipient_limits: vec![],
     }
 }
 
@@ -44,6 +45,7 @@ fn claim(owner: &str, limit: usize, now: i64) -> ClaimRequest {
     ClaimRequest {
         owner: owner.into(),
         limit,
+        lane_limits: [limit; 4],
         lease_ms: 30_000,
         now,
     }

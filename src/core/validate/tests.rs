@@ -19,6 +19,8 @@ fn run(body: Value) -> Result<NewMessage, Vec<FieldError>> {
         sender: "test",
         templates: &templates,
         chat_targets: &chat_targets,
+        degrade: &Default::default(),
+        recipient_limits: &Default::default(),
     };
     let req = decode(body).map_err(|e| vec![e])?;
     validate(req, &ctx, None)

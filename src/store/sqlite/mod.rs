@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "templates_receipts",
         include_str!("../../../migrations/sqlite/0002_templates_receipts.sql"),
     ),
+    (
+        3,
+        "operators_flow",
+        include_str!("../../../migrations/sqlite/0003_operators_flow.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
@@ -323,6 +328,36 @@ impl Store for SqliteStore {
         let provider = provider.to_string();
         self.read(move |c| read::awaiting_receipts(c, &provider, from, until, limit))
             .await
+    }
+    async fn mode(&self) -> Result<Option<ModeRecord>, StoreError> {
+        self.read(read::mode).await
+    }
+    async fn set_mode(
+        &self,
+        mode: &str,
+        reason: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<ModeRecord, StoreError> {
+        let (mode, reason, actor) = (mode.to_string(), reason.to_string(), actor.to_string());
+        self.write(move |c| write::set_mode(c, &mode, &reason, &actor, now))
+            .await
+    }
+    async fn provider_switches(&self) -> Result<Vec<ProviderSwitch>, StoreError> {
+        self.read(read::provider_switches).await
+    }
+    async fn set_provider_switch(&self, s: ProviderSwitch) -> Result<(), StoreError> {
+        self.write(move |c| write::set_provider_switch(c, &s)).await
+    }
+    async fn queue_depth(&self) -> Result<u64, StoreError> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM deliveries WHERE due_at IS NOT NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )? as u64)
+        })
+        .await
     }
     async fn stats(&self) -> Result<Stats, StoreError> {
         self.read(read::stats).await

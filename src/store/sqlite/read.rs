@@ -213,7 +213,9 @@ pub fn inbox(
         .collect()
 }
 
-fn key_row(r: &Row<'_>) -> rusqlite::Result<(String, String, String, String, String, i64)> {
+type KeyRow = (String, String, String, String, String, i64, Option<String>);
+
+fn key_row(r: &Row<'_>) -> rusqlite::Result<KeyRow> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -221,16 +223,21 @@ fn key_row(r: &Row<'_>) -> rusqlite::Result<(String, String, String, String, Str
         r.get(3)?,
         r.get(4)?,
         r.get(5)?,
+        r.get(6)?,
     ))
 }
 
 fn to_key(
-    (id, name, role, key_hash, prefix, created_at): (String, String, String, String, String, i64),
+    (id, name, role, key_hash, prefix, created_at, rate_limit): KeyRow,
 ) -> Result<ApiKeyRecord, StoreError> {
     Ok(ApiKeyRecord {
         id,
         name,
         role: parse(role)?,
+        rate_limit: rate_limit
+            .map(|r: String| crate::config::Rate::parse(&r))
+            .transpose()
+            .map_err(corrupt)?,
         key_hash,
         prefix,
         created_at,
@@ -239,7 +246,7 @@ fn to_key(
 
 pub fn api_keys(c: &Connection) -> Result<Vec<ApiKeyRecord>, StoreError> {
     let mut stmt = c.prepare_cached(
-        "SELECT id, name, role, key_hash, prefix, created_at FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at",
+        "SELECT id, name, role, key_hash, prefix, created_at, rate_limit FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at",
     )?;
     let rows: Vec<_> = stmt.query_map([], key_row)?.collect::<Result<_, _>>()?;
     rows.into_iter().map(to_key).collect()
@@ -248,7 +255,7 @@ pub fn api_keys(c: &Connection) -> Result<Vec<ApiKeyRecord>, StoreError> {
 pub fn api_key_by_hash(c: &Connection, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
     let row = c
         .prepare_cached(
-            "SELECT id, name, role, key_hash, prefix, created_at FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL",
+            "SELECT id, name, role, key_hash, prefix, created_at, rate_limit FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL",
         )?
         .query_row([hash], key_row)
         .optional()?;
@@ -314,6 +321,38 @@ pub fn awaiting_receipts(
             to: r.get(1)?,
             provider_message_id: r.get(2)?,
             sent_at: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn mode(c: &Connection) -> Result<Option<ModeRecord>, StoreError> {
+    Ok(c.query_row(
+        "SELECT value, reason, actor, updated_at FROM settings WHERE key = 'mode'",
+        [],
+        |r| {
+            Ok(ModeRecord {
+                mode: r.get(0)?,
+                reason: r.get(1)?,
+                actor: r.get(2)?,
+                since: r.get(3)?,
+            })
+        },
+    )
+    .optional()?)
+}
+
+pub fn provider_switches(c: &Connection) -> Result<Vec<ProviderSwitch>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT provider, disabled, reason, actor, updated_at FROM provider_switches",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(ProviderSwitch {
+            provider: r.get(0)?,
+            disabled: r.get::<_, i64>(1)? != 0,
+            reason: r.get(2)?,
+            actor: r.get(3)?,
+            at: r.get(4)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -24,8 +24,8 @@ pub fn accept(c: &Connection, batch: &[NewMessage]) -> Result<Vec<Accepted>, Sto
          VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
     )?;
     let mut ins_dlv = c.prepare_cached(
-        "INSERT INTO deliveries (id, message_id, position, channel, recipient, status, priority, due_at, updated_at, content)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO deliveries (id, message_id, position, channel, recipient, status, priority, due_at, updated_at, content, activated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?8)",
     )?;
     let mut ins_idem = c.prepare_cached(
         "INSERT OR REPLACE INTO idempotency (scope, key, body_hash, message_id, reply, created_at)
@@ -48,6 +48,10 @@ pub fn accept(c: &Connection, batch: &[NewMessage]) -> Result<Vec<Accepted>, Sto
                 });
                 continue;
             }
+        }
+        if let Some(limited) = recipient_limited(c, m)? {
+            out.push(limited);
+            continue;
         }
         let body = json!({
             "content": m.content,
@@ -108,11 +112,47 @@ pub fn accept(c: &Connection, batch: &[NewMessage]) -> Result<Vec<Accepted>, Sto
     Ok(out)
 }
 
+/// The first per-recipient limit the message would break, if any.
+fn recipient_limited(c: &Connection, m: &NewMessage) -> Result<Option<Accepted>, StoreError> {
+    for l in &m.recipient_limits {
+        for rate in &l.rates {
+            let span = rate.per.as_millis() as i64;
+            let recent: Vec<i64> = c
+                .prepare_cached(
+                    "SELECT m.created_at FROM deliveries d JOIN messages m ON m.id = d.message_id
+                     WHERE d.channel = ?1 AND d.recipient = ?2 AND m.created_at > ?3
+                     ORDER BY m.created_at DESC LIMIT ?4",
+                )?
+                .query_map(
+                    params![
+                        l.channel.as_str(),
+                        l.to,
+                        m.created_at - span,
+                        rate.count as i64
+                    ],
+                    |r| r.get(0),
+                )?
+                .collect::<Result<_, _>>()?;
+            if recent.len() >= rate.count as usize {
+                let oldest = recent.last().copied().unwrap_or(m.created_at);
+                return Ok(Some(Accepted::RecipientLimited {
+                    channel: l.channel,
+                    retry_after_ms: (oldest + span - m.created_at).max(1),
+                }));
+            }
+        }
+    }
+    Ok(None)
+}
+
 pub fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
     let mut out = Vec::new();
     let mut select = c.prepare_cached(
         "SELECT d.id, d.fence, d.tries, d.message_id, d.channel, d.recipient, d.priority,
-                d.skip_providers, d.provider, m.created_at, m.expires_at, m.body, d.content
+                d.skip_providers, d.provider, m.created_at, m.expires_at, m.body, d.content,
+                COALESCE(d.activated_at, m.send_at),
+                EXISTS (SELECT 1 FROM deliveries n WHERE n.message_id = d.message_id
+                        AND n.position > d.position AND n.status = 'pending')
          FROM deliveries d JOIN messages m ON m.id = d.message_id
          WHERE d.due_at IS NOT NULL AND d.priority = ?1 AND d.due_at <= ?2
          ORDER BY d.due_at LIMIT ?3",
@@ -126,7 +166,10 @@ pub fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreEr
         "UPDATE messages SET status = 'sending', updated_at = ?2 WHERE id = ?1 AND status = 'queued'",
     )?;
     for rank in 0..4i64 {
-        let want = req.limit.saturating_sub(out.len());
+        let want = req
+            .limit
+            .saturating_sub(out.len())
+            .min(req.lane_limits[rank as usize]);
         if want == 0 {
             break;
         }
@@ -145,6 +188,8 @@ pub fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreEr
                 r.get::<_, i64>(10)?,
                 r.get::<_, String>(11)?,
                 r.get::<_, Option<String>>(12)?,
+                r.get::<_, i64>(13)?,
+                r.get::<_, bool>(14)?,
             ))
         })?;
         let rows: Vec<_> = rows.collect::<Result<_, _>>()?;
@@ -162,6 +207,8 @@ pub fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreEr
             expires_at,
             body,
             own_content,
+            activated_at,
+            has_next_channel,
         ) in rows
         {
             take.execute(params![id, req.owner, req.now + req.lease_ms, req.now])?;
@@ -190,6 +237,8 @@ pub fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreEr
                     .and_then(|s| serde_json::from_str(&s).ok())
                     .unwrap_or_default(),
                 last_provider: provider,
+                has_next_channel,
+                activated_at,
             });
         }
     }
@@ -311,6 +360,8 @@ fn recompute(
     )?;
     if let Some(i) = p.activate {
         set.execute(params![rows[i].0, "queued", now, now])?;
+        c.prepare_cached("UPDATE deliveries SET activated_at = ?2 WHERE id = ?1")?
+            .execute(params![rows[i].0, now])?;
         rows[i].1 = DeliveryStatus::Queued;
     }
     for i in p.skip {
@@ -438,7 +489,7 @@ pub fn replay(
                 ("queued", Some(now))
             };
             c.execute(
-                "UPDATE deliveries SET status = ?2, due_at = ?3, tries = 0, skip_providers = NULL, updated_at = ?4 WHERE id = ?1",
+                "UPDATE deliveries SET status = ?2, due_at = ?3, tries = 0, skip_providers = NULL, updated_at = ?4, activated_at = ?3 WHERE id = ?1",
                 params![dlv, status, due, now],
             )?;
         }
@@ -495,8 +546,8 @@ pub fn inbox_mark_read(
 
 pub fn create_api_key(c: &Connection, k: &ApiKeyRecord, actor: &str) -> Result<(), StoreError> {
     c.execute(
-        "INSERT INTO api_keys (id, name, role, key_hash, prefix, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![k.id, k.name, k.role.as_str(), k.key_hash, k.prefix, k.created_at],
+        "INSERT INTO api_keys (id, name, role, key_hash, prefix, created_at, rate_limit) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![k.id, k.name, k.role.as_str(), k.key_hash, k.prefix, k.created_at, k.rate_limit.map(|r| r.to_string())],
     )?;
     audit(
         c,
@@ -615,4 +666,73 @@ pub fn apply_receipt(c: &Connection, r: &ReceiptReport) -> Result<ReceiptOutcome
         delivery_id,
         delivered: r.delivered,
     })
+}
+
+pub fn set_mode(
+    c: &Connection,
+    mode: &str,
+    reason: &str,
+    actor: &str,
+    now: Millis,
+) -> Result<ModeRecord, StoreError> {
+    let before = super::read::mode(c)?;
+    c.execute(
+        "INSERT INTO settings (key, value, reason, actor, updated_at) VALUES ('mode', ?1, ?2, ?3, ?4)
+         ON CONFLICT(key) DO UPDATE SET value = ?1, reason = ?2, actor = ?3, updated_at = ?4",
+        params![mode, reason, actor, now],
+    )?;
+    audit(
+        c,
+        &AuditEntry {
+            id: 0,
+            at: now,
+            actor: actor.into(),
+            action: "mode.set".into(),
+            target: "mode".into(),
+            before: Some(
+                json!({ "mode": before.as_ref().map(|b| b.mode.as_str()).unwrap_or("normal") }),
+            ),
+            after: Some(json!({ "mode": mode })),
+            reason: Some(reason.into()),
+        },
+    )?;
+    Ok(ModeRecord {
+        mode: mode.into(),
+        reason: Some(reason.into()),
+        actor: actor.into(),
+        since: now,
+    })
+}
+
+pub fn set_provider_switch(c: &Connection, s: &ProviderSwitch) -> Result<(), StoreError> {
+    let before: Option<bool> = c
+        .query_row(
+            "SELECT disabled FROM provider_switches WHERE provider = ?1",
+            [&s.provider],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()?
+        .map(|d| d != 0);
+    c.execute(
+        "INSERT INTO provider_switches (provider, disabled, reason, actor, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(provider) DO UPDATE SET disabled = ?2, reason = ?3, actor = ?4, updated_at = ?5",
+        params![s.provider, s.disabled as i64, s.reason, s.actor, s.at],
+    )?;
+    audit(
+        c,
+        &AuditEntry {
+            id: 0,
+            at: s.at,
+            actor: s.actor.clone(),
+            action: if s.disabled {
+                "provider.disable".into()
+            } else {
+                "provider.enable".into()
+            },
+            target: s.provider.clone(),
+            before: Some(json!({ "disabled": before.unwrap_or(false) })),
+            after: Some(json!({ "disabled": s.disabled })),
+            reason: s.reason.clone(),
+        },
+    )
 }
