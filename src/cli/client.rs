@@ -85,6 +85,98 @@ pub enum DlqCmd {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum ProvidersCmd {
+    /// Each provider's state, circuit, success rate and latency.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Take a provider out of service.
+    Disable {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Put a provider back in service.
+    Enable {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModeCmd {
+    /// Show the mode, who set it and why.
+    Get {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Switch the mode: normal, core_only or read_only.
+    Set {
+        mode: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+fn path_segment(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+pub async fn providers(cmd: ProvidersCmd) -> Result<()> {
+    let (client, method, path, body) = match cmd {
+        ProvidersCmd::List { client } => (
+            client,
+            reqwest::Method::GET,
+            "/v1/providers".to_string(),
+            None,
+        ),
+        ProvidersCmd::Disable { id, reason, client } => (
+            client,
+            reqwest::Method::POST,
+            format!("/v1/providers/{}/disable", path_segment(&id)),
+            Some(json!({ "reason": reason })),
+        ),
+        ProvidersCmd::Enable { id, reason, client } => (
+            client,
+            reqwest::Method::POST,
+            format!("/v1/providers/{}/enable", path_segment(&id)),
+            Some(json!({ "reason": reason })),
+        ),
+    };
+    print(&Client::new(&client)?.call(method, &path, body, &[]).await?);
+    Ok(())
+}
+
+pub async fn mode(cmd: ModeCmd) -> Result<()> {
+    let (client, method, body) = match cmd {
+        ModeCmd::Get { client } => (client, reqwest::Method::GET, None),
+        ModeCmd::Set {
+            mode,
+            reason,
+            client,
+        } => (
+            client,
+            reqwest::Method::PUT,
+            Some(json!({ "mode": mode, "reason": reason })),
+        ),
+    };
+    print(
+        &Client::new(&client)?
+            .call(method, "/v1/mode", body, &[])
+            .await?,
+    );
+    Ok(())
+}
+
 struct Client {
     base: String,
     key: String,
@@ -224,10 +316,7 @@ pub async fn messages(cmd: MessagesCmd) -> Result<()> {
     match cmd {
         MessagesCmd::Get { id, client } => {
             let c = Client::new(&client)?;
-            let path = format!(
-                "/v1/messages/{}",
-                url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
-            );
+            let path = format!("/v1/messages/{}", path_segment(&id));
             print(&c.call(reqwest::Method::GET, &path, None, &[]).await?);
         }
         MessagesCmd::List {

@@ -59,6 +59,16 @@ pub enum Command {
         #[command(subcommand)]
         cmd: client::DlqCmd,
     },
+    /// Providers: health, and manual switches (operator).
+    Providers {
+        #[command(subcommand)]
+        cmd: client::ProvidersCmd,
+    },
+    /// The gateway's mode: normal, core_only, read_only (admin to set).
+    Mode {
+        #[command(subcommand)]
+        cmd: client::ModeCmd,
+    },
     /// Measure durable accept throughput and latency against a gateway this command starts.
     Bench(bench::BenchArgs),
     /// A local webhook receiver that prints what arrives and checks signatures.

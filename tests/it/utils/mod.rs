@@ -3,6 +3,7 @@
 pub mod process;
 pub mod receiver;
 pub mod rig;
+pub mod smtp;
 
 use herald::app::{Server, start};
 use herald::config::Config;
