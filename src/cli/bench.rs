@@ -34,13 +34,21 @@ pub struct BenchArgs {
     /// Keep the data directory (printed) instead of removing it.
     #[arg(long)]
     pub keep: bool,
+    /// With --failover: messages offered per second in all (below what dispatch sustains, so
+    /// that what is measured is failover, not overload).
+    #[arg(long, default_value_t = 2000)]
+    pub rate: u64,
+    /// Instead: measure failover. Simulated Aliyun (primary) and Twilio (backup) take SMS
+    /// under steady load; the primary starts answering 503 and later heals.
+    #[arg(long)]
+    pub failover: bool,
 }
 
-const KEY: &str = "bench-admin-key-0123456789abcdef";
+pub(crate) const KEY: &str = "bench-admin-key-0123456789abcdef";
 
 /// The server process: killed when dropped.
-struct Child {
-    proc: std::process::Child,
+pub(crate) struct Child {
+    pub(crate) proc: std::process::Child,
 }
 
 impl Drop for Child {
@@ -51,9 +59,9 @@ impl Drop for Child {
 }
 
 /// The data directory: removed when dropped unless kept.
-struct DataDir {
-    path: std::path::PathBuf,
-    keep: bool,
+pub(crate) struct DataDir {
+    pub(crate) path: std::path::PathBuf,
+    pub(crate) keep: bool,
 }
 
 impl Drop for DataDir {
@@ -171,6 +179,9 @@ fn report(name: &str, r: &RunResult, rss: Option<f64>) -> Value {
 }
 
 pub async fn run(a: BenchArgs) -> Result<()> {
+    if a.failover {
+        return super::bench_failover::run(a.concurrency.min(32), a.rate, a.keep).await;
+    }
     let exe = std::env::current_exe().context("cannot find the herald binary")?;
     let dir = std::env::temp_dir().join(format!("herald-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -284,12 +295,26 @@ async fn spawn(
     dir: &std::path::Path,
     dispatch: bool,
 ) -> Result<(Child, String)> {
+    spawn_with(
+        exe,
+        dir,
+        &format!("[dispatch]\nenabled = {dispatch}\nconcurrency = 256\nclaim_batch = 512\n"),
+    )
+    .await
+}
+
+/// Starts `herald serve` over `dir` with `extra` TOML after the server section.
+pub(crate) async fn spawn_with(
+    exe: &std::path::Path,
+    dir: &std::path::Path,
+    extra: &str,
+) -> Result<(Child, String)> {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0")?;
         l.local_addr()?.port()
     };
     let cfg = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nmax_batch_body = \"64MiB\"\n[dispatch]\nenabled = {dispatch}\nconcurrency = 256\nclaim_batch = 512\n[log]\nlevel = \"warn\"\n",
+        "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nmax_batch_body = \"64MiB\"\n[log]\nlevel = \"warn\"\n{extra}",
         dir.display()
     );
     std::fs::write(dir.join("herald.toml"), cfg)?;

@@ -2,6 +2,7 @@
 //! `HERALD_API_KEY`; `serve`, `migrate` and `config check` work on the configuration.
 
 pub mod bench;
+pub mod bench_failover;
 pub mod client;
 pub mod sink;
 

@@ -95,7 +95,8 @@ pub enum FaultHit {
 
 pub struct Sim {
     pub args: SimArgs,
-    records: Mutex<Vec<Record>>,
+    records: Mutex<VecDeque<Record>>,
+    counts: Mutex<HashMap<&'static str, (u64, u64)>>,
     faults: Mutex<HashMap<String, Fault>>,
     nonces: Mutex<HashSet<String>>,
     windows: Mutex<HashMap<String, VecDeque<i64>>>,
@@ -110,6 +111,7 @@ impl Sim {
         Arc::new(Sim {
             args,
             records: Mutex::default(),
+            counts: Mutex::default(),
             faults: Mutex::default(),
             nonces: Mutex::default(),
             windows: Mutex::default(),
@@ -126,11 +128,19 @@ impl Sim {
         status: u16,
         response: Value,
     ) {
+        if let Ok(mut c) = self.counts.lock() {
+            let e = c.entry(provider).or_default();
+            if accepted {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+            }
+        }
         if let Ok(mut r) = self.records.lock() {
             if r.len() >= 100_000 {
-                r.remove(0);
+                r.pop_front();
             }
-            r.push(Record {
+            r.push_back(Record {
                 provider,
                 at: crate::core::types::rfc3339(crate::core::types::now_millis()),
                 accepted,
@@ -222,6 +232,7 @@ pub fn router(sim: Shared) -> Router {
         .route("/slack/services/{*path}", post(robots::slack))
         .route("/_sim/health", get(|| async { "ok" }))
         .route("/_sim/requests", get(requests).delete(clear_requests))
+        .route("/_sim/stats", get(stats))
         .route("/_sim/faults", get(list_faults))
         .route(
             "/_sim/faults/{provider}",
@@ -250,9 +261,26 @@ async fn requests(State(sim): State<Shared>, Query(q): Query<HashMap<String, Str
     Json(json!({ "data": list })).into_response()
 }
 
+/// Requests per provider, accepted and refused, since the start (cheap to poll).
+async fn stats(State(sim): State<Shared>) -> Response {
+    let c = sim
+        .counts
+        .lock()
+        .map(|c| {
+            c.iter()
+                .map(|(p, (a, r))| (p.to_string(), json!({"accepted": a, "refused": r})))
+                .collect::<serde_json::Map<_, _>>()
+        })
+        .unwrap_or_default();
+    Json(Value::Object(c)).into_response()
+}
+
 async fn clear_requests(State(sim): State<Shared>) -> StatusCode {
     if let Ok(mut r) = sim.records.lock() {
         r.clear();
+    }
+    if let Ok(mut c) = sim.counts.lock() {
+        c.clear();
     }
     StatusCode::NO_CONTENT
 }
