@@ -114,11 +114,10 @@ sms = {{ text = "Your code is {{{{ code }}}}", provider_templates = {{ aliyun-ma
                 tick.tick().await;
                 i += 1;
                 let body = json!({"to": {"phone": format!("+86139{:08}", (s * 1_000_000 + i) % 100_000_000)}, "template": "code", "params": {"code": "1"}});
-                if let Ok(r) = http.post(format!("{base}/v1/messages")).bearer_auth(KEY).json(&body).send().await {
-                    if r.status().as_u16() == 202 {
+                if let Ok(r) = http.post(format!("{base}/v1/messages")).bearer_auth(KEY).json(&body).send().await
+                    && r.status().as_u16() == 202 {
                         accepted.fetch_add(1, Ordering::Relaxed);
                     }
-                }
             }
         }));
     }
