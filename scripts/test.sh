@@ -38,4 +38,34 @@ if ! "$venv/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
 fi
 export HERALD_TEST_PYTHON="$venv/bin/python"
 
+# A throwaway PostgreSQL cluster for the PostgreSQL tests, removed when this script ends.
+pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+if [ -z "$pgbin" ] || [ ! -x "$pgbin/initdb" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: installing postgresql"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  else
+    echo "test.sh: please install PostgreSQL (initdb, pg_ctl)" >&2
+    exit 1
+  fi
+fi
+pgdir=$(mktemp -d /tmp/herald-pg.XXXXXX)
+as_pg=()
+if [ "$(id -u)" = 0 ]; then
+  chown postgres "$pgdir"
+  as_pg=(runuser -u postgres --)
+fi
+pgport=$((20000 + RANDOM % 30000))
+stop_pg() {
+  "${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -m immediate -w stop >/dev/null 2>&1 || true
+  rm -rf "$pgdir"
+}
+trap stop_pg EXIT
+"${as_pg[@]}" "$pgbin/initdb" -D "$pgdir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 --no-sync >"$pgdir/initdb.log"
+"${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w \
+  -o "-p $pgport -c listen_addresses=127.0.0.1 -k $pgdir -c max_connections=300 -c fsync=on" start >/dev/null
+export HERALD_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$pgport/postgres"
+export HERALD_TEST_PGBIN="$pgbin"
+
 cargo test --all-targets --locked -- --test-threads="${HERALD_TEST_THREADS:-4}"

@@ -1,6 +1,7 @@
 //! Storage: one trait, with SQLite (embedded default) behind it. Every write that must be
 //! durable goes through it; a `202` is answered only after [`Store::accept`] returns.
 
+pub mod postgres;
 pub mod sqlite;
 mod types;
 
@@ -16,6 +17,8 @@ pub enum StoreError {
     Unavailable(String),
     #[error("storage error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("storage error: {0}")]
+    Postgres(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("migration failed: {0}")]

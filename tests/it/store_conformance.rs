@@ -63,6 +63,15 @@ fn attempt(n: i64, outcome: &'static str, error: Option<AttemptError>) -> Attemp
     }
 }
 
+async fn postgres() -> (Arc<dyn Store>, ()) {
+    let url = crate::utils::pg::fresh_db().await;
+    let store: Arc<dyn Store> =
+        herald::store::postgres::PgStore::open(&url, std::time::Duration::from_secs(10))
+            .await
+            .unwrap();
+    (store, ())
+}
+
 async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = SqliteStore::open(&dir.path().join("h.db"), true).unwrap();
@@ -285,6 +294,14 @@ macro_rules! conformance {
 }
 
 conformance!(sqlite:
+    claims_highest_priority_first,
+    stale_fences_are_refused_and_expired_leases_reclaimed,
+    release_gives_work_back_untried,
+    failover_dead_letters_and_replay,
+    idempotency_keys_return_the_first_reply,
+);
+
+conformance!(postgres:
     claims_highest_priority_first,
     stale_fences_are_refused_and_expired_leases_reclaimed,
     release_gives_work_back_untried,

@@ -1,5 +1,6 @@
 //! Helpers: start Herald in-process, a webhook receiver, polling with deadlines.
 
+pub mod pg;
 pub mod process;
 pub mod receiver;
 pub mod rig;

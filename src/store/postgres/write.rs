@@ -1,0 +1,823 @@
+//! Writes on PostgreSQL: the SQLite store's rules, with row locks where nodes may race.
+
+use crate::core::message::NewMessage;
+use crate::core::next_step::Step;
+use crate::core::progress::{initial, is_dead_letter, message_status, progress};
+use crate::core::types::{Channel, DeliveryStatus, Millis, Priority, Strategy, rfc3339};
+use crate::store::*;
+use serde_json::json;
+use sqlx::postgres::PgPool;
+use sqlx::{PgConnection, Row};
+
+const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn reply_of(m: &NewMessage) -> AcceptReply {
+    let statuses = initial(m.strategy, m.deliveries.len());
+    AcceptReply {
+        id: m.id.clone(),
+        status: "queued".into(),
+        created_at: rfc3339(m.created_at),
+        deliveries: m
+            .deliveries
+            .iter()
+            .zip(&statuses)
+            .map(|(d, s)| AcceptReplyDelivery {
+                channel: d.channel,
+                status: s.public().to_string(),
+            })
+            .collect(),
+    }
+}
+
+pub async fn accept(
+    tx: &mut PgConnection,
+    batch: &[NewMessage],
+) -> Result<Vec<Accepted>, StoreError> {
+    let mut out = Vec::with_capacity(batch.len());
+    for m in batch {
+        let reply = reply_of(m);
+        // The idempotency row first: a concurrent request with the same key (on any node)
+        // waits on it, then sees ours.
+        if let Some(idem) = &m.idempotency {
+            let text = serde_json::to_string(&reply).map_err(corrupt)?;
+            let claimed = sqlx::query(
+                "INSERT INTO idempotency (scope, key, body_hash, message_id, reply, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (scope, key) DO UPDATE SET body_hash = $3, message_id = $4, reply = $5, created_at = $6
+                   WHERE idempotency.created_at <= $7
+                 RETURNING message_id",
+            )
+            .bind(&idem.scope)
+            .bind(&idem.key)
+            .bind(&idem.body_hash)
+            .bind(&m.id)
+            .bind(&text)
+            .bind(m.created_at)
+            .bind(m.created_at - IDEMPOTENCY_WINDOW_MS)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if claimed.is_none() {
+                let row = sqlx::query(
+                    "SELECT body_hash, reply FROM idempotency WHERE scope = $1 AND key = $2",
+                )
+                .bind(&idem.scope)
+                .bind(&idem.key)
+                .fetch_one(&mut *tx)
+                .await?;
+                let hash: String = row.try_get(0)?;
+                out.push(if hash == idem.body_hash {
+                    Accepted::Existing(
+                        serde_json::from_str(&row.try_get::<String, _>(1)?).map_err(corrupt)?,
+                    )
+                } else {
+                    Accepted::Mismatch
+                });
+                continue;
+            }
+        }
+        if let Some(limited) = recipient_limited(tx, m).await? {
+            if let Some(idem) = &m.idempotency {
+                sqlx::query(
+                    "DELETE FROM idempotency WHERE scope = $1 AND key = $2 AND message_id = $3",
+                )
+                .bind(&idem.scope)
+                .bind(&idem.key)
+                .bind(&m.id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            out.push(limited);
+            continue;
+        }
+        let body = json!({ "content": m.content, "template": m.template, "params": m.params, "metadata": m.metadata });
+        sqlx::query(
+            "INSERT INTO messages (id, status, priority, strategy, sender, created_at, updated_at, send_at, expires_at, body)
+             VALUES ($1, 'queued', $2, $3, $4, $5, $5, $6, $7, $8)",
+        )
+        .bind(&m.id)
+        .bind(m.priority.rank())
+        .bind(m.strategy.as_str())
+        .bind(&m.sender)
+        .bind(m.created_at)
+        .bind(m.send_at)
+        .bind(m.expires_at)
+        .bind(body.to_string())
+        .execute(&mut *tx)
+        .await?;
+        for (i, (d, st)) in m
+            .deliveries
+            .iter()
+            .zip(initial(m.strategy, m.deliveries.len()))
+            .enumerate()
+        {
+            let due = (st == DeliveryStatus::Queued).then_some(m.send_at);
+            sqlx::query(
+                "INSERT INTO deliveries (id, message_id, position, channel, recipient, status, priority, due_at, updated_at, content, activated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $8)",
+            )
+            .bind(&d.id)
+            .bind(&m.id)
+            .bind(i as i64)
+            .bind(d.channel.as_str())
+            .bind(&d.to)
+            .bind(st.as_str())
+            .bind(m.priority.rank())
+            .bind(due)
+            .bind(m.created_at)
+            .bind(d.content.as_ref().map(|c| json!(c).to_string()))
+            .execute(&mut *tx)
+            .await?;
+        }
+        out.push(Accepted::New(reply));
+    }
+    Ok(out)
+}
+
+async fn recipient_limited(
+    tx: &mut PgConnection,
+    m: &NewMessage,
+) -> Result<Option<Accepted>, StoreError> {
+    for l in &m.recipient_limits {
+        // One sender at a time per address, across nodes, until this transaction ends.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("{}:{}", l.channel, l.to))
+            .execute(&mut *tx)
+            .await?;
+        for rate in &l.rates {
+            let span = rate.per.as_millis() as i64;
+            let recent: Vec<i64> = sqlx::query_scalar(
+                "SELECT m.created_at FROM deliveries d JOIN messages m ON m.id = d.message_id
+                 WHERE d.channel = $1 AND d.recipient = $2 AND m.created_at > $3
+                 ORDER BY m.created_at DESC LIMIT $4",
+            )
+            .bind(l.channel.as_str())
+            .bind(&l.to)
+            .bind(m.created_at - span)
+            .bind(rate.count as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+            if recent.len() >= rate.count as usize {
+                let oldest = recent.last().copied().unwrap_or(m.created_at);
+                return Ok(Some(Accepted::RecipientLimited {
+                    channel: l.channel,
+                    retry_after_ms: (oldest + span - m.created_at).max(1),
+                }));
+            }
+        }
+    }
+    Ok(None)
+}
+
+pub async fn claim(pool: &PgPool, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
+    let mut out = Vec::new();
+    for rank in 0..4i64 {
+        let want = req
+            .limit
+            .saturating_sub(out.len())
+            .min(req.lane_limits[rank as usize]);
+        if want == 0 {
+            continue;
+        }
+        let rows = sqlx::query(
+            "WITH c AS (
+                SELECT id FROM deliveries
+                WHERE due_at IS NOT NULL AND priority = $1 AND due_at <= $2
+                ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED
+             ), t AS (
+                UPDATE deliveries d SET status = 'sending', fence = d.fence + 1, tries = d.tries + 1,
+                       lease_owner = $4, due_at = $5, updated_at = $2
+                FROM c WHERE d.id = c.id
+                RETURNING d.id, d.fence, d.tries, d.message_id, d.channel, d.recipient, d.priority,
+                          d.skip_providers, d.provider, d.content, d.activated_at, d.position
+             ), u AS (
+                UPDATE messages m SET status = 'sending', updated_at = $2
+                WHERE m.id IN (SELECT message_id FROM t) AND m.status = 'queued'
+             )
+             SELECT t.*, m.created_at, m.expires_at, m.body, m.send_at,
+                    EXISTS (SELECT 1 FROM deliveries n WHERE n.message_id = t.message_id
+                            AND n.position > t.position AND n.status = 'pending') AS has_next
+             FROM t JOIN messages m ON m.id = t.message_id",
+        )
+        .bind(rank)
+        .bind(req.now)
+        .bind(want as i64)
+        .bind(&req.owner)
+        .bind(req.now + req.lease_ms)
+        .fetch_all(pool)
+        .await?;
+        for r in rows {
+            let body: serde_json::Value =
+                serde_json::from_str(&r.try_get::<String, _>("body")?).map_err(corrupt)?;
+            let own: Option<String> = r.try_get("content")?;
+            let skip: Option<String> = r.try_get("skip_providers")?;
+            let send_at: i64 = r.try_get("send_at")?;
+            out.push(Claimed {
+                lease: Lease {
+                    delivery_id: r.try_get("id")?,
+                    fence: r.try_get("fence")?,
+                },
+                message_id: r.try_get("message_id")?,
+                channel: r
+                    .try_get::<String, _>("channel")?
+                    .parse()
+                    .map_err(corrupt)?,
+                to: r.try_get("recipient")?,
+                priority: Priority::from_rank(r.try_get("priority")?),
+                created_at: r.try_get("created_at")?,
+                expires_at: r.try_get("expires_at")?,
+                tries: r.try_get::<i64, _>("tries")? as u32,
+                content: match own {
+                    Some(c) => serde_json::from_str(&c).map_err(corrupt)?,
+                    None => serde_json::from_value(body["content"].clone()).unwrap_or_default(),
+                },
+                template: body["template"].as_str().map(String::from),
+                params: serde_json::from_value(body["params"].clone()).unwrap_or(None),
+                metadata: serde_json::from_value(body["metadata"].clone()).unwrap_or_default(),
+                skip_providers: skip
+                    .and_then(|s| serde_json::from_str(&s).ok())
+                    .unwrap_or_default(),
+                last_provider: r.try_get("provider")?,
+                has_next_channel: r.try_get("has_next")?,
+                activated_at: r
+                    .try_get::<Option<i64>, _>("activated_at")?
+                    .unwrap_or(send_at),
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub async fn complete(tx: &mut PgConnection, x: &Completion) -> Result<bool, StoreError> {
+    let current = sqlx::query("SELECT message_id, status, fence, skip_providers, channel FROM deliveries WHERE id = $1 FOR UPDATE")
+        .bind(&x.lease.delivery_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = current else {
+        return Ok(false);
+    };
+    let (message_id, status, fence, skip, channel): (String, String, i64, Option<String>, String) = (
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+        row.try_get(4)?,
+    );
+    if status != "sending" || fence != x.lease.fence {
+        return Ok(false); // a stale worker: another claim owns it now
+    }
+    let mut skip: Vec<String> = skip
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default();
+    let (new_status, due) = match x.step {
+        Step::Sent => (DeliveryStatus::Sent, None),
+        Step::Retry { at, skip_provider } => {
+            if let (true, Some(a)) = (skip_provider, &x.attempt)
+                && !skip.contains(&a.provider)
+            {
+                skip.push(a.provider.clone());
+            }
+            (DeliveryStatus::Queued, Some(at))
+        }
+        Step::Expired => (DeliveryStatus::Expired, None),
+        Step::Failed(_) => (DeliveryStatus::Failed, None),
+        Step::Defer { at } => (DeliveryStatus::Queued, Some(at)),
+    };
+    let untried = matches!(x.step, Step::Defer { .. }) as i64;
+    sqlx::query(
+        "UPDATE deliveries SET status = $2, due_at = $3, lease_owner = NULL, provider = COALESCE($4, provider),
+                skip_providers = $5, updated_at = $6, provider_message_id = COALESCE($7, provider_message_id),
+                tries = GREATEST(tries - $8, 0)
+         WHERE id = $1",
+    )
+    .bind(&x.lease.delivery_id)
+    .bind(new_status.as_str())
+    .bind(due)
+    .bind(x.attempt.as_ref().map(|a| a.provider.clone()))
+    .bind((!skip.is_empty()).then(|| json!(skip).to_string()))
+    .bind(x.now)
+    .bind(x.attempt.as_ref().and_then(|a| a.provider_message_id.clone()))
+    .bind(untried)
+    .execute(&mut *tx)
+    .await?;
+    if let Some(a) = &x.attempt {
+        sqlx::query(
+            "INSERT INTO attempts (delivery_id, n, provider, at, duration_ms, outcome, error_class, error_code, error_detail, provider_message_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (delivery_id, n) DO UPDATE SET provider = $3, at = $4, duration_ms = $5, outcome = $6,
+                error_class = $7, error_code = $8, error_detail = $9, provider_message_id = $10",
+        )
+        .bind(&x.lease.delivery_id)
+        .bind(a.n)
+        .bind(&a.provider)
+        .bind(a.at)
+        .bind(a.duration_ms)
+        .bind(a.outcome)
+        .bind(a.error.as_ref().map(|e| e.class.as_str()))
+        .bind(a.error.as_ref().map(|e| e.code.clone()))
+        .bind(a.error.as_ref().map(|e| e.detail.clone()))
+        .bind(&a.provider_message_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    recompute(
+        tx,
+        &message_id,
+        x.now,
+        &channel,
+        x.attempt.as_ref().and_then(|a| a.error.as_ref()),
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Moves the message on after one of its deliveries changed (see `core::progress`). The
+/// message row is locked so that two deliveries finishing at once on two nodes take turns.
+async fn recompute(
+    tx: &mut PgConnection,
+    message_id: &str,
+    now: Millis,
+    channel: &str,
+    last_error: Option<&AttemptError>,
+) -> Result<(), StoreError> {
+    let strategy: String =
+        sqlx::query_scalar("SELECT strategy FROM messages WHERE id = $1 FOR UPDATE")
+            .bind(message_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let strategy: Strategy = strategy.parse().map_err(corrupt)?;
+    let rows =
+        sqlx::query("SELECT id, status FROM deliveries WHERE message_id = $1 ORDER BY position")
+            .bind(message_id)
+            .fetch_all(&mut *tx)
+            .await?;
+    let mut rows: Vec<(String, DeliveryStatus)> = rows
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<String, _>(0)?,
+                r.try_get::<String, _>(1)?.parse().map_err(corrupt)?,
+            ))
+        })
+        .collect::<Result<_, StoreError>>()?;
+    let p = progress(strategy, &rows.iter().map(|r| r.1).collect::<Vec<_>>());
+    let set = "UPDATE deliveries SET status = $2, due_at = $3, updated_at = $4, activated_at = COALESCE($5, activated_at) WHERE id = $1";
+    if let Some(i) = p.activate {
+        sqlx::query(set)
+            .bind(&rows[i].0)
+            .bind("queued")
+            .bind(Some(now))
+            .bind(now)
+            .bind(Some(now))
+            .execute(&mut *tx)
+            .await?;
+        rows[i].1 = DeliveryStatus::Queued;
+    }
+    for (list, st) in [
+        (p.skip, DeliveryStatus::Skipped),
+        (p.expire, DeliveryStatus::Expired),
+    ] {
+        for i in list {
+            sqlx::query(set)
+                .bind(&rows[i].0)
+                .bind(st.as_str())
+                .bind(Option::<i64>::None)
+                .bind(now)
+                .bind(Option::<i64>::None)
+                .execute(&mut *tx)
+                .await?;
+            rows[i].1 = st;
+        }
+    }
+    let statuses: Vec<DeliveryStatus> = rows.iter().map(|r| r.1).collect();
+    sqlx::query("UPDATE messages SET status = $2, updated_at = $3 WHERE id = $1")
+        .bind(message_id)
+        .bind(message_status(&statuses).as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    if is_dead_letter(&statuses) {
+        sqlx::query(
+            "INSERT INTO dead_letters (message_id, channel, priority, failed_at, last_error)
+             SELECT id, $2, priority, $3, $4 FROM messages WHERE id = $1
+             ON CONFLICT (message_id) DO UPDATE SET channel = $2, failed_at = $3, last_error = $4",
+        )
+        .bind(message_id)
+        .bind(channel)
+        .bind(now)
+        .bind(last_error.map(|e| json!(e).to_string()))
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn release(pool: &PgPool, leases: &[Lease]) -> Result<usize, StoreError> {
+    let now = crate::core::types::now_millis();
+    let mut n = 0;
+    for l in leases {
+        n += sqlx::query(
+            "UPDATE deliveries SET status = 'queued', due_at = $3, lease_owner = NULL, tries = GREATEST(tries - 1, 0)
+             WHERE id = $1 AND fence = $2 AND status = 'sending'",
+        )
+        .bind(&l.delivery_id)
+        .bind(l.fence)
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected() as usize;
+    }
+    Ok(n)
+}
+
+pub async fn audit(c: &mut PgConnection, e: &AuditEntry) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO audit (at, actor, action, target, before, after, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        .bind(e.at)
+        .bind(&e.actor)
+        .bind(&e.action)
+        .bind(&e.target)
+        .bind(e.before.as_ref().map(|v| v.to_string()))
+        .bind(e.after.as_ref().map(|v| v.to_string()))
+        .bind(&e.reason)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+fn entry(
+    at: Millis,
+    actor: &str,
+    action: &str,
+    target: &str,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+    reason: Option<String>,
+) -> AuditEntry {
+    AuditEntry {
+        id: 0,
+        at,
+        actor: actor.into(),
+        action: action.into(),
+        target: target.into(),
+        before,
+        after,
+        reason,
+    }
+}
+
+pub async fn cancel(tx: &mut PgConnection, id: &str, actor: &str) -> Result<bool, StoreError> {
+    let now = crate::core::types::now_millis();
+    let before: Option<String> = sqlx::query_scalar("SELECT status FROM messages WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(before) = before else {
+        return Ok(false);
+    };
+    let n = sqlx::query(
+        "UPDATE deliveries SET status = 'cancelled', due_at = NULL, updated_at = $2 WHERE message_id = $1 AND status IN ('pending', 'queued')",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if n > 0 {
+        recompute(tx, id, now, "", None).await?;
+        let after: String = sqlx::query_scalar("SELECT status FROM messages WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        audit(
+            tx,
+            &entry(
+                now,
+                actor,
+                "message.cancel",
+                id,
+                Some(json!({"status": before})),
+                Some(json!({"status": after, "deliveries_cancelled": n})),
+                None,
+            ),
+        )
+        .await?;
+    }
+    Ok(true)
+}
+
+pub async fn replay(
+    tx: &mut PgConnection,
+    sel: &ReplaySelector,
+    actor: &str,
+    now: Millis,
+) -> Result<usize, StoreError> {
+    let ids: Vec<String> = match sel {
+        ReplaySelector::Ids(ids) => {
+            let mut found: Vec<String> = sqlx::query_scalar(
+                "SELECT message_id FROM dead_letters WHERE message_id = ANY($1) FOR UPDATE",
+            )
+            .bind(ids)
+            .fetch_all(&mut *tx)
+            .await?;
+            found.sort_by_key(|f| ids.iter().position(|i| i == f));
+            found
+        }
+        ReplaySelector::All { channel } => sqlx::query_scalar(
+            "SELECT message_id FROM dead_letters WHERE $1::TEXT IS NULL OR channel = $1 FOR UPDATE",
+        )
+        .bind(channel.map(Channel::as_str))
+        .fetch_all(&mut *tx)
+        .await?,
+    };
+    for id in &ids {
+        let strategy: String =
+            sqlx::query_scalar("SELECT strategy FROM messages WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let failed: Vec<String> = sqlx::query_scalar("SELECT id FROM deliveries WHERE message_id = $1 AND status = 'failed' ORDER BY position")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+        for (i, dlv) in failed.iter().enumerate() {
+            let (status, due) = if strategy == "failover" && i > 0 {
+                ("pending", None)
+            } else {
+                ("queued", Some(now))
+            };
+            sqlx::query(
+                "UPDATE deliveries SET status = $2, due_at = $3, tries = 0, skip_providers = NULL, updated_at = $4, activated_at = $3 WHERE id = $1",
+            )
+            .bind(dlv)
+            .bind(status)
+            .bind(due)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE messages SET status = 'queued', updated_at = $2, send_at = $2, expires_at = $2 + GREATEST(expires_at - send_at, 60000) WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM dead_letters WHERE message_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if !ids.is_empty() {
+        let target = match sel {
+            ReplaySelector::Ids(_) => "ids".to_string(),
+            ReplaySelector::All { channel: Some(ch) } => format!("all:{ch}"),
+            ReplaySelector::All { channel: None } => "all".to_string(),
+        };
+        let shown: Vec<&String> = ids.iter().take(1000).collect();
+        audit(
+            tx,
+            &entry(
+                now,
+                actor,
+                "dead_letters.replay",
+                &target,
+                None,
+                Some(json!({"replayed": ids.len(), "ids": shown})),
+                None,
+            ),
+        )
+        .await?;
+    }
+    Ok(ids.len())
+}
+
+pub async fn inbox_put(pool: &PgPool, item: &InboxItem) -> Result<(), StoreError> {
+    let body = json!({ "content": item.content, "metadata": item.metadata });
+    sqlx::query(
+        r#"INSERT INTO inbox (id, "user", message_id, delivery_id, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (delivery_id) DO NOTHING"#,
+    )
+    .bind(&item.id)
+    .bind(&item.user)
+    .bind(&item.message_id)
+    .bind(&item.delivery_id)
+    .bind(body.to_string())
+    .bind(item.created_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn create_api_key(
+    tx: &mut PgConnection,
+    k: &ApiKeyRecord,
+    actor: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO api_keys (id, name, role, key_hash, prefix, created_at, rate_limit) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        .bind(&k.id)
+        .bind(&k.name)
+        .bind(k.role.as_str())
+        .bind(&k.key_hash)
+        .bind(&k.prefix)
+        .bind(k.created_at)
+        .bind(k.rate_limit.map(|r| r.to_string()))
+        .execute(&mut *tx)
+        .await?;
+    audit(
+        tx,
+        &entry(
+            k.created_at,
+            actor,
+            "api_key.create",
+            &k.id,
+            None,
+            Some(json!({"name": k.name, "role": k.role, "prefix": k.prefix})),
+            None,
+        ),
+    )
+    .await
+}
+
+pub async fn revoke_api_key(
+    tx: &mut PgConnection,
+    id: &str,
+    actor: &str,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    let row = sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING name, role")
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    let (name, role): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+    audit(
+        tx,
+        &entry(
+            now,
+            actor,
+            "api_key.delete",
+            id,
+            Some(json!({"name": name, "role": role})),
+            None,
+            None,
+        ),
+    )
+    .await?;
+    Ok(true)
+}
+
+pub async fn apply_receipt(
+    tx: &mut PgConnection,
+    r: &ReceiptReport,
+) -> Result<ReceiptOutcome, StoreError> {
+    let status = if r.delivered { "delivered" } else { "failed" };
+    let fresh = sqlx::query(
+        "INSERT INTO receipts (provider, receipt_key, delivery_id, status, received_at, detail) VALUES ($1, $2, NULL, $3, $4, $5)
+         ON CONFLICT (provider, receipt_key) DO NOTHING",
+    )
+    .bind(&r.provider)
+    .bind(&r.dedupe_key)
+    .bind(status)
+    .bind(r.at)
+    .bind(r.error.as_ref().map(|e| json!(e).to_string()))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if fresh == 0 {
+        return Ok(ReceiptOutcome::Duplicate);
+    }
+    let found = match (&r.delivery_id, &r.provider_message_id) {
+        (Some(id), _) => {
+            sqlx::query("SELECT id, message_id, status, channel FROM deliveries WHERE id = $1 AND provider = $2 FOR UPDATE")
+                .bind(id)
+                .bind(&r.provider)
+                .fetch_optional(&mut *tx)
+                .await?
+        }
+        (None, Some(pmid)) => {
+            sqlx::query("SELECT id, message_id, status, channel FROM deliveries WHERE provider = $1 AND provider_message_id = $2 FOR UPDATE")
+                .bind(&r.provider)
+                .bind(pmid)
+                .fetch_optional(&mut *tx)
+                .await?
+        }
+        (None, None) => None,
+    };
+    let Some(row) = found else {
+        return Ok(ReceiptOutcome::Unknown);
+    };
+    let (delivery_id, message_id, current, channel): (String, String, String, String) = (
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+    );
+    sqlx::query("UPDATE receipts SET delivery_id = $3 WHERE provider = $1 AND receipt_key = $2")
+        .bind(&r.provider)
+        .bind(&r.dedupe_key)
+        .bind(&delivery_id)
+        .execute(&mut *tx)
+        .await?;
+    if current != "sent" {
+        return Ok(ReceiptOutcome::Ignored);
+    }
+    sqlx::query("UPDATE deliveries SET status = $2, updated_at = $3 WHERE id = $1")
+        .bind(&delivery_id)
+        .bind(status)
+        .bind(r.at)
+        .execute(&mut *tx)
+        .await?;
+    recompute(tx, &message_id, r.at, &channel, r.error.as_ref()).await?;
+    Ok(ReceiptOutcome::Applied {
+        delivery_id,
+        delivered: r.delivered,
+    })
+}
+
+pub async fn set_mode(
+    tx: &mut PgConnection,
+    mode: &str,
+    reason: &str,
+    actor: &str,
+    now: Millis,
+) -> Result<ModeRecord, StoreError> {
+    let before: Option<String> =
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = 'mode' FOR UPDATE")
+            .fetch_optional(&mut *tx)
+            .await?;
+    sqlx::query(
+        "INSERT INTO settings (key, value, reason, actor, updated_at) VALUES ('mode', $1, $2, $3, $4)
+         ON CONFLICT (key) DO UPDATE SET value = $1, reason = $2, actor = $3, updated_at = $4",
+    )
+    .bind(mode)
+    .bind(reason)
+    .bind(actor)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let before = before.unwrap_or_else(|| "normal".into());
+    audit(
+        tx,
+        &entry(
+            now,
+            actor,
+            "mode.set",
+            "mode",
+            Some(json!({"mode": before})),
+            Some(json!({"mode": mode})),
+            Some(reason.into()),
+        ),
+    )
+    .await?;
+    Ok(ModeRecord {
+        mode: mode.into(),
+        reason: Some(reason.into()),
+        actor: actor.into(),
+        since: now,
+    })
+}
+
+pub async fn set_provider_switch(
+    tx: &mut PgConnection,
+    s: &ProviderSwitch,
+) -> Result<(), StoreError> {
+    let before: Option<i64> =
+        sqlx::query_scalar("SELECT disabled FROM provider_switches WHERE provider = $1 FOR UPDATE")
+            .bind(&s.provider)
+            .fetch_optional(&mut *tx)
+            .await?;
+    sqlx::query(
+        "INSERT INTO provider_switches (provider, disabled, reason, actor, updated_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (provider) DO UPDATE SET disabled = $2, reason = $3, actor = $4, updated_at = $5",
+    )
+    .bind(&s.provider)
+    .bind(s.disabled as i64)
+    .bind(&s.reason)
+    .bind(&s.actor)
+    .bind(s.at)
+    .execute(&mut *tx)
+    .await?;
+    let action = if s.disabled {
+        "provider.disable"
+    } else {
+        "provider.enable"
+    };
+    audit(
+        tx,
+        &entry(
+            s.at,
+            &s.actor,
+            action,
+            &s.provider,
+            Some(json!({"disabled": before.unwrap_or(0) != 0})),
+            Some(json!({"disabled": s.disabled})),
+            s.reason.clone(),
+        ),
+    )
+    .await
+}
