@@ -68,7 +68,12 @@ pub async fn start(
     cfg.validate()?;
     let cfg = Arc::new(cfg);
     let addr = listener.local_addr().map_err(StartError::Listen)?;
-    let store: Arc<dyn Store> = SqliteStore::open(&cfg.sqlite_path()?, true)?;
+    let store: Arc<dyn Store> = match cfg.backend()? {
+        crate::config::Backend::Sqlite(path) => SqliteStore::open(&path, true)?,
+        crate::config::Backend::Postgres(url) => {
+            crate::store::postgres::PgStore::open(&url, Duration::from_secs(30)).await?
+        }
+    };
     let recovered = store.recover_leases(now_millis()).await?;
     if recovered > 0 {
         tracing::info!(
@@ -109,15 +114,17 @@ pub async fn start(
         shutdown: CancellationToken::new(),
         mode: mode.clone(),
         queue_depth: queue_depth.clone(),
+        node_id: new_id("node"),
     };
     let stop = state.shutdown.clone();
+    let node_id = state.node_id.clone();
     let dispatcher = cfg.dispatch.enabled.then(|| {
         Arc::new(Dispatcher {
             store: store.clone(),
             providers: providers.clone(),
             metrics,
             cfg: cfg.dispatch.clone(),
-            node_id: new_id("node"),
+            node_id: node_id.clone(),
             wake,
             grace: cfg.server.shutdown_grace.0,
             lanes: Default::default(),
@@ -132,6 +139,7 @@ pub async fn start(
     let stop2 = stop.clone();
     let grace = cfg.server.shutdown_grace.0;
     let receipt_poll = cfg.dispatch.receipt_poll.0;
+    let cluster = cfg.cluster.clone();
     let store2 = store.clone();
     let handle = tokio::spawn(async move {
         // On stop, the API stops accepting and the workers stop claiming at the same moment;
@@ -150,8 +158,16 @@ pub async fn start(
         ));
         let pollers = tokio::spawn(crate::worker::receipts::poll_loop(
             providers.pollers.clone(),
-            store2,
+            store2.clone(),
             receipt_poll,
+            node_id.clone(),
+            stop2.clone(),
+        ));
+        let node = tokio::spawn(crate::worker::nodes::run(
+            store2.clone(),
+            node_id.clone(),
+            addr.to_string(),
+            cluster,
             stop2.clone(),
         ));
         let server =
@@ -176,6 +192,7 @@ pub async fn start(
         maintenance.abort();
         refresher.abort();
         pollers.abort();
+        let _ = node.await;
         tracing::info!("stopped");
     });
     tracing::info!(%addr, "Herald listening");

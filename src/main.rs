@@ -29,10 +29,22 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve(c) => serve(c.config.as_deref()).await,
         Command::Migrate(c) => {
             let (cfg, _) = config::load(c.config.as_deref())?;
-            let path = cfg.sqlite_path()?;
-            let mut conn = rusqlite_open(&path)?;
-            let applied = herald::store::sqlite::migrate(&mut conn)?;
-            println!("{}: applied {:?}", path.display(), applied);
+            match cfg.backend()? {
+                config::Backend::Sqlite(path) => {
+                    let mut conn = rusqlite_open(&path)?;
+                    let applied = herald::store::sqlite::migrate(&mut conn)?;
+                    println!("{}: applied {:?}", path.display(), applied);
+                }
+                config::Backend::Postgres(url) => {
+                    let pool = sqlx::postgres::PgPoolOptions::new()
+                        .max_connections(1)
+                        .connect(&url)
+                        .await
+                        .context("cannot reach PostgreSQL")?;
+                    let applied = herald::store::postgres::migrate(&pool).await?;
+                    println!("{}: applied {:?}", config::redact_url(&url), applied);
+                }
+            }
             Ok(())
         }
         Command::Config {

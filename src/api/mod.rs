@@ -46,6 +46,8 @@ pub struct AppState {
     pub mode: Arc<std::sync::RwLock<crate::store::ModeRecord>>,
     /// Deliveries waiting or in flight, refreshed every second (for load shedding).
     pub queue_depth: Arc<std::sync::atomic::AtomicU64>,
+    /// This node's id (in `/v1/nodes`, and as the owner of the leases it takes).
+    pub node_id: String,
     /// Cancelled at shutdown: long-lived responses (event streams) end.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -102,6 +104,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/mode",
             get(operators::get_mode).put(operators::set_mode),
         )
+        .route("/v1/nodes", get(operators::nodes))
         .route("/v1/receipts/twilio/{provider}", post(receipts::twilio))
         .route("/v1/receipts/aliyun/{provider}", post(receipts::aliyun))
         .fallback(ops::not_found)

@@ -133,3 +133,12 @@ pub async fn set_mode(
     }
     Ok(Json(json!(rec)).into_response())
 }
+
+pub async fn nodes(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+) -> Result<Response, ApiError> {
+    who.require(Role::Viewer)?;
+    let nodes = state.store.nodes().await?;
+    Ok(Json(json!({ "this_node": state.node_id, "data": nodes })).into_response())
+}

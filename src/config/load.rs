@@ -139,7 +139,7 @@ fn interpolate_str(
 
 /// Scalar sections that `HERALD_<SECTION>_<KEY>` may override, besides the short forms
 /// `HERALD_LISTEN`, `HERALD_DATA_DIR` and `HERALD_DATABASE_URL` of SPEC §3.
-const SECTIONS: &[&str] = &["server", "storage", "webhook", "dispatch", "log"];
+const SECTIONS: &[&str] = &["server", "storage", "webhook", "dispatch", "log", "cluster"];
 
 fn apply_env_overrides(
     root: &mut toml::Table,

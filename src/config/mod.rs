@@ -23,6 +23,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub degrade: BTreeMap<Channel, Vec<Channel>>,
     pub circuit: CircuitConfig,
+    pub cluster: ClusterConfig,
     pub api_keys: Vec<ApiKeyConfig>,
     pub providers: Vec<ProviderConfig>,
     pub templates: Vec<crate::templates::TemplateConfig>,
@@ -44,6 +45,24 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_queue: 1_000_000,
             recipient: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// How often this node records that it is alive.
+    pub heartbeat: Dur,
+    /// A node silent this long is dead: any node takes its leases over.
+    pub dead_after: Dur,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            heartbeat: Dur::secs(3),
+            dead_after: Dur::secs(5),
         }
     }
 }
@@ -267,20 +286,34 @@ fn default_provider_weight() -> u32 {
 }
 
 impl Config {
-    /// The SQLite file path this configuration stores to.
-    pub fn sqlite_path(&self) -> Result<PathBuf, ConfigError> {
+    /// Where messages are stored: SQLite (the default, `<data_dir>/herald.db`) or PostgreSQL.
+    pub fn backend(&self) -> Result<Backend, ConfigError> {
         match self.storage.url.as_deref() {
-            None | Some("") => Ok(self.server.data_dir.join("herald.db")),
+            None | Some("") => Ok(Backend::Sqlite(self.server.data_dir.join("herald.db"))),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Backend::Postgres(url.to_string()))
+            }
             Some(url) => match url.strip_prefix("sqlite://") {
-                Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+                Some(p) if !p.is_empty() => Ok(Backend::Sqlite(PathBuf::from(p))),
                 _ => Err(ConfigError::Invalid {
                     key: "storage.url".into(),
                     message: format!(
-                        "`{}` is not supported by this build: use sqlite://PATH",
+                        "`{}`: use sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB",
                         redact_url(url)
                     ),
                 }),
             },
+        }
+    }
+
+    /// The SQLite file path, when the backend is SQLite.
+    pub fn sqlite_path(&self) -> Result<PathBuf, ConfigError> {
+        match self.backend()? {
+            Backend::Sqlite(p) => Ok(p),
+            Backend::Postgres(_) => Err(ConfigError::Invalid {
+                key: "storage.url".into(),
+                message: "this is a PostgreSQL URL, not SQLite".into(),
+            }),
         }
     }
 
@@ -316,7 +349,7 @@ impl Config {
         if let Some(u) = &self.server.public_url {
             url::Url::parse(u).map_err(|e| invalid("server.public_url", e.to_string()))?;
         }
-        self.sqlite_path()?;
+        self.backend()?;
         if !["text", "json"].contains(&self.log.format.as_str()) {
             return Err(invalid("log.format", "must be `text` or `json`".into()));
         }
@@ -344,6 +377,12 @@ impl Config {
                     format!("duplicate key name `{}`", k.name),
                 ));
             }
+        }
+        if self.cluster.dead_after.0 <= self.cluster.heartbeat.0 {
+            return Err(invalid(
+                "cluster.dead_after",
+                "must be longer than cluster.heartbeat".into(),
+            ));
         }
         let c = &self.circuit;
         if !(0.0..=1.0).contains(&c.failure_rate) || c.failure_rate == 0.0 {
@@ -407,6 +446,12 @@ impl Config {
         toml::to_string_pretty(&c)
             .unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite(PathBuf),
+    Postgres(String),
 }
 
 /// Hides the password of a URL like `postgres://user:pw@host/db`.

@@ -100,6 +100,26 @@ pub trait Store: Send + Sync + 'static {
     /// Deliveries waiting or in flight (for load shedding; cheap).
     async fn queue_depth(&self) -> Result<u64, StoreError>;
 
+    /// Records that `node` is alive (every few seconds).
+    async fn heartbeat(&self, node: NodeView) -> Result<(), StoreError>;
+    /// Marks nodes silent for `dead_after_ms` dead and gives their leases back to the queue;
+    /// returns each dead node with the number of deliveries freed. A dead node's late
+    /// completion is refused by the fence.
+    async fn reap_dead_nodes(
+        &self,
+        now: i64,
+        dead_after_ms: i64,
+    ) -> Result<Vec<(String, usize)>, StoreError>;
+    async fn nodes(&self) -> Result<Vec<NodeView>, StoreError>;
+    /// Takes or renews the lease of a job that must run on one node at a time.
+    async fn take_job_lease(
+        &self,
+        job: &str,
+        holder: &str,
+        now: i64,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError>;
+
     /// Deliveries by status, and the number of dead letters (read at scrape time).
     async fn stats(&self) -> Result<Stats, StoreError>;
     /// Forgets idempotency keys older than `before`.

@@ -286,3 +286,18 @@ pub struct ProviderSwitch {
     #[serde(serialize_with = "ts")]
     pub at: Millis,
 }
+
+/// A node of the cluster, as `GET /v1/nodes` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NodeView {
+    pub id: String,
+    pub address: String,
+    #[serde(serialize_with = "ts")]
+    pub started_at: Millis,
+    #[serde(serialize_with = "ts")]
+    pub heartbeat_at: Millis,
+    /// `alive`, `dead` (silent too long; its leases were taken over) or `stopped`.
+    pub state: String,
+    /// Deliveries it holds leases on now.
+    pub leases: i64,
+}

@@ -1,6 +1,7 @@
 //! The dispatcher: claims due deliveries in batches under a lease, sends each through the
 //! provider the registry picks, and records the step the pure `next_step` decides.
 
+pub mod nodes;
 pub mod receipts;
 
 use crate::config::DispatchConfig;

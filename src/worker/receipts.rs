@@ -14,10 +14,13 @@ const LOOKBACK_MS: i64 = 24 * 3600 * 1000;
 /// A report is not expected sooner than this after sending.
 const MIN_AGE_MS: i64 = 1000;
 
+/// Polls on one node at a time: the node holding the `receipt-poll` job lease (taken over by
+/// another node when its holder dies).
 pub async fn poll_loop(
     pollers: Vec<Arc<AliyunProvider>>,
     store: Arc<dyn Store>,
     every: Duration,
+    node: String,
     stop: CancellationToken,
 ) {
     if pollers.is_empty() {
@@ -27,6 +30,18 @@ pub async fn poll_loop(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
+        }
+        let ttl = (every.as_millis() as i64 * 3).max(10_000);
+        match store
+            .take_job_lease("receipt-poll", &node, now_millis(), ttl)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => continue, // another node polls
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take the receipt-poll lease");
+                continue;
+            }
         }
         for p in &pollers {
             if let Err(e) = poll_once(p, store.as_ref()).await {

@@ -336,6 +336,86 @@ impl Store for PgStore {
             .await?;
         Ok(n as u64)
     }
+    async fn heartbeat(&self, node: NodeView) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO nodes (id, address, started_at, heartbeat_at, state) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = $4, state = $5, address = $2",
+        )
+        .bind(&node.id)
+        .bind(&node.address)
+        .bind(node.started_at)
+        .bind(node.heartbeat_at)
+        .bind(&node.state)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+    async fn reap_dead_nodes(
+        &self,
+        now: i64,
+        dead_after_ms: i64,
+    ) -> Result<Vec<(String, usize)>, StoreError> {
+        use sqlx::Row;
+        let rows = sqlx::query(
+            "WITH dead AS (
+                UPDATE nodes SET state = 'dead' WHERE state = 'alive' AND heartbeat_at < $1 RETURNING id
+             ), freed AS (
+                UPDATE deliveries SET status = 'queued', due_at = $2, lease_owner = NULL
+                WHERE status = 'sending' AND lease_owner IN (SELECT id FROM dead)
+                RETURNING lease_owner
+             )
+             SELECT dead.id, (SELECT COUNT(*) FROM freed WHERE freed.lease_owner = dead.id) FROM dead",
+        )
+        .bind(now - dead_after_ms)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)? as usize)))
+            .collect()
+    }
+    async fn nodes(&self) -> Result<Vec<NodeView>, StoreError> {
+        use sqlx::Row;
+        let rows = sqlx::query(
+            "SELECT n.id, n.address, n.started_at, n.heartbeat_at, n.state,
+                    (SELECT COUNT(*) FROM deliveries d WHERE d.status = 'sending' AND d.lease_owner = n.id)
+             FROM nodes n ORDER BY n.started_at DESC LIMIT 100",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(NodeView {
+                    id: r.try_get(0)?,
+                    address: r.try_get(1)?,
+                    started_at: r.try_get(2)?,
+                    heartbeat_at: r.try_get(3)?,
+                    state: r.try_get(4)?,
+                    leases: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+    async fn take_job_lease(
+        &self,
+        job: &str,
+        holder: &str,
+        now: i64,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let got: Option<String> = sqlx::query_scalar(
+            "INSERT INTO job_leases (name, holder, until) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET holder = $2, until = $3 WHERE job_leases.until < $4 OR job_leases.holder = $2
+             RETURNING holder",
+        )
+        .bind(job)
+        .bind(holder)
+        .bind(now + ttl_ms)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(got.is_some())
+    }
     async fn stats(&self) -> Result<Stats, StoreError> {
         read::stats(&self.pool).await
     }
