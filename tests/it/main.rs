@@ -8,6 +8,7 @@ mod e2e_auth;
 mod e2e_bad_input;
 mod e2e_chat;
 mod e2e_cli;
+mod e2e_cluster;
 mod e2e_crash;
 mod e2e_dead_letters;
 mod e2e_email;

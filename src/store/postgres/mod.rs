@@ -13,11 +13,18 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "nodes",
+        include_str!("../../../migrations/postgres/0002_nodes.sql"),
+    ),
+];
 
 /// Accept requests gathered into one transaction at most.
 const MAX_GROUP: usize = 512;
