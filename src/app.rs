@@ -29,6 +29,8 @@ pub enum StartError {
     Providers(String),
     #[error("templates: {0}")]
     Templates(String),
+    #[error("spool: {0}")]
+    Spool(std::io::Error),
     #[error("cannot listen: {0}")]
     Listen(std::io::Error),
 }
@@ -68,10 +70,19 @@ pub async fn start(
     cfg.validate()?;
     let cfg = Arc::new(cfg);
     let addr = listener.local_addr().map_err(StartError::Listen)?;
-    let store: Arc<dyn Store> = match cfg.backend()? {
-        crate::config::Backend::Sqlite(path) => SqliteStore::open(&path, true)?,
+    let (store, spool): (Arc<dyn Store>, Option<Arc<crate::spool::Spool>>) = match cfg.backend()? {
+        crate::config::Backend::Sqlite(path) => (SqliteStore::open(&path, true)?, None),
         crate::config::Backend::Postgres(url) => {
-            crate::store::postgres::PgStore::open(&url, Duration::from_secs(30)).await?
+            let store: Arc<dyn Store> =
+                crate::store::postgres::PgStore::open(&url, Duration::from_secs(30)).await?;
+            let spool =
+                crate::spool::Spool::open(&cfg.server.data_dir).map_err(StartError::Spool)?;
+            // A restart replays the spool before serving.
+            if spool.depth() > 0 {
+                let n = spool.replay(store.as_ref()).await?;
+                tracing::info!(replayed = n, "spooled messages moved into storage");
+            }
+            (store, Some(spool))
         }
     };
     let recovered = store.recover_leases(now_millis()).await?;
@@ -115,6 +126,7 @@ pub async fn start(
         mode: mode.clone(),
         queue_depth: queue_depth.clone(),
         node_id: new_id("node"),
+        spool: spool.clone(),
     };
     let stop = state.shutdown.clone();
     let node_id = state.node_id.clone();
@@ -163,6 +175,7 @@ pub async fn start(
             node_id.clone(),
             stop2.clone(),
         ));
+        let replayer = tokio::spawn(replay_spool(spool, store2.clone(), stop2.clone()));
         let node = tokio::spawn(crate::worker::nodes::run(
             store2.clone(),
             node_id.clone(),
@@ -192,6 +205,7 @@ pub async fn start(
         maintenance.abort();
         refresher.abort();
         pollers.abort();
+        replayer.abort();
         let _ = node.await;
         tracing::info!("stopped");
     });
@@ -202,6 +216,32 @@ pub async fn start(
         stop,
         handle,
     })
+}
+
+/// Moves spooled messages into storage once it answers again.
+async fn replay_spool(
+    spool: Option<Arc<crate::spool::Spool>>,
+    store: Arc<dyn Store>,
+    stop: CancellationToken,
+) {
+    let Some(spool) = spool else { return };
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        if spool.depth() == 0 || store.ping().await.is_err() {
+            continue;
+        }
+        match spool.replay(store.as_ref()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                replayed = n,
+                "storage is back: spooled messages moved into it"
+            ),
+            Err(e) => tracing::warn!(error = %e, "spool replay interrupted; will try again"),
+        }
+    }
 }
 
 fn default_mode() -> crate::store::ModeRecord {

@@ -10,6 +10,7 @@ pub mod error;
 pub mod metrics;
 pub mod providers;
 pub mod simulate;
+pub mod spool;
 pub mod store;
 pub mod templates;
 pub mod worker;

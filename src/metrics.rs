@@ -74,6 +74,9 @@ pub struct Metrics {
     pub provider_circuit_open: Family<ProviderLabels, Gauge>,
     pub provider_success_ratio: Family<ProviderLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub mode: Family<ModeLabels, Gauge>,
+    pub spooled: Counter,
+    pub spool_depth: Gauge,
+    pub storage_up: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -172,7 +175,28 @@ impl Metrics {
             "1 for the gateway's current mode: normal, core_only, read_only",
             mode.clone(),
         );
+        let spooled = Counter::default();
+        r.register(
+            "messages_spooled",
+            "Messages accepted into the local spool while storage was unreachable",
+            spooled.clone(),
+        );
+        let spool_depth = Gauge::default();
+        r.register(
+            "spool_depth",
+            "Messages in the local spool, not yet in storage",
+            spool_depth.clone(),
+        );
+        let storage_up = Gauge::default();
+        r.register(
+            "storage_up",
+            "1 when storage answered the last check",
+            storage_up.clone(),
+        );
         Metrics {
+            spooled,
+            spool_depth,
+            storage_up,
             provider_alerts,
             provider_state,
             provider_circuit_open,

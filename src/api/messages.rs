@@ -7,7 +7,7 @@ use crate::core::types::{Priority, Role, now_millis};
 use crate::core::validate::{self, Context, FieldError};
 use crate::error::ApiError;
 use crate::metrics::{PriorityLabels, RequestLabels};
-use crate::store::Accepted;
+use crate::store::{Accepted, StoreError};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -112,6 +112,44 @@ fn admit(state: &AppState, priority: Priority) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Storage is unreachable: append to the local spool (durable) and answer `202` with
+/// `"spooled": true`.
+async fn spool(
+    state: &AppState,
+    batch: Vec<NewMessage>,
+    why: &str,
+) -> Result<Vec<Value>, ApiError> {
+    let Some(spool) = &state.spool else {
+        return Err(StoreError::Unavailable(why.to_string()).into());
+    };
+    spool.set_storage_down(true);
+    let replies: Vec<Value> = batch
+        .iter()
+        .map(|m| {
+            let mut r = json!(crate::store::reply_for(m));
+            r["spooled"] = json!(true);
+            r
+        })
+        .collect();
+    let priorities: Vec<Priority> = batch.iter().map(|m| m.priority).collect();
+    spool.append(batch).await.map_err(|e| {
+        tracing::error!(error = %e, "storage is down and the spool cannot be written");
+        ApiError::from(StoreError::Unavailable(format!(
+            "storage is down and the spool failed: {e}"
+        )))
+    })?;
+    state.metrics.spooled.inc_by(replies.len() as u64);
+    for p in priorities {
+        note_accepted(state, p);
+    }
+    tracing::warn!(
+        messages = replies.len(),
+        reason = why,
+        "storage unreachable: accepted into the local spool"
+    );
+    Ok(replies)
+}
+
 fn recipient_limited(channel: crate::core::types::Channel, retry_after_ms: i64) -> ApiError {
     ApiError {
         retry_after: Some(((retry_after_ms + 999) / 1000).max(1) as u64),
@@ -162,12 +200,20 @@ pub async fn send(
     let deliveries = msg.deliveries.len() as u64;
     let due_now = msg.send_at <= now_millis();
     let priority = msg.priority;
-    let outcome = state
-        .store
-        .accept(vec![msg])
-        .await?
-        .pop()
-        .ok_or_else(ApiError::internal)?;
+    if state.spool.as_ref().is_some_and(|s| s.storage_down()) {
+        let mut r = spool(&state, vec![msg], "storage is down").await?;
+        return Ok((StatusCode::ACCEPTED, Json(r.pop().unwrap_or_default())).into_response());
+    }
+    let outcome = match state.store.accept(vec![msg.clone()]).await {
+        Ok(mut o) => o.pop().ok_or_else(ApiError::internal)?,
+        Err(StoreError::Unavailable(why)) if state.spool.is_some() => {
+            return spool(&state, vec![msg], &why).await.map(|mut r| {
+                let one = r.pop().unwrap_or_default();
+                (StatusCode::ACCEPTED, Json(one)).into_response()
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
     match outcome {
         Accepted::New(reply) => {
             note_accepted(&state, priority);
@@ -254,7 +300,29 @@ pub async fn send_batch(
     if !valid.is_empty() {
         let due_now = valid.iter().any(|m| m.send_at <= now_millis());
         let priorities: Vec<Priority> = valid.iter().map(|m| m.priority).collect();
-        let outcomes = state.store.accept(valid).await?;
+        let down = state.spool.as_ref().is_some_and(|s| s.storage_down());
+        let stored = if down {
+            Err(StoreError::Unavailable("storage is down".into()))
+        } else {
+            state.store.accept(valid.clone()).await
+        };
+        let outcomes = match stored {
+            Ok(o) => o,
+            Err(StoreError::Unavailable(why)) if state.spool.is_some() => {
+                let replies = spool(&state, valid, &why).await?;
+                for (slot, r) in slots.into_iter().zip(replies) {
+                    results[slot] = Some(r);
+                }
+                let results: Vec<Value> = results
+                    .into_iter()
+                    .map(|r| r.unwrap_or(Value::Null))
+                    .collect();
+                return Ok(
+                    (StatusCode::ACCEPTED, Json(json!({ "results": results }))).into_response()
+                );
+            }
+            Err(e) => return Err(e.into()),
+        };
         for ((slot, outcome), priority) in slots.into_iter().zip(outcomes).zip(priorities) {
             results[slot] = Some(match outcome {
                 Accepted::New(r) => {

@@ -46,6 +46,8 @@ pub struct AppState {
     pub mode: Arc<std::sync::RwLock<crate::store::ModeRecord>>,
     /// Deliveries waiting or in flight, refreshed every second (for load shedding).
     pub queue_depth: Arc<std::sync::atomic::AtomicU64>,
+    /// Where accepts go while storage is unreachable (PostgreSQL only).
+    pub spool: Option<Arc<crate::spool::Spool>>,
     /// This node's id (in `/v1/nodes`, and as the owner of the leases it takes).
     pub node_id: String,
     /// Cancelled at shutdown: long-lived responses (event streams) end.

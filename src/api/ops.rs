@@ -30,6 +30,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         "checks": {
             "storage": match &storage { Ok(()) => json!({"status": "ok"}), Err(e) => json!({"status": "down", "error": e}) },
             "mode": json!({"status": state.mode.read().map(|m| m.mode.clone()).unwrap_or_default()}),
+            "spool": json!({"depth": state.spool.as_ref().map(|s| s.depth())}),
             "providers": json!(state.providers.views(crate::core::types::now_millis()).iter()
                 .map(|v| (v.id.clone(), v.state)).collect::<std::collections::BTreeMap<_, _>>()),
             "workers": json!({"status": match (enabled, workers) {
@@ -63,6 +64,14 @@ pub async fn metrics(
     if let Ok(m) = state.mode.read() {
         state.metrics.observe_mode(&m.mode);
     }
+    state
+        .metrics
+        .spool_depth
+        .set(state.spool.as_ref().map(|s| s.depth() as i64).unwrap_or(0));
+    let up = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping())
+        .await
+        .is_ok_and(|r| r.is_ok());
+    state.metrics.storage_up.set(up as i64);
     match state.store.stats().await {
         Ok(s) => state.metrics.observe_stats(&s),
         Err(e) => tracing::warn!(error = %e, "metrics: cannot read queue depth"),

@@ -18,7 +18,7 @@ pub struct Content {
     pub markdown: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewDelivery {
     pub id: String,
     pub channel: Channel,
@@ -28,7 +28,7 @@ pub struct NewDelivery {
 }
 
 /// An idempotency key with the hash of the body it was first used with.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Idempotency {
     /// Keys are scoped per API key: two callers may use the same key.
     pub scope: String,
@@ -36,7 +36,7 @@ pub struct Idempotency {
     pub body_hash: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewMessage {
     pub id: String,
     pub priority: Priority,
@@ -58,7 +58,7 @@ pub struct NewMessage {
 
 /// "No more than `rates` messages to `to` on `channel`": checked in the same transaction
 /// that stores the message, so concurrent sends cannot both slip through.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecipientLimit {
     pub channel: Channel,
     pub to: String,

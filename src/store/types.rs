@@ -19,7 +19,7 @@ fn ts_opt<S: Serializer>(ms: &Option<Millis>, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// The reply to an accepted send (SPEC: `202 {"id","status","created_at","deliveries"}`).
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct AcceptReply {
     pub id: String,
     pub status: String,
@@ -31,6 +31,25 @@ pub struct AcceptReply {
 pub struct AcceptReplyDelivery {
     pub channel: Channel,
     pub status: String,
+}
+
+/// The reply a newly accepted message gets (also for spooled messages).
+pub fn reply_for(m: &crate::core::message::NewMessage) -> AcceptReply {
+    let statuses = crate::core::progress::initial(m.strategy, m.deliveries.len());
+    AcceptReply {
+        id: m.id.clone(),
+        status: "queued".into(),
+        created_at: rfc3339(m.created_at),
+        deliveries: m
+            .deliveries
+            .iter()
+            .zip(&statuses)
+            .map(|(d, s)| AcceptReplyDelivery {
+                channel: d.channel,
+                status: s.public().to_string(),
+            })
+            .collect(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

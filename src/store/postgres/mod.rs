@@ -105,7 +105,7 @@ impl PgStore {
             .map_err(|e| StoreError::Unavailable(format!("bad postgres URL: {e}")))?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(2))
             .connect_lazy_with(opts);
         let deadline = std::time::Instant::now() + wait;
         loop {

@@ -93,9 +93,11 @@ pub async fn accept(
             continue;
         }
         let body = json!({ "content": m.content, "template": m.template, "params": m.params, "metadata": m.metadata });
-        sqlx::query(
+        // A message id is fixed when it is first accepted (or spooled): storing it again
+        // (a spool replayed twice) changes nothing.
+        let inserted = sqlx::query(
             "INSERT INTO messages (id, status, priority, strategy, sender, created_at, updated_at, send_at, expires_at, body)
-             VALUES ($1, 'queued', $2, $3, $4, $5, $5, $6, $7, $8)",
+             VALUES ($1, 'queued', $2, $3, $4, $5, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&m.id)
         .bind(m.priority.rank())
@@ -106,7 +108,12 @@ pub async fn accept(
         .bind(m.expires_at)
         .bind(body.to_string())
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            out.push(Accepted::Existing(reply));
+            continue;
+        }
         for (i, (d, st)) in m
             .deliveries
             .iter()

@@ -20,7 +20,7 @@ pub fn accept(c: &Connection, batch: &[NewMessage]) -> Result<Vec<Accepted>, Sto
         "SELECT body_hash, reply, created_at FROM idempotency WHERE scope = ?1 AND key = ?2",
     )?;
     let mut ins_msg = c.prepare_cached(
-        "INSERT INTO messages (id, status, priority, strategy, sender, created_at, updated_at, send_at, expires_at, body)
+        "INSERT OR IGNORE INTO messages (id, status, priority, strategy, sender, created_at, updated_at, send_at, expires_at, body)
          VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
     )?;
     let mut ins_dlv = c.prepare_cached(
@@ -59,7 +59,8 @@ pub fn accept(c: &Connection, batch: &[NewMessage]) -> Result<Vec<Accepted>, Sto
             "params": m.params,
             "metadata": m.metadata,
         });
-        ins_msg.execute(params![
+        // A message id is fixed when first accepted (or spooled): storing it again changes nothing.
+        let inserted = ins_msg.execute(params![
             m.id,
             m.priority.rank(),
             m.strategy.as_str(),
@@ -70,6 +71,23 @@ pub fn accept(c: &Connection, batch: &[NewMessage]) -> Result<Vec<Accepted>, Sto
             body.to_string()
         ])?;
         let statuses = initial(m.strategy, m.deliveries.len());
+        if inserted == 0 {
+            out.push(Accepted::Existing(AcceptReply {
+                id: m.id.clone(),
+                status: "queued".into(),
+                created_at: rfc3339(m.created_at),
+                deliveries: m
+                    .deliveries
+                    .iter()
+                    .zip(&statuses)
+                    .map(|(d, st)| AcceptReplyDelivery {
+                        channel: d.channel,
+                        status: st.public().to_string(),
+                    })
+                    .collect(),
+            }));
+            continue;
+        }
         let mut reply_deliveries = Vec::with_capacity(m.deliveries.len());
         for (i, (d, st)) in m.deliveries.iter().zip(&statuses).enumerate() {
             let due = (*st == DeliveryStatus::Queued).then_some(m.send_at);
