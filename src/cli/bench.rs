@@ -38,6 +38,12 @@ pub struct BenchArgs {
     /// that what is measured is failover, not overload).
     #[arg(long, default_value_t = 2000)]
     pub rate: u64,
+    /// Benchmark on PostgreSQL instead of SQLite (each node gets its own data dir).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Nodes to start (PostgreSQL only); load is spread over them.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
     /// Instead: measure failover. Simulated Aliyun (primary) and Twilio (backup) take SMS
     /// under steady load; the primary starts answering 503 and later heals.
     #[arg(long)]
@@ -97,7 +103,7 @@ struct RunResult {
 
 async fn drive(
     http: &reqwest::Client,
-    url: &str,
+    urls: &[String],
     body: Arc<Value>,
     total: u64,
     per_request: u64,
@@ -107,10 +113,10 @@ async fn drive(
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..concurrency.max(1) {
+    for i in 0..concurrency.max(1) {
         let (http, url, body, next, errors) = (
             http.clone(),
-            url.to_string(),
+            urls[i as usize % urls.len().max(1)].clone(),
             body.clone(),
             next.clone(),
             errors.clone(),
@@ -189,20 +195,37 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         path: dir.clone(),
         keep: a.keep,
     };
-    let (child, base) = spawn(&exe, &dir, false).await?;
-    let pid = child.proc.id();
+    if a.nodes > 1 && a.database_url.is_none() {
+        bail!("--nodes above 1 needs --database-url: SQLite serves one node");
+    }
+    let backend = if a.database_url.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let mut cluster = spawn_nodes(&exe, &dir, false, a.nodes, a.database_url.as_deref()).await?;
+    let pid = cluster[0].0.proc.id();
+    let bases: Vec<String> = cluster.iter().map(|c| c.1.clone()).collect();
+    let base = bases[0].clone();
+    let at = |path: &str| {
+        bases
+            .iter()
+            .map(|b| format!("{b}{path}"))
+            .collect::<Vec<_>>()
+    };
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(a.concurrency as usize)
         .build()?;
     eprintln!(
-        "bench: herald serve pid {pid} on {base}, data in {}",
+        "bench: {} herald serve node(s) on {backend}, first {base} (pid {pid}), data in {}",
+        bases.len(),
         dir.display()
     );
     let one = json!({"to": {"user": "bench-user"}, "content": {"text": "benchmark message"}, "metadata": {"bench": "1"}});
     // Warm-up: connections and page cache.
     drive(
         &http,
-        &format!("{base}/v1/messages"),
+        &at("/v1/messages"),
         Arc::new(one.clone()),
         2_000,
         1,
@@ -210,32 +233,40 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     )
     .await;
 
+    let label = |v: &mut Value| {
+        v["backend"] = json!(backend);
+        v["nodes"] = json!(bases.len());
+    };
     let mut results: Vec<Value> = Vec::new();
     if a.requests > 0 {
         let r = drive(
             &http,
-            &format!("{base}/v1/messages"),
+            &at("/v1/messages"),
             Arc::new(one.clone()),
             a.requests,
             1,
             a.concurrency,
         )
         .await;
-        results.push(report("single", &r, rss_mib(pid)));
+        let mut v = report("single", &r, rss_mib(pid));
+        label(&mut v);
+        results.push(v);
     }
     if a.batches > 0 {
         let batch = json!({ "messages": vec![one.clone(); a.batch_size as usize] });
         let conc = a.concurrency.min(8);
         let r = drive(
             &http,
-            &format!("{base}/v1/messages/batch"),
+            &at("/v1/messages/batch"),
             Arc::new(batch),
             a.batches,
             a.batch_size,
             conc,
         )
         .await;
-        results.push(report("batch", &r, rss_mib(pid)));
+        let mut v = report("batch", &r, rss_mib(pid));
+        label(&mut v);
+        results.push(v);
     }
     if a.fill > 0 {
         let before = queued(&http, &base).await.unwrap_or(0);
@@ -244,7 +275,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         let batch = json!({ "messages": vec![one.clone(); size as usize] });
         let r = drive(
             &http,
-            &format!("{base}/v1/messages/batch"),
+            &at("/v1/messages/batch"),
             Arc::new(batch),
             missing.div_ceil(size),
             size,
@@ -261,8 +292,9 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         results.push(v);
     }
     if a.dispatch {
-        drop(child);
-        let (child, base) = spawn(&exe, &dir, true).await?;
+        cluster.clear();
+        let cluster = spawn_nodes(&exe, &dir, true, a.nodes, a.database_url.as_deref()).await?;
+        let base = cluster[0].1.clone();
         let started = Instant::now();
         let total = queued(&http, &base).await.unwrap_or(0);
         let deadline = started + Duration::from_secs(600);
@@ -272,16 +304,15 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             left = queued(&http, &base).await.unwrap_or(left);
         }
         let secs = started.elapsed().as_secs_f64();
-        let v = json!({"run": "dispatch", "channel": "inbox", "deliveries": total - left, "left": left,
+        let v = json!({"run": "dispatch", "backend": backend, "nodes": cluster.len(), "channel": "inbox",
+            "deliveries": total - left, "left": left,
             "seconds": (secs * 100.0).round() / 100.0,
             "deliveries_per_second": ((total - left) as f64 / secs).round(),
-            "server_rss_mib": rss_mib(child.proc.id())});
+            "server_rss_mib": rss_mib(cluster[0].0.proc.id())});
         println!("{v}");
         results.push(v);
-        drop(child);
-    } else {
-        drop(child);
     }
+    drop(cluster);
     if a.keep {
         eprintln!("bench: data kept in {}", dir.display());
     }
@@ -289,18 +320,27 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Starts `herald serve` on a fresh port over `dir` and waits until it is healthy.
-async fn spawn(
+/// Starts `nodes` servers (each with its own data dir under `dir`), on SQLite or on the
+/// PostgreSQL at `database_url`.
+async fn spawn_nodes(
     exe: &std::path::Path,
     dir: &std::path::Path,
     dispatch: bool,
-) -> Result<(Child, String)> {
-    spawn_with(
-        exe,
-        dir,
-        &format!("[dispatch]\nenabled = {dispatch}\nconcurrency = 256\nclaim_batch = 512\n"),
-    )
-    .await
+    nodes: usize,
+    database_url: Option<&str>,
+) -> Result<Vec<(Child, String)>> {
+    let mut out = Vec::new();
+    for i in 0..nodes.max(1) {
+        let d = dir.join(format!("node{i}"));
+        std::fs::create_dir_all(&d)?;
+        let mut extra =
+            format!("[dispatch]\nenabled = {dispatch}\nconcurrency = 256\nclaim_batch = 512\n");
+        if let Some(url) = database_url {
+            extra.push_str(&format!("[storage]\nurl = \"{url}\"\n"));
+        }
+        out.push(spawn_with(exe, &d, &extra).await?);
+    }
+    Ok(out)
 }
 
 /// Starts `herald serve` over `dir` with `extra` TOML after the server section.

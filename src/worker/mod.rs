@@ -96,10 +96,13 @@ impl Dispatcher {
                 }
             };
             if claimed.is_empty() {
+                // Nothing claimable now: new work (a wake), the poll, or — when a lane is at its
+                // cap — a call finishing frees room again.
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = self.wake.notified() => {}
                     _ = tokio::time::sleep(self.cfg.poll.0) => {}
+                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 }
                 continue;
             }

@@ -338,3 +338,35 @@ async fn health_readiness_and_metrics() {
     assert!(eventually(1, || true).await);
     h.stop().await;
 }
+
+/// A lane at its cap must not leave the dispatcher sleeping out its poll interval: it
+/// claims again as soon as a call finishes.
+#[tokio::test]
+async fn a_full_lane_is_refilled_as_calls_finish_not_at_the_next_poll() {
+    let h = TestHerald::start_with(|c| {
+        c.dispatch.concurrency = 4; // the normal lane may hold 3
+        c.dispatch.poll = herald::config::Dur::secs(30);
+    })
+    .await;
+    let batch: Vec<serde_json::Value> = (0..30)
+        .map(|i| json!({"to": {"user": "u"}, "content": {"text": format!("{i}")}}))
+        .collect();
+    let (code, r) = h
+        .call(
+            Method::POST,
+            "/v1/messages/batch",
+            Some(json!({"messages": batch})),
+        )
+        .await;
+    assert_eq!(code, 202);
+    let started = std::time::Instant::now();
+    for x in r["results"].as_array().unwrap() {
+        h.wait_status(x["id"].as_str().unwrap(), "sent").await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    h.stop().await;
+}
