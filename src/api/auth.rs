@@ -124,33 +124,40 @@ impl Auth {
 
     /// Counts a request against the key's rate limit: `429 rate_limited` with `Retry-After`
     /// and `RateLimit-*` headers when over it.
-    pub fn admit(&self, p: &Principal, now: i64) -> Result<(), ApiError> {
+    pub async fn admit(&self, p: &Principal, now: i64) -> Result<(), ApiError> {
         let Some(rate) = p.rate_limit else {
             return Ok(());
         };
+        self.admit_here(p, rate, now)?;
+        // With many nodes the key's budget is shared: count it in storage too.
+        if self.store.shared()
+            && let Some(wait_ms) = self
+                .store
+                .take_rate_slot(&format!("key:{}", p.name), &[rate], now)
+                .await?
+            {
+                let secs = ((wait_ms + 999) / 1000).max(1) as u64;
+                return Err(limited(p, rate, secs, secs));
+            }
+        Ok(())
+    }
+
+    fn admit_here(
+        &self,
+        p: &Principal,
+        rate: crate::config::Rate,
+        now: i64,
+    ) -> Result<(), ApiError> {
         let Ok(mut buckets) = self.buckets.lock() else {
             return Ok(());
         };
         let bucket = buckets
             .entry(p.name.clone())
             .or_insert_with(|| crate::core::ratelimit::Bucket::new(rate, now));
-        bucket.take(now).map(|_| ()).map_err(|r| ApiError {
-            retry_after: Some(r.retry_after_s),
-            headers: vec![
-                ("ratelimit-limit", r.limit.to_string()),
-                ("ratelimit-remaining", "0".into()),
-                ("ratelimit-reset", r.reset_s.to_string()),
-                (
-                    "ratelimit-policy",
-                    format!("{};w={}", r.limit, rate.per.as_secs()),
-                ),
-            ],
-            ..ApiError::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("key `{}` is limited to {rate}", p.name),
-            )
-        })
+        bucket
+            .take(now)
+            .map(|_| ())
+            .map_err(|r| limited(p, rate, r.retry_after_s, r.reset_s))
     }
 
     /// Forgets cached lookups (after a key is created or revoked on this node).
@@ -190,4 +197,25 @@ pub fn bootstrap_admin_key(
 
 pub fn new_key_id() -> String {
     new_id("key")
+}
+
+/// `429 rate_limited` with `Retry-After` and the `RateLimit-*` headers.
+fn limited(p: &Principal, rate: crate::config::Rate, retry_after_s: u64, reset_s: u64) -> ApiError {
+    ApiError {
+        retry_after: Some(retry_after_s),
+        headers: vec![
+            ("ratelimit-limit", rate.count.to_string()),
+            ("ratelimit-remaining", "0".into()),
+            ("ratelimit-reset", reset_s.to_string()),
+            (
+                "ratelimit-policy",
+                format!("{};w={}", rate.count, rate.per.as_secs()),
+            ),
+        ],
+        ..ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("key `{}` is limited to {rate}", p.name),
+        )
+    }
 }

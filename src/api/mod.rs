@@ -77,7 +77,7 @@ where
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         let p = auth.authenticate(header).await?;
-        auth.admit(&p, crate::core::types::now_millis())?;
+        auth.admit(&p, crate::core::types::now_millis()).await?;
         Ok(Caller(p))
     }
 }

@@ -18,6 +18,14 @@ impl Limiter {
         }
     }
 
+    /// The limits this limiter enforces.
+    pub fn rates(&self) -> Vec<Rate> {
+        self.windows
+            .lock()
+            .map(|w| w.iter().map(|(r, _)| *r).collect())
+            .unwrap_or_default()
+    }
+
     /// Whether a slot is free at `now_ms`, without taking it.
     pub fn peek(&self, now_ms: i64) -> Result<(), Duration> {
         let Ok(windows) = self.windows.lock() else {

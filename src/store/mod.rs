@@ -120,6 +120,21 @@ pub trait Store: Send + Sync + 'static {
         ttl_ms: i64,
     ) -> Result<bool, StoreError>;
 
+    /// Whether other nodes share this storage (limits must then hold across nodes).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Takes a slot under `rates` for `key` across every node sharing this storage; on
+    /// refusal, the milliseconds until one frees. Single-node stores limit in memory instead.
+    async fn take_rate_slot(
+        &self,
+        _key: &str,
+        _rates: &[crate::config::Rate],
+        _now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(None)
+    }
+
     /// Deliveries by status, and the number of dead letters (read at scrape time).
     async fn stats(&self) -> Result<Stats, StoreError>;
     /// Forgets idempotency keys older than `before`.

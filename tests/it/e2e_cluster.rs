@@ -118,3 +118,87 @@ async fn three_nodes_survive_one_killed_mid_flight() {
         "duplicates only from the killed node's in-flight calls: {dups}"
     );
 }
+
+/// Limits that must hold across nodes: a DingTalk robot's 20 a minute, and an API key's rate,
+/// with two nodes sharing one PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn limits_hold_across_nodes() {
+    use crate::utils::TestHerald;
+    use crate::utils::rig::{provider, sim_args};
+    use herald::config::ProviderKind;
+    use herald::core::types::Channel;
+    let db = fresh_db().await;
+    let sim_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = format!("http://{}", sim_l.local_addr().unwrap());
+    herald::simulate::spawn(sim_args(&sim, "http://127.0.0.1:9"), sim_l);
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let (db, sim) = (db.clone(), sim.clone());
+        nodes.push(
+            TestHerald::start_with(move |c| {
+                c.storage.url = Some(db);
+                c.providers = vec![provider(
+                    "ops-dingtalk",
+                    Channel::Chat,
+                    ProviderKind::Dingtalk,
+                    1,
+                    &format!("{sim}/dingtalk"),
+                    &[("secret", "SECdingtalk-secret-value")],
+                    &[("url", "https://oapi.dingtalk.com/robot/send?access_token=t")],
+                )];
+            })
+            .await,
+        );
+    }
+    for i in 0..26 {
+        let (code, r) = nodes[i % 2]
+            .send(
+                json!({"to": {"chat": "ops-dingtalk"}, "content": {"text": format!("alert {i}")}}),
+            )
+            .await;
+        assert_eq!(code, 202, "{r}");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let v: Value = reqwest::get(format!("{sim}/_sim/stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v["dingtalk"]["refused"].as_u64().unwrap_or(0),
+        0,
+        "never pushed over its limit: {v}"
+    );
+    assert_eq!(
+        v["dingtalk"]["accepted"], 20,
+        "exactly the minute's budget, across both nodes: {v}"
+    );
+
+    let (_, k) = nodes[0]
+        .call(
+            reqwest::Method::POST,
+            "/v1/api-keys",
+            Some(json!({"name": "shared", "role": "sender", "rate_limit": "5/min"})),
+        )
+        .await;
+    let key = k["key"].as_str().unwrap().to_string();
+    let mut ok = 0;
+    for i in 0..10 {
+        let (code, _) = nodes[i % 2]
+            .call_as(
+                &key,
+                reqwest::Method::POST,
+                "/v1/messages",
+                Some(json!({"to": {"user": "u"}, "content": {"text": "x"}})),
+            )
+            .await;
+        if code == 202 {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 5, "the key's 5/min holds across both nodes");
+    for n in nodes {
+        n.stop().await;
+    }
+}

@@ -24,6 +24,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "nodes",
         include_str!("../../../migrations/postgres/0002_nodes.sql"),
     ),
+    (
+        3,
+        "rate_events",
+        include_str!("../../../migrations/postgres/0003_rate_events.sql"),
+    ),
 ];
 
 /// Accept requests gathered into one transaction at most.
@@ -423,6 +428,58 @@ impl Store for PgStore {
         .await?;
         Ok(got.is_some())
     }
+    fn shared(&self) -> bool {
+        true
+    }
+    async fn take_rate_slot(
+        &self,
+        key: &str,
+        rates: &[crate::config::Rate],
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        let longest = rates
+            .iter()
+            .map(|r| r.per.as_millis() as i64)
+            .max()
+            .unwrap_or(0);
+        sqlx::query("DELETE FROM rate_events WHERE key = $1 AND at <= $2")
+            .bind(key)
+            .bind(now - longest)
+            .execute(&mut *tx)
+            .await?;
+        let mut wait = 0i64;
+        for r in rates {
+            let span = r.per.as_millis() as i64;
+            let recent: Vec<i64> = sqlx::query_scalar(
+                "SELECT at FROM rate_events WHERE key = $1 AND at > $2 ORDER BY at DESC LIMIT $3",
+            )
+            .bind(key)
+            .bind(now - span)
+            .bind(r.count as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+            if recent.len() >= r.count as usize
+                && let Some(oldest) = recent.last() {
+                    wait = wait.max(oldest + span - now + 1);
+                }
+        }
+        if wait > 0 {
+            tx.commit().await?;
+            return Ok(Some(wait));
+        }
+        sqlx::query("INSERT INTO rate_events (key, at) VALUES ($1, $2)")
+            .bind(key)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(None)
+    }
     async fn stats(&self) -> Result<Stats, StoreError> {
         read::stats(&self.pool).await
     }
@@ -436,5 +493,27 @@ impl Store for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_migration_file_is_registered() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres");
+        let files = std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|f| {
+                f.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|e| e == "sql")
+            })
+            .count();
+        assert_eq!(files, super::MIGRATIONS.len());
+        for (i, m) in super::MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.0, i as i64 + 1, "versions are 1, 2, 3…");
+        }
     }
 }
