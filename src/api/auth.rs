@@ -135,10 +135,10 @@ impl Auth {
                 .store
                 .take_rate_slot(&format!("key:{}", p.name), &[rate], now)
                 .await?
-            {
-                let secs = ((wait_ms + 999) / 1000).max(1) as u64;
-                return Err(limited(p, rate, secs, secs));
-            }
+        {
+            let secs = ((wait_ms + 999) / 1000).max(1) as u64;
+            return Err(limited(p, rate, secs, secs));
+        }
         Ok(())
     }
 

@@ -180,7 +180,6 @@ fn report(name: &str, r: &RunResult, rss: Option<f64>) -> Value {
         },
         "server_rss_mib": rss.map(|m| (m * 10.0).round() / 10.0),
     });
-    println!("{}", serde_json::to_string(&v).unwrap_or_default());
     v
 }
 
@@ -250,6 +249,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         .await;
         let mut v = report("single", &r, rss_mib(pid));
         label(&mut v);
+        println!("{v}");
         results.push(v);
     }
     if a.batches > 0 {
@@ -266,6 +266,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         .await;
         let mut v = report("batch", &r, rss_mib(pid));
         label(&mut v);
+        println!("{v}");
         results.push(v);
     }
     if a.fill > 0 {
@@ -285,6 +286,8 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         let depth = queued(&http, &base).await.unwrap_or(0);
         let mut v = report("fill", &r, rss_mib(pid));
         v["queued_deliveries"] = json!(depth);
+        label(&mut v);
+        println!("{v}");
         println!(
             "{}",
             json!({"run": "memory", "queued_deliveries": depth, "server_rss_mib": rss_mib(pid)})

@@ -218,31 +218,32 @@ impl Dispatcher {
         };
         // With many nodes, a provider's budget is shared: take the slot in storage too.
         if self.store.shared()
-            && let Some(rates) = self.providers.limiter(provider.id()).map(|l| l.rates()) {
-                let wait = match self
-                    .store
-                    .take_rate_slot(&format!("provider:{}", provider.id()), &rates, now)
-                    .await
-                {
-                    Ok(w) => w,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot check the shared provider budget; waiting");
-                        Some(1000)
-                    }
-                };
-                if let Some(w) = wait {
-                    self.finish(
-                        &c,
-                        None,
-                        Step::Defer {
-                            at: (now + w).min(c.expires_at),
-                        },
-                        now,
-                    )
-                    .await;
-                    return;
+            && let Some(rates) = self.providers.limiter(provider.id()).map(|l| l.rates())
+        {
+            let wait = match self
+                .store
+                .take_rate_slot(&format!("provider:{}", provider.id()), &rates, now)
+                .await
+            {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check the shared provider budget; waiting");
+                    Some(1000)
                 }
+            };
+            if let Some(w) = wait {
+                self.finish(
+                    &c,
+                    None,
+                    Step::Defer {
+                        at: (now + w).min(c.expires_at),
+                    },
+                    now,
+                )
+                .await;
+                return;
             }
+        }
         self.metrics.in_flight.inc();
         let started = Instant::now();
         let result = provider.send(&c).await;

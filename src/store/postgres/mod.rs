@@ -464,9 +464,10 @@ impl Store for PgStore {
             .fetch_all(&mut *tx)
             .await?;
             if recent.len() >= r.count as usize
-                && let Some(oldest) = recent.last() {
-                    wait = wait.max(oldest + span - now + 1);
-                }
+                && let Some(oldest) = recent.last()
+            {
+                wait = wait.max(oldest + span - now + 1);
+            }
         }
         if wait > 0 {
             tx.commit().await?;
