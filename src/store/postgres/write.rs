@@ -3,7 +3,7 @@
 use crate::core::message::NewMessage;
 use crate::core::next_step::Step;
 use crate::core::progress::{initial, is_dead_letter, message_status, progress};
-use crate::core::types::{Channel, DeliveryStatus, Millis, Priority, Strategy, rfc3339};
+use crate::core::types::{Channel, DeliveryStatus, Millis, Priority, Strategy};
 use crate::store::*;
 use serde_json::json;
 use sqlx::postgres::PgPool;
@@ -15,31 +15,13 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-fn reply_of(m: &NewMessage) -> AcceptReply {
-    let statuses = initial(m.strategy, m.deliveries.len());
-    AcceptReply {
-        id: m.id.clone(),
-        status: "queued".into(),
-        created_at: rfc3339(m.created_at),
-        deliveries: m
-            .deliveries
-            .iter()
-            .zip(&statuses)
-            .map(|(d, s)| AcceptReplyDelivery {
-                channel: d.channel,
-                status: s.public().to_string(),
-            })
-            .collect(),
-    }
-}
-
 pub async fn accept(
     tx: &mut PgConnection,
     batch: &[NewMessage],
 ) -> Result<Vec<Accepted>, StoreError> {
     let mut out = Vec::with_capacity(batch.len());
     for m in batch {
-        let reply = reply_of(m);
+        let reply = reply_for(m);
         // The idempotency row first: a concurrent request with the same key (on any node)
         // waits on it, then sees ours.
         if let Some(idem) = &m.idempotency {

@@ -3,7 +3,7 @@
 use crate::core::message::NewMessage;
 use crate::core::next_step::Step;
 use crate::core::progress::{initial, is_dead_letter, message_status, progress};
-use crate::core::types::{Channel, DeliveryStatus, Millis, Strategy, rfc3339};
+use crate::core::types::{Channel, DeliveryStatus, Millis, Strategy};
 use crate::store::*;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
@@ -72,23 +72,9 @@ pub fn accept(c: &Connection, batch: &[NewMessage]) -> Result<Vec<Accepted>, Sto
         ])?;
         let statuses = initial(m.strategy, m.deliveries.len());
         if inserted == 0 {
-            out.push(Accepted::Existing(AcceptReply {
-                id: m.id.clone(),
-                status: "queued".into(),
-                created_at: rfc3339(m.created_at),
-                deliveries: m
-                    .deliveries
-                    .iter()
-                    .zip(&statuses)
-                    .map(|(d, st)| AcceptReplyDelivery {
-                        channel: d.channel,
-                        status: st.public().to_string(),
-                    })
-                    .collect(),
-            }));
+            out.push(Accepted::Existing(reply_for(m)));
             continue;
         }
-        let mut reply_deliveries = Vec::with_capacity(m.deliveries.len());
         for (i, (d, st)) in m.deliveries.iter().zip(&statuses).enumerate() {
             let due = (*st == DeliveryStatus::Queued).then_some(m.send_at);
             ins_dlv.execute(params![
@@ -103,17 +89,8 @@ pub fn accept(c: &Connection, batch: &[NewMessage]) -> Result<Vec<Accepted>, Sto
                 m.created_at,
                 d.content.as_ref().map(|c| json!(c).to_string())
             ])?;
-            reply_deliveries.push(AcceptReplyDelivery {
-                channel: d.channel,
-                status: st.public().to_string(),
-            });
         }
-        let reply = AcceptReply {
-            id: m.id.clone(),
-            status: "queued".into(),
-            created_at: rfc3339(m.created_at),
-            deliveries: reply_deliveries,
-        };
+        let reply = reply_for(m);
         if let Some(idem) = &m.idempotency {
             let text = serde_json::to_string(&reply).map_err(corrupt)?;
             ins_idem.execute(params![
