@@ -233,13 +233,13 @@ impl Metrics {
         self.dead_letters.set(s.dead_letters);
     }
 
-    /// The text exposition.
+    /// The exposition in Prometheus text format 0.0.4 (what `/metrics` declares).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if let Ok(r) = self.registry.lock() {
             let _ = prometheus_client::encoding::text::encode(&mut out, &r);
         }
-        out
+        openmetrics_to_text(&out)
     }
 }
 
@@ -247,6 +247,10 @@ impl Metrics {
     /// Sets the provider gauges from the registry's view.
     pub fn observe_providers(&self, views: &[crate::providers::registry::ProviderView]) {
         for v in views {
+            // Present from the start, at 0, so that `increase()` in alert rules sees it.
+            let _ = self.provider_alerts.get_or_create(&ProviderLabels {
+                provider: v.id.clone(),
+            });
             for st in ["up", "degraded", "down", "disabled"] {
                 self.provider_state
                     .get_or_create(&ProviderStateLabels {
@@ -274,5 +278,44 @@ impl Metrics {
                 .get_or_create(&ModeLabels { mode: m.into() })
                 .set((m == mode) as i64);
         }
+    }
+}
+
+/// prometheus-client writes OpenMetrics: counter families are named without `_total` in their
+/// HELP and TYPE lines, and the text ends with `# EOF`. Text format 0.0.4 names the series
+/// itself (`…_total`) and has no EOF marker.
+pub fn openmetrics_to_text(om: &str) -> String {
+    let counters: std::collections::HashSet<&str> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(om.len() + 64);
+    for line in om.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{p}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counters_are_named_by_their_series_in_text_format() {
+        let om = "# HELP x Things.\n# TYPE x counter\nx_total 3\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n# EOF\n";
+        assert_eq!(
+            super::openmetrics_to_text(om),
+            "# HELP x_total Things.\n# TYPE x_total counter\nx_total 3\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n"
+        );
     }
 }

@@ -16,6 +16,7 @@ mod e2e_failover;
 mod e2e_idempotency;
 mod e2e_operators;
 mod e2e_outage;
+mod e2e_prometheus;
 mod e2e_secrets;
 mod e2e_send;
 mod e2e_sms;

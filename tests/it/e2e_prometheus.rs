@@ -1,0 +1,84 @@
+//! The operator's pack stays true: `promtool check rules` passes on the shipped rules and
+//! `promtool check metrics` on a live `/metrics` (after traffic, so every family has series),
+//! and every metric the rules use is one Herald exports.
+
+use crate::utils::TestHerald;
+use serde_json::json;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn promtool() -> String {
+    let p = std::env::var("HERALD_TEST_PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    match Command::new(&p).arg("--version").output() {
+        Ok(o) if o.status.success() => p,
+        _ => panic!(
+            "promtool not found: run ./scripts/test.sh (it installs Debian's prometheus) or set HERALD_TEST_PROMTOOL"
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_rules_and_live_metrics_pass_promtool() {
+    let tool = promtool();
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/alerts.yml");
+    let out = Command::new(&tool)
+        .args(["check", "rules", rules])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let h = TestHerald::start().await;
+    let (_, r) = h
+        .send(json!({"to": {"user": "u"}, "content": {"text": "x"}}))
+        .await;
+    h.wait_status(r["id"].as_str().unwrap(), "sent").await;
+    h.send(json!({"to": {}, "content": {"text": "x"}})).await;
+    let text = h
+        .http
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut child = Command::new(&tool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Every herald_ metric a rule names exists in the exposition.
+    let yaml = std::fs::read_to_string(rules).unwrap();
+    for word in yaml.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if word.starts_with("herald_") {
+            assert!(
+                text.contains(&format!("# TYPE {word} "))
+                    || text.contains(&format!("{word}{{"))
+                    || text.contains(&format!("{word} ")),
+                "the rules use {word}, which /metrics does not export"
+            );
+        }
+    }
+    h.stop().await;
+}
