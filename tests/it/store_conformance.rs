@@ -278,6 +278,49 @@ pub async fn idempotency_keys_return_the_first_reply(s: Arc<dyn Store>) {
     assert_eq!(listed.len(), 2);
 }
 
+pub async fn storing_the_same_messages_twice_keeps_one_copy(s: Arc<dyn Store>) {
+    let batch: Vec<NewMessage> = (0..3)
+        .map(|_| {
+            message(
+                Priority::Normal,
+                &[Channel::Webhook, Channel::Inbox],
+                Strategy::Failover,
+            )
+        })
+        .collect();
+    let first = s.accept(batch.clone()).await.unwrap();
+    assert!(
+        first.iter().all(|a| matches!(a, Accepted::New(_))),
+        "{first:?}"
+    );
+    let again = s.accept(batch.clone()).await.unwrap();
+    assert!(
+        again.iter().all(|a| matches!(a, Accepted::Existing(_))),
+        "{again:?}"
+    );
+    let one = s.accept(vec![batch[0].clone()]).await.unwrap();
+    assert!(matches!(one[0], Accepted::Existing(_)));
+    assert_eq!(
+        s.list_messages(ListFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len(),
+        3
+    );
+    let claimed = s.claim(claim("a", 100, now_millis() + 1)).await.unwrap();
+    assert_eq!(
+        claimed.len(),
+        3,
+        "one due delivery per message (failover waits for the second)"
+    );
+    let v = s.get_message(&batch[1].id).await.unwrap().unwrap();
+    assert_eq!(v.deliveries.len(), 2);
+    assert_eq!(v.deliveries[1].status.public(), "queued");
+}
+
 /// Runs every case of the suite against one backend: `$backend()` makes a fresh store.
 macro_rules! conformance {
     ($backend:ident: $($case:ident),+ $(,)?) => {
@@ -299,6 +342,7 @@ conformance!(sqlite:
     release_gives_work_back_untried,
     failover_dead_letters_and_replay,
     idempotency_keys_return_the_first_reply,
+    storing_the_same_messages_twice_keeps_one_copy,
 );
 
 conformance!(postgres:
@@ -307,6 +351,7 @@ conformance!(postgres:
     release_gives_work_back_untried,
     failover_dead_letters_and_replay,
     idempotency_keys_return_the_first_reply,
+    storing_the_same_messages_twice_keeps_one_copy,
 );
 
 #[tokio::test]

@@ -19,6 +19,12 @@ pub async fn accept(
     tx: &mut PgConnection,
     batch: &[NewMessage],
 ) -> Result<Vec<Accepted>, StoreError> {
+    // Messages with nothing to check (no idempotency key, no recipient limit) are stored with
+    // one statement per table; the others one by one, in order, as they may race other nodes.
+    let simple = |m: &NewMessage| m.idempotency.is_none() && m.recipient_limits.is_empty();
+    if batch.len() > 1 && batch.iter().all(simple) {
+        return accept_bulk(tx, batch).await;
+    }
     let mut out = Vec::with_capacity(batch.len());
     for m in batch {
         let reply = reply_for(m);
@@ -123,6 +129,115 @@ pub async fn accept(
         out.push(Accepted::New(reply));
     }
     Ok(out)
+}
+
+/// Stores many messages with one `INSERT … SELECT FROM UNNEST` per table; a message whose id
+/// is already stored (a spool replayed twice) is left as it is.
+async fn accept_bulk(
+    tx: &mut PgConnection,
+    batch: &[NewMessage],
+) -> Result<Vec<Accepted>, StoreError> {
+    let mut ids = Vec::with_capacity(batch.len());
+    let (mut prio, mut strat, mut sender, mut created, mut send_at, mut expires, mut body) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for m in batch {
+        ids.push(m.id.clone());
+        prio.push(m.priority.rank());
+        strat.push(m.strategy.as_str().to_string());
+        sender.push(m.sender.clone());
+        created.push(m.created_at);
+        send_at.push(m.send_at);
+        expires.push(m.expires_at);
+        body.push(json!({ "content": m.content, "template": m.template, "params": m.params, "metadata": m.metadata }).to_string());
+    }
+    let inserted: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO messages (id, status, priority, strategy, sender, created_at, updated_at, send_at, expires_at, body)
+         SELECT id, 'queued', p, s, snd, c, c, sa, e, b
+         FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BIGINT[], $7::BIGINT[], $8::TEXT[])
+              AS t(id, p, s, snd, c, sa, e, b)
+         ON CONFLICT (id) DO NOTHING RETURNING id",
+    )
+    .bind(&ids)
+    .bind(&prio)
+    .bind(&strat)
+    .bind(&sender)
+    .bind(&created)
+    .bind(&send_at)
+    .bind(&expires)
+    .bind(&body)
+    .fetch_all(&mut *tx)
+    .await?;
+    let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
+    let (
+        mut d_id,
+        mut d_msg,
+        mut d_pos,
+        mut d_ch,
+        mut d_to,
+        mut d_st,
+        mut d_prio,
+        mut d_due,
+        mut d_upd,
+        mut d_content,
+    ) = (
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+    );
+    for m in batch.iter().filter(|m| inserted.contains(&m.id)) {
+        for (i, (d, st)) in m
+            .deliveries
+            .iter()
+            .zip(initial(m.strategy, m.deliveries.len()))
+            .enumerate()
+        {
+            d_id.push(d.id.clone());
+            d_msg.push(m.id.clone());
+            d_pos.push(i as i64);
+            d_ch.push(d.channel.as_str().to_string());
+            d_to.push(d.to.clone());
+            d_st.push(st.as_str().to_string());
+            d_prio.push(m.priority.rank());
+            d_due.push((st == DeliveryStatus::Queued).then_some(m.send_at));
+            d_upd.push(m.created_at);
+            d_content.push(d.content.as_ref().map(|c| json!(c).to_string()));
+        }
+    }
+    sqlx::query(
+        "INSERT INTO deliveries (id, message_id, position, channel, recipient, status, priority, due_at, updated_at, content, activated_at)
+         SELECT id, m, pos, ch, rcpt, st, p, due, upd, ct, due
+         FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::BIGINT[], $8::BIGINT[], $9::BIGINT[], $10::TEXT[])
+              AS t(id, m, pos, ch, rcpt, st, p, due, upd, ct)",
+    )
+    .bind(&d_id)
+    .bind(&d_msg)
+    .bind(&d_pos)
+    .bind(&d_ch)
+    .bind(&d_to)
+    .bind(&d_st)
+    .bind(&d_prio)
+    .bind(&d_due)
+    .bind(&d_upd)
+    .bind(&d_content)
+    .execute(&mut *tx)
+    .await?;
+    Ok(batch
+        .iter()
+        .map(|m| {
+            if inserted.contains(&m.id) {
+                Accepted::New(reply_for(m))
+            } else {
+                Accepted::Existing(reply_for(m))
+            }
+        })
+        .collect())
 }
 
 async fn recipient_limited(
