@@ -33,7 +33,7 @@ async fn run(cli: Cli) -> Result<()> {
                 config::Backend::Sqlite(path) => {
                     let mut conn = rusqlite_open(&path)?;
                     let applied = herald::store::sqlite::migrate(&mut conn)?;
-                    println!("{}: applied {:?}", path.display(), applied);
+                    herald::cli::out(format!("{}: applied {:?}", path.display(), applied));
                 }
                 config::Backend::Postgres(url) => {
                     let pool = sqlx::postgres::PgPoolOptions::new()
@@ -42,7 +42,11 @@ async fn run(cli: Cli) -> Result<()> {
                         .await
                         .context("cannot reach PostgreSQL")?;
                     let applied = herald::store::postgres::migrate(&pool).await?;
-                    println!("{}: applied {:?}", config::redact_url(&url), applied);
+                    herald::cli::out(format!(
+                        "{}: applied {:?}",
+                        config::redact_url(&url),
+                        applied
+                    ));
                 }
             }
             Ok(())
@@ -52,10 +56,10 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             let (cfg, file) = config::load(c.config.as_deref())?;
             match file {
-                Some(f) => println!("# configuration {} is valid", f.display()),
-                None => println!("# no configuration file: built-in defaults"),
+                Some(f) => herald::cli::out(format!("# configuration {} is valid", f.display())),
+                None => herald::cli::out("# no configuration file: built-in defaults"),
             }
-            print!("{}", cfg.to_redacted_toml());
+            herald::cli::out(cfg.to_redacted_toml().trim_end());
             Ok(())
         }
         Command::Send(a) => herald::cli::client::send(a).await,

@@ -249,7 +249,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         .await;
         let mut v = report("single", &r, rss_mib(pid));
         label(&mut v);
-        println!("{v}");
+        crate::cli::out(&v);
         results.push(v);
     }
     if a.batches > 0 {
@@ -266,7 +266,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         .await;
         let mut v = report("batch", &r, rss_mib(pid));
         label(&mut v);
-        println!("{v}");
+        crate::cli::out(&v);
         results.push(v);
     }
     if a.fill > 0 {
@@ -287,10 +287,9 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         let mut v = report("fill", &r, rss_mib(pid));
         v["queued_deliveries"] = json!(depth);
         label(&mut v);
-        println!("{v}");
-        println!(
-            "{}",
-            json!({"run": "memory", "queued_deliveries": depth, "server_rss_mib": rss_mib(pid)})
+        crate::cli::out(&v);
+        crate::cli::out(
+            json!({"run": "memory", "queued_deliveries": depth, "server_rss_mib": rss_mib(pid)}),
         );
         results.push(v);
     }
@@ -312,7 +311,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             "seconds": (secs * 100.0).round() / 100.0,
             "deliveries_per_second": ((total - left) as f64 / secs).round(),
             "server_rss_mib": rss_mib(cluster[0].0.proc.id())});
-        println!("{v}");
+        crate::cli::out(&v);
         results.push(v);
     }
     drop(cluster);

@@ -200,7 +200,7 @@ sms = {{ text = "Your code is {{{{ code }}}}", provider_templates = {{ aliyun-ma
         "lost": total.saturating_sub(delivered),
         "attempts": attempts,
     });
-    println!("{v}");
+    crate::cli::out(&v);
     drop(child);
     Ok(())
 }

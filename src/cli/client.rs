@@ -240,7 +240,7 @@ impl Client {
 }
 
 fn print(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    crate::cli::out(serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 fn query(pairs: &[(&str, Option<String>)]) -> String {

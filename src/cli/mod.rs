@@ -7,6 +7,18 @@ pub mod client;
 pub mod sink;
 
 use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+
+/// Writes a line to stdout. When the reader has gone away (`herald … | head`), the command
+/// ends quietly instead of failing, as Unix tools do.
+pub fn out(line: impl std::fmt::Display) {
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = writeln!(o, "{line}").and_then(|_| o.flush())
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+}
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]

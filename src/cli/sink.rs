@@ -99,7 +99,10 @@ async fn receive(State(s): State<Sink>, headers: HeaderMap, body: Bytes) -> impl
             Some(false) => " signature=BAD",
             None => "",
         };
-        println!("webhook id={id}{sig} {}", String::from_utf8_lossy(&body));
+        crate::cli::out(format!(
+            "webhook id={id}{sig} {}",
+            String::from_utf8_lossy(&body)
+        ));
     }
     if verified == Some(false) {
         return (StatusCode::UNAUTHORIZED, "bad signature");

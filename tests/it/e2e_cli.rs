@@ -139,3 +139,20 @@ async fn client_commands_send_read_and_replay() {
     assert_eq!(out.status.code(), Some(1));
     h.stop().await;
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    // `herald config check | head -1`: the reader goes away after one line.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["config", "check"])
+        .env_remove("HERALD_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // close the read end at once
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}
