@@ -204,9 +204,11 @@ pub async fn send(
         let mut r = spool(&state, vec![msg], "storage is down").await?;
         return Ok((StatusCode::ACCEPTED, Json(r.pop().unwrap_or_default())).into_response());
     }
-    let outcome = match state.store.accept(vec![msg.clone()]).await {
+    // A copy is kept only where the spool may need it (PostgreSQL): not on the SQLite path.
+    let fallback = state.spool.as_ref().map(|_| msg.clone());
+    let outcome = match state.store.accept(vec![msg]).await {
         Ok(mut o) => o.pop().ok_or_else(ApiError::internal)?,
-        Err(StoreError::Unavailable(why)) if state.spool.is_some() => {
+        Err(StoreError::Unavailable(why)) if let Some(msg) = fallback => {
             return spool(&state, vec![msg], &why).await.map(|mut r| {
                 let one = r.pop().unwrap_or_default();
                 (StatusCode::ACCEPTED, Json(one)).into_response()
@@ -301,14 +303,15 @@ pub async fn send_batch(
         let due_now = valid.iter().any(|m| m.send_at <= now_millis());
         let priorities: Vec<Priority> = valid.iter().map(|m| m.priority).collect();
         let down = state.spool.as_ref().is_some_and(|s| s.storage_down());
+        let fallback = state.spool.as_ref().map(|_| valid.clone());
         let stored = if down {
             Err(StoreError::Unavailable("storage is down".into()))
         } else {
-            state.store.accept(valid.clone()).await
+            state.store.accept(valid).await
         };
         let outcomes = match stored {
             Ok(o) => o,
-            Err(StoreError::Unavailable(why)) if state.spool.is_some() => {
+            Err(StoreError::Unavailable(why)) if let Some(valid) = fallback => {
                 let replies = spool(&state, valid, &why).await?;
                 for (slot, r) in slots.into_iter().zip(replies) {
                     results[slot] = Some(r);

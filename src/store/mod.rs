@@ -2,6 +2,7 @@
 //! durable goes through it; a `202` is answered only after [`Store::accept`] returns.
 
 pub mod postgres;
+pub mod rules;
 pub mod sqlite;
 mod types;
 

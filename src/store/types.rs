@@ -110,7 +110,7 @@ pub struct Lease {
     pub fence: i64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct AttemptError {
     pub class: ErrorClass,
     pub code: String,

@@ -501,20 +501,9 @@ impl Store for PgStore {
 mod tests {
     #[test]
     fn every_migration_file_is_registered() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres");
-        let files = std::fs::read_dir(dir)
-            .unwrap()
-            .filter(|f| {
-                f.as_ref()
-                    .unwrap()
-                    .path()
-                    .extension()
-                    .is_some_and(|e| e == "sql")
-            })
-            .count();
-        assert_eq!(files, super::MIGRATIONS.len());
-        for (i, m) in super::MIGRATIONS.iter().enumerate() {
-            assert_eq!(m.0, i as i64 + 1, "versions are 1, 2, 3…");
-        }
+        crate::store::rules::assert_migrations_registered(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"),
+            super::MIGRATIONS,
+        );
     }
 }

@@ -133,17 +133,10 @@ pub async fn dead_letters(pool: &PgPool, f: &ListFilter) -> Result<Vec<DeadLette
     .await?;
     rows.iter()
         .map(|r| {
-            let last_error = match r.try_get::<Option<String>, _>(4)? {
-                Some(e) => {
-                    let v: Value = serde_json::from_str(&e).map_err(corrupt)?;
-                    Some(AttemptError {
-                        class: parse(v["class"].as_str().unwrap_or("transient").to_string())?,
-                        code: v["code"].as_str().unwrap_or_default().to_string(),
-                        detail: v["detail"].as_str().unwrap_or_default().to_string(),
-                    })
-                }
-                None => None,
-            };
+            let last_error = r
+                .try_get::<Option<String>, _>(4)?
+                .map(|e| serde_json::from_str::<AttemptError>(&e).map_err(corrupt))
+                .transpose()?;
             Ok(DeadLetter {
                 message_id: r.try_get(0)?,
                 channel: parse(r.try_get(1)?)?,

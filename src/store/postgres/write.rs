@@ -1,7 +1,6 @@
 //! Writes on PostgreSQL: the SQLite store's rules, with row locks where nodes may race.
 
 use crate::core::message::NewMessage;
-use crate::core::next_step::Step;
 use crate::core::progress::{initial, is_dead_letter, message_status, progress};
 use crate::core::types::{Channel, DeliveryStatus, Millis, Priority, Strategy};
 use crate::store::*;
@@ -263,12 +262,10 @@ async fn recipient_limited(
             .bind(rate.count as i64)
             .fetch_all(&mut *tx)
             .await?;
-            if recent.len() >= rate.count as usize {
-                let oldest = recent.last().copied().unwrap_or(m.created_at);
-                return Ok(Some(Accepted::RecipientLimited {
-                    channel: l.channel,
-                    retry_after_ms: (oldest + span - m.created_at).max(1),
-                }));
+            if let Some(refusal) =
+                crate::store::rules::recipient_refusal(l.channel, &recent, rate, m.created_at)
+            {
+                return Ok(Some(refusal));
             }
         }
     }
@@ -372,24 +369,11 @@ pub async fn complete(tx: &mut PgConnection, x: &Completion) -> Result<bool, Sto
     if status != "sending" || fence != x.lease.fence {
         return Ok(false); // a stale worker: another claim owns it now
     }
-    let mut skip: Vec<String> = skip
+    let skip: Vec<String> = skip
         .and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or_default();
-    let (new_status, due) = match x.step {
-        Step::Sent => (DeliveryStatus::Sent, None),
-        Step::Retry { at, skip_provider } => {
-            if let (true, Some(a)) = (skip_provider, &x.attempt)
-                && !skip.contains(&a.provider)
-            {
-                skip.push(a.provider.clone());
-            }
-            (DeliveryStatus::Queued, Some(at))
-        }
-        Step::Expired => (DeliveryStatus::Expired, None),
-        Step::Failed(_) => (DeliveryStatus::Failed, None),
-        Step::Defer { at } => (DeliveryStatus::Queued, Some(at)),
-    };
-    let untried = matches!(x.step, Step::Defer { .. }) as i64;
+    let (new_status, due, skip) = crate::store::rules::step_effect(x, skip);
+    let untried = crate::store::rules::untried(x) as i64;
     sqlx::query(
         "UPDATE deliveries SET status = $2, due_at = $3, lease_owner = NULL, provider = COALESCE($4, provider),
                 skip_providers = $5, updated_at = $6, provider_message_id = COALESCE($7, provider_message_id),

@@ -146,17 +146,9 @@ pub fn dead_letters(c: &Connection, f: &ListFilter) -> Result<Vec<DeadLetter>, S
         .collect::<Result<_, _>>()?;
     rows.into_iter()
         .map(|(message_id, channel, prio, failed_at, err)| {
-            let last_error = match err {
-                Some(e) => {
-                    let v: Value = serde_json::from_str(&e).map_err(corrupt)?;
-                    Some(AttemptError {
-                        class: parse(v["class"].as_str().unwrap_or("transient").to_string())?,
-                        code: v["code"].as_str().unwrap_or_default().to_string(),
-                        detail: v["detail"].as_str().unwrap_or_default().to_string(),
-                    })
-                }
-                None => None,
-            };
+            let last_error = err
+                .map(|e| serde_json::from_str::<AttemptError>(&e).map_err(corrupt))
+                .transpose()?;
             Ok(DeadLetter {
                 message_id,
                 channel: parse(channel)?,

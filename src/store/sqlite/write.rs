@@ -1,7 +1,6 @@
 //! Writes, each run inside the writer thread's group transaction.
 
 use crate::core::message::NewMessage;
-use crate::core::next_step::Step;
 use crate::core::progress::{initial, is_dead_letter, message_status, progress};
 use crate::core::types::{Channel, DeliveryStatus, Millis, Strategy};
 use crate::store::*;
@@ -128,12 +127,10 @@ fn recipient_limited(c: &Connection, m: &NewMessage) -> Result<Option<Accepted>,
                     |r| r.get(0),
                 )?
                 .collect::<Result<_, _>>()?;
-            if recent.len() >= rate.count as usize {
-                let oldest = recent.last().copied().unwrap_or(m.created_at);
-                return Ok(Some(Accepted::RecipientLimited {
-                    channel: l.channel,
-                    retry_after_ms: (oldest + span - m.created_at).max(1),
-                }));
+            if let Some(refusal) =
+                crate::store::rules::recipient_refusal(l.channel, &recent, rate, m.created_at)
+            {
+                return Ok(Some(refusal));
             }
         }
     }
@@ -251,25 +248,11 @@ pub fn complete(c: &Connection, x: &Completion) -> Result<bool, StoreError> {
     if status != "sending" || fence != x.lease.fence {
         return Ok(false); // a stale worker: another claim owns it now
     }
-    let mut skip: Vec<String> = skip
+    let skip: Vec<String> = skip
         .and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or_default();
-    let (new_status, due) = match x.step {
-        Step::Sent => (DeliveryStatus::Sent, None),
-        Step::Retry { at, skip_provider } => {
-            if skip_provider
-                && let Some(a) = &x.attempt
-                && !skip.contains(&a.provider)
-            {
-                skip.push(a.provider.clone());
-            }
-            (DeliveryStatus::Queued, Some(at))
-        }
-        Step::Expired => (DeliveryStatus::Expired, None),
-        Step::Failed(_) => (DeliveryStatus::Failed, None),
-        Step::Defer { at } => (DeliveryStatus::Queued, Some(at)),
-    };
-    if matches!(x.step, Step::Defer { .. }) {
+    let (new_status, due, skip) = crate::store::rules::step_effect(x, skip);
+    if crate::store::rules::untried(x) {
         c.prepare_cached("UPDATE deliveries SET tries = MAX(tries - 1, 0) WHERE id = ?1")?
             .execute([&x.lease.delivery_id])?;
     }

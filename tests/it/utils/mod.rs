@@ -121,15 +121,3 @@ impl TestHerald {
         }
     }
 }
-
-/// Waits until `f` is true, up to `secs` seconds.
-pub async fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    f()
-}

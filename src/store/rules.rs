@@ -1,0 +1,91 @@
+//! Storage rules that both backends apply: one place, so SQLite and PostgreSQL cannot
+//! drift apart. Pure functions; the backends only read and write what they return.
+
+use super::{Accepted, Completion};
+use crate::config::Rate;
+use crate::core::next_step::Step;
+use crate::core::types::{Channel, DeliveryStatus, Millis};
+
+/// What a completion does to its delivery: the new status, when it is due again, and the
+/// providers it must skip from now on (a provider-class error adds the one just called).
+pub fn step_effect(
+    x: &Completion,
+    mut skip: Vec<String>,
+) -> (DeliveryStatus, Option<Millis>, Vec<String>) {
+    let (status, due) = match x.step {
+        Step::Sent => (DeliveryStatus::Sent, None),
+        Step::Retry { at, skip_provider } => {
+            if let (true, Some(a)) = (skip_provider, &x.attempt)
+                && !skip.contains(&a.provider)
+            {
+                skip.push(a.provider.clone());
+            }
+            (DeliveryStatus::Queued, Some(at))
+        }
+        Step::Expired => (DeliveryStatus::Expired, None),
+        Step::Failed(_) => (DeliveryStatus::Failed, None),
+        Step::Defer { at } => (DeliveryStatus::Queued, Some(at)),
+    };
+    (status, due, skip)
+}
+
+/// Whether a completion gives its try back (a deferral made no call).
+pub fn untried(x: &Completion) -> bool {
+    matches!(x.step, Step::Defer { .. })
+}
+
+/// Given the creation times (newest first, at most `rate.count`) of recent messages to an
+/// address within `rate.per` of `now`, the refusal for one more, if it is over the limit.
+pub fn recipient_refusal(
+    channel: Channel,
+    recent_newest_first: &[Millis],
+    rate: &Rate,
+    now: Millis,
+) -> Option<Accepted> {
+    if recent_newest_first.len() < rate.count as usize {
+        return None;
+    }
+    let oldest = recent_newest_first.last().copied().unwrap_or(now);
+    Some(Accepted::RecipientLimited {
+        channel,
+        retry_after_ms: (oldest + rate.per.as_millis() as i64 - now).max(1),
+    })
+}
+
+/// Checks that every migration file of a backend is registered, in order (for each
+/// backend's tests).
+#[cfg(test)]
+pub fn assert_migrations_registered(dir: &str, registered: &[(i64, &str, &str)]) {
+    let files = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|f| f.path().extension().is_some_and(|e| e == "sql"))
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(files, registered.len(), "every file in {dir} is registered");
+    for (i, m) in registered.iter().enumerate() {
+        assert_eq!(m.0, i as i64 + 1, "versions are 1, 2, 3…");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limit_counts_what_is_in_the_window() {
+        let rate = Rate::parse("2/min").unwrap();
+        assert_eq!(
+            recipient_refusal(Channel::Sms, &[1_000], &rate, 10_000),
+            None
+        );
+        assert_eq!(
+            recipient_refusal(Channel::Sms, &[5_000, 1_000], &rate, 10_000),
+            Some(Accepted::RecipientLimited {
+                channel: Channel::Sms,
+                retry_after_ms: 51_000
+            })
+        );
+    }
+}
