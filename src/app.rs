@@ -134,7 +134,7 @@ pub async fn start(
         Arc::new(Dispatcher {
             store: store.clone(),
             providers: providers.clone(),
-            metrics,
+            metrics: metrics.clone(),
             cfg: cfg.dispatch.clone(),
             node_id: node_id.clone(),
             wake,
@@ -153,6 +153,11 @@ pub async fn start(
     let receipt_poll = cfg.dispatch.receipt_poll.0;
     let cluster = cfg.cluster.clone();
     let store2 = store.clone();
+    let schedule = crate::backup::schedule::Schedule::from_config(
+        &cfg.backup,
+        cfg.backend()?,
+        cfg.backup_dir(),
+    );
     let handle = tokio::spawn(async move {
         // On stop, the API stops accepting and the workers stop claiming at the same moment;
         // both get the grace period to finish what they started.
@@ -176,6 +181,15 @@ pub async fn start(
             stop2.clone(),
         ));
         let replayer = tokio::spawn(replay_spool(spool, store2.clone(), stop2.clone()));
+        let backups = schedule.map(|s| {
+            tokio::spawn(crate::backup::schedule::run(
+                s,
+                store2.clone(),
+                node_id.clone(),
+                metrics.clone(),
+                stop2.clone(),
+            ))
+        });
         let node = tokio::spawn(crate::worker::nodes::run(
             store2.clone(),
             node_id.clone(),
@@ -206,6 +220,9 @@ pub async fn start(
         refresher.abort();
         pollers.abort();
         replayer.abort();
+        if let Some(b) = backups {
+            b.abort();
+        }
         let _ = node.await;
         tracing::info!("stopped");
     });

@@ -77,6 +77,11 @@ pub struct Metrics {
     pub spooled: Counter,
     pub spool_depth: Gauge,
     pub storage_up: Gauge,
+    pub backup_last_success: Gauge,
+    pub backup_interval: Gauge,
+    pub backup_last_bytes: Gauge,
+    pub backup_last_duration: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub backup_failures: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -193,7 +198,42 @@ impl Metrics {
             "1 when storage answered the last check",
             storage_up.clone(),
         );
+        let backup_last_success = Gauge::default();
+        r.register(
+            "backup_last_success_timestamp_seconds",
+            "Unix time of the newest backup in the backup folder (0: none)",
+            backup_last_success.clone(),
+        );
+        let backup_interval = Gauge::default();
+        r.register(
+            "backup_interval_seconds",
+            "Configured interval of scheduled backups (0: not scheduled)",
+            backup_interval.clone(),
+        );
+        let backup_last_bytes = Gauge::default();
+        r.register(
+            "backup_last_size_bytes",
+            "Size of the last backup this node wrote",
+            backup_last_bytes.clone(),
+        );
+        let backup_last_duration = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        r.register(
+            "backup_last_duration_seconds",
+            "How long the last backup this node wrote took",
+            backup_last_duration.clone(),
+        );
+        let backup_failures = Counter::default();
+        r.register(
+            "backup_failures",
+            "Scheduled backups that failed",
+            backup_failures.clone(),
+        );
         Metrics {
+            backup_last_success,
+            backup_interval,
+            backup_last_bytes,
+            backup_last_duration,
+            backup_failures,
             spooled,
             spool_depth,
             storage_up,

@@ -1,6 +1,7 @@
 //! The command line (SPEC §4). Client commands talk HTTP to `HERALD_URL` with
 //! `HERALD_API_KEY`; `serve`, `migrate` and `config check` work on the configuration.
 
+pub mod backup;
 pub mod bench;
 pub mod bench_failover;
 pub mod client;
@@ -81,6 +82,11 @@ pub enum Command {
     Mode {
         #[command(subcommand)]
         cmd: client::ModeCmd,
+    },
+    /// Backups: create, list, verify, restore (work on storage directly, like `serve`).
+    Backup {
+        #[command(subcommand)]
+        cmd: backup::BackupCmd,
     },
     /// Measure durable accept throughput and latency against a gateway this command starts.
     Bench(bench::BenchArgs),

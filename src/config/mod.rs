@@ -27,6 +27,58 @@ pub struct Config {
     pub api_keys: Vec<ApiKeyConfig>,
     pub providers: Vec<ProviderConfig>,
     pub templates: Vec<crate::templates::TemplateConfig>,
+    pub backup: BackupConfig,
+    pub drill: DrillConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// How often `serve` takes a backup (one node of a cluster at a time). Unset: never.
+    pub every: Option<Dur>,
+    /// Backups kept in `dir`; older ones are deleted after each new one.
+    pub keep: usize,
+    /// Where backups are written (default `<data_dir>/backups`).
+    pub dir: Option<PathBuf>,
+    /// age recipient (`age1…`) that backups are encrypted to. Unset: not encrypted.
+    pub encrypt_to: Option<String>,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            every: None,
+            keep: 7,
+            dir: None,
+            encrypt_to: None,
+        }
+    }
+}
+
+/// What `herald drill run` must show for the drill to pass (exit 0).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DrillConfig {
+    /// Longest time from the fault to Herald noticing it (circuit open, node declared dead,
+    /// storage marked down).
+    pub max_detect: Dur,
+    /// Longest time from the fault to full service again (RTO).
+    pub max_recover: Dur,
+    /// Messages acknowledged and then lost (RPO in messages); the promise is 0.
+    pub max_lost: u64,
+    /// Messages delivered twice (at-least-once allows some when a node dies mid-call).
+    pub max_duplicates: u64,
+}
+
+impl Default for DrillConfig {
+    fn default() -> Self {
+        DrillConfig {
+            max_detect: Dur::secs(10),
+            max_recover: Dur::secs(30),
+            max_lost: 0,
+            max_duplicates: 200,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -290,20 +342,19 @@ impl Config {
     pub fn backend(&self) -> Result<Backend, ConfigError> {
         match self.storage.url.as_deref() {
             None | Some("") => Ok(Backend::Sqlite(self.server.data_dir.join("herald.db"))),
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Ok(Backend::Postgres(url.to_string()))
-            }
-            Some(url) => match url.strip_prefix("sqlite://") {
-                Some(p) if !p.is_empty() => Ok(Backend::Sqlite(PathBuf::from(p))),
-                _ => Err(ConfigError::Invalid {
-                    key: "storage.url".into(),
-                    message: format!(
-                        "`{}`: use sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB",
-                        redact_url(url)
-                    ),
-                }),
-            },
+            Some(url) => Backend::parse(url).map_err(|message| ConfigError::Invalid {
+                key: "storage.url".into(),
+                message,
+            }),
         }
+    }
+
+    /// Where backups are written and listed.
+    pub fn backup_dir(&self) -> PathBuf {
+        self.backup
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.server.data_dir.join("backups"))
     }
 
     /// The SQLite file path, when the backend is SQLite.
@@ -350,6 +401,16 @@ impl Config {
             url::Url::parse(u).map_err(|e| invalid("server.public_url", e.to_string()))?;
         }
         self.backend()?;
+        if let Some(r) = &self.backup.encrypt_to {
+            crate::backup::archive::parse_recipient(r)
+                .map_err(|e| invalid("backup.encrypt_to", e.to_string()))?;
+        }
+        if self.backup.keep == 0 {
+            return Err(invalid("backup.keep", "must be at least 1".into()));
+        }
+        if self.backup.every.is_some_and(|d| d.0.as_secs() < 1) {
+            return Err(invalid("backup.every", "must be at least 1s".into()));
+        }
         if !["text", "json"].contains(&self.log.format.as_str()) {
             return Err(invalid("log.format", "must be `text` or `json`".into()));
         }
@@ -452,6 +513,22 @@ impl Config {
 pub enum Backend {
     Sqlite(PathBuf),
     Postgres(String),
+}
+
+impl Backend {
+    /// `sqlite://PATH` or `postgres://…` (also `postgresql://`).
+    pub fn parse(url: &str) -> Result<Backend, String> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Backend::Postgres(url.to_string()));
+        }
+        match url.strip_prefix("sqlite://") {
+            Some(p) if !p.is_empty() => Ok(Backend::Sqlite(PathBuf::from(p))),
+            _ => Err(format!(
+                "`{}`: use sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB",
+                redact_url(url)
+            )),
+        }
+    }
 }
 
 /// Hides the password of a URL like `postgres://user:pw@host/db`.

@@ -63,6 +63,11 @@ pub struct PgStore {
     accepts: mpsc::Sender<AcceptJob>,
 }
 
+/// The schema version this build migrates to.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.last().map(|m| m.0).unwrap_or(0)
+}
+
 /// Runs the migrations not yet applied, under an advisory lock so that nodes starting
 /// together do not race; returns the versions applied now.
 pub async fn migrate(pool: &PgPool) -> Result<Vec<i64>, StoreError> {

@@ -49,7 +49,32 @@ pub struct SqliteStore {
     _lock: Option<std::fs::File>,
 }
 
-fn connect(path: &Path) -> Result<Connection, StoreError> {
+/// Takes `<db>.lock` so that no second process writes the same database (a serving gateway,
+/// a restore). Held while the returned file is open.
+pub fn lock_file(path: &Path) -> Result<std::fs::File, StoreError> {
+    let lock_path = path.with_extension("lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", lock_path.display())))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "{} is in use by another Herald process",
+            path.display()
+        ))),
+    }
+}
+
+/// The schema version this build migrates to.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.last().map(|m| m.0).unwrap_or(0)
+}
+
+/// A connection with Herald's settings (WAL, `synchronous=FULL`, foreign keys).
+pub fn connect(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -100,25 +125,7 @@ impl SqliteStore {
             })?;
         }
         let lock = if exclusive {
-            let lock_path = path.with_extension("lock");
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&lock_path)
-                .map_err(|e| {
-                    StoreError::Unavailable(format!("cannot open {}: {e}", lock_path.display()))
-                })?;
-            match f.try_lock() {
-                Ok(()) => {}
-                Err(_) => {
-                    return Err(StoreError::Unavailable(format!(
-                        "{} is in use by another Herald process",
-                        path.display()
-                    )));
-                }
-            }
-            Some(f)
+            Some(lock_file(path)?)
         } else {
             None
         };
