@@ -292,7 +292,9 @@ fn unpack_entries(
         .ok_or_else(|| BackupError::Corrupt("the archive is empty".into()))?
         .map_err(corrupt)?;
     if first.path().map_err(corrupt)?.as_os_str() != MANIFEST {
-        return Err(BackupError::Corrupt("the manifest is not the first entry".into()));
+        return Err(BackupError::Corrupt(
+            "the manifest is not the first entry".into(),
+        ));
     }
     let manifest = parse_manifest(first)?;
     let mut seen = Vec::new();

@@ -200,7 +200,10 @@ pub fn select_sql(t: &Table, postgres: bool) -> String {
         .key
         .iter()
         .map(|k| {
-            let text = t.columns.iter().any(|(c, kind)| c == k && *kind == Kind::Text);
+            let text = t
+                .columns
+                .iter()
+                .any(|(c, kind)| c == k && *kind == Kind::Text);
             if postgres && text {
                 format!("\"{k}\" COLLATE \"C\"")
             } else {

@@ -117,8 +117,7 @@ async fn load(
 ) -> Result<(), BackupError> {
     match backend {
         Backend::Sqlite(path) => {
-            let (path, staging, manifest) =
-                (path.clone(), staging.to_path_buf(), manifest.clone());
+            let (path, staging, manifest) = (path.clone(), staging.to_path_buf(), manifest.clone());
             blocking(move || sqlite::load(&path, &staging, &manifest, &opts)).await
         }
         Backend::Postgres(url) => postgres::load(url, staging, manifest, &opts).await,
@@ -163,7 +162,10 @@ pub fn file_name(created_ms: i64, encrypted: bool) -> String {
 fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -301,7 +303,10 @@ pub async fn verify(path: &Path, identity: Option<&Path>) -> Result<Manifest, Ba
     let snap = dump(&scratch, &again).await?;
     for part in &manifest.tables {
         let Some(got) = snap.parts.iter().find(|p| p.name == part.name) else {
-            return Err(BackupError::Mismatch(format!("{} was not restored", part.name)));
+            return Err(BackupError::Mismatch(format!(
+                "{} was not restored",
+                part.name
+            )));
         };
         if got.rows != part.rows || got.sha256 != part.sha256 {
             return Err(BackupError::Mismatch(format!(
@@ -397,7 +402,7 @@ mod tests {
     fn file_names_sort_by_time_and_read_back() {
         let a = file_name(1_795_000_000_123, false);
         let b = file_name(1_795_000_001_000, true);
-        assert_eq!(a, "herald-20261118T084640.123Z.tar.zst");
+        assert_eq!(a, "herald-20261118T110640.123Z.tar.zst");
         assert!(a < b);
         assert!(is_backup_name(&a) && is_backup_name(&b));
         assert_eq!(ms_from_name(&a), Some(1_795_000_000_123));
@@ -415,6 +420,9 @@ mod tests {
         let e = check_value("messages", 2, "status", Kind::Text, &Value::Bool(true))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("messages row 3") && e.contains("`status`"), "{e}");
+        assert!(
+            e.contains("messages row 3") && e.contains("`status`"),
+            "{e}"
+        );
     }
 }

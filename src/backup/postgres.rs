@@ -98,9 +98,9 @@ pub async fn load(
             "SELECT COUNT(*) FROM \"{}\"",
             t.name
         )))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(pg)?;
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(pg)?;
         if n > 0 {
             filled.push(format!("{} ({n} rows)", t.name));
         }

@@ -55,7 +55,10 @@ pub async fn run(
         }
         let due = newest.is_none_or(|ms| now_millis() - ms >= s.every.as_millis() as i64);
         if due {
-            match store.take_job_lease("backup", &node, now_millis(), ttl).await {
+            match store
+                .take_job_lease("backup", &node, now_millis(), ttl)
+                .await
+            {
                 Ok(true) => {
                     if let Some(ms) = backup_once(&s, &metrics).await {
                         newest = Some(ms);

@@ -162,7 +162,10 @@ pub async fn run(cmd: BackupCmd) -> Result<()> {
             );
             write_secret(&a.out, &text)
                 .with_context(|| format!("cannot write {}", a.out.display()))?;
-            eprintln!("identity written to {} (keep it apart from the backups)", a.out.display());
+            eprintln!(
+                "identity written to {} (keep it apart from the backups)",
+                a.out.display()
+            );
             out(recipient);
             Ok(())
         }

@@ -58,7 +58,9 @@ pub fn lock_file(path: &Path) -> Result<std::fs::File, StoreError> {
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", lock_path.display())))?;
+        .map_err(|e| {
+            StoreError::Unavailable(format!("cannot open {}: {e}", lock_path.display()))
+        })?;
     match f.try_lock() {
         Ok(()) => Ok(f),
         Err(_) => Err(StoreError::Unavailable(format!(
