@@ -7,6 +7,7 @@ pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod drill;
 pub mod error;
 pub mod metrics;
 pub mod providers;

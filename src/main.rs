@@ -68,6 +68,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Providers { cmd } => herald::cli::client::providers(cmd).await,
         Command::Mode { cmd } => herald::cli::client::mode(cmd).await,
         Command::Backup { cmd } => herald::cli::backup::run(cmd).await,
+        Command::Drill { cmd } => herald::drill::run(cmd).await,
         Command::Bench(a) => herald::cli::bench::run(a).await,
         Command::Sink(a) => herald::cli::sink::run(a).await,
         Command::Simulate(a) => herald::simulate::run(a).await,

@@ -88,6 +88,11 @@ pub enum Command {
         #[command(subcommand)]
         cmd: backup::BackupCmd,
     },
+    /// Disaster drills: provider-outage, node-kill, storage-outage, restore.
+    Drill {
+        #[command(subcommand)]
+        cmd: crate::drill::DrillCmd,
+    },
     /// Measure durable accept throughput and latency against a gateway this command starts.
     Bench(bench::BenchArgs),
     /// A local webhook receiver that prints what arrives and checks signatures.

@@ -29,6 +29,13 @@ pub struct SinkArgs {
     /// Print nothing per webhook.
     #[arg(long)]
     pub quiet: bool,
+    /// Wait this long before answering (a slow receiver: calls stay in flight).
+    #[arg(long, default_value = "0s", value_parser = parse_delay)]
+    pub delay: std::time::Duration,
+}
+
+fn parse_delay(s: &str) -> Result<std::time::Duration, String> {
+    crate::config::Dur::parse(s).map(|d| d.0)
 }
 
 #[derive(Default)]
@@ -106,6 +113,9 @@ async fn receive(State(s): State<Sink>, headers: HeaderMap, body: Bytes) -> impl
     }
     if verified == Some(false) {
         return (StatusCode::UNAUTHORIZED, "bad signature");
+    }
+    if !s.args.delay.is_zero() {
+        tokio::time::sleep(s.args.delay).await;
     }
     (
         StatusCode::from_u16(s.args.status).unwrap_or(StatusCode::OK),

@@ -68,16 +68,37 @@ async fn shipped_rules_and_live_metrics_pass_promtool() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // Every herald_ metric a rule names exists in the exposition.
+    // Every herald_ metric a rule or the Grafana dashboard names exists in the exposition.
     let yaml = std::fs::read_to_string(rules).unwrap();
-    for word in yaml.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-        if word.starts_with("herald_") {
-            assert!(
-                text.contains(&format!("# TYPE {word} "))
-                    || text.contains(&format!("{word}{{"))
-                    || text.contains(&format!("{word} ")),
-                "the rules use {word}, which /metrics does not export"
-            );
+    let dashboard = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/grafana/herald-dashboard.json"
+    );
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dashboard).unwrap()).unwrap();
+    let exprs: Vec<String> = dash["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().clone())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    assert!(exprs.len() >= 15, "{} queries", exprs.len());
+    for (what, source) in [("the rules", yaml), ("the dashboard", exprs.join("\n"))] {
+        for word in source.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("herald_") {
+                let family = word
+                    .strip_suffix("_bucket")
+                    .or_else(|| word.strip_suffix("_total"))
+                    .unwrap_or(word);
+                assert!(
+                    text.contains(&format!("# TYPE {word} "))
+                        || text.contains(&format!("# TYPE {family} "))
+                        || text.contains(&format!("{word}{{"))
+                        || text.contains(&format!("{word} ")),
+                    "{what} name {word}, which /metrics does not export"
+                );
+            }
         }
     }
     h.stop().await;

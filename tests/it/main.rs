@@ -12,6 +12,7 @@ mod e2e_cli;
 mod e2e_cluster;
 mod e2e_crash;
 mod e2e_dead_letters;
+mod e2e_drills;
 mod e2e_email;
 mod e2e_failover;
 mod e2e_idempotency;

@@ -32,124 +32,21 @@ pub async fn fresh_db() -> String {
     }
 }
 
-/// A PostgreSQL cluster of a test's own, to stop and start (storage outages). Removed on drop.
-pub struct OwnCluster {
-    dir: tempfile::TempDir,
-    port: u16,
-    bin: String,
-    as_postgres: bool,
-}
+/// A PostgreSQL cluster of a test's own, to stop and start (storage outages): the one the
+/// drills use.
+pub struct OwnCluster(herald::drill::pg::Cluster);
 
 impl OwnCluster {
-    fn pg(&self, tool: &str) -> std::process::Command {
-        let exe = format!("{}/{tool}", self.bin);
-        if self.as_postgres {
-            let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--", &exe]);
-            c
-        } else {
-            std::process::Command::new(exe)
-        }
-    }
-
     pub fn start() -> Self {
-        let bin = std::env::var("HERALD_TEST_PGBIN")
-            .unwrap_or_else(|_| panic!("HERALD_TEST_PGBIN is not set: run ./scripts/test.sh"));
-        let uid = std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default();
-        let dir = tempfile::Builder::new()
-            .prefix("herald-own-pg")
-            .tempdir()
-            .unwrap();
-        let as_postgres = uid == "0";
-        if as_postgres {
-            std::process::Command::new("chown")
-                .arg("postgres")
-                .arg(dir.path())
-                .status()
-                .unwrap();
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let c = OwnCluster {
-            dir,
-            port,
-            bin,
-            as_postgres,
-        };
-        let out = c
-            .pg("initdb")
-            .arg("-D")
-            .arg(c.dir.path().join("data"))
-            .args([
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-                "--no-sync",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        c.up();
-        c
+        OwnCluster(herald::drill::pg::Cluster::start().unwrap())
     }
-
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        self.0.url()
     }
-
     pub fn up(&self) {
-        let opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {}",
-            self.port,
-            self.dir.path().display()
-        );
-        let out = self
-            .pg("pg_ctl")
-            .arg("-D")
-            .arg(self.dir.path().join("data"))
-            .arg("-l")
-            .arg(self.dir.path().join("server.log"))
-            .args(["-w", "-o", &opts, "start"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.0.up().unwrap()
     }
-
     pub fn down(&self) {
-        let _ = self
-            .pg("pg_ctl")
-            .arg("-D")
-            .arg(self.dir.path().join("data"))
-            .args(["-m", "fast", "-w", "stop"])
-            .output();
-    }
-}
-
-impl Drop for OwnCluster {
-    fn drop(&mut self) {
-        let _ = self
-            .pg("pg_ctl")
-            .arg("-D")
-            .arg(self.dir.path().join("data"))
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
+        self.0.down()
     }
 }

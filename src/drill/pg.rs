@@ -1,0 +1,175 @@
+//! A throwaway PostgreSQL cluster (initdb + pg_ctl on a free loopback port, in a temporary
+//! folder), for drills and tests that stop and start their database. Removed on drop.
+//! As root, the tools run as the `postgres` user (initdb refuses root).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+#[derive(Debug, thiserror::Error)]
+#[error("throwaway PostgreSQL: {0}")]
+pub struct PgError(String);
+
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    port: u16,
+    bin: PathBuf,
+    as_postgres: bool,
+}
+
+/// Where `initdb` and `pg_ctl` are: `$HERALD_PGBIN`, `$HERALD_TEST_PGBIN`, the newest
+/// `/usr/lib/postgresql/*/bin` (Debian), else `pg_config --bindir`.
+pub fn find_bin() -> Option<PathBuf> {
+    for var in ["HERALD_PGBIN", "HERALD_TEST_PGBIN"] {
+        if let Ok(v) = std::env::var(var)
+            && PathBuf::from(&v).join("initdb").exists()
+        {
+            return Some(PathBuf::from(v));
+        }
+    }
+    let mut debian: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    debian.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    if let Some(p) = debian.pop() {
+        return Some(p);
+    }
+    let out = Command::new("pg_config").arg("--bindir").output().ok()?;
+    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    p.join("initdb").exists().then_some(p)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+impl Cluster {
+    fn tool(&self, name: &str) -> Command {
+        let exe = self.bin.join(name);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        }
+    }
+
+    /// Creates and starts a cluster.
+    pub fn start() -> Result<Self, PgError> {
+        let bin = find_bin().ok_or_else(|| {
+            PgError(
+                "initdb not found: install PostgreSQL (Debian: postgresql) or set HERALD_PGBIN"
+                    .into(),
+            )
+        })?;
+        let dir = tempfile::Builder::new()
+            .prefix("herald-pg-")
+            .tempdir()
+            .map_err(|e| PgError(e.to_string()))?;
+        let as_postgres = is_root();
+        if as_postgres {
+            let ok = Command::new("chown")
+                .arg("postgres")
+                .arg(dir.path())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                return Err(PgError(
+                    "cannot hand the folder to the postgres user".into(),
+                ));
+            }
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| PgError(e.to_string()))?
+            .port();
+        let c = Cluster {
+            dir,
+            port,
+            bin,
+            as_postgres,
+        };
+        let out = c
+            .tool("initdb")
+            .arg("-D")
+            .arg(c.dir.path().join("data"))
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ])
+            .output()
+            .map_err(|e| PgError(format!("initdb: {e}")))?;
+        if !out.status.success() {
+            return Err(PgError(format!(
+                "initdb: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        c.up()?;
+        Ok(c)
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    pub fn up(&self) -> Result<(), PgError> {
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {}",
+            self.port,
+            self.dir.path().display()
+        );
+        let out = self
+            .tool("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .arg("-l")
+            .arg(self.dir.path().join("server.log"))
+            .args(["-w", "-o", &opts, "start"])
+            .output()
+            .map_err(|e| PgError(format!("pg_ctl: {e}")))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(PgError(format!(
+                "pg_ctl start: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    }
+
+    /// Stops the server at once, as a crash would (`-m immediate`).
+    pub fn down(&self) {
+        let _ = self
+            .tool("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.down();
+    }
+}

@@ -1,0 +1,82 @@
+//! Every drill, run as an operator would (`herald drill run … --report`), with targets loose
+//! enough that a slow machine cannot fail them: what is checked here is that the drill
+//! works and that nothing acknowledged is lost. The figures are in the issue notes.
+
+use serde_json::Value;
+use std::process::Command;
+
+fn drill(scenario: &str, targets: &str) -> (bool, Value, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("drill.toml");
+    std::fs::write(&cfg, format!("[drill]\n{targets}\n")).unwrap();
+    let report = dir.path().join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["drill", "run", scenario, "--config"])
+        .arg(&cfg)
+        .arg("--report")
+        .arg(&report)
+        .env_remove("HERALD_CONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let json: Value = std::fs::read_to_string(&report)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(Value::Null);
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap_or_default();
+    assert!(
+        md.contains(&format!("# Drill `{scenario}`")),
+        "no markdown report; stdout {stdout} stderr {stderr}"
+    );
+    println!("{stdout}");
+    (out.status.success(), json, stdout, stderr)
+}
+
+const LOOSE: &str = "max_detect = \"60s\"\nmax_recover = \"120s\"\nmax_duplicates = 1000";
+
+fn check_held(scenario: &str) -> Value {
+    let (ok, r, stdout, stderr) = drill(scenario, LOOSE);
+    assert!(ok, "drill {scenario} failed: {stdout}\n{stderr}");
+    assert_eq!(r["passed"], true, "{r:#}");
+    assert_eq!(r["lost"], 0, "{r:#}");
+    assert!(r["accepted"].as_u64().unwrap() > 100, "{r:#}");
+    assert!(r["recover_ms"].is_u64(), "{r:#}");
+    r
+}
+
+#[test]
+fn drill_provider_outage() {
+    let r = check_held("provider-outage");
+    assert!(r["detect_ms"].is_u64(), "{r:#}");
+    assert!(r["extra"]["sent_by_backup"].as_u64().unwrap() > 0, "{r:#}");
+    assert_eq!(r["delivered"], r["accepted"]);
+}
+
+#[test]
+fn drill_node_kill() {
+    let r = check_held("node-kill");
+    assert!(r["detect_ms"].is_u64(), "{r:#}");
+    assert_eq!(r["delivered"], r["accepted"]);
+}
+
+#[test]
+fn drill_storage_outage() {
+    let r = check_held("storage-outage");
+    assert!(r["extra"]["spooled"].as_u64().unwrap() > 0, "{r:#}");
+    assert_eq!(r["delivered"], r["accepted"]);
+}
+
+#[test]
+fn drill_restore_and_a_missed_target_fails() {
+    let r = check_held("restore");
+    assert!(
+        r["extra"]["acknowledged_before_snapshot"].as_u64().unwrap() > 0,
+        "{r:#}"
+    );
+    // Restoring and restarting cannot take 0 ms: the target is missed, the exit code says so.
+    let (ok, r, _, stderr) = drill("restore", "max_recover = \"0s\"");
+    assert!(!ok, "a missed target must fail the drill");
+    assert_eq!(r["passed"], false);
+    assert!(stderr.contains("missed its targets"), "{stderr}");
+}
