@@ -350,7 +350,7 @@ impl Dispatcher {
             step,
             now,
         };
-        match self.store.complete(vec![completion]).await {
+        match self.complete_patiently(completion).await {
             Ok(applied) if applied.first() == Some(&true) => {
                 let status = match step {
                     Step::Sent => {
@@ -380,6 +380,27 @@ impl Dispatcher {
             Ok(_) => tracing::warn!("completion refused: the lease was taken over (stale fence)"),
             Err(e) => {
                 tracing::error!(error = %e, "cannot record the outcome; the lease will expire and the delivery be retried")
+            }
+        }
+    }
+
+    /// Records an outcome, retrying while storage is unreachable (an outage) for up to most
+    /// of the lease: the call was made, so giving up would mean sending it again once the
+    /// lease expires. Retrying is safe: a lease taken over meanwhile is refused by its fence.
+    async fn complete_patiently(
+        &self,
+        completion: Completion,
+    ) -> Result<Vec<bool>, crate::store::StoreError> {
+        let give_up = std::time::Instant::now() + self.cfg.lease.0.mul_f64(0.8);
+        let mut pause = std::time::Duration::from_millis(100);
+        loop {
+            match self.store.complete(vec![completion.clone()]).await {
+                Err(e) if std::time::Instant::now() + pause < give_up => {
+                    tracing::warn!(error = %e, delivery = %completion.lease.delivery_id, "cannot record the outcome yet; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                }
+                r => return r,
             }
         }
     }

@@ -109,3 +109,60 @@ async fn sends_are_spooled_while_postgres_is_down_and_delivered_after() {
         "the spool was replayed at restart"
     );
 }
+
+/// A call in flight when PostgreSQL goes down: its outcome cannot be written at once. The
+/// node keeps trying, so the message is `sent` soon after PostgreSQL is back — not only
+/// when its 60 s lease expires — and the receiver sees it once, not twice. (Found by
+/// `herald drill run storage-outage`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outcome_due_during_an_outage_is_recorded_when_storage_returns() {
+    let pg = OwnCluster::start();
+    let rx = Receiver::start().await;
+    rx.delay(Duration::from_millis(1500));
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!("[storage]\nurl = \"{}\"\n", pg.url()); // lease: the default 60 s
+    let node = HeraldProcess::start(dir.path(), &extra).await;
+    let http = reqwest::Client::new();
+    let v: Value = http
+        .post(format!("{}/v1/messages", node.base))
+        .bearer_auth(KEY)
+        .json(&json!({"to": {"webhook": rx.url}, "content": {"text": "in flight"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    // Wait until the call is in flight, then take the database away under it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while rx.started() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(rx.started(), 1, "the webhook call began");
+    pg.down();
+    tokio::time::sleep(Duration::from_secs(8)).await; // the call ends during the outage
+    pg.up();
+    let back = Instant::now();
+    let mut status = Value::Null;
+    while back.elapsed() < Duration::from_secs(30) {
+        if let Ok(r) = http
+            .get(format!("{}/v1/messages/{id}", node.base))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            && let Ok(m) = r.json::<Value>().await
+        {
+            status = m["status"].clone();
+            if status == "sent" {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status, "sent",
+        "recorded within 30 s of PostgreSQL's return (the lease is 60 s)"
+    );
+    assert_eq!(rx.counts().get(&id).copied(), Some(1), "sent once");
+}
