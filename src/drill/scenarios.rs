@@ -401,7 +401,9 @@ async fn storage_outage(w: &Work, a: &DrillArgs, d: &mut Drill) -> Result<()> {
     sleep_until(start, Duration::from_secs(14)).await;
     let (accepted, refused) = load.finish().await;
     d.note(format!("load stopped: {} acknowledged", accepted.len()));
-    let fates = settle(&w.http, &base, &accepted, Duration::from_secs(40)).await;
+    // Wait past the 60 s lease: a claim committed at the instant the database crashed, whose
+    // answer never arrived, is sent when its lease expires — late, not lost.
+    let fates = settle(&w.http, &base, &accepted, Duration::from_secs(90)).await;
     d.reckon(&fates, refused, Some(fault_ms));
     let (received, unique) = w.sink_counts(&sink).await;
     d.report.duplicates = received.saturating_sub(unique);
