@@ -64,31 +64,11 @@ pub async fn run(senders: u64, rate: u64, keep: bool) -> Result<()> {
         slack_path: "p".into(),
         report_delay: Duration::from_millis(200),
     };
-    crate::simulate::spawn(args, sim_l);
     let extra = format!(
-        r#"[dispatch]
-concurrency = 128
-[[providers]]
-id = "aliyun-main"
-channel = "sms"
-kind = "aliyun"
-priority = 1
-endpoint = "{sim}/aliyun"
-credentials = {{ access_key_id = "bench-ak", access_key_secret = "bench-ak-secret" }}
-options = {{ sign_name = "Herald" }}
-[[providers]]
-id = "twilio-backup"
-channel = "sms"
-kind = "twilio"
-priority = 2
-endpoint = "{sim}/twilio"
-credentials = {{ account_sid = "ACbench000000000000000000000000000", auth_token = "bench-token" }}
-options = {{ from = "+15005550006" }}
-[[templates]]
-id = "code"
-sms = {{ text = "Your code is {{{{ code }}}}", provider_templates = {{ aliyun-main = "SMS_1" }} }}
-"#
+        "[dispatch]\nconcurrency = 128\n{}",
+        crate::simulate::sms_failover_toml(&sim, &args)
     );
+    crate::simulate::spawn(args, sim_l);
     let (child, base) = spawn_with(&exe, &dir, &extra).await?;
     eprintln!(
         "bench failover: herald serve pid {} on {base}, simulators on {sim}",

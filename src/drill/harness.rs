@@ -147,12 +147,16 @@ impl Work {
         }
     }
 
-    /// `herald simulate` on a free port, with its default credentials.
-    pub async fn simulate(&self) -> Result<(Proc, String)> {
+    /// `herald simulate` on a free port, checking the credentials in `args`.
+    pub async fn simulate(&self, args: &crate::simulate::SimArgs) -> Result<(Proc, String)> {
         let port = free_port()?;
         let child = self
             .command("simulate")?
             .args(["simulate", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--aliyun-access-key-id", &args.aliyun_access_key_id])
+            .args(["--aliyun-access-key-secret", &args.aliyun_access_key_secret])
+            .args(["--twilio-account-sid", &args.twilio_account_sid])
+            .args(["--twilio-auth-token", &args.twilio_auth_token])
             .spawn()
             .context("cannot start herald simulate")?;
         let base = format!("http://127.0.0.1:{port}");

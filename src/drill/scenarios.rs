@@ -143,32 +143,23 @@ async fn circuit(w: &Work, base: &str, provider: &str) -> String {
 /// backup. Detect: the primary's circuit opens. Recover: the last message slowed by the
 /// outage is sent. Duplicates: provider calls accepted twice for one message.
 async fn provider_outage(w: &Work, a: &DrillArgs, d: &mut Drill) -> Result<()> {
-    let (_sim, sim) = w.simulate().await?;
+    let creds = crate::simulate::SimArgs {
+        listen: String::new(),
+        aliyun_access_key_id: "drill-ak".into(),
+        aliyun_access_key_secret: "drill-ak-secret".into(),
+        aliyun_report_url: None,
+        twilio_account_sid: "ACdrill0000000000000000000000000000".into(),
+        twilio_auth_token: "drill-token".into(),
+        dingtalk_secret: None,
+        feishu_secret: None,
+        wecom_key: String::new(),
+        slack_path: String::new(),
+        report_delay: Duration::from_millis(300),
+    };
+    let (_sim, sim) = w.simulate(&creds).await?;
     let extra = format!(
-        r#"[dispatch]
-concurrency = 64
-[[providers]]
-id = "aliyun-main"
-channel = "sms"
-kind = "aliyun"
-priority = 1
-endpoint = "{sim}/aliyun"
-timeout = "2s"
-credentials = {{ access_key_id = "sim-access-key-id", access_key_secret = "sim-access-key-secret" }}
-options = {{ sign_name = "Herald" }}
-[[providers]]
-id = "twilio-backup"
-channel = "sms"
-kind = "twilio"
-priority = 2
-endpoint = "{sim}/twilio"
-timeout = "2s"
-credentials = {{ account_sid = "ACsimulator000000000000000000000000", auth_token = "sim-auth-token" }}
-options = {{ from = "+15005550006" }}
-[[templates]]
-id = "code"
-sms = {{ text = "Your code is {{{{ code }}}}", provider_templates = {{ aliyun-main = "SMS_1" }} }}
-"#
+        "[dispatch]\nconcurrency = 64\n{}",
+        crate::simulate::sms_failover_toml(&sim, &creds)
     );
     let (_node, base) = w.serve("node", &extra).await?;
     d.note(format!("herald serve on {base}, herald simulate on {sim}"));

@@ -53,6 +53,38 @@ pub struct SimArgs {
     pub report_delay: Duration,
 }
 
+/// Herald configuration for SMS with simulated Aliyun as the primary and simulated Twilio as
+/// the backup (both at `sim`, with `args`' credentials), and a `code` template: what the
+/// failover benchmark and the provider-outage drill run against.
+pub fn sms_failover_toml(sim: &str, args: &SimArgs) -> String {
+    format!(
+        r#"[[providers]]
+id = "aliyun-main"
+channel = "sms"
+kind = "aliyun"
+priority = 1
+endpoint = "{sim}/aliyun"
+credentials = {{ access_key_id = "{}", access_key_secret = "{}" }}
+options = {{ sign_name = "Herald" }}
+[[providers]]
+id = "twilio-backup"
+channel = "sms"
+kind = "twilio"
+priority = 2
+endpoint = "{sim}/twilio"
+credentials = {{ account_sid = "{}", auth_token = "{}" }}
+options = {{ from = "+15005550006" }}
+[[templates]]
+id = "code"
+sms = {{ text = "Your code is {{{{ code }}}}", provider_templates = {{ aliyun-main = "SMS_1" }} }}
+"#,
+        args.aliyun_access_key_id,
+        args.aliyun_access_key_secret,
+        args.twilio_account_sid,
+        args.twilio_auth_token
+    )
+}
+
 fn parse_dur(s: &str) -> Result<Duration, String> {
     crate::config::Dur::parse(s).map(|d| d.0)
 }
