@@ -140,6 +140,7 @@ pub async fn start(
             wake,
             grace: cfg.server.shutdown_grace.0,
             lanes: Default::default(),
+            endpoints: Default::default(),
         })
     });
     // Spans name the path only: query strings may carry receipt tokens.

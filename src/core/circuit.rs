@@ -70,6 +70,9 @@ pub struct Breaker {
     recent: VecDeque<bool>,
     consecutive: u32,
     latencies: VecDeque<u32>,
+    /// Outcomes of the last calls for the success rate shown to operators: unlike `recent`,
+    /// not cleared when the circuit opens, so a provider failing 64 of 69 calls shows it.
+    outcomes: VecDeque<bool>,
     pub calls: u64,
     pub failures: u64,
     /// When it last opened because of a provider-class error.
@@ -84,6 +87,7 @@ impl Breaker {
             recent: VecDeque::new(),
             consecutive: 0,
             latencies: VecDeque::new(),
+            outcomes: VecDeque::new(),
             calls: 0,
             failures: 0,
             fatal_at: None,
@@ -134,16 +138,28 @@ impl Breaker {
         }
     }
 
-    pub fn record(&mut self, now: Millis, health: Health, latency_ms: u32) {
+    /// Counts a call in the statistics only (success rate, latency), without moving the
+    /// circuit: for a provider whose health is kept per endpoint.
+    pub fn observe(&mut self, health: Health, latency_ms: u32) {
         self.calls += 1;
+        let keep = self.cfg.window * 10;
         self.latencies.push_back(latency_ms);
-        while self.latencies.len() > self.cfg.window * 10 {
+        while self.latencies.len() > keep {
             self.latencies.pop_front();
         }
         let failed = health != Health::Ok;
         if failed {
             self.failures += 1;
         }
+        self.outcomes.push_back(failed);
+        while self.outcomes.len() > keep {
+            self.outcomes.pop_front();
+        }
+    }
+
+    pub fn record(&mut self, now: Millis, health: Health, latency_ms: u32) {
+        self.observe(health, latency_ms);
+        let failed = health != Health::Ok;
         self.recent.push_back(failed);
         while self.recent.len() > self.cfg.window {
             self.recent.pop_front();
@@ -185,13 +201,23 @@ impl Breaker {
                 >= self.cfg.failure_rate
     }
 
-    /// Share of recent calls that went well (1 when there were none).
+    /// Share of the last calls (up to ten windows) that went well (1 when there were none).
     pub fn success_rate(&self) -> f64 {
-        let n = self.recent.len();
+        let n = self.outcomes.len();
         if n == 0 {
             return 1.0;
         }
-        1.0 - self.recent.iter().filter(|f| **f).count() as f64 / n as f64
+        1.0 - self.outcomes.iter().filter(|f| **f).count() as f64 / n as f64
+    }
+
+    /// Whether the last call failed or the circuit is not closed.
+    pub fn troubled(&self, now: Millis) -> bool {
+        self.circuit(now) != Circuit::Closed || self.outcomes.back().copied().unwrap_or(false)
+    }
+
+    /// When nothing has happened to it for a while and it is closed: safe to forget.
+    pub fn forgettable(&self, now: Millis) -> bool {
+        self.circuit(now) == Circuit::Closed && self.consecutive == 0
     }
 
     /// Latency percentile over recent calls, in milliseconds.
@@ -211,7 +237,7 @@ impl Breaker {
             Circuit::Open { .. } => "down",
             Circuit::HalfOpen { .. } => "degraded",
             Circuit::Closed
-                if self.recent.len() >= self.cfg.min_calls && self.success_rate() < 0.9 =>
+                if self.outcomes.len() >= self.cfg.min_calls && self.success_rate() < 0.9 =>
             {
                 "degraded"
             }
@@ -286,6 +312,39 @@ mod tests {
         b.record(100, Health::Fatal, 1);
         assert!(matches!(b.circuit(101), Circuit::Open { .. }));
         assert_eq!(b.fatal_at, Some(100));
+    }
+
+    /// Opening the circuit clears the window that trips it, not the rate operators see
+    /// (it stayed 1.0 after 64 failures in 69 calls).
+    #[test]
+    fn the_success_rate_survives_the_circuit_opening() {
+        let mut b = breaker();
+        let mut now = 0;
+        for i in 0..69 {
+            let h = if i % 14 == 13 {
+                Health::Ok
+            } else {
+                Health::Failure
+            };
+            b.record(now, h, 1);
+            now += 6_000; // past every open pause, so each call is let through
+        }
+        assert_eq!(b.calls, 69);
+        assert_eq!(b.failures, 65);
+        let rate = b.success_rate();
+        assert!((rate - 4.0 / 69.0).abs() < 1e-9, "{rate}");
+        assert_ne!(b.state(now - 5_999), "up");
+    }
+
+    #[test]
+    fn observing_never_moves_the_circuit() {
+        let mut b = breaker();
+        for _ in 0..50 {
+            b.observe(Health::Fatal, 3);
+        }
+        assert_eq!(b.circuit(1), Circuit::Closed);
+        assert_eq!(b.success_rate(), 0.0);
+        assert_eq!(b.failures, 50);
     }
 
     #[test]

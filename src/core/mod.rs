@@ -1,6 +1,7 @@
 //! Domain types and pure decisions. Nothing here does I/O or knows about HTTP or SQL.
 
 pub mod circuit;
+pub mod fair;
 pub mod message;
 pub mod next_step;
 pub mod progress;

@@ -158,7 +158,15 @@ pub fn validate(
     let strategy = parse_enum::<Strategy>(req.strategy.as_deref(), "strategy", &mut err)
         .unwrap_or(Strategy::Failover);
 
-    // Addresses.
+    // Addresses. A webhook URL is kept in its canonical form (what is sent to, and what
+    // its endpoint's fair share is keyed on).
+    let mut req = req;
+    if let Some(u) = &mut req.to.webhook {
+        match valid_webhook(u, ctx.hosts) {
+            Ok(canonical) => *u = canonical,
+            Err(m) => err("to.webhook", m),
+        }
+    }
     let to = &req.to;
     check_opt(&to.phone, "to.phone", valid_phone, &mut err);
     check_opt(&to.email, "to.email", valid_email, &mut err);
@@ -172,11 +180,6 @@ pub fn validate(
             "to.chat",
             format!("`{c}` is not the id of a configured chat provider"),
         );
-    }
-    if let Some(u) = &to.webhook
-        && let Err(m) = valid_webhook(u, ctx.hosts)
-    {
-        err("to.webhook", m);
     }
     if let Some(p) = &to.push {
         if p.is_empty() || p.len() > MAX_PUSH_TARGETS {
@@ -587,9 +590,14 @@ pub fn valid_user(s: &str) -> Result<(), String> {
     }
 }
 
-pub fn valid_webhook(s: &str, hosts: &HostPolicy) -> Result<(), String> {
+/// Checks a webhook URL and returns it in canonical form.
+pub fn valid_webhook(s: &str, hosts: &HostPolicy) -> Result<String, String> {
     if s.len() > 2048 {
         return Err("must be at most 2048 characters".into());
+    }
+    // The URL parser drops tabs and line breaks silently; a URL carrying them is refused.
+    if s.chars().any(|c| c.is_control() || c == ' ') {
+        return Err("must not contain spaces or control characters (CR, LF, tab)".into());
     }
     let u = url::Url::parse(s).map_err(|e| format!("is not a URL: {e}"))?;
     if !matches!(u.scheme(), "http" | "https") {
@@ -607,7 +615,8 @@ pub fn valid_webhook(s: &str, hosts: &HostPolicy) -> Result<(), String> {
         Some(url::Host::Ipv6(ip)) => ip.to_string(),
         None => return Err("must have a host".into()),
     };
-    hosts.check_host(&host)
+    hosts.check_host(&host)?;
+    Ok(u.to_string())
 }
 
 #[cfg(test)]

@@ -30,10 +30,6 @@ impl Provider for InboxProvider {
     fn channel(&self) -> Channel {
         Channel::Inbox
     }
-    fn tracks_health(&self) -> bool {
-        false
-    }
-
     async fn send(&self, m: &Claimed) -> Result<Receipt, SendError> {
         let item = InboxItem {
             id: new_id("inb"),

@@ -4,6 +4,7 @@
 pub mod aliyun;
 pub mod common;
 pub mod dingtalk;
+pub mod endpoints;
 pub mod feishu;
 pub mod inbox;
 pub mod limiter;
@@ -107,10 +108,15 @@ pub trait Provider: Send + Sync {
     fn weight(&self) -> u32 {
         100
     }
-    /// Whether failures open a circuit for this provider. Not for providers whose failures
-    /// belong to each destination (webhooks go to many endpoints) or to storage (inbox).
-    fn tracks_health(&self) -> bool {
-        true
+    /// For a provider whose target comes from the message (a webhook URL), the endpoint a
+    /// delivery to `to` goes to: health, circuit and concurrency are then kept per endpoint,
+    /// so one bad receiver slows only itself. `None` for providers that are one service.
+    fn endpoint(&self, _to: &str) -> Option<String> {
+        None
+    }
+    /// Whether [`Provider::endpoint`] keeps health per endpoint for this provider.
+    fn per_endpoint(&self) -> bool {
+        false
     }
     async fn send(&self, msg: &Claimed) -> Result<Receipt, SendError>;
 }

@@ -4,6 +4,7 @@
 //! deliveries go to the robot their `to.chat` names.
 
 use super::aliyun::AliyunProvider;
+use super::endpoints::Endpoints;
 use super::inbox::InboxProvider;
 use super::limiter::Limiter;
 use super::webhook::{WebhookProvider, client};
@@ -55,12 +56,18 @@ pub struct ProviderView {
     pub failures: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disabled: Option<ProviderSwitch>,
+    /// For providers whose health is kept per endpoint (webhooks): how many endpoints are
+    /// tracked and those whose circuit is not closed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<serde_json::Value>,
 }
 
 pub struct Registry {
     by_channel: HashMap<Channel, Vec<Arc<dyn Provider>>>,
     limiters: HashMap<String, Limiter>,
     health: HashMap<String, Mutex<Breaker>>,
+    /// Circuits per endpoint, for providers whose target comes from the message.
+    endpoints: Endpoints,
     disabled: RwLock<HashMap<String, ProviderSwitch>>,
     receipts: HashMap<String, ReceiptAuth>,
     /// Aliyun providers whose receipts are polled with QuerySendDetails.
@@ -83,6 +90,7 @@ impl Registry {
             by_channel: HashMap::new(),
             limiters: HashMap::new(),
             health: HashMap::new(),
+            endpoints: Endpoints::new(cfg.circuit.breaker()),
             disabled: RwLock::new(HashMap::new()),
             receipts: HashMap::new(),
             pollers: Vec::new(),
@@ -252,10 +260,13 @@ impl Registry {
             .unwrap_or(false)
     }
 
-    /// When `p` may next be called (now if it may), or `None` when never for this delivery.
-    fn ready_at(&self, p: &Arc<dyn Provider>, now: i64) -> i64 {
+    /// When `p` may next be called for a delivery to `to` (now if it may): its circuit (the
+    /// endpoint's, for providers kept per endpoint) and its budget.
+    fn ready_at(&self, p: &Arc<dyn Provider>, to: &str, now: i64) -> i64 {
         let mut at = now;
-        if let Some(b) = self.health.get(p.id()).and_then(|b| b.lock().ok())
+        if let Some(key) = p.endpoint(to) {
+            at = at.max(self.endpoints.ready_at(&key, now));
+        } else if let Some(b) = self.health.get(p.id()).and_then(|b| b.lock().ok())
             && !b.permits(now)
         {
             at = at.max(b.reopens_at().unwrap_or(now + 1000));
@@ -299,12 +310,12 @@ impl Registry {
             let mut ready: Vec<&Arc<dyn Provider>> = candidates
                 .iter()
                 .copied()
-                .filter(|p| self.ready_at(p, now) <= now)
+                .filter(|p| self.ready_at(p, to, now) <= now)
                 .collect();
             if ready.is_empty() {
                 let at = candidates
                     .iter()
-                    .map(|p| self.ready_at(p, now))
+                    .map(|p| self.ready_at(p, to, now))
                     .min()
                     .unwrap_or(now + 1000);
                 return Pick::Wait(at.max(now + 1));
@@ -328,11 +339,14 @@ impl Registry {
                 }
                 point -= w;
             }
-            let circuit_ok = self
-                .health
-                .get(chosen.id())
-                .and_then(|b| b.lock().ok())
-                .is_none_or(|mut b| b.acquire(now));
+            let circuit_ok = match chosen.endpoint(to) {
+                Some(key) => self.endpoints.acquire(&key, now),
+                None => self
+                    .health
+                    .get(chosen.id())
+                    .and_then(|b| b.lock().ok())
+                    .is_none_or(|mut b| b.acquire(now)),
+            };
             let budget_ok = circuit_ok
                 && self
                     .limiter(chosen.id())
@@ -355,14 +369,40 @@ impl Registry {
     ) -> bool {
         self.candidates(channel, to, skip)
             .iter()
-            .any(|p| p.id() != this && self.ready_at(p, now) <= now)
+            .any(|p| p.id() != this && self.ready_at(p, to, now) <= now)
     }
 
-    /// Counts a call's outcome in the provider's health.
-    pub fn record(&self, id: &str, now: i64, health: Health, latency_ms: u32) {
-        if let Some(mut b) = self.health.get(id).and_then(|b| b.lock().ok()) {
-            b.record(now, health, latency_ms);
+    /// Counts a call's outcome in the provider's health, or — for a provider kept per
+    /// endpoint — in the endpoint's circuit and the provider's statistics.
+    pub fn record(&self, p: &dyn Provider, to: &str, now: i64, health: Health, latency_ms: u32) {
+        let endpoint = p.endpoint(to);
+        if let Some(key) = &endpoint {
+            self.endpoints.record(key, now, health, latency_ms);
         }
+        if let Some(mut b) = self.health.get(p.id()).and_then(|b| b.lock().ok()) {
+            match endpoint {
+                Some(_) => b.observe(health, latency_ms),
+                None => b.record(now, health, latency_ms),
+            }
+        }
+    }
+
+    /// The endpoint a delivery on `channel` to `to` goes to, when that channel's providers
+    /// keep health per endpoint; with `(healthy, callable)` for fair sharing.
+    pub fn endpoint_of(&self, channel: Channel, to: &str) -> Option<String> {
+        self.by_channel
+            .get(&channel)
+            .and_then(|l| l.first())
+            .and_then(|p| p.endpoint(to))
+    }
+
+    pub fn endpoint_load(&self, key: &str, now: i64) -> super::endpoints::EndpointState {
+        self.endpoints.load(key, now)
+    }
+
+    /// Endpoints that may not be called now (at most `limit`).
+    pub fn uncallable_endpoints(&self, now: i64, limit: usize) -> Vec<String> {
+        self.endpoints.uncallable(now, limit)
     }
 
     pub fn views(&self, now: i64) -> Vec<ProviderView> {
@@ -400,6 +440,10 @@ impl Registry {
                     calls,
                     failures,
                     disabled: sw,
+                    endpoints: p.per_endpoint().then(|| {
+                        let (troubled, tracked) = self.endpoints.troubled(now, 50);
+                        serde_json::json!({ "tracked": tracked, "not_closed": troubled })
+                    }),
                 }
             })
             .collect();

@@ -163,8 +163,11 @@ impl Provider for WebhookProvider {
         self.weight
     }
 
-    fn tracks_health(&self) -> bool {
-        false
+    fn endpoint(&self, to: &str) -> Option<String> {
+        crate::core::fair::origin(to)
+    }
+    fn per_endpoint(&self) -> bool {
+        true
     }
 
     async fn send(&self, m: &Claimed) -> Result<Receipt, SendError> {

@@ -75,6 +75,9 @@ pub struct ClaimRequest {
     pub lane_limits: [usize; 4],
     pub lease_ms: i64,
     pub now: Millis,
+    /// Webhook origins (`scheme://host[:port]`) whose deliveries are left unclaimed: their
+    /// endpoint holds its share of the calls, or its circuit is open.
+    pub skip_endpoints: Vec<String>,
 }
 
 /// A delivery handed to a worker, with all it needs to send.

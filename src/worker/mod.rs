@@ -1,8 +1,12 @@
 //! The dispatcher: claims due deliveries in batches under a lease, sends each through the
 //! provider the registry picks, and records the step the pure `next_step` decides.
 
+mod fairness;
 pub mod nodes;
 pub mod receipts;
+
+use crate::core::fair::Pass;
+use fairness::EndpointSlots;
 
 use crate::config::DispatchConfig;
 use crate::core::circuit::Health;
@@ -32,6 +36,24 @@ pub struct Dispatcher {
     pub grace: Duration,
     /// Calls in flight per priority lane (critical, high, normal, low).
     pub lanes: [AtomicUsize; 4],
+    /// Calls in flight per endpoint (webhook origins), for fair sharing.
+    pub endpoints: EndpointSlots,
+}
+
+/// What one call in flight holds; given back when it is dropped, whatever ends the task.
+struct Slot {
+    dispatcher: Arc<Dispatcher>,
+    lane: usize,
+    endpoint: Option<String>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.dispatcher.lanes[self.lane].fetch_sub(1, Ordering::Relaxed);
+        if let Some(k) = &self.endpoint {
+            self.dispatcher.endpoints.done(k);
+        }
+    }
 }
 
 /// The share of `concurrency` each lane may hold: a backlog of `low` (or `normal`) never
@@ -73,59 +95,97 @@ impl Dispatcher {
                     _ = tasks.join_next() => continue,
                 }
             }
-            let caps = lane_caps(self.cfg.concurrency);
-            let lane_limits: [usize; 4] = std::array::from_fn(|i| {
-                caps[i].saturating_sub(self.lanes[i].load(Ordering::Relaxed))
-            });
-            let req = ClaimRequest {
-                owner: self.node_id.clone(),
-                limit: free.min(self.cfg.claim_batch),
-                lane_limits,
-                lease_ms: self.cfg.lease.0.as_millis() as i64,
-                now: now_millis(),
-            };
-            let claimed = match self.store.claim(req).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "claim failed; retrying");
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(self.cfg.poll.0.max(Duration::from_millis(500))) => {}
-                    }
-                    continue;
+            // First a fair pass (each endpoint up to its share); when that leaves slots free
+            // and some endpoints were held back, a spare pass lets healthy ones use them.
+            let mut claimed_any = false;
+            let mut failed = false;
+            for pass in [Pass::Fair, Pass::Spare] {
+                let free = permits.available_permits();
+                if free == 0 {
+                    break;
                 }
-            };
-            if claimed.is_empty() {
-                // Nothing claimable now: new work (a wake), the poll, or — when a lane is at its
-                // cap — a call finishing frees room again.
+                let now = now_millis();
+                let excluded =
+                    self.endpoints
+                        .excluded(&self.providers, self.cfg.concurrency, pass, now);
+                let held_back = !excluded.is_empty();
+                let caps = lane_caps(self.cfg.concurrency);
+                let lane_limits: [usize; 4] = std::array::from_fn(|i| {
+                    caps[i].saturating_sub(self.lanes[i].load(Ordering::Relaxed))
+                });
+                let limit = free.min(self.cfg.claim_batch);
+                let req = ClaimRequest {
+                    owner: self.node_id.clone(),
+                    limit,
+                    lane_limits,
+                    lease_ms: self.cfg.lease.0.as_millis() as i64,
+                    now,
+                    skip_endpoints: excluded,
+                };
+                let claimed = match self.store.claim(req).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claim failed; retrying");
+                        failed = true;
+                        break;
+                    }
+                };
+                let got = claimed.len();
+                let (admitted, back) =
+                    self.endpoints
+                        .admit(&self.providers, claimed, self.cfg.concurrency, pass, now);
+                if !back.is_empty()
+                    && let Err(e) = self.store.release(back).await
+                {
+                    tracing::warn!(error = %e, "could not give back deliveries over their endpoint's share; their leases expire by themselves");
+                }
+                claimed_any |= !admitted.is_empty();
+                for (c, endpoint) in admitted {
+                    let lane = c.priority.rank() as usize;
+                    self.lanes[lane].fetch_add(1, Ordering::Relaxed);
+                    let slot = Slot {
+                        dispatcher: self.clone(),
+                        lane,
+                        endpoint,
+                    };
+                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                        break;
+                    };
+                    if let Ok(mut m) = in_flight.lock() {
+                        m.insert(c.lease.delivery_id.clone(), c.lease.clone());
+                    }
+                    let this = self.clone();
+                    let in_flight = in_flight.clone();
+                    tasks.spawn(async move {
+                        let _slot = slot;
+                        let _permit = permit;
+                        let id = c.lease.delivery_id.clone();
+                        this.process(c).await;
+                        if let Ok(mut m) = in_flight.lock() {
+                            m.remove(&id);
+                        }
+                    });
+                }
+                if got >= limit || !held_back {
+                    break;
+                }
+            }
+            if failed {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(self.cfg.poll.0.max(Duration::from_millis(500))) => {}
+                }
+                continue;
+            }
+            if !claimed_any {
+                // Nothing claimable now: new work (a wake), the poll, or — when a lane or an
+                // endpoint is at its cap — a call finishing frees room again.
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = self.wake.notified() => {}
                     _ = tokio::time::sleep(self.cfg.poll.0) => {}
                     Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 }
-                continue;
-            }
-            for c in claimed {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break;
-                };
-                if let Ok(mut m) = in_flight.lock() {
-                    m.insert(c.lease.delivery_id.clone(), c.lease.clone());
-                }
-                let lane = c.priority.rank() as usize;
-                self.lanes[lane].fetch_add(1, Ordering::Relaxed);
-                let this = self.clone();
-                let in_flight = in_flight.clone();
-                tasks.spawn(async move {
-                    let id = c.lease.delivery_id.clone();
-                    this.process(c).await;
-                    this.lanes[lane].fetch_sub(1, Ordering::Relaxed);
-                    if let Ok(mut m) = in_flight.lock() {
-                        m.remove(&id);
-                    }
-                    drop(permit);
-                });
             }
         }
         // Drain: let calls in flight finish within the grace period, then release the rest.
@@ -257,7 +317,8 @@ impl Dispatcher {
             Err(_) => Health::Failure,
         };
         self.providers.record(
-            provider.id(),
+            provider.as_ref(),
+            &c.to,
             now,
             health,
             duration_ms.clamp(0, u32::MAX as i64) as u32,

@@ -16,6 +16,7 @@ mod e2e_drills;
 mod e2e_email;
 mod e2e_failover;
 mod e2e_idempotency;
+mod e2e_isolation;
 mod e2e_operators;
 mod e2e_outage;
 mod e2e_prometheus;

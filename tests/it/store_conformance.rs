@@ -48,6 +48,7 @@ fn claim(owner: &str, limit: usize, now: i64) -> ClaimRequest {
         lane_limits: [limit; 4],
         lease_ms: 30_000,
         now,
+        skip_endpoints: vec![],
     }
 }
 
@@ -321,6 +322,43 @@ pub async fn storing_the_same_messages_twice_keeps_one_copy(s: Arc<dyn Store>) {
     assert_eq!(v.deliveries[1].status.public(), "queued");
 }
 
+/// A claim leaves alone the webhook deliveries of the origins it names (their endpoint holds
+/// its share or its circuit is open) and takes everything else, in order.
+pub async fn claims_skip_the_endpoints_named(s: Arc<dyn Store>) {
+    let to = |url: &str| {
+        let mut m = message(Priority::Normal, &[Channel::Webhook], Strategy::Failover);
+        m.deliveries[0].to = url.into();
+        m
+    };
+    let busy: Vec<NewMessage> = (0..5)
+        .map(|i| to(&format!("http://busy.test:81/h{i}")))
+        .collect();
+    let other = to("http://busy.test:8/x"); // another port: another origin
+    let like = to("http://bus_.test/x"); // `_` is not a wildcard
+    let inbox = message(Priority::Normal, &[Channel::Inbox], Strategy::Failover);
+    let keep: Vec<String> = [&other, &like, &inbox]
+        .iter()
+        .map(|m| m.id.clone())
+        .collect();
+    s.accept(busy).await.unwrap();
+    s.accept(vec![other, like, inbox]).await.unwrap();
+    let mut req = claim("a", 100, now_millis() + 1);
+    req.skip_endpoints = vec!["http://busy.test:81".into(), "http://bus%.test".into()];
+    let got = s.claim(req).await.unwrap();
+    let mut ids: Vec<String> = got.iter().map(|c| c.message_id.clone()).collect();
+    ids.sort();
+    let mut want = keep.clone();
+    want.sort();
+    assert_eq!(ids, want, "only the named origins are left");
+    // Without the list, the rest is claimed.
+    let rest = s.claim(claim("a", 100, now_millis() + 1)).await.unwrap();
+    assert_eq!(rest.len(), 5);
+    assert!(
+        rest.iter()
+            .all(|c| c.to.starts_with("http://busy.test:81/"))
+    );
+}
+
 /// Runs every case of the suite against one backend: `$backend()` makes a fresh store.
 macro_rules! conformance {
     ($backend:ident: $($case:ident),+ $(,)?) => {
@@ -343,6 +381,7 @@ conformance!(sqlite:
     failover_dead_letters_and_replay,
     idempotency_keys_return_the_first_reply,
     storing_the_same_messages_twice_keeps_one_copy,
+    claims_skip_the_endpoints_named,
 );
 
 conformance!(postgres:
@@ -352,6 +391,7 @@ conformance!(postgres:
     failover_dead_letters_and_replay,
     idempotency_keys_return_the_first_reply,
     storing_the_same_messages_twice_keeps_one_copy,
+    claims_skip_the_endpoints_named,
 );
 
 #[tokio::test]

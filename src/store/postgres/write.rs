@@ -274,6 +274,18 @@ async fn recipient_limited(
 
 pub async fn claim(pool: &PgPool, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
     let mut out = Vec::new();
+    // `origin/…` as LIKE patterns, with LIKE's own characters escaped.
+    let skip_patterns: Vec<String> = req
+        .skip_endpoints
+        .iter()
+        .map(|o| {
+            let esc = o
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("{esc}/%")
+        })
+        .collect();
     for rank in 0..4i64 {
         let want = req
             .limit
@@ -286,6 +298,8 @@ pub async fn claim(pool: &PgPool, req: &ClaimRequest) -> Result<Vec<Claimed>, St
             "WITH c AS (
                 SELECT id FROM deliveries
                 WHERE due_at IS NOT NULL AND priority = $1 AND due_at <= $2
+                  AND (cardinality($6::TEXT[]) = 0 OR channel <> 'webhook'
+                       OR NOT (recipient LIKE ANY($6::TEXT[])))
                 ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED
              ), t AS (
                 UPDATE deliveries d SET status = 'sending', fence = d.fence + 1, tries = d.tries + 1,
@@ -307,6 +321,7 @@ pub async fn claim(pool: &PgPool, req: &ClaimRequest) -> Result<Vec<Claimed>, St
         .bind(want as i64)
         .bind(&req.owner)
         .bind(req.now + req.lease_ms)
+        .bind(&skip_patterns)
         .fetch_all(pool)
         .await?;
         for r in rows {

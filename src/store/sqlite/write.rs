@@ -147,6 +147,9 @@ pub fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreEr
                         AND n.position > d.position AND n.status = 'pending')
          FROM deliveries d JOIN messages m ON m.id = d.message_id
          WHERE d.due_at IS NOT NULL AND d.priority = ?1 AND d.due_at <= ?2
+           AND (?4 IS NULL OR d.channel <> 'webhook' OR NOT EXISTS (
+                SELECT 1 FROM json_each(?4) j
+                WHERE substr(d.recipient, 1, length(j.value) + 1) = j.value || '/'))
          ORDER BY d.due_at LIMIT ?3",
     )?;
     let mut take = c.prepare_cached(
@@ -157,6 +160,8 @@ pub fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreEr
     let mut mark_msg = c.prepare_cached(
         "UPDATE messages SET status = 'sending', updated_at = ?2 WHERE id = ?1 AND status = 'queued'",
     )?;
+    let skip_endpoints =
+        (!req.skip_endpoints.is_empty()).then(|| json!(req.skip_endpoints).to_string());
     for rank in 0..4i64 {
         let want = req
             .limit
@@ -165,7 +170,7 @@ pub fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreEr
         if want == 0 {
             break;
         }
-        let rows = select.query_map(params![rank, req.now, want as i64], |r| {
+        let rows = select.query_map(params![rank, req.now, want as i64, skip_endpoints], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, i64>(1)?,
