@@ -61,7 +61,26 @@ impl HostPolicy {
         }
     }
 
-    /// Whether an address `host` resolved to may be connected to.
+    /// Whether an entry names `ip` itself or a range (`10.0.0.0/8`, `fd00::/8`) holding it.
+    /// Names and name patterns never do.
+    pub fn names_address(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.entries.iter().any(|e| match e.split_once('/') {
+            None => e
+                .trim_matches(['[', ']'])
+                .parse::<IpAddr>()
+                .is_ok_and(|a| canonical(a) == ip),
+            Some((net, bits)) => match (net.parse::<IpAddr>(), bits.parse::<u8>()) {
+                (Ok(net), Ok(bits)) => in_range(ip, canonical(net), bits),
+                _ => false,
+            },
+        })
+    }
+
+    /// Whether an address `host` resolved to (or `host` itself, for a literal) may be
+    /// connected to. Private and loopback addresses need an entry naming that address or
+    /// its range: a name pattern such as `*.test` is not enough, whatever the name resolves
+    /// to (DNS rebinding). Link-local and metadata addresses are never allowed.
     pub fn check_ip(&self, host: &str, ip: IpAddr) -> Result<(), String> {
         let ip = canonical(ip);
         if never_reachable(ip) {
@@ -70,11 +89,11 @@ impl HostPolicy {
             ));
         }
         if is_internal(ip) {
-            return if self.explicitly_listed(host) || self.explicitly_listed(&ip.to_string()) {
+            return if self.names_address(ip) {
                 Ok(())
             } else {
                 Err(format!(
-                    "address {ip} is private or loopback; add `{host}` to webhook.allowed_hosts to allow it"
+                    "`{host}` is at {ip}, a private or loopback address; add `{ip}` (or its range) to webhook.allowed_hosts to allow it"
                 ))
             };
         }
@@ -86,6 +105,20 @@ impl HostPolicy {
         } else {
             Err(format!("host `{host}` is not in webhook.allowed_hosts"))
         }
+    }
+}
+
+fn in_range(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) if bits <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) if bits <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
     }
 }
 
@@ -164,7 +197,7 @@ mod tests {
 
     #[test]
     fn private_addresses_need_their_own_entry() {
-        let p = policy(&["127.0.0.1", "*.corp.example", "localhost"]);
+        let p = policy(&["127.0.0.1", "*.corp.example", "localhost", "10.1.0.0/16"]);
         assert!(p.check_host("127.0.0.1").is_ok());
         assert!(p.check_host("localhost").is_ok());
         assert!(
@@ -173,7 +206,13 @@ mod tests {
         );
         assert!(
             p.check_ip("a.corp.example", "10.1.2.3".parse().unwrap())
-                .is_ok()
+                .is_ok(),
+            "in a listed range"
+        );
+        assert!(
+            p.check_ip("a.corp.example", "10.2.0.1".parse().unwrap())
+                .is_err(),
+            "a name pattern does not allow a private address outside the listed ranges"
         );
         assert!(
             p.check_host("corp.example").is_err(),
@@ -184,7 +223,7 @@ mod tests {
             "no wildcard, not listed"
         );
         assert!(
-            p.check_ip("evil.example", "10.1.2.3".parse().unwrap())
+            p.check_ip("evil.example", "10.3.2.1".parse().unwrap())
                 .is_err()
         );
     }
@@ -201,5 +240,47 @@ mod tests {
             p.check_ip("rebind.example", "::ffff:169.254.169.254".parse().unwrap())
                 .is_err()
         );
+    }
+
+    /// A name matching a pattern but resolving to loopback or private addresses (also after
+    /// a rebind) is refused unless the address itself is listed.
+    #[test]
+    fn names_that_resolve_inside_need_the_address_listed() {
+        let p = policy(&["*.test", "*"]);
+        for ip in [
+            "127.0.0.2",
+            "::1",
+            "10.0.0.1",
+            "::ffff:127.0.0.1",
+            "fd00::5",
+        ] {
+            assert!(
+                p.check_ip("rebind.test", ip.parse().unwrap()).is_err(),
+                "{ip} must be refused"
+            );
+        }
+        assert!(
+            p.check_ip("rebind.test", "93.184.216.34".parse().unwrap())
+                .is_ok()
+        );
+        let p = policy(&["*.test", "127.0.0.0/8", "[::1]"]);
+        assert!(p.check_ip("a.test", "127.0.0.2".parse().unwrap()).is_ok());
+        assert!(p.check_ip("a.test", "::1".parse().unwrap()).is_ok());
+        assert!(p.check_ip("a.test", "10.0.0.1".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn ranges_are_matched_by_their_prefix() {
+        let p = policy(&["192.168.4.0/22", "fd12:3456::/32", "10.0.0.0/0x"]);
+        assert!(p.names_address("192.168.7.255".parse().unwrap()));
+        assert!(!p.names_address("192.168.8.0".parse().unwrap()));
+        assert!(p.names_address("fd12:3456:1::1".parse().unwrap()));
+        assert!(!p.names_address("fd12:3457::1".parse().unwrap()));
+        assert!(
+            !p.names_address("10.0.0.1".parse().unwrap()),
+            "a malformed range names nothing"
+        );
+        let all = policy(&["0.0.0.0/0"]);
+        assert!(all.names_address("10.9.9.9".parse().unwrap()));
     }
 }

@@ -23,4 +23,5 @@ mod e2e_prometheus;
 mod e2e_secrets;
 mod e2e_send;
 mod e2e_sms;
+mod e2e_ssrf;
 mod store_conformance;

@@ -26,6 +26,18 @@ impl HeraldProcess {
     }
 
     pub async fn start_with_log_level(data_dir: &Path, extra_toml: &str, level: &str) -> Self {
+        Self::start_custom(data_dir, &["127.0.0.1"], extra_toml, level, &[]).await
+    }
+
+    /// Starts it with its own `webhook.allowed_hosts`, run through `wrapper` (a command and
+    /// its arguments that end by executing the binary given as its last argument).
+    pub async fn start_custom(
+        data_dir: &Path,
+        allowed_hosts: &[&str],
+        extra_toml: &str,
+        level: &str,
+        wrapper: &[&str],
+    ) -> Self {
         let port = free_port();
         let cfg: PathBuf = data_dir.join("herald.toml");
         std::fs::create_dir_all(data_dir).unwrap();
@@ -33,9 +45,10 @@ impl HeraldProcess {
             &cfg,
             format!(
                 "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nshutdown_grace = \"10s\"\n\
-                 [webhook]\nallowed_hosts = [\"127.0.0.1\"]\n[dispatch]\npoll = \"50ms\"\nretry_base = \"50ms\"\nretry_cap = \"500ms\"\n\
+                 [webhook]\nallowed_hosts = {}\n[dispatch]\npoll = \"50ms\"\nretry_base = \"50ms\"\nretry_cap = \"500ms\"\n\
                  [log]\nlevel = \"{level}\"\n{extra_toml}",
-                data_dir.display()
+                data_dir.display(),
+                serde_json::json!(allowed_hosts)
             ),
         )
         .unwrap();
@@ -44,7 +57,15 @@ impl HeraldProcess {
             .append(true)
             .open(data_dir.join("serve.log"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(env!("CARGO_BIN_EXE_herald")),
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(env!("CARGO_BIN_EXE_herald"));
+                c
+            }
+        };
+        let child = cmd
             .args(["serve", "--config"])
             .arg(&cfg)
             .env("HERALD_ADMIN_KEY", KEY)
