@@ -151,6 +151,10 @@ pub async fn start(
     );
     let stop2 = stop.clone();
     let grace = cfg.server.shutdown_grace.0;
+    let limits = crate::api::serve::Limits {
+        header_read_timeout: cfg.server.header_read_timeout.0,
+        max_connections: cfg.server.max_connections,
+    };
     let receipt_poll = cfg.dispatch.receipt_poll.0;
     let cluster = cfg.cluster.clone();
     let store2 = store.clone();
@@ -198,13 +202,16 @@ pub async fn start(
             cluster,
             stop2.clone(),
         ));
-        let server =
-            axum::serve(listener, app).with_graceful_shutdown(stop2.clone().cancelled_owned());
-        let server = tokio::spawn(async move { server.await });
+        let server = tokio::spawn(crate::api::serve::serve(
+            listener,
+            app,
+            limits,
+            stop2.clone(),
+        ));
         let abort = server.abort_handle();
         tokio::select! {
             r = server => {
-                if let Ok(Err(e)) = r {
+                if let Err(e) = r {
                     tracing::error!(error = %e, "HTTP server failed");
                 }
             }

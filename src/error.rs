@@ -146,6 +146,12 @@ impl IntoResponse for ApiError {
         {
             h.insert(header::RETRY_AFTER, v);
         }
+        if self.status == StatusCode::UNAUTHORIZED {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"herald\""),
+            );
+        }
         resp
     }
 }

@@ -88,10 +88,11 @@ impl Auth {
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal, ApiError> {
         let header = header
             .ok_or_else(|| ApiError::unauthorized("send `Authorization: Bearer <api key>`"))?;
+        // The scheme is case-insensitive (RFC 9110 §11.1).
         let key = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, k)| k.trim())
             .filter(|k| !k.is_empty() && k.len() <= 256)
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header must be `Bearer <api key>`")

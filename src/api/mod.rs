@@ -9,6 +9,7 @@ mod messages;
 mod operators;
 mod ops;
 mod receipts;
+pub mod serve;
 
 use crate::config::Config;
 use crate::core::ssrf::HostPolicy;
@@ -72,10 +73,19 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let auth = Arc::<Auth>::from_ref(state);
-        let header = parts
+        let mut values = parts
             .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
+            .get_all(axum::http::header::AUTHORIZATION)
+            .iter();
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the request has more than one Authorization header",
+            ));
+        }
+        let header = first.and_then(|v| v.to_str().ok());
         let p = auth.authenticate(header).await?;
         auth.admit(&p, crate::core::types::now_millis()).await?;
         Ok(Caller(p))
@@ -112,7 +122,51 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/receipts/aliyun/{provider}", post(receipts::aliyun))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(axum::middleware::from_fn(head_limits))
         .with_state(state)
+}
+
+/// Longest request target, and most and largest request headers, answered as problem+json
+/// (hyper alone would answer 414 and 431 with an empty body).
+const MAX_URI: usize = 8 * 1024;
+const MAX_HEADERS: usize = 100;
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+async fn head_limits(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let uri_len = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().len())
+        .unwrap_or(0);
+    if uri_len > MAX_URI {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request target is longer than {MAX_URI} bytes"),
+        )
+        .into_response();
+    }
+    let headers = req.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!(
+                "the request has more than {MAX_HEADERS} headers or more than {MAX_HEADER_BYTES} bytes of them"
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// The query of a list route: `status`, `channel`, `limit` (1–1000, default 50) and the

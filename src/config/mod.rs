@@ -176,6 +176,12 @@ pub struct ServerConfig {
     pub shutdown_grace: Dur,
     /// Whether `/metrics` needs no key (SPEC: open by default).
     pub metrics_open: bool,
+    /// A client must send a request's whole head (line and headers) within this; it is also
+    /// how long a kept-alive connection may sit idle before its next request.
+    pub header_read_timeout: Dur,
+    /// Open client connections at most (also held under the process's file limit); past it
+    /// new connections wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -188,6 +194,8 @@ impl Default for ServerConfig {
             max_batch_body: ByteSize(16 << 20),
             shutdown_grace: Dur::secs(10),
             metrics_open: true,
+            header_read_timeout: Dur::secs(10),
+            max_connections: 10_000,
         }
     }
 }

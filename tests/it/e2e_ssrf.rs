@@ -82,6 +82,7 @@ async fn names_resolving_to_unlisted_loopback_addresses_are_refused_also_after_a
         &dir.path().join("data"),
         &["*.test", "127.0.0.1"],
         "",
+        "",
         "warn",
         &[
             "unshare",

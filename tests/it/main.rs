@@ -22,6 +22,7 @@ mod e2e_outage;
 mod e2e_prometheus;
 mod e2e_secrets;
 mod e2e_send;
+mod e2e_slow_clients;
 mod e2e_sms;
 mod e2e_ssrf;
 mod store_conformance;

@@ -26,14 +26,16 @@ impl HeraldProcess {
     }
 
     pub async fn start_with_log_level(data_dir: &Path, extra_toml: &str, level: &str) -> Self {
-        Self::start_custom(data_dir, &["127.0.0.1"], extra_toml, level, &[]).await
+        Self::start_custom(data_dir, &["127.0.0.1"], "", extra_toml, level, &[]).await
     }
 
-    /// Starts it with its own `webhook.allowed_hosts`, run through `wrapper` (a command and
-    /// its arguments that end by executing the binary given as its last argument).
+    /// Starts it with its own `webhook.allowed_hosts` and extra `[server]` lines, run through
+    /// `wrapper` (a command and its arguments that end by executing the binary given as its
+    /// last argument).
     pub async fn start_custom(
         data_dir: &Path,
         allowed_hosts: &[&str],
+        server_toml: &str,
         extra_toml: &str,
         level: &str,
         wrapper: &[&str],
@@ -44,10 +46,11 @@ impl HeraldProcess {
         std::fs::write(
             &cfg,
             format!(
-                "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nshutdown_grace = \"10s\"\n\
+                "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nshutdown_grace = \"10s\"\n{}\n\
                  [webhook]\nallowed_hosts = {}\n[dispatch]\npoll = \"50ms\"\nretry_base = \"50ms\"\nretry_cap = \"500ms\"\n\
                  [log]\nlevel = \"{level}\"\n{extra_toml}",
                 data_dir.display(),
+                server_toml,
                 serde_json::json!(allowed_hosts)
             ),
         )

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Property-based API tests with Schemathesis: checks a running Herald against its OpenAPI
+# document with every Schemathesis check on, and exits non-zero on any finding.
+#
+#   HERALD_ST_URL=http://127.0.0.1:18080 HERALD_ST_KEY=<admin key> scripts/schemathesis.sh [SCHEMA]
+#
+# SCHEMA defaults to src/api/openapi.json (the file, so an edited document is tested without a
+# rebuild; the server itself serves the copy compiled into it). The caller starts the server,
+# with a throwaway data directory: the run creates messages, API keys and audit entries,
+# switches providers and modes (always back to `normal`, see schemathesis/hooks.py), and needs
+# an admin key. Its document examples send to the inbox and to https://hooks.example.com, which
+# the default webhook.allowed_hosts (`*`) allows.
+#
+# Optional: HERALD_ST_MAX_EXAMPLES (per operation and phase, default 30), HERALD_ST_SEED (default
+# 20261201), HERALD_ST_MAX_TIME (seconds for the whole run, default 120),
+# HERALD_ST_REQUEST_TIMEOUT (seconds, default 10), HERALD_ST_VENV, HERALD_ST_REPORT_DIR.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
+
+: "${HERALD_ST_URL:?set HERALD_ST_URL to the base URL of a running Herald, e.g. http://127.0.0.1:18080}"
+: "${HERALD_ST_KEY:?set HERALD_ST_KEY to an admin API key of that Herald}"
+schema="${1:-${HERALD_ST_SCHEMA:-$root/src/api/openapi.json}}"
+[ -f "$schema" ] || { echo "schemathesis.sh: no schema at $schema" >&2; exit 2; }
+
+version=4.32.5
+venv="${HERALD_ST_VENV:-$HOME/.cache/herald-st-venv}"
+if [ "$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null || true)" != "$version" ]; then
+  echo "schemathesis.sh: installing schemathesis==$version into $venv"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$version"
+fi
+
+report="${HERALD_ST_REPORT_DIR:-$(mktemp -d /tmp/herald-st.XXXXXX)}"
+export SCHEMATHESIS_HOOKS=hooks
+export PYTHONPATH="$here/schemathesis${PYTHONPATH:+:$PYTHONPATH}"
+echo "schemathesis.sh: st run $schema --url $HERALD_ST_URL -H 'Authorization: Bearer ***' --checks all --max-examples ${HERALD_ST_MAX_EXAMPLES:-30} --seed ${HERALD_ST_SEED:-20261201} --max-time ${HERALD_ST_MAX_TIME:-120} (report: $report)"
+"$venv/bin/st" --config-file "$here/schemathesis/config.toml" run "$schema" \
+  --url "$HERALD_ST_URL" \
+  -H "Authorization: Bearer $HERALD_ST_KEY" \
+  --checks all \
+  --max-examples "${HERALD_ST_MAX_EXAMPLES:-30}" \
+  --seed "${HERALD_ST_SEED:-20261201}" \
+  --max-time "${HERALD_ST_MAX_TIME:-120}" \
+  --request-timeout "${HERALD_ST_REQUEST_TIMEOUT:-10}" \
+  --workers 1 \
+  --generation-database none \
+  --no-color \
+  --report junit,json --report-dir "$report"

@@ -1,0 +1,153 @@
+"""Schemathesis hooks for Herald (loaded by scripts/schemathesis.sh via SCHEMATHESIS_HOOKS).
+
+Three things are handled here, and nothing else:
+
+1. `before_load_schema`: `SendRequest` states its cross-field rules (a listed channel needs its
+   address in `to`; content must suit every channel used; `to.push` needs explicit channels;
+   not both `ttl` and `expires_at`) as an `allOf` of `anyOf`s. Schemathesis cannot generate
+   from that many alternatives at once (its canonical form grows exponentially), so tests
+   generate from `SendRequest` without that `allOf`, and every "schema-valid request
+   rejected" finding on a send is checked against the FULL document (`filter_failure`): a
+   body that breaks one of those rules was never valid, and its 422 is the right answer.
+
+2. `filter_failure`: a generated (not an example) `POST /v1/messages` body that the document
+   allows may still be refused with 422 for reasons that depend on the running gateway, the
+   clock or the data already stored: which channels have a provider, which chat robots and
+   templates are configured, `webhook.allowed_hosts`, "send_at within a year" and the
+   expires_at window, an Idempotency-Key already used with another body, and two limits
+   OpenAPI 3.0 cannot state (metadata key lengths and total size; lengths in UTF-8 bytes).
+   Such a "schema-valid request rejected" finding is dropped only when EVERY error the
+   server names is one of those; any other error (a rule the document fails to state) still
+   fails the run. The document's own examples are never excused.
+
+3. `after_call`: a test that switches the gateway to `core_only` or `read_only` is followed
+   at once by a switch back to `normal`, so that later sends are not refused with 503
+   `degraded_mode` for the rest of the run (the script runs one worker, so nothing is sent
+   in between).
+"""
+
+import copy
+import json
+import re
+
+import jsonschema_rs
+import requests
+import schemathesis
+
+SEND = "POST /v1/messages"
+_FULL = {}  # the SendRequest schema as the document states it, as JSON Schema
+
+
+def _json_schema(node, components):
+    """OpenAPI 3.0 to JSON Schema (draft 4): `$ref`s inlined, `nullable` as a null type."""
+    if isinstance(node, list):
+        return [_json_schema(x, components) for x in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        return _json_schema(components[node["$ref"].rsplit("/", 1)[1]], components)
+    out = {k: _json_schema(v, components) for k, v in node.items() if k not in ("nullable", "example", "examples")}
+    if node.get("nullable"):
+        if "type" in out:
+            out["type"] = [out["type"], "null"]
+        else:
+            out = {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
+@schemathesis.hook
+def before_load_schema(context, raw_schema):
+    schemas = raw_schema["components"]["schemas"]
+    full = _json_schema(copy.deepcopy(schemas["SendRequest"]), schemas)
+    _FULL["validator"] = jsonschema_rs.Draft4Validator(full)
+    schemas["SendRequest"].pop("allOf", None)
+
+
+def _valid_send(body):
+    validator = _FULL.get("validator")
+    return validator is None or validator.is_valid(body)
+
+# (field regex, message regex) pairs the running deployment decides.
+_DEPLOYMENT = [
+    (r"^channels(\[\d+\])?$", r"^no provider is configured for channel `[a-z]+`$"),
+    (r"^to\.chat$", r"is not the id of a configured chat provider$"),
+    (r"^template$", r"^unknown template `"),
+    (r"^to\.webhook$", r"(is a loopback name and is not in webhook\.allowed_hosts"
+                       r"|is a cloud metadata service"
+                       r"|is not in webhook\.allowed_hosts"
+                       r"|is link-local, metadata, multicast or unspecified and is never allowed"
+                       r"|is private or loopback; add .* to webhook\.allowed_hosts to allow it)$"),
+    (r"^send_at$", r"^must be within a year$"),
+    (r"^expires_at$", r"^(must be later than now and than send_at|must be within 30 days of send_at)$"),
+    (r"^metadata$", r"^(keys must be 1 to 128 characters|at most 16384 bytes)$"),
+]
+# With a template, what the configured template renders and needs is the deployment's too.
+_TEMPLATE = [
+    (r"^params$", r""),
+    (r"^content(\.[a-z]+)?$", r""),
+    (r"^to\.[a-z]+$", r"^is required for channel `[a-z]+`$"),
+]
+_BYTE_LIMITS = {"content.subject": 998, "content.text": 262144, "content.html": 262144}
+
+
+def _excused(field, message, body):
+    for f, m in _DEPLOYMENT:
+        if re.search(f, field) and re.search(m, message):
+            return True
+    if isinstance(body, dict) and isinstance(body.get("template"), str):
+        for f, m in _TEMPLATE:
+            if re.search(f, field) and re.search(m, message):
+                return True
+    # "at most N bytes" where the text is within N characters: a limit in UTF-8 bytes.
+    if field in _BYTE_LIMITS and message == f"at most {_BYTE_LIMITS[field]} bytes" and isinstance(body, dict):
+        name = field.split(".", 1)[1]
+        value = (body.get("content") or {}).get(name)
+        if isinstance(value, str) and len(value) <= _BYTE_LIMITS[field]:
+            return True
+    return False
+
+
+def _phase(case):
+    meta = getattr(case, "meta", None)
+    phase = getattr(meta, "phase", None)
+    name = getattr(phase, "name", None)
+    return str(getattr(name, "value", name) or "")
+
+
+@schemathesis.hook
+def filter_failure(context, failure, case, response):
+    if case.operation.label != SEND or type(failure).__name__ != "RejectedPositiveData":
+        return True
+    if "example" in _phase(case).lower():
+        return True
+    if not _valid_send(case.body):
+        return False  # generated from the relaxed schema, but not valid by the document
+    if response.status_code != 422:
+        return True
+    try:
+        problem = json.loads(response.content)
+    except ValueError:
+        return True
+    if problem.get("code") == "idempotency_mismatch":
+        return False
+    errors = problem.get("errors") or []
+    if problem.get("code") != "validation_failed" or not errors:
+        return True
+    body = case.body
+    keep = not all(_excused(e.get("field", ""), e.get("message", ""), body) for e in errors)
+    return keep
+
+
+@schemathesis.hook
+def after_call(context, case, response):
+    if case.operation.label != "PUT /v1/mode" or response.status_code != 200:
+        return
+    try:
+        mode = json.loads(response.content).get("mode")
+    except ValueError:
+        return
+    if mode == "normal":
+        return
+    url = response.request.url
+    headers = {"Authorization": response.request.headers.get("Authorization", ""), "Content-Type": "application/json"}
+    requests.put(url, headers=headers, data=json.dumps({"mode": "normal", "reason": "schemathesis: back to normal"}), timeout=10)
