@@ -32,6 +32,7 @@ if [ "$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("
 fi
 
 report="${HERALD_ST_REPORT_DIR:-$(mktemp -d /tmp/herald-st.XXXXXX)}"
+export HERALD_ST_EXCUSED="${HERALD_ST_EXCUSED:-$report/excused.jsonl}"
 export SCHEMATHESIS_HOOKS=hooks
 export PYTHONPATH="$here/schemathesis${PYTHONPATH:+:$PYTHONPATH}"
 echo "schemathesis.sh: st run $schema --url $HERALD_ST_URL -H 'Authorization: Bearer ***' --checks all --max-examples ${HERALD_ST_MAX_EXAMPLES:-30} --seed ${HERALD_ST_SEED:-20261201} --max-time ${HERALD_ST_MAX_TIME:-120} (report: $report)"
@@ -46,4 +47,8 @@ echo "schemathesis.sh: st run $schema --url $HERALD_ST_URL -H 'Authorization: Be
   --workers 1 \
   --generation-database none \
   --no-color \
-  --report junit,json --report-dir "$report"
+  --report junit,json --report-dir "$report" && rc=0 || rc=$?
+if [ -s "$HERALD_ST_EXCUSED" ]; then
+  echo "schemathesis.sh: $(wc -l <"$HERALD_ST_EXCUSED") generated sends refused for reasons the document cannot know (deployment, clock, stored keys) or not valid by the full document: $HERALD_ST_EXCUSED"
+fi
+exit "$rc"

@@ -28,6 +28,7 @@ Three things are handled here, and nothing else:
 
 import copy
 import json
+import os
 import re
 
 import jsonschema_rs
@@ -114,13 +115,27 @@ def _phase(case):
     return str(getattr(name, "value", name) or "")
 
 
+def _log(why, case, response):
+    """With HERALD_ST_EXCUSED=FILE, each dropped finding is appended there (one JSON line)."""
+    path = os.environ.get("HERALD_ST_EXCUSED")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"why": why, "body": case.body, "status": response.status_code,
+                                "response": response.content.decode("utf-8", "replace")[:2000]}, default=str) + "\n")
+
+
 @schemathesis.hook
 def filter_failure(context, failure, case, response):
+    return _keep(failure, case, response)
+
+
+def _keep(failure, case, response):
     if case.operation.label != SEND or type(failure).__name__ != "RejectedPositiveData":
         return True
     if "example" in _phase(case).lower():
         return True
     if not _valid_send(case.body):
+        _log("not valid by the document", case, response)
         return False  # generated from the relaxed schema, but not valid by the document
     if response.status_code != 422:
         return True
@@ -129,12 +144,15 @@ def filter_failure(context, failure, case, response):
     except ValueError:
         return True
     if problem.get("code") == "idempotency_mismatch":
+        _log("idempotency key reused", case, response)
         return False
     errors = problem.get("errors") or []
     if problem.get("code") != "validation_failed" or not errors:
         return True
     body = case.body
     keep = not all(_excused(e.get("field", ""), e.get("message", ""), body) for e in errors)
+    if not keep:
+        _log("deployment", case, response)
     return keep
 
 

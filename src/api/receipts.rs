@@ -63,7 +63,9 @@ pub async fn twilio(
     let error = (!delivered).then(|| {
         let code = get("ErrorCode").unwrap_or_default();
         AttemptError {
-            class: crate::providers::twilio::classify(&code, 200),
+            class: crate::store::rules::receipt_class(crate::providers::twilio::classify(
+                &code, 200,
+            )),
             detail: format!("Twilio status {status}, error {code}"),
             code: if code.is_empty() {
                 status.clone()

@@ -29,6 +29,36 @@ pub fn step_effect(
     (status, due, skip)
 }
 
+/// The dead-letter `last_error` column: the error and the provider that reported it (the
+/// one called, or the one whose receipt failed the delivery).
+pub fn last_error_json(provider: Option<&str>, e: &super::AttemptError) -> String {
+    let mut v = serde_json::json!(e);
+    if let Some(p) = provider {
+        v["provider"] = serde_json::json!(p);
+    }
+    v.to_string()
+}
+
+/// Reads the column [`last_error_json`] wrote: the error and its provider.
+pub fn parse_last_error(
+    s: &str,
+) -> Result<(super::AttemptError, Option<String>), serde_json::Error> {
+    let v: serde_json::Value = serde_json::from_str(s)?;
+    let provider = v["provider"].as_str().map(String::from);
+    Ok((serde_json::from_value(v)?, provider))
+}
+
+/// How a delivery receipt's failure is classed. The provider accepted the message and its
+/// carrier has given up, so nothing is retried on that channel: what the send-time table
+/// calls `transient` (an unreachable handset) is, in a receipt, about the recipient.
+pub fn receipt_class(send_class: crate::core::types::ErrorClass) -> crate::core::types::ErrorClass {
+    use crate::core::types::ErrorClass as C;
+    match send_class {
+        C::Transient => C::Recipient,
+        other => other,
+    }
+}
+
 /// Whether a completion gives its try back (a deferral made no call).
 pub fn untried(x: &Completion) -> bool {
     matches!(x.step, Step::Defer { .. })
@@ -87,5 +117,28 @@ mod tests {
                 retry_after_ms: 51_000
             })
         );
+    }
+
+    #[test]
+    fn receipt_failures_are_never_transient() {
+        use crate::core::types::ErrorClass as C;
+        assert_eq!(receipt_class(C::Transient), C::Recipient);
+        for c in [C::Recipient, C::Provider, C::Rejected] {
+            assert_eq!(receipt_class(c), c);
+        }
+    }
+
+    #[test]
+    fn last_errors_keep_their_provider() {
+        let e = crate::store::AttemptError {
+            class: crate::core::types::ErrorClass::Recipient,
+            code: "30003".into(),
+            detail: "d".into(),
+        };
+        let (back, p) = parse_last_error(&last_error_json(Some("twilio-a"), &e)).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(p.as_deref(), Some("twilio-a"));
+        let (_, none) = parse_last_error(&last_error_json(None, &e)).unwrap();
+        assert_eq!(none, None);
     }
 }

@@ -122,6 +122,8 @@ pub struct AttemptError {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Attempt {
+    /// 1, 2, 3 … per delivery: numbered by storage when recorded (what a worker sets here
+    /// is ignored), so deferrals and takeovers leave no gaps.
     pub n: i64,
     pub provider: String,
     #[serde(serialize_with = "ts")]
@@ -191,6 +193,8 @@ pub struct DeadLetter {
     pub priority: Priority,
     #[serde(serialize_with = "ts")]
     pub failed_at: Millis,
+    /// The provider that reported the last error (called, or whose receipt failed it).
+    pub provider: Option<String>,
     pub last_error: Option<AttemptError>,
 }
 

@@ -259,7 +259,7 @@ impl Dispatcher {
                     ),
                 };
                 let attempt = Attempt {
-                    n: c.lease.fence,
+                    n: 0, // numbered by storage
                     provider: "none".into(),
                     at: now,
                     duration_ms: 0,
@@ -339,7 +339,7 @@ impl Dispatcher {
             Ok(receipt) => (
                 Outcome::Sent,
                 Attempt {
-                    n: c.lease.fence,
+                    n: 0, // numbered by storage
                     provider: provider.id().to_string(),
                     at: now,
                     duration_ms,
@@ -354,7 +354,7 @@ impl Dispatcher {
                     retry_after: e.retry_after(),
                 },
                 Attempt {
-                    n: c.lease.fence,
+                    n: 0, // numbered by storage
                     provider: provider.id().to_string(),
                     at: now,
                     duration_ms,

@@ -78,6 +78,19 @@ async fn twilio_sends_text_and_signed_status_callbacks_mark_delivery() {
         .await;
     let m = rig.herald.wait_status(&id, "failed").await;
     assert_eq!(m["deliveries"][0]["status"], "failed");
+    // Its dead letter says who reported what: Twilio, an unreachable handset (30003), which
+    // nothing retries on this channel — a recipient failure, not a transient one.
+    let (_, dl) = rig.herald.get("/v1/dead-letters").await;
+    let entry = dl["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["message_id"] == id.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("no dead letter for {id}: {dl}"));
+    assert_eq!(entry["provider"], "twilio-backup", "{entry}");
+    assert_eq!(entry["last_error"]["class"], "recipient", "{entry}");
+    assert_eq!(entry["last_error"]["code"], "30003", "{entry}");
 
     // A callback without a valid signature is refused.
     let r = rig

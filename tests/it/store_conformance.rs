@@ -359,6 +359,72 @@ pub async fn claims_skip_the_endpoints_named(s: Arc<dyn Store>) {
     );
 }
 
+/// Attempts are numbered 1, 2, 3 … whatever happened between them: a deferral (no call), a
+/// release and a lease takeover all move the fence, never the attempt number.
+pub async fn attempts_are_numbered_without_gaps(s: Arc<dyn Store>) {
+    let m = message(Priority::Normal, &[Channel::Webhook], Strategy::Failover);
+    let id = m.id.clone();
+    s.accept(vec![m]).await.unwrap();
+    let t0 = now_millis() + 1;
+    // Claimed and deferred (its endpoint's circuit was open): no attempt.
+    let c = s.claim(claim("a", 10, t0)).await.unwrap().pop().unwrap();
+    let defer = Completion {
+        lease: c.lease.clone(),
+        attempt: None,
+        step: Step::Defer { at: t0 },
+        now: t0,
+    };
+    assert_eq!(s.complete(vec![defer]).await.unwrap(), vec![true]);
+    // Claimed and released (over its share): no attempt.
+    let c = s
+        .claim(claim("a", 10, t0 + 1))
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    s.release(vec![c.lease.clone()]).await.unwrap();
+    // Two real calls, the worker naming them by its fence.
+    let failed = || {
+        Some(AttemptError {
+            class: herald::core::types::ErrorClass::Transient,
+            code: "http_503".into(),
+            detail: "HTTP 503".into(),
+        })
+    };
+    let c = s
+        .claim(claim("a", 10, now_millis() + 2))
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    let retry = Completion {
+        lease: c.lease.clone(),
+        attempt: Some(attempt(c.lease.fence, "error", failed())),
+        step: Step::Retry {
+            at: now_millis(),
+            skip_provider: false,
+        },
+        now: now_millis(),
+    };
+    assert_eq!(s.complete(vec![retry]).await.unwrap(), vec![true]);
+    let c = s
+        .claim(claim("a", 10, now_millis() + 3))
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    let sent = Completion {
+        lease: c.lease.clone(),
+        attempt: Some(attempt(c.lease.fence, "sent", None)),
+        step: Step::Sent,
+        now: now_millis(),
+    };
+    assert_eq!(s.complete(vec![sent]).await.unwrap(), vec![true]);
+    let v = s.get_message(&id).await.unwrap().unwrap();
+    let ns: Vec<i64> = v.deliveries[0].attempts.iter().map(|a| a.n).collect();
+    assert_eq!(ns, vec![1, 2], "attempt numbers");
+}
+
 /// Runs every case of the suite against one backend: `$backend()` makes a fresh store.
 macro_rules! conformance {
     ($backend:ident: $($case:ident),+ $(,)?) => {
@@ -382,6 +448,7 @@ conformance!(sqlite:
     idempotency_keys_return_the_first_reply,
     storing_the_same_messages_twice_keeps_one_copy,
     claims_skip_the_endpoints_named,
+    attempts_are_numbered_without_gaps,
 );
 
 conformance!(postgres:
@@ -392,6 +459,7 @@ conformance!(postgres:
     idempotency_keys_return_the_first_reply,
     storing_the_same_messages_twice_keeps_one_copy,
     claims_skip_the_endpoints_named,
+    attempts_are_numbered_without_gaps,
 );
 
 #[tokio::test]

@@ -133,15 +133,20 @@ pub async fn dead_letters(pool: &PgPool, f: &ListFilter) -> Result<Vec<DeadLette
     .await?;
     rows.iter()
         .map(|r| {
-            let last_error = r
+            let last = r
                 .try_get::<Option<String>, _>(4)?
-                .map(|e| serde_json::from_str::<AttemptError>(&e).map_err(corrupt))
+                .map(|e| crate::store::rules::parse_last_error(&e).map_err(corrupt))
                 .transpose()?;
+            let (last_error, provider) = match last {
+                Some((e, p)) => (Some(e), p),
+                None => (None, None),
+            };
             Ok(DeadLetter {
                 message_id: r.try_get(0)?,
                 channel: parse(r.try_get(1)?)?,
                 priority: Priority::from_rank(r.try_get(2)?),
                 failed_at: r.try_get(3)?,
+                provider,
                 last_error,
             })
         })

@@ -408,12 +408,10 @@ pub async fn complete(tx: &mut PgConnection, x: &Completion) -> Result<bool, Sto
     if let Some(a) = &x.attempt {
         sqlx::query(
             "INSERT INTO attempts (delivery_id, n, provider, at, duration_ms, outcome, error_class, error_code, error_detail, provider_message_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (delivery_id, n) DO UPDATE SET provider = $3, at = $4, duration_ms = $5, outcome = $6,
-                error_class = $7, error_code = $8, error_detail = $9, provider_message_id = $10",
+             VALUES ($1, (SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE delivery_id = $1),
+                     $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&x.lease.delivery_id)
-        .bind(a.n)
         .bind(&a.provider)
         .bind(a.at)
         .bind(a.duration_ms)
@@ -430,7 +428,11 @@ pub async fn complete(tx: &mut PgConnection, x: &Completion) -> Result<bool, Sto
         &message_id,
         x.now,
         &channel,
-        x.attempt.as_ref().and_then(|a| a.error.as_ref()),
+        x.attempt.as_ref().and_then(|a| {
+            a.error
+                .as_ref()
+                .map(|e| crate::store::rules::last_error_json(Some(&a.provider), e))
+        }),
     )
     .await?;
     Ok(true)
@@ -443,7 +445,7 @@ async fn recompute(
     message_id: &str,
     now: Millis,
     channel: &str,
-    last_error: Option<&AttemptError>,
+    last_error: Option<String>,
 ) -> Result<(), StoreError> {
     let strategy: String =
         sqlx::query_scalar("SELECT strategy FROM messages WHERE id = $1 FOR UPDATE")
@@ -510,7 +512,7 @@ async fn recompute(
         .bind(message_id)
         .bind(channel)
         .bind(now)
-        .bind(last_error.map(|e| json!(e).to_string()))
+        .bind(last_error)
         .execute(&mut *tx)
         .await?;
     }
@@ -835,7 +837,11 @@ pub async fn apply_receipt(
         .bind(r.at)
         .execute(&mut *tx)
         .await?;
-    recompute(tx, &message_id, r.at, &channel, r.error.as_ref()).await?;
+    let last_error = r
+        .error
+        .as_ref()
+        .map(|e| crate::store::rules::last_error_json(Some(&r.provider), e));
+    recompute(tx, &message_id, r.at, &channel, last_error).await?;
     Ok(ReceiptOutcome::Applied {
         delivery_id,
         delivered: r.delivered,

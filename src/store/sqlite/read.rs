@@ -146,14 +146,19 @@ pub fn dead_letters(c: &Connection, f: &ListFilter) -> Result<Vec<DeadLetter>, S
         .collect::<Result<_, _>>()?;
     rows.into_iter()
         .map(|(message_id, channel, prio, failed_at, err)| {
-            let last_error = err
-                .map(|e| serde_json::from_str::<AttemptError>(&e).map_err(corrupt))
+            let last = err
+                .map(|e| crate::store::rules::parse_last_error(&e).map_err(corrupt))
                 .transpose()?;
+            let (last_error, provider) = match last {
+                Some((e, p)) => (Some(e), p),
+                None => (None, None),
+            };
             Ok(DeadLetter {
                 message_id,
                 channel: parse(channel)?,
                 priority: Priority::from_rank(prio),
                 failed_at,
+                provider,
                 last_error,
             })
         })

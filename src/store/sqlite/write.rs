@@ -284,13 +284,13 @@ pub fn complete(c: &Connection, x: &Completion) -> Result<bool, StoreError> {
     ])?;
     if let Some(a) = &x.attempt {
         c.prepare_cached(
-            "INSERT OR REPLACE INTO attempts (delivery_id, n, provider, at, duration_ms, outcome,
+            "INSERT INTO attempts (delivery_id, n, provider, at, duration_ms, outcome,
                  error_class, error_code, error_detail, provider_message_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             VALUES (?1, (SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE delivery_id = ?1),
+                     ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?
         .execute(params![
             x.lease.delivery_id,
-            a.n,
             a.provider,
             a.at,
             a.duration_ms,
@@ -301,7 +301,11 @@ pub fn complete(c: &Connection, x: &Completion) -> Result<bool, StoreError> {
             a.provider_message_id
         ])?;
     }
-    let last_error = x.attempt.as_ref().and_then(|a| a.error.as_ref());
+    let last_error = x.attempt.as_ref().and_then(|a| {
+        a.error
+            .as_ref()
+            .map(|e| crate::store::rules::last_error_json(Some(&a.provider), e))
+    });
     recompute(c, &message_id, x.now, &channel, last_error)?;
     Ok(true)
 }
@@ -313,7 +317,7 @@ fn recompute(
     message_id: &str,
     now: Millis,
     channel: &str,
-    last_error: Option<&AttemptError>,
+    last_error: Option<String>,
 ) -> Result<(), StoreError> {
     let strategy: Strategy = c
         .prepare_cached("SELECT strategy FROM messages WHERE id = ?1")?
@@ -368,7 +372,7 @@ fn recompute(
             message_id,
             channel,
             now,
-            last_error.map(|e| json!(e).to_string())
+            last_error
         ])?;
     }
     Ok(())
@@ -644,7 +648,11 @@ pub fn apply_receipt(c: &Connection, r: &ReceiptReport) -> Result<ReceiptOutcome
         "UPDATE deliveries SET status = ?2, updated_at = ?3 WHERE id = ?1",
         params![delivery_id, status, r.at],
     )?;
-    recompute(c, &message_id, r.at, &channel, r.error.as_ref())?;
+    let last_error = r
+        .error
+        .as_ref()
+        .map(|e| crate::store::rules::last_error_json(Some(&r.provider), e));
+    recompute(c, &message_id, r.at, &channel, last_error)?;
     Ok(ReceiptOutcome::Applied {
         delivery_id,
         delivered: r.delivered,
