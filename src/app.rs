@@ -61,13 +61,25 @@ impl Server {
     }
 }
 
+/// Every check `serve` makes of a configuration before it touches storage or the network:
+/// the file's own rules, the templates, and each provider's kind, credentials and options.
+/// `herald config check` runs exactly this.
+pub fn check_config(cfg: &Config) -> Result<(), StartError> {
+    cfg.validate()?;
+    cfg.backend()?;
+    let templates =
+        Arc::new(crate::templates::Templates::new(&cfg.templates).map_err(StartError::Templates)?);
+    Registry::from_config(cfg, None, templates).map_err(StartError::Providers)?;
+    Ok(())
+}
+
 /// Starts the gateway on `listener`.
 pub async fn start(
     cfg: Config,
     listener: TcpListener,
     admin_key: &str,
 ) -> Result<Server, StartError> {
-    cfg.validate()?;
+    check_config(&cfg)?;
     let cfg = Arc::new(cfg);
     let addr = listener.local_addr().map_err(StartError::Listen)?;
     let (store, spool): (Arc<dyn Store>, Option<Arc<crate::spool::Spool>>) = match cfg.backend()? {
@@ -97,8 +109,12 @@ pub async fn start(
     let templates =
         Arc::new(crate::templates::Templates::new(&cfg.templates).map_err(StartError::Templates)?);
     let providers = Arc::new(
-        Registry::from_config(&cfg, store.clone(), inbox_events.clone(), templates.clone())
-            .map_err(StartError::Providers)?,
+        Registry::from_config(
+            &cfg,
+            Some((store.clone(), inbox_events.clone())),
+            templates.clone(),
+        )
+        .map_err(StartError::Providers)?,
     );
     let wake = Arc::new(Notify::new());
     providers.set_switches(store.provider_switches().await?);

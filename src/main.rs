@@ -55,6 +55,7 @@ async fn run(cli: Cli) -> Result<()> {
             cmd: ConfigCmd::Check(c),
         } => {
             let (cfg, file) = config::load(c.config.as_deref())?;
+            herald::app::check_config(&cfg)?;
             match file {
                 Some(f) => herald::cli::out(format!("# configuration {} is valid", f.display())),
                 None => herald::cli::out("# no configuration file: built-in defaults"),

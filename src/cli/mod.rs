@@ -43,7 +43,12 @@ pub struct ConfigArg {
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
     /// Herald's base URL.
-    #[arg(long, env = "HERALD_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "HERALD_URL",
+        hide_env_values = true,
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub url: String,
     /// API key.
     #[arg(long, env = "HERALD_API_KEY", hide_env_values = true)]

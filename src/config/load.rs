@@ -74,7 +74,8 @@ pub fn load_from_str(
     })
 }
 
-/// Replaces `${VAR}` in every string value; `$${` stays a literal `${`.
+/// Replaces `${VAR}` (and `${VAR:-fallback}`) in every string value; `$${` stays a literal
+/// `${`.
 fn interpolate(
     v: &mut Value,
     key: &str,
@@ -115,17 +116,25 @@ fn interpolate_str(
                 key: key.into(),
                 message: "`${` without a closing `}`".into(),
             })?;
-            let var = &tail[..end];
+            // `${VAR}` or `${VAR:-fallback}` (the fallback when VAR is unset or empty).
+            let (var, fallback) = match tail[..end].split_once(":-") {
+                Some((v, f)) => (v, Some(f)),
+                None => (&tail[..end], None),
+            };
             if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(ConfigError::Invalid {
                     key: key.into(),
                     message: format!("`${{{var}}}` is not a variable name"),
                 });
             }
-            let val = env(var).ok_or_else(|| ConfigError::MissingVar {
-                var: var.into(),
-                key: key.into(),
-            })?;
+            let val = match (env(var).filter(|v| !v.is_empty()), fallback) {
+                (Some(v), _) => v,
+                (None, Some(f)) => f.to_string(),
+                (None, None) => env(var).ok_or_else(|| ConfigError::MissingVar {
+                    var: var.into(),
+                    key: key.into(),
+                })?,
+            };
             out.push_str(&val);
             rest = &tail[end + 1..];
         } else {
@@ -232,6 +241,18 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn a_fallback_stands_in_for_an_unset_or_empty_variable() {
+        let text = "[server]\nlisten = \"${HOST:-127.0.0.1}:${PORT:-8081}\"\n";
+        let cfg = load_from_str(text, &env_of(&[("PORT", "9000")])).unwrap();
+        assert_eq!(cfg.server.listen, "127.0.0.1:9000");
+        let cfg = load_from_str(text, &env_of(&[("HOST", ""), ("PORT", "1")])).unwrap();
+        assert_eq!(cfg.server.listen, "127.0.0.1:1");
+        // Without a fallback a missing variable is still an error naming it.
+        let e = load_from_str("[server]\nlisten = \"${NOPE}\"\n", &env_of(&[])).unwrap_err();
+        assert!(e.to_string().contains("NOPE"), "{e}");
     }
 
     #[test]

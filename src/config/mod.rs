@@ -494,9 +494,12 @@ impl Config {
     /// The effective configuration as TOML, secrets redacted.
     pub fn to_redacted_toml(&self) -> String {
         let mut c = self.clone();
-        if let Some(u) = &c.storage.url {
-            c.storage.url = Some(redact_url(u));
-        }
+        // The storage in force, also when it is the default under `data_dir`.
+        c.storage.url = Some(match self.backend() {
+            Ok(Backend::Sqlite(p)) => format!("sqlite://{}", p.display()),
+            Ok(Backend::Postgres(u)) => redact_url(&u),
+            Err(_) => c.storage.url.as_deref().map(redact_url).unwrap_or_default(),
+        });
         // A robot's URL is its credential (DingTalk access_token, WeCom key, Slack and
         // Feishu hook paths): show only where it points.
         for p in &mut c.providers {

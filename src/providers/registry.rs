@@ -75,10 +75,11 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// Builds every configured provider. `inbox` is the storage and event channel the inbox
+    /// delivers into; `None` only checks the configuration (`herald config check`).
     pub fn from_config(
         cfg: &Config,
-        store: Arc<dyn Store>,
-        inbox_events: broadcast::Sender<InboxItem>,
+        inbox: Option<(Arc<dyn Store>, broadcast::Sender<InboxItem>)>,
         templates: Arc<Templates>,
     ) -> Result<Self, String> {
         let policy = HostPolicy::new(&cfg.webhook.allowed_hosts);
@@ -197,10 +198,12 @@ impl Registry {
         r.by_channel
             .entry(Channel::Webhook)
             .or_insert_with(|| vec![Arc::new(WebhookProvider::builtin(hooks, policy))]);
-        r.by_channel.insert(
-            Channel::Inbox,
-            vec![Arc::new(InboxProvider::new(store, inbox_events))],
-        );
+        if let Some((store, inbox_events)) = inbox {
+            r.by_channel.insert(
+                Channel::Inbox,
+                vec![Arc::new(InboxProvider::new(store, inbox_events))],
+            );
+        }
         for list in r.by_channel.values_mut() {
             list.sort_by_key(|p| p.priority());
         }

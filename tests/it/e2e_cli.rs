@@ -62,6 +62,83 @@ fn config_check_prints_the_effective_configuration_with_secrets_redacted() {
     assert_eq!(out.status.code(), Some(2), "bad usage exits 2");
 }
 
+/// `config check` runs the validation `serve` runs: what one refuses, so does the other.
+#[test]
+fn config_check_refuses_what_serve_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "kind not built",
+            "[[providers]]\nid = \"p\"\nchannel = \"push\"\nkind = \"fcm\"\n",
+            "fcm",
+        ),
+        (
+            "misspelt credential",
+            "[[providers]]\nid = \"ali\"\nchannel = \"sms\"\nkind = \"aliyun\"\n\
+             credentials = { access_key_id = \"a\", acess_key_secret = \"b\" }\noptions = { sign_name = \"H\" }\n",
+            "acess_key_secret",
+        ),
+        (
+            "template syntax",
+            "[[templates]]\nid = \"t\"\nchannels = [\"inbox\"]\ninbox = { text = \"Hi {{ name \" }\n",
+            "t",
+        ),
+    ];
+    for (what, body, named) in cases {
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{body}",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let check = herald(&["config", "check", "--config", cfg.to_str().unwrap()], &[]);
+        let err = text(&check.stderr);
+        assert_eq!(check.status.code(), Some(1), "{what}: config check passed");
+        assert!(err.contains(named), "{what}: {err}");
+        let mut serve = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["serve", "--config", cfg.to_str().unwrap()])
+            .env("HERALD_ADMIN_KEY", ADMIN)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let code = loop {
+            if let Some(st) = serve.try_wait().unwrap() {
+                break st.code();
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = serve.kill();
+                panic!("{what}: serve started");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert_eq!(code, Some(1), "{what}");
+    }
+}
+
+/// The shipped sample passes as it is, in an empty environment, and the check shows the
+/// storage in force.
+#[test]
+fn the_example_configuration_passes_config_check() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/herald.example.toml");
+    let out = herald(&["config", "check", "--config", example], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("url = \"sqlite://./herald-data/herald.db\""),
+        "the effective storage URL: {s}"
+    );
+    // --help does not show an empty environment value.
+    let help = herald(&["send", "--help"], &[]);
+    let h = text(&help.stdout);
+    assert!(h.contains("[env: HERALD_URL]"), "{h}");
+    assert!(!h.contains("HERALD_URL=]"), "{h}");
+}
+
 #[test]
 fn migrate_creates_the_schema_once() {
     let dir = tempfile::tempdir().unwrap();
