@@ -2,7 +2,7 @@
 # Property-based API tests with Schemathesis: checks a running Herald against its OpenAPI
 # document with every Schemathesis check on, and exits non-zero on any finding.
 #
-#   HERALD_ST_URL=http://127.0.0.1:18080 HERALD_ST_KEY=<admin key> scripts/schemathesis.sh [SCHEMA]
+#   HERALD_ST_URL=http://127.0.0.1:18080 HERALD_ST_KEY=<admin key> scripts/schemathesis.sh [SCHEMA [ST-RUN-OPTIONS...]]
 #
 # SCHEMA defaults to src/api/openapi.json (the file, so an edited document is tested without a
 # rebuild; the server itself serves the copy compiled into it). The caller starts the server,
@@ -47,7 +47,8 @@ echo "schemathesis.sh: st run $schema --url $HERALD_ST_URL -H 'Authorization: Be
   --workers 1 \
   --generation-database none \
   --no-color \
-  --report junit,json --report-dir "$report" && rc=0 || rc=$?
+  --report junit,json --report-dir "$report" \
+  "${@:2}" && rc=0 || rc=$?
 if [ -s "$HERALD_ST_EXCUSED" ]; then
   echo "schemathesis.sh: $(wc -l <"$HERALD_ST_EXCUSED") generated sends refused for reasons the document cannot know (deployment, clock, stored keys) or not valid by the full document: $HERALD_ST_EXCUSED"
 fi

@@ -10,6 +10,7 @@ pub mod core;
 pub mod drill;
 pub mod error;
 pub mod metrics;
+pub mod private_fs;
 pub mod providers;
 pub mod simulate;
 pub mod spool;

@@ -78,8 +78,10 @@ async fn run(cli: Cli) -> Result<()> {
 
 fn rusqlite_open(path: &std::path::Path) -> Result<rusqlite::Connection> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        herald::private_fs::dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
+    herald::private_fs::sqlite_files(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
     rusqlite::Connection::open(path).with_context(|| format!("cannot open {}", path.display()))
 }
 

@@ -61,7 +61,7 @@ pub fn decode(mut bytes: &[u8]) -> (Vec<Vec<u8>>, bool) {
 }
 
 fn open_current(dir: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
+    crate::private_fs::options()
         .create(true)
         .append(true)
         .open(dir.join("current.log"))
@@ -124,7 +124,8 @@ fn writer(dir: PathBuf, mut file: std::fs::File, mut rx: mpsc::UnboundedReceiver
 impl Spool {
     pub fn open(data_dir: &Path) -> std::io::Result<Arc<Spool>> {
         let dir = data_dir.join("spool");
-        std::fs::create_dir_all(&dir)?;
+        crate::private_fs::dir(data_dir)?;
+        crate::private_fs::dir(&dir)?;
         let mut depth = 0u64;
         for f in std::fs::read_dir(&dir)?.flatten() {
             if f.path().extension().is_some_and(|e| e == "log") {

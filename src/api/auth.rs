@@ -179,7 +179,7 @@ pub fn bootstrap_admin_key(
     {
         return Ok((k.trim().to_string(), None));
     }
-    std::fs::create_dir_all(data_dir)?;
+    crate::private_fs::dir(data_dir)?;
     let path = data_dir.join("admin.key");
     match std::fs::read_to_string(&path) {
         Ok(k) if !k.trim().is_empty() => return Ok((k.trim().to_string(), Some(path))),

@@ -61,10 +61,10 @@ impl PartWriter {
         let file = format!("tables/{}.jsonl", table.name);
         let path = dir.join(&file);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
+            crate::private_fs::dir(parent)?;
         }
         Ok(PartWriter {
-            out: BufWriter::with_capacity(256 * 1024, File::create(&path)?),
+            out: BufWriter::with_capacity(256 * 1024, crate::private_fs::create(&path)?),
             hash: Sha256::new(),
             rows: 0,
             name: table.name.to_string(),
@@ -157,7 +157,7 @@ pub fn write(
     recipient: Option<&age::x25519::Recipient>,
 ) -> Result<u64, BackupError> {
     let partial = out.with_extension("partial");
-    let file = BufWriter::with_capacity(256 * 1024, File::create(&partial)?);
+    let file = BufWriter::with_capacity(256 * 1024, crate::private_fs::create(&partial)?);
     let sink = match recipient {
         None => Sink::Plain(file),
         Some(r) => {
@@ -309,9 +309,9 @@ fn unpack_entries(
             .ok_or_else(|| BackupError::Corrupt(format!("unexpected entry `{name}`")))?;
         let dest = staging.join(&part.file);
         if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)?;
+            crate::private_fs::dir(parent)?;
         }
-        let mut out = BufWriter::new(File::create(&dest)?);
+        let mut out = BufWriter::new(crate::private_fs::create(&dest)?);
         let mut hash = Sha256::new();
         let mut rows = 0u64;
         let mut buf = vec![0u8; 256 * 1024];

@@ -177,7 +177,7 @@ pub async fn create(
 ) -> Result<Created, BackupError> {
     let began = std::time::Instant::now();
     let recipient = encrypt_to.map(archive::parse_recipient).transpose()?;
-    std::fs::create_dir_all(dir)?;
+    crate::private_fs::dir(dir)?;
     let staging = tempfile::Builder::new()
         .prefix(".herald-backup-")
         .tempdir_in(dir)?;

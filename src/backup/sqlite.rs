@@ -89,8 +89,9 @@ pub fn load(
     opts: &Restore,
 ) -> Result<(), BackupError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        crate::private_fs::dir(dir)?;
     }
+    crate::private_fs::sqlite_files(path)?;
     let _lock = db::lock_file(path)?;
     let mut conn = db::connect(path)?;
     db::migrate(&mut conn)?;

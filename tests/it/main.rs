@@ -15,6 +15,7 @@ mod e2e_dead_letters;
 mod e2e_drills;
 mod e2e_email;
 mod e2e_failover;
+mod e2e_file_modes;
 mod e2e_idempotency;
 mod e2e_isolation;
 mod e2e_operators;

@@ -53,7 +53,7 @@ pub struct SqliteStore {
 /// a restore). Held while the returned file is open.
 pub fn lock_file(path: &Path) -> Result<std::fs::File, StoreError> {
     let lock_path = path.with_extension("lock");
-    let f = std::fs::OpenOptions::new()
+    let f = crate::private_fs::options()
         .create(true)
         .truncate(false)
         .write(true)
@@ -122,10 +122,13 @@ impl SqliteStore {
     /// lock file so that no second gateway serves from the same file.
     pub fn open(path: &Path, exclusive: bool) -> Result<Arc<Self>, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
+            crate::private_fs::dir(dir).map_err(|e| {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
+        crate::private_fs::sqlite_files(path).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", path.display()))
+        })?;
         let lock = if exclusive {
             Some(lock_file(path)?)
         } else {
