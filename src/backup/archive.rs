@@ -199,7 +199,7 @@ pub fn write(
 /// Whether a backup file is age-encrypted (by its header line).
 pub fn is_encrypted(path: &Path) -> Result<bool, BackupError> {
     let mut head = [0u8; 21];
-    let mut f = File::open(path)?;
+    let mut f = open_named(path)?;
     let n = read_up_to(&mut f, &mut head)?;
     Ok(&head[..n] == AGE_MAGIC)
 }
@@ -215,9 +215,19 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
+/// Opens a file to read; the error names it.
+fn open_named(path: &Path) -> Result<File, BackupError> {
+    File::open(path).map_err(|e| {
+        BackupError::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot open {}: {e}", path.display()),
+        ))
+    })
+}
+
 /// The decrypted, decompressed stream of a backup file.
 fn open_stream(path: &Path, identity: Option<&Path>) -> Result<Box<dyn Read>, BackupError> {
-    let file = BufReader::with_capacity(256 * 1024, File::open(path)?);
+    let file = BufReader::with_capacity(256 * 1024, open_named(path)?);
     let plain: Box<dyn Read> = if is_encrypted(path)? {
         let Some(id_path) = identity else {
             return Err(BackupError::Encrypted(path.display().to_string()));

@@ -73,7 +73,7 @@ pub enum DlqCmd {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Re-queue dead letters: by id, or all (of a channel).
+    /// Re-queue dead letters: by id, `--all`, or every one of a channel (`--channel sms`).
     Replay {
         ids: Vec<String>,
         #[arg(long)]
@@ -373,13 +373,14 @@ pub async fn dlq(cmd: DlqCmd) -> Result<()> {
             client,
         } => {
             let c = Client::new(&client)?;
-            let body = match (ids.is_empty(), all) {
-                (false, false) => json!({ "ids": ids }),
-                (true, true) => match channel {
-                    Some(ch) => json!({ "all": true, "channel": ch }),
-                    None => json!({ "all": true }),
-                },
-                _ => bail!("give message ids or --all (with an optional --channel)"),
+            // `--channel sms` alone means every dead letter of that channel.
+            let body = match (ids.is_empty(), all, channel) {
+                (false, false, None) => json!({ "ids": ids }),
+                (true, _, Some(ch)) => json!({ "all": true, "channel": ch }),
+                (true, true, None) => json!({ "all": true }),
+                _ => bail!(
+                    "give message ids, or --all, or --channel CHANNEL (every dead letter of it)"
+                ),
             };
             print(
                 &c.call(

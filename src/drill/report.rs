@@ -176,16 +176,37 @@ impl Report {
         s
     }
 
+    /// Writes the JSON and Markdown reports, creating their folder; an error names the file.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let named = |p: &Path, e: std::io::Error| {
+            std::io::Error::new(e.kind(), format!("cannot write {}: {e}", p.display()))
+        };
         let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(json_path(path), json + "\n")?;
-        std::fs::write(md_path(path), self.markdown())
+        let (j, m) = (json_path(path), md_path(path));
+        if let Some(dir) = j.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| named(dir, e))?;
+        }
+        std::fs::write(&j, json + "\n").map_err(|e| named(&j, e))?;
+        std::fs::write(&m, self.markdown()).map_err(|e| named(&m, e))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reports_go_into_a_folder_made_for_them_and_errors_name_the_file() {
+        let t = tempfile::tempdir().unwrap();
+        let r = Report::default();
+        r.write(&t.path().join("drills/new/x.json")).unwrap();
+        assert!(t.path().join("drills/new/x.json").exists());
+        assert!(t.path().join("drills/new/x.md").exists());
+        // A folder where the file should be: the error says which file.
+        std::fs::create_dir_all(t.path().join("taken.json")).unwrap();
+        let e = r.write(&t.path().join("taken.json")).unwrap_err();
+        assert!(e.to_string().contains("taken.json"), "{e}");
+    }
 
     #[test]
     fn a_missed_target_fails_the_drill() {

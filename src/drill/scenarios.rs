@@ -186,7 +186,7 @@ async fn provider_outage(w: &Work, a: &DrillArgs, d: &mut Drill) -> Result<()> {
     })
     .await;
     d.report.detect_ms = detect;
-    d.note(format!("Aliyun's circuit open after {detect:?} ms"));
+    d.note(format!("Aliyun's circuit open after {}", waited(detect)));
     sleep_until(start, Duration::from_secs(9)).await;
     w.http
         .delete(format!("{sim}/_sim/faults/aliyun"))
@@ -197,7 +197,7 @@ async fn provider_outage(w: &Work, a: &DrillArgs, d: &mut Drill) -> Result<()> {
         circuit(w, &base, "aliyun-main").await == "closed"
     })
     .await;
-    d.note(format!("Aliyun back in service after {back:?} ms"));
+    d.note(format!("Aliyun back in service after {}", waited(back)));
     if let Some(b) = back {
         d.extra("primary_back_after_heal_ms", b);
     }
@@ -330,7 +330,7 @@ async fn node_kill(w: &Work, a: &DrillArgs, d: &mut Drill) -> Result<()> {
     })
     .await;
     d.report.detect_ms = detect;
-    d.note(format!("b declared a dead after {detect:?} ms"));
+    d.note(format!("b declared a dead after {}", waited(detect)));
     sleep_until(start, Duration::from_secs(14)).await;
     let (accepted, refused) = load.finish().await;
     d.note(format!("load stopped: {} acknowledged", accepted.len()));
@@ -370,7 +370,10 @@ async fn storage_outage(w: &Work, a: &DrillArgs, d: &mut Drill) -> Result<()> {
     })
     .await;
     d.report.detect_ms = detect;
-    d.note(format!("/readyz reports storage down after {detect:?} ms"));
+    d.note(format!(
+        "/readyz reports storage down after {}",
+        waited(detect)
+    ));
     sleep_until(start, Duration::from_secs(11)).await;
     let spooled = metric(w, &base, "herald_messages_spooled_total").await;
     let c = cluster.clone();
@@ -388,7 +391,7 @@ async fn storage_outage(w: &Work, a: &DrillArgs, d: &mut Drill) -> Result<()> {
             .is_ok_and(|r| r.status().is_success())
     })
     .await;
-    d.note(format!("/readyz ready again after {ready:?} ms"));
+    d.note(format!("/readyz ready again after {}", waited(ready)));
     sleep_until(start, Duration::from_secs(14)).await;
     let (accepted, refused) = load.finish().await;
     d.note(format!("load stopped: {} acknowledged", accepted.len()));
@@ -499,4 +502,12 @@ async fn restore(w: &Work, a: &DrillArgs, d: &mut Drill) -> Result<()> {
     d.extra("webhooks_received", received);
     d.note("reckoned");
     Ok(())
+}
+
+/// How long a wait took, for a drill's timeline: `23 ms`, or that it never happened.
+fn waited(ms: Option<u64>) -> String {
+    match ms {
+        Some(ms) => format!("{ms} ms"),
+        None => "never (not within the time allowed)".to_string(),
+    }
 }

@@ -139,6 +139,28 @@ fn the_example_configuration_passes_config_check() {
     assert!(!h.contains("HERALD_URL=]"), "{h}");
 }
 
+/// Runbook commands as written there: `dlq replay --channel` alone, and errors that name the
+/// file they could not open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runbook_commands_work_as_written() {
+    let h = TestHerald::start().await;
+    let out = herald(
+        &["dlq", "replay", "--channel", "sms"],
+        &[("HERALD_URL", &h.base), ("HERALD_API_KEY", ADMIN)],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("replayed"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = herald(&["backup", "verify", "/nonexistent/backup.herald"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("/nonexistent/backup.herald"), "{err}");
+    h.stop().await;
+}
+
 #[test]
 fn migrate_creates_the_schema_once() {
     let dir = tempfile::tempdir().unwrap();
