@@ -77,7 +77,8 @@ _DEPLOYMENT = [
                        r"|is a cloud metadata service"
                        r"|is not in webhook\.allowed_hosts"
                        r"|is link-local, metadata, multicast or unspecified and is never allowed"
-                       r"|is private or loopback; add .* to webhook\.allowed_hosts to allow it)$"),
+                       r"|is private or loopback; add .* to webhook\.allowed_hosts to allow it"
+                       r"|a private or loopback address; add .* to webhook\.allowed_hosts to allow it)$"),
     (r"^send_at$", r"^must be within a year$"),
     (r"^expires_at$", r"^(must be later than now and than send_at|must be within 30 days of send_at)$"),
     (r"^metadata$", r"^(keys must be 1 to 128 characters|at most 16384 bytes)$"),

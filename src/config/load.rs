@@ -60,7 +60,7 @@ pub fn load_from_str(
     }
     apply_env_overrides(&mut root, env)?;
     let de = Value::Table(root);
-    serde_path_to_error::deserialize::<_, Config>(de).map_err(|e| {
+    let mut cfg = serde_path_to_error::deserialize::<_, Config>(de).map_err(|e| {
         let key = e.path().to_string();
         let message = e.inner().to_string();
         ConfigError::Invalid {
@@ -71,7 +71,10 @@ pub fn load_from_str(
             },
             message,
         }
-    })
+    })?;
+    // `[limits] recipient` naming only some channels keeps the defaults of the others.
+    cfg.limits = std::mem::take(&mut cfg.limits).with_default_recipient_limits();
+    Ok(cfg)
 }
 
 /// Replaces `${VAR}` (and `${VAR:-fallback}`) in every string value; `$${` stays a literal
@@ -241,6 +244,25 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn sms_and_voice_have_recipient_limits_unless_configured() {
+        use crate::core::types::Channel;
+        let cfg = load_from_str("", &env_of(&[])).unwrap();
+        assert_eq!(cfg.limits.recipient[&Channel::Sms].len(), 3);
+        assert_eq!(cfg.limits.recipient[&Channel::Voice].len(), 3);
+        let cfg = load_from_str(
+            "[limits]\nrecipient = { email = [\"2/min\"], voice = [] }\n",
+            &env_of(&[]),
+        )
+        .unwrap();
+        assert_eq!(cfg.limits.recipient[&Channel::Sms].len(), 3, "kept");
+        assert!(
+            cfg.limits.recipient[&Channel::Voice].is_empty(),
+            "turned off"
+        );
+        assert_eq!(cfg.limits.recipient[&Channel::Email].len(), 1);
     }
 
     #[test]

@@ -88,8 +88,29 @@ pub struct LimitsConfig {
     /// (`503` with `Retry-After`); `high` and `critical` are never shed.
     pub max_queue: u64,
     /// Per address and channel, against SMS pumping: e.g. `sms = ["1/min", "5/h", "10/day"]`.
-    /// `critical` messages are exempt; excess is `429 recipient_rate_limited`.
+    /// `critical` messages are exempt; excess is `429 recipient_rate_limited`. `sms` and
+    /// `voice` have defaults ([`LimitsConfig::DEFAULT_RECIPIENT`]) unless set here (`[]` for
+    /// none).
     pub recipient: BTreeMap<Channel, Vec<Rate>>,
+}
+
+impl LimitsConfig {
+    /// What a phone number may receive when `[limits] recipient` does not say: enough for a
+    /// login code and two resends, too little for SMS pumping to pay.
+    pub const DEFAULT_RECIPIENT: &[(Channel, &[&str])] = &[
+        (Channel::Sms, &["3/min", "10/h", "20/day"]),
+        (Channel::Voice, &["2/min", "6/h", "12/day"]),
+    ];
+
+    /// Adds the default limit of each channel the configuration does not name.
+    pub fn with_default_recipient_limits(mut self) -> Self {
+        for (ch, rates) in Self::DEFAULT_RECIPIENT {
+            self.recipient
+                .entry(*ch)
+                .or_insert_with(|| rates.iter().filter_map(|r| Rate::parse(r).ok()).collect());
+        }
+        self
+    }
 }
 
 impl Default for LimitsConfig {
@@ -98,6 +119,7 @@ impl Default for LimitsConfig {
             max_queue: 1_000_000,
             recipient: BTreeMap::new(),
         }
+        .with_default_recipient_limits()
     }
 }
 
@@ -387,6 +409,8 @@ impl Config {
         c.dispatch.poll = Dur::millis(50);
         c.dispatch.retry_base = Dur::millis(50);
         c.dispatch.retry_cap = Dur::millis(500);
+        // Tests send to the same few numbers many times; the defaults have their own test.
+        c.limits.recipient.clear();
         c
     }
 

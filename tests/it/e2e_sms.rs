@@ -342,3 +342,25 @@ async fn a_template_with_a_missing_parameter_is_refused_at_send_time() {
     assert_eq!(m["deliveries"][0]["channel"], "sms");
     rig.herald.stop().await;
 }
+
+/// Without any `[limits]`, a phone number gets 3 SMS a minute: the fourth is refused at the
+/// door (an OTP endpoint is not an SMS-pumping target by default); `critical` still goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sms_has_a_per_recipient_limit_by_default() {
+    let rig = Rig::start(|c, sim| {
+        c.providers = sms_providers(sim);
+        c.limits = herald::config::LimitsConfig::default();
+    })
+    .await;
+    let body = |prio: &str| json!({"to": {"phone": "+14155550123"}, "content": {"text": "code 1"}, "priority": prio});
+    for _ in 0..3 {
+        let (code, r) = rig.herald.send(body("normal")).await;
+        assert_eq!(code, 202, "{r}");
+    }
+    let (code, r) = rig.herald.send(body("high")).await;
+    assert_eq!(code, 429, "{r}");
+    assert_eq!(r["code"], "recipient_rate_limited", "{r}");
+    let (code, r) = rig.herald.send(body("critical")).await;
+    assert_eq!(code, 202, "critical is exempt: {r}");
+    rig.herald.stop().await;
+}
