@@ -247,9 +247,61 @@ pub async fn send(
     }
 }
 
+/// The idempotency scope of batch-level keys (apart from single sends' keys).
+fn batch_scope(caller: &str) -> String {
+    format!("{caller}\u{1f}batch")
+}
+
+/// The idempotency of one batch item: its own `idempotency_key` (taken out of the item, and
+/// scoped like a single send's header), else the batch's key with the item's index.
+fn item_idempotency(
+    caller: &str,
+    item: &mut Value,
+    index: usize,
+    batch: Option<&Idempotency>,
+) -> Result<Option<Idempotency>, ApiError> {
+    let own = match item
+        .as_object_mut()
+        .and_then(|o| o.remove("idempotency_key"))
+    {
+        None => None,
+        Some(Value::String(k)) => Some(k),
+        Some(_) => {
+            return Err(ApiError::field(
+                &format!("messages[{index}].idempotency_key"),
+                "must be a string",
+            ));
+        }
+    };
+    match own {
+        Some(key) => {
+            let mut h = HeaderMap::new();
+            let v = axum::http::HeaderValue::from_str(&key).map_err(|_| {
+                ApiError::field(
+                    &format!("messages[{index}].idempotency_key"),
+                    "must be 1 to 255 visible ASCII characters",
+                )
+            })?;
+            h.insert("idempotency-key", v);
+            idempotency(&h, caller, item).map_err(|_| {
+                ApiError::field(
+                    &format!("messages[{index}].idempotency_key"),
+                    "must be 1 to 255 visible ASCII characters",
+                )
+            })
+        }
+        None => Ok(batch.map(|b| Idempotency {
+            scope: b.scope.clone(),
+            key: format!("{}#{index}", b.key),
+            body_hash: b.body_hash.clone(),
+        })),
+    }
+}
+
 pub async fn send_batch(
     State(state): State<AppState>,
     Caller(who): Caller,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     who.require(Role::Sender)?;
@@ -279,11 +331,27 @@ pub async fn send_batch(
             format!("must hold 1 to {MAX_BATCH} messages"),
         ));
     }
+    // `Idempotency-Key` on the batch: each item is keyed `KEY#index` in a scope of its own,
+    // with the whole batch's hash, so that a retry of the same batch answers the first reply
+    // and another batch under the same key is refused before anything is stored.
+    let batch_idem = idempotency(
+        &headers,
+        &batch_scope(&who.name),
+        &Value::Array(items.clone()),
+    )?;
+    let mut replayed = false;
     let mut results: Vec<Option<Value>> = vec![None; items.len()];
     let mut valid = Vec::new();
     let mut slots = Vec::new();
-    for (i, item) in items.into_iter().enumerate() {
-        match build(&state, &who.name, item, None)
+    for (i, mut item) in items.into_iter().enumerate() {
+        let idem = match item_idempotency(&who.name, &mut item, i, batch_idem.as_ref()) {
+            Ok(idem) => idem,
+            Err(e) => {
+                results[i] = Some(json!({ "error": refused(&state, e).body() }));
+                continue;
+            }
+        };
+        match build(&state, &who.name, item, idem)
             .and_then(|m| admit(&state, m.priority).map(|_| m))
         {
             Ok(m) => {
@@ -297,6 +365,36 @@ pub async fn send_batch(
                 }
                 results[i] = Some(json!({ "error": refused(&state, e).body() }));
             }
+        }
+    }
+    if let Some(b) = &batch_idem {
+        let keyed: Vec<String> = valid
+            .iter()
+            .filter_map(|m| m.idempotency.as_ref())
+            .filter(|i| i.scope == b.scope)
+            .map(|i| i.key.clone())
+            .collect();
+        let hashes = match state
+            .store
+            .idempotency_hashes(
+                &b.scope,
+                keyed,
+                now_millis() - crate::store::rules::IDEMPOTENCY_WINDOW_MS,
+            )
+            .await
+        {
+            Ok(h) => h,
+            // Storage is down and the batch goes to the spool: its replay still honours
+            // each item's key.
+            Err(StoreError::Unavailable(_)) if state.spool.is_some() => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        if hashes.iter().flatten().any(|h| h != &b.body_hash) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_mismatch",
+                "this Idempotency-Key was used with a different batch",
+            ));
         }
     }
     if !valid.is_empty() {
@@ -336,7 +434,10 @@ pub async fn send_batch(
                     );
                     json!(r)
                 }
-                Accepted::Existing(r) => json!(r),
+                Accepted::Existing(r) => {
+                    replayed = true;
+                    json!(r)
+                }
                 Accepted::RecipientLimited {
                     channel,
                     retry_after_ms,
@@ -344,7 +445,7 @@ pub async fn send_batch(
                     json!({"error": refused(&state, recipient_limited(channel, retry_after_ms)).body()})
                 }
                 Accepted::Mismatch => {
-                    json!({"error": ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_mismatch", "key reused").body()})
+                    json!({"error": ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_mismatch", "this idempotency key was used with a different message").body()})
                 }
             });
         }
@@ -356,7 +457,14 @@ pub async fn send_batch(
         .into_iter()
         .map(|r| r.unwrap_or(Value::Null))
         .collect();
-    Ok((StatusCode::ACCEPTED, Json(json!({ "results": results }))).into_response())
+    let mut resp = (StatusCode::ACCEPTED, Json(json!({ "results": results }))).into_response();
+    if replayed {
+        resp.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    Ok(resp)
 }
 
 pub async fn get_one(

@@ -138,6 +138,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deliveries by status, and the number of dead letters (read at scrape time).
     async fn stats(&self) -> Result<Stats, StoreError>;
+    /// The body hash stored for each idempotency key of `scope` used since `since` (`None`
+    /// for a key not in use), in the order of `keys`.
+    async fn idempotency_hashes(
+        &self,
+        scope: &str,
+        keys: Vec<String>,
+        since: i64,
+    ) -> Result<Vec<Option<String>>, StoreError>;
     /// Forgets idempotency keys older than `before`.
     async fn purge_idempotency(&self, before: i64) -> Result<usize, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;

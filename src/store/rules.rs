@@ -6,6 +6,9 @@ use crate::config::Rate;
 use crate::core::next_step::Step;
 use crate::core::types::{Channel, DeliveryStatus, Millis};
 
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
 /// What a completion does to its delivery: the new status, when it is due again, and the
 /// providers it must skip from now on (a provider-class error adds the one just called).
 pub fn step_effect(

@@ -75,3 +75,95 @@ async fn a_repeat_returns_the_same_id_and_delivers_once() {
     );
     h.stop().await;
 }
+
+async fn batch_with_key(h: &TestHerald, key: Option<&str>, items: &Value) -> (u16, Value, bool) {
+    let mut req = h
+        .http
+        .post(h.url("/v1/messages/batch"))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "messages": items }));
+    if let Some(k) = key {
+        req = req.header("idempotency-key", k);
+    }
+    let resp = req.send().await.unwrap();
+    let code = resp.status().as_u16();
+    let replayed = resp.headers().contains_key("idempotent-replayed");
+    (code, resp.json().await.unwrap(), replayed)
+}
+
+/// A client retrying a timed-out batch under the same `Idempotency-Key` gets the first reply
+/// and sends nothing twice; another batch under that key is refused whole.
+#[tokio::test]
+async fn a_batch_retried_with_its_key_sends_nothing_twice() {
+    let r = Receiver::start().await;
+    let h = TestHerald::start().await;
+    let items = json!([
+        {"to": {"webhook": r.url}, "content": {"text": "one"}},
+        {"to": {"phone": "not a phone"}, "content": {"text": "bad"}},
+        {"to": {"webhook": r.url}, "content": {"text": "three"}},
+    ]);
+    let (code, first, replayed) = batch_with_key(&h, Some("batch-7"), &items).await;
+    assert_eq!(code, 202, "{first}");
+    assert!(!replayed);
+    let (code, again, replayed) = batch_with_key(&h, Some("batch-7"), &items).await;
+    assert_eq!(code, 202, "{again}");
+    assert!(replayed, "a replay says so");
+    for i in [0, 2] {
+        assert_eq!(
+            again["results"][i]["id"], first["results"][i]["id"],
+            "item {i}"
+        );
+    }
+    assert!(again["results"][1]["error"].is_object());
+    // Another batch under the same key: nothing of it is stored.
+    let other = json!([
+        {"to": {"webhook": r.url}, "content": {"text": "new one"}},
+        {"to": {"webhook": r.url}, "content": {"text": "new two"}},
+    ]);
+    let (code, refused, _) = batch_with_key(&h, Some("batch-7"), &other).await;
+    assert_eq!(code, 422, "{refused}");
+    assert_eq!(refused["code"], "idempotency_mismatch");
+    // Exactly the two valid messages of the first batch were delivered, once each.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while r.received().len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let texts: Vec<String> = r
+        .received()
+        .iter()
+        .map(|x| x.json()["text"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(texts.contains(&"one".to_string()) && texts.contains(&"three".to_string()));
+    h.stop().await;
+}
+
+/// An item's own `idempotency_key` works like a single send's header, across batches and
+/// single sends.
+#[tokio::test]
+async fn batch_items_carry_their_own_keys() {
+    let h = TestHerald::start().await;
+    let msg = json!({"to": {"user": "u-9"}, "content": {"text": "hi"}});
+    let mut keyed = msg.clone();
+    keyed["idempotency_key"] = json!("order-42");
+    let (code, a, _) = batch_with_key(&h, None, &json!([keyed.clone()])).await;
+    assert_eq!(code, 202, "{a}");
+    let (_, b, replayed) = batch_with_key(&h, None, &json!([keyed])).await;
+    assert_eq!(b["results"][0]["id"], a["results"][0]["id"]);
+    assert!(replayed);
+    let (code, single, _) = send_with_key(&h, "order-42", &msg).await;
+    assert_eq!(code, 202);
+    assert_eq!(
+        single["id"], a["results"][0]["id"],
+        "the same key and body as a single send"
+    );
+    let mut bad = msg.clone();
+    bad["idempotency_key"] = json!(7);
+    let (_, c, _) = batch_with_key(&h, None, &json!([bad])).await;
+    assert_eq!(
+        c["results"][0]["error"]["errors"][0]["field"], "messages[0].idempotency_key",
+        "{c}"
+    );
+    h.stop().await;
+}

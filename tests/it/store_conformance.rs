@@ -269,6 +269,18 @@ pub async fn idempotency_keys_return_the_first_reply(s: Arc<dyn Store>) {
         s.accept(vec![other_scope]).await.unwrap()[0],
         Accepted::New(_)
     ));
+    // The stored hash of each key, in order; unknown keys and old ones are `None`.
+    let since = now_millis() - 60_000;
+    let hashes = s
+        .idempotency_hashes("k", vec!["nope".into(), "x".into()], since)
+        .await
+        .unwrap();
+    assert_eq!(hashes, vec![None, Some("h1".to_string())]);
+    let later = s
+        .idempotency_hashes("k", vec!["x".into()], now_millis() + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(later, vec![None], "outside the window");
     let listed = s
         .list_messages(ListFilter {
             limit: 10,

@@ -288,6 +288,31 @@ impl Store for PgStore {
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         read::api_keys(&self.pool, None).await
     }
+    async fn idempotency_hashes(
+        &self,
+        scope: &str,
+        keys: Vec<String>,
+        since: i64,
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT k.key, i.body_hash FROM UNNEST($2::TEXT[]) AS k(key)
+             LEFT JOIN idempotency i ON i.scope = $1 AND i.key = k.key AND i.created_at > $3",
+        )
+        .bind(scope)
+        .bind(&keys)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut found = std::collections::HashMap::new();
+        for r in rows {
+            let k: String = sqlx::Row::try_get(&r, 0)?;
+            let h: Option<String> = sqlx::Row::try_get(&r, 1)?;
+            if let Some(h) = h {
+                found.insert(k, h);
+            }
+        }
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+    }
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         Ok(read::api_keys(&self.pool, Some(key_hash)).await?.pop())
     }

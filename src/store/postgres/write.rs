@@ -8,7 +8,7 @@ use serde_json::json;
 use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Row};
 
-const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+use crate::store::rules::IDEMPOTENCY_WINDOW_MS;
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())

@@ -313,6 +313,27 @@ impl Store for SqliteStore {
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         self.read(read::api_keys).await
     }
+    async fn idempotency_hashes(
+        &self,
+        scope: &str,
+        keys: Vec<String>,
+        since: i64,
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        let scope = scope.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT body_hash FROM idempotency WHERE scope = ?1 AND key = ?2 AND created_at > ?3",
+            )?;
+            keys.iter()
+                .map(|k| {
+                    stmt.query_row(rusqlite::params![scope, k, since], |r| r.get(0))
+                        .optional()
+                        .map_err(StoreError::from)
+                })
+                .collect()
+        })
+        .await
+    }
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         let h = key_hash.to_string();
         self.read(move |c| read::api_key_by_hash(c, &h)).await

@@ -7,7 +7,7 @@ use crate::store::*;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 
-const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+use crate::store::rules::IDEMPOTENCY_WINDOW_MS;
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
