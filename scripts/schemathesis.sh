@@ -50,6 +50,6 @@ echo "schemathesis.sh: st run $schema --url $HERALD_ST_URL -H 'Authorization: Be
   --report junit,json --report-dir "$report" \
   "${@:2}" && rc=0 || rc=$?
 if [ -s "$HERALD_ST_EXCUSED" ]; then
-  echo "schemathesis.sh: $(wc -l <"$HERALD_ST_EXCUSED") generated sends refused for reasons the document cannot know (deployment, clock, stored keys) or not valid by the full document: $HERALD_ST_EXCUSED"
+  echo "schemathesis.sh: $(wc -l <"$HERALD_ST_EXCUSED") generated sends refused for reasons beyond the document (deployment, clock, stored keys, OpenAPI 3.0) or breaking its cross-field rules: $HERALD_ST_EXCUSED"
 fi
 exit "$rc"

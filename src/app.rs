@@ -350,11 +350,12 @@ pub fn setup_tracing(cfg: &Config) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(format!("{},tower_http=warn,hyper=warn", cfg.log.level)))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // No colours: every control character in a line is escaped (values from outside cannot
+    // forge log lines or repaint a terminal), the formatter's own escape codes included.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
+        .with_writer(crate::log_escape::EscapedStderr)
+        .with_ansi(false);
     let _ = if cfg.log.format == "json" {
         builder.json().try_init()
     } else {

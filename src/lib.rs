@@ -9,6 +9,7 @@ pub mod config;
 pub mod core;
 pub mod drill;
 pub mod error;
+pub mod log_escape;
 pub mod metrics;
 pub mod private_fs;
 pub mod providers;

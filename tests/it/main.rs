@@ -18,6 +18,7 @@ mod e2e_failover;
 mod e2e_file_modes;
 mod e2e_idempotency;
 mod e2e_isolation;
+mod e2e_log_injection;
 mod e2e_operators;
 mod e2e_outage;
 mod e2e_prometheus;

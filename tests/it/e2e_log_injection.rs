@@ -1,0 +1,67 @@
+//! Values from outside cannot forge log lines: a webhook receiver's error body and an
+//! operator's reason, full of newlines, escape sequences and NULs, stay on one escaped line.
+
+use crate::utils::process::{HeraldProcess, KEY};
+use axum::http::StatusCode;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+const EVIL: &str = "oops\n2026-12-01T00:00:00.000000Z ERROR herald: forged line\u{1b}[2J\u{0}";
+
+#[tokio::test]
+async fn remote_error_bodies_and_reasons_are_escaped_in_logs() {
+    let app = axum::Router::new().fallback(|| async { (StatusCode::BAD_REQUEST, EVIL) });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let h = HeraldProcess::start_with_log_level(dir.path(), "", "info").await;
+    let http = reqwest::Client::new();
+    let sent: serde_json::Value = http
+        .post(format!("{}/v1/messages", h.base))
+        .bearer_auth(KEY)
+        .json(&json!({"to": {"webhook": hook}, "content": {"text": "x"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = sent["id"].as_str().unwrap().to_string();
+    let r = http
+        .put(format!("{}/v1/mode", h.base))
+        .bearer_auth(KEY)
+        .json(&json!({"mode": "normal", "reason": "routine\n2026-12-01T00:00:00.000000Z ERROR herald: forged reason\u{1b}]0;pwned\u{7}"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Wait for the attempt (a 400 is final) and its log line.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let log = loop {
+        let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
+        if log.contains("attempt failed") && log.contains("mode switched") {
+            break log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no log of the attempt for {id}: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for line in log.lines() {
+        assert!(
+            !line.starts_with("2026-12-01T00:00:00.000000Z"),
+            "a forged line: {line}"
+        );
+    }
+    assert!(
+        !log.contains('\u{1b}') && !log.contains('\u{0}') && !log.contains('\u{7}'),
+        "raw control characters in the log"
+    );
+    assert!(
+        log.contains("\\n2026-12-01T00:00:00.000000Z ERROR herald: forged line"),
+        "{log}"
+    );
+    drop(h);
+}
