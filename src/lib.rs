@@ -17,4 +17,5 @@ pub mod simulate;
 pub mod spool;
 pub mod store;
 pub mod templates;
+pub mod tls;
 pub mod worker;

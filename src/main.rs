@@ -8,6 +8,7 @@ use herald::config;
 
 fn main() {
     let cli = Cli::parse(); // bad usage exits 2
+    herald::tls::init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -190,6 +190,7 @@ impl Client {
             .clone()
             .filter(|k| !k.is_empty())
             .context("no API key: set HERALD_API_KEY or pass --api-key")?;
+        crate::tls::init();
         Ok(Client {
             base: a.url.trim_end_matches('/').to_string(),
             key,

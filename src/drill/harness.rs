@@ -60,6 +60,7 @@ impl Work {
             ulid::Ulid::generate().to_string().to_lowercase()
         ));
         std::fs::create_dir_all(&dir)?;
+        crate::tls::init();
         Ok(Work {
             dir,
             exe: std::env::current_exe().context("cannot find the herald binary")?,

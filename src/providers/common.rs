@@ -146,6 +146,7 @@ pub fn opt_string(cfg: &ProviderConfig, name: &str) -> Result<Option<String>, St
 /// The client for providers' own APIs (not webhooks): rustls, connection reuse, timeouts
 /// per request.
 pub fn vendor_client() -> Result<reqwest::Client, reqwest::Error> {
+    crate::tls::init();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .pool_max_idle_per_host(32)

@@ -58,6 +58,7 @@ pub fn allowed_addrs(
 
 /// The HTTP client for webhooks: guarded resolver, no redirects, connection reuse.
 pub fn client(policy: &HostPolicy, timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    crate::tls::init();
     reqwest::Client::builder()
         .dns_resolver(Arc::new(GuardedResolver {
             policy: policy.clone(),

@@ -148,7 +148,10 @@ impl Sim {
             nonces: Mutex::default(),
             windows: Mutex::default(),
             aliyun_details: Mutex::default(),
-            http: reqwest::Client::new(),
+            http: {
+                crate::tls::init();
+                reqwest::Client::new()
+            },
         })
     }
 

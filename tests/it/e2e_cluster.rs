@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 async fn nodes(base: &str) -> Value {
-    reqwest::Client::new()
+    crate::utils::http()
         .get(format!("{base}/v1/nodes"))
         .bearer_auth(KEY)
         .send()
@@ -32,7 +32,7 @@ async fn three_nodes_survive_one_killed_mid_flight() {
     for d in &dirs {
         procs.push(HeraldProcess::start(d.path(), &extra).await);
     }
-    let http = reqwest::Client::new();
+    let http = crate::utils::http();
     let mut acked = HashSet::new();
     for b in 0..5 {
         let batch: Vec<Value> = (0..1000)

@@ -31,7 +31,7 @@ async fn send_batch(base: &str, url: &str, n: usize) -> HashSet<String> {
     let batch: Vec<Value> = (0..n)
         .map(|i| json!({"to":{"webhook":url},"content":{"text":format!("#{i}")}}))
         .collect();
-    let r: Value = reqwest::Client::new()
+    let r: Value = crate::utils::http()
         .post(format!("{base}/v1/messages/batch"))
         .bearer_auth(KEY)
         .json(&json!({ "messages": batch }))
@@ -65,7 +65,7 @@ async fn kill_9_while_accepting_loses_no_accepted_message() {
         let (acked, stop, base, url) =
             (acked.clone(), stop.clone(), p.base.clone(), rx.url.clone());
         clients.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
+            let http = crate::utils::http();
             let mut i = 0u64;
             while !stop.load(Ordering::SeqCst) && i < 100_000 {
                 i += 1;

@@ -28,7 +28,7 @@ async fn files_are_owner_only_under_an_open_umask() {
     )
     .await;
     // One accept, so the WAL holds something.
-    let r = reqwest::Client::new()
+    let r = crate::utils::http()
         .post(format!("{}/v1/messages", h.base))
         .bearer_auth(crate::utils::process::KEY)
         .json(&serde_json::json!({"to": {"user": "u-1"}, "content": {"text": "123456"}}))

@@ -16,7 +16,7 @@ async fn remote_error_bodies_and_reasons_are_escaped_in_logs() {
     tokio::spawn(async move { axum::serve(listener, app).await });
     let dir = tempfile::tempdir().unwrap();
     let h = HeraldProcess::start_with_log_level(dir.path(), "", "info").await;
-    let http = reqwest::Client::new();
+    let http = crate::utils::http();
     let sent: serde_json::Value = http
         .post(format!("{}/v1/messages", h.base))
         .bearer_auth(KEY)

@@ -27,7 +27,7 @@ async fn sends_are_spooled_while_postgres_is_down_and_delivered_after() {
     let dir = tempfile::tempdir().unwrap();
     let extra = format!("[storage]\nurl = \"{}\"\n", pg.url());
     let mut node = HeraldProcess::start(dir.path(), &extra).await;
-    let http = reqwest::Client::builder()
+    let http = crate::utils::http_builder()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
@@ -122,7 +122,7 @@ async fn an_outcome_due_during_an_outage_is_recorded_when_storage_returns() {
     let dir = tempfile::tempdir().unwrap();
     let extra = format!("[storage]\nurl = \"{}\"\n", pg.url()); // lease: the default 60 s
     let node = HeraldProcess::start(dir.path(), &extra).await;
-    let http = reqwest::Client::new();
+    let http = crate::utils::http();
     let v: Value = http
         .post(format!("{}/v1/messages", node.base))
         .bearer_auth(KEY)

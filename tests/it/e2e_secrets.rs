@@ -89,7 +89,7 @@ sms = {{ text = "Your code is {{{{ code }}}}", provider_templates = {{ aliyun-ma
     let dir = tempfile::tempdir().unwrap();
     let p = HeraldProcess::start_with_log_level(dir.path(), &providers, "debug").await;
     let base = p.base.clone();
-    let http = reqwest::Client::new();
+    let http = crate::utils::http();
     let mut ids = Vec::new();
     for body in [
         json!({"to": {"phone": "+8613800138000"}, "template": "verify_code", "params": {"code": "1"}}),

@@ -63,7 +63,7 @@ async fn two_thousand_slow_clients_under_a_1024_file_limit_leave_health_and_send
         slow.len()
     );
 
-    let http = reqwest::Client::builder()
+    let http = crate::utils::http_builder()
         .timeout(Duration::from_secs(15))
         .build()
         .unwrap();
@@ -167,7 +167,7 @@ async fn long_targets_and_header_floods_get_problem_documents() {
 #[tokio::test]
 async fn authorization_is_read_as_rfc_9110_says() {
     let h = TestHerald::start().await;
-    let http = reqwest::Client::new();
+    let http = crate::utils::http();
     // No key: 401 with a challenge.
     let r = http.get(h.url("/v1/messages")).send().await.unwrap();
     assert_eq!(r.status(), 401);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 const WRAPPER: &str = "mount --bind \"$0\" /etc/hosts && exec \"$@\"";
 
 async fn send(base: &str, url: &str) -> String {
-    let r: Value = reqwest::Client::new()
+    let r: Value = crate::utils::http()
         .post(format!("{base}/v1/messages"))
         .bearer_auth(KEY)
         .json(&json!({"to": {"webhook": url}, "content": {"text": "x"}}))
@@ -31,7 +31,7 @@ async fn send(base: &str, url: &str) -> String {
 async fn settled(base: &str, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let m: Value = reqwest::Client::new()
+        let m: Value = crate::utils::http()
             .get(format!("{base}/v1/messages/{id}"))
             .bearer_auth(KEY)
             .send()

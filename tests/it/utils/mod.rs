@@ -39,6 +39,7 @@ impl TestHerald {
         listener: tokio::net::TcpListener,
         tweak: impl FnOnce(&mut Config),
     ) -> Self {
+        herald::tls::init();
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = Config::for_tests(dir.path());
         cfg.server.public_url = Some(format!("http://{}", listener.local_addr().unwrap()));
@@ -120,4 +121,15 @@ impl TestHerald {
             s.shutdown().await;
         }
     }
+}
+
+/// An HTTP client for tests (the process's TLS provider installed first).
+pub fn http() -> reqwest::Client {
+    herald::tls::init();
+    reqwest::Client::new()
+}
+
+pub fn http_builder() -> reqwest::ClientBuilder {
+    herald::tls::init();
+    reqwest::Client::builder()
 }

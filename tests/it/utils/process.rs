@@ -40,6 +40,7 @@ impl HeraldProcess {
         level: &str,
         wrapper: &[&str],
     ) -> Self {
+        herald::tls::init();
         let port = free_port();
         let cfg: PathBuf = data_dir.join("herald.toml");
         std::fs::create_dir_all(data_dir).unwrap();

@@ -120,7 +120,7 @@ impl Rig {
         Rig {
             herald,
             sim,
-            http: reqwest::Client::new(),
+            http: crate::utils::http(),
         }
     }
 
