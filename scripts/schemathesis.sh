@@ -6,14 +6,23 @@
 #
 # SCHEMA defaults to src/api/openapi.json (the file, so an edited document is tested without a
 # rebuild; the server itself serves the copy compiled into it). The caller starts the server,
-# with a throwaway data directory: the run creates messages, API keys and audit entries,
-# switches providers and modes (always back to `normal`, see schemathesis/hooks.py), and needs
-# an admin key. Its document examples send to the inbox and to https://hooks.example.com, which
-# the default webhook.allowed_hosts (`*`) allows.
+# with a throwaway data directory and its dispatcher off (HERALD_DISPATCH_ENABLED=false), e.g.
+#
+#   HERALD_ADMIN_KEY=st-admin-key-0123456789abcdef HERALD_LISTEN=127.0.0.1:18080 \
+#   HERALD_DATA_DIR=$(mktemp -d) HERALD_DISPATCH_ENABLED=false herald serve
+#
+# The run sends thousands of generated messages, to webhook URLs on arbitrary public hosts
+# among them: with the dispatcher off they are stored and never delivered (the script refuses
+# a server whose /readyz shows running workers unless HERALD_ST_ALLOW_DISPATCH=1). It also
+# creates API keys and audit entries and switches providers and modes (always back to
+# `normal`, see schemathesis/hooks.py), so it needs an admin key. The document's examples
+# send to the inbox and to https://hooks.example.com, which the default
+# webhook.allowed_hosts (`*`) allows.
 #
 # Optional: HERALD_ST_MAX_EXAMPLES (per operation and phase, default 30), HERALD_ST_SEED (default
 # 20261201), HERALD_ST_MAX_TIME (seconds for the whole run, default 120),
-# HERALD_ST_REQUEST_TIMEOUT (seconds, default 10), HERALD_ST_VENV, HERALD_ST_REPORT_DIR.
+# HERALD_ST_REQUEST_TIMEOUT (seconds, default 10), HERALD_ST_VENV, HERALD_ST_REPORT_DIR,
+# HERALD_ST_EXCUSED (where the findings hooks.py excuses are listed, one JSON line each).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
@@ -29,6 +38,26 @@ if [ "$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("
   echo "schemathesis.sh: installing schemathesis==$version into $venv"
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$version"
+fi
+
+workers=$("$venv/bin/python" - "$HERALD_ST_URL" 2>/dev/null <<'PY' || true
+import json, sys, urllib.error, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1].rstrip("/") + "/readyz", timeout=10) as r:
+        body = r.read()
+except urllib.error.HTTPError as e:
+    body = e.read()
+print(json.loads(body)["checks"]["workers"]["status"])
+PY
+)
+if [ -z "$workers" ]; then
+  echo "schemathesis.sh: no Herald answers at $HERALD_ST_URL/readyz" >&2
+  exit 2
+fi
+if [ "$workers" != disabled ] && [ "${HERALD_ST_ALLOW_DISPATCH:-0}" != 1 ]; then
+  echo "schemathesis.sh: the server's dispatcher is $workers: it would deliver generated webhooks to arbitrary hosts;" >&2
+  echo "  start it with HERALD_DISPATCH_ENABLED=false (or set HERALD_ST_ALLOW_DISPATCH=1)" >&2
+  exit 2
 fi
 
 report="${HERALD_ST_REPORT_DIR:-$(mktemp -d /tmp/herald-st.XXXXXX)}"

@@ -72,6 +72,7 @@ pub struct Metrics {
     pub provider_alerts: Family<ProviderLabels, Counter>,
     pub provider_state: Family<ProviderStateLabels, Gauge>,
     pub provider_circuit_open: Family<ProviderLabels, Gauge>,
+    pub endpoints_not_closed: Family<ProviderLabels, Gauge>,
     pub provider_success_ratio: Family<ProviderLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub mode: Family<ModeLabels, Gauge>,
     pub spooled: Counter,
@@ -167,6 +168,12 @@ impl Metrics {
             "1 while the provider's circuit breaker is open",
             provider_circuit_open.clone(),
         );
+        let endpoints_not_closed = Family::<ProviderLabels, Gauge>::default();
+        r.register(
+            "provider_endpoints_not_closed",
+            "Endpoints (webhook origins) of the provider whose own circuit is open or half-open",
+            endpoints_not_closed.clone(),
+        );
         let provider_success_ratio =
             Family::<ProviderLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         r.register(
@@ -240,6 +247,7 @@ impl Metrics {
             provider_alerts,
             provider_state,
             provider_circuit_open,
+            endpoints_not_closed,
             provider_success_ratio,
             mode,
             registry: Mutex::new(r),
@@ -304,6 +312,17 @@ impl Metrics {
                     provider: v.id.clone(),
                 })
                 .set((v.circuit == "open") as i64);
+            if let Some(n) = v
+                .endpoints
+                .as_ref()
+                .and_then(|e| e["not_closed"].as_array())
+            {
+                self.endpoints_not_closed
+                    .get_or_create(&ProviderLabels {
+                        provider: v.id.clone(),
+                    })
+                    .set(n.len() as i64);
+            }
             self.provider_success_ratio
                 .get_or_create(&ProviderLabels {
                     provider: v.id.clone(),

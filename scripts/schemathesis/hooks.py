@@ -2,20 +2,21 @@
 
 Three things are handled here, and nothing else:
 
-1. `before_load_schema`: `SendRequest` states its cross-field rules (a listed channel needs its
-   address in `to`; content must suit every channel used; `to.push` needs explicit channels;
-   not both `ttl` and `expires_at`) as an `allOf` of `anyOf`s. Schemathesis cannot generate
+1. `before_load_schema`: `SendRequest` (and `BatchItem`, the same plus `idempotency_key`)
+   states its cross-field rules (a listed channel needs its address in `to`; content must
+   suit every channel used; `to.push` needs explicit channels; not both `ttl` and
+   `expires_at`) as an `allOf` of `anyOf`s. Schemathesis cannot generate
    from that many alternatives at once (its canonical form grows exponentially), so tests
-   generate sends from `SendRequest` without that `allOf`. Negative cases lose nothing (a
+   generate sends from those schemas without that `allOf`. Negative cases lose nothing (a
    body the relaxed schema refuses, the full one refuses too); for positive ones see 2.
 
-2. `filter_failure`, for generated (never the document's examples) `POST /v1/messages`
-   bodies answered 422, drops a "schema-valid request rejected" finding only when EVERY
-   error the server names is
+2. `filter_failure`, for generated (never the document's examples) sends answered 422, drops
+   a "schema-valid request rejected" finding when an Idempotency-Key was already used with
+   another body or batch (stored data), and for `POST /v1/messages` only when EVERY error the
+   server names is
    - one the document cannot know: which channels have a provider, which chat robots and
      templates are configured (and what a template needs), `webhook.allowed_hosts`,
-     "send_at within a year" and the expires_at window (the clock), an Idempotency-Key
-     already used with another body (stored data); or one OpenAPI 3.0 cannot state
+     "send_at within a year" and the expires_at window (the clock); or one OpenAPI 3.0 cannot state
      (metadata key lengths and total size; limits counted in UTF-8 bytes); or
    - a cross-field rule of 1., when the body breaks the FULL document (checked here with
      the document's own `SendRequest`): such a body was never valid.
@@ -37,6 +38,7 @@ import requests
 import schemathesis
 
 SEND = "POST /v1/messages"
+BATCH = "POST /v1/messages/batch"
 _FULL = {}  # the SendRequest schema as the document states it, as JSON Schema
 
 
@@ -62,7 +64,9 @@ def before_load_schema(context, raw_schema):
     schemas = raw_schema["components"]["schemas"]
     full = _json_schema(copy.deepcopy(schemas["SendRequest"]), schemas)
     _FULL["validator"] = jsonschema_rs.Draft4Validator(full)
-    schemas["SendRequest"].pop("allOf", None)
+    for name in ("SendRequest", "BatchItem"):
+        if name in schemas:
+            schemas[name].pop("allOf", None)
 
 
 def _valid_send(body):
@@ -143,7 +147,8 @@ def filter_failure(context, failure, case, response):
 
 
 def _keep(failure, case, response):
-    if case.operation.label != SEND or type(failure).__name__ != "RejectedPositiveData":
+    label = case.operation.label
+    if label not in (SEND, BATCH) or type(failure).__name__ != "RejectedPositiveData":
         return True
     if "example" in _phase(case).lower() or response.status_code != 422:
         return True
@@ -154,6 +159,8 @@ def _keep(failure, case, response):
     if problem.get("code") == "idempotency_mismatch":
         _log("idempotency key reused", case, response)
         return False
+    if label != SEND:
+        return True
     errors = problem.get("errors") or []
     if problem.get("code") != "validation_failed" or not errors:
         return True
