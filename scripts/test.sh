@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every Herald test on a fresh Debian machine: installs what the tests need (a C
-# compiler for the bundled SQLite), then runs unit, property and integration tests
-# (real SQLite files, real HTTP on loopback, the real binary killed with -9).
+# compiler for the bundled SQLite, PostgreSQL, an SMTP server, promtool), then runs unit,
+# property and integration tests (real SQLite files, real HTTP on loopback, the real binary
+# killed with -9), then Schemathesis against the API's OpenAPI document.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/herald-target}"
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)   # promtool checks the alert rules and /metrics
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# unshare/mount (a private hosts file for the SSRF test) and prlimit (a 1,024-file limit for
+# the slow-client test) come with util-linux and mount.
+command -v unshare >/dev/null 2>&1 && command -v prlimit >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v mount >/dev/null 2>&1 || need_apt+=(mount)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing ${need_apt[*]}"
@@ -70,3 +76,21 @@ export HERALD_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$pgport/postgres"
 export HERALD_TEST_PGBIN="$pgbin"
 
 cargo test --all-targets --locked -- --test-threads="${HERALD_TEST_THREADS:-4}"
+
+# The API against its own OpenAPI document: Schemathesis (PyPI) with every check on, bounded
+# in examples and time, failing on any finding. The gateway runs with its dispatcher off, so
+# the generated messages are stored and never delivered anywhere.
+st_dir=$(mktemp -d /tmp/herald-st.XXXXXX)
+st_port=$((20000 + RANDOM % 30000))
+st_key="st-admin-key-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+HERALD_CONFIG= HERALD_ADMIN_KEY="$st_key" HERALD_LISTEN="127.0.0.1:$st_port" HERALD_DATA_DIR="$st_dir/data" \
+  HERALD_DISPATCH_ENABLED=false "$CARGO_TARGET_DIR/debug/herald" serve 2>"$st_dir/serve.log" &
+st_pid=$!
+stop_st() { kill "$st_pid" 2>/dev/null || true; wait "$st_pid" 2>/dev/null || true; rm -rf "$st_dir"; }
+trap 'stop_st; stop_pg' EXIT
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$st_port/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+HERALD_ST_URL="http://127.0.0.1:$st_port" HERALD_ST_KEY="$st_key" HERALD_ST_REPORT_DIR="$st_dir/report" \
+  ./scripts/schemathesis.sh

@@ -30,7 +30,7 @@ struct ModeBody {
 
 fn check_reason(r: &str) -> Result<String, ApiError> {
     let r = r.trim();
-    if r.is_empty() || r.len() > 500 {
+    if r.is_empty() || r.chars().count() > 500 {
         return Err(ApiError::field("reason", "say why, in 1 to 500 characters"));
     }
     Ok(r.to_string())

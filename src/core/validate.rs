@@ -375,8 +375,8 @@ pub fn validate(
             send_at
         }
         (Some(t), None) => match crate::config::Dur::parse(t) {
-            Ok(d) if d.0.is_zero() => {
-                err("ttl", "must be longer than 0s".into());
+            Ok(d) if d.0 < Duration::from_millis(1) => {
+                err("ttl", "must be at least 1ms".into());
                 send_at
             }
             Ok(d) if d.0 > MAX_TTL => {
@@ -397,7 +397,7 @@ pub fn validate(
                 );
                 t
             }
-            Ok(t) if t - ctx.now > MAX_TTL.as_millis() as i64 + 86_400_000 => {
+            Ok(t) if t - send_at > MAX_TTL.as_millis() as i64 => {
                 err("expires_at", "must be within 30 days of send_at".into());
                 t
             }

@@ -177,3 +177,67 @@ async fn every_kind_of_malformed_request_is_refused_cleanly() {
     assert_eq!(c, 202);
     h.stop().await;
 }
+
+/// Answers the framework makes itself are problem+json too, and limits are what they say:
+/// characters (not bytes), a ttl of at least 1 ms, an expiry within 30 days of `send_at`.
+#[tokio::test]
+async fn framework_refusals_and_edge_limits_are_problem_documents() {
+    let h = TestHerald::start().await;
+    // A path segment that is not UTF-8.
+    let r = h
+        .http
+        .get(h.url("/v1/messages/%FF"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    let code = r.status().as_u16();
+    let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+    let body: Value = r.json().await.unwrap();
+    assert_problem("non-UTF-8 path", code, &ct, &body, 400, "bad_request");
+    // A receipt body over its route's limit.
+    let (code, ct, body) = raw(
+        &h,
+        "/v1/receipts/aliyun/x",
+        None,
+        "application/json",
+        vec![b' '; 3 << 20],
+    )
+    .await;
+    assert_problem("large receipt", code, &ct, &body, 413, "payload_too_large");
+    // ttl below a millisecond.
+    let (code, m) = h
+        .send(json!({"to": {"user": "u"}, "content": {"text": "x"}, "ttl": "1ns"}))
+        .await;
+    assert_eq!(code, 422, "{m}");
+    assert_eq!(m["errors"][0]["field"], "ttl");
+    // An expiry 1 day after a send_at 40 days out is fine (the window counts from send_at).
+    let send_at = time::OffsetDateTime::now_utc() + time::Duration::days(40);
+    let fmt = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let (code, m) = h
+        .send(json!({"to": {"user": "u"}, "content": {"text": "x"},
+            "send_at": fmt(send_at), "expires_at": fmt(send_at + time::Duration::days(1))}))
+        .await;
+    assert_eq!(code, 202, "{m}");
+    // Names and reasons are counted in characters.
+    let (code, m) = h
+        .call(
+            reqwest::Method::POST,
+            "/v1/api-keys",
+            Some(json!({"name": "é".repeat(60), "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(code, 201, "{m}");
+    let (code, m) = h
+        .call(
+            reqwest::Method::PUT,
+            "/v1/mode",
+            Some(json!({"mode": "normal", "reason": "é".repeat(300)})),
+        )
+        .await;
+    assert_eq!(code, 200, "{m}");
+    h.stop().await;
+}

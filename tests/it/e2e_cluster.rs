@@ -10,15 +10,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 async fn nodes(base: &str) -> Value {
-    crate::utils::http()
-        .get(format!("{base}/v1/nodes"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    crate::utils::process::get_json(base, "/v1/nodes").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -17,16 +17,9 @@ async fn remote_error_bodies_and_reasons_are_escaped_in_logs() {
     let dir = tempfile::tempdir().unwrap();
     let h = HeraldProcess::start_with_log_level(dir.path(), "", "info").await;
     let http = crate::utils::http();
-    let sent: serde_json::Value = http
-        .post(format!("{}/v1/messages", h.base))
-        .bearer_auth(KEY)
-        .json(&json!({"to": {"webhook": hook}, "content": {"text": "x"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sent = h
+        .send(&json!({"to": {"webhook": hook}, "content": {"text": "x"}}))
+        .await;
     let id = sent["id"].as_str().unwrap().to_string();
     let r = http
         .put(format!("{}/v1/mode", h.base))

@@ -5,41 +5,26 @@
 //! the test command and CI run). Every address here is loopback.
 
 use crate::utils::Receiver;
-use crate::utils::process::{HeraldProcess, KEY};
+use crate::utils::process::HeraldProcess;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 const WRAPPER: &str = "mount --bind \"$0\" /etc/hosts && exec \"$@\"";
 
-async fn send(base: &str, url: &str) -> String {
-    let r: Value = crate::utils::http()
-        .post(format!("{base}/v1/messages"))
-        .bearer_auth(KEY)
-        .json(&json!({"to": {"webhook": url}, "content": {"text": "x"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+async fn send(h: &HeraldProcess, url: &str) -> String {
+    let r = h
+        .send(&json!({"to": {"webhook": url}, "content": {"text": "x"}}))
+        .await;
     r["id"]
         .as_str()
         .unwrap_or_else(|| panic!("{r}"))
         .to_string()
 }
 
-async fn settled(base: &str, id: &str) -> Value {
+async fn settled(h: &HeraldProcess, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let m: Value = crate::utils::http()
-            .get(format!("{base}/v1/messages/{id}"))
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let m = h.get_json(&format!("/v1/messages/{id}")).await;
         if ["sent", "failed"].contains(&m["status"].as_str().unwrap_or("")) {
             return m;
         }
@@ -98,8 +83,8 @@ async fn names_resolving_to_unlisted_loopback_addresses_are_refused_also_after_a
     .await;
 
     // A name resolving to the listed address is delivered.
-    let ok = send(&h.base, &format!("http://good.test:{}/hook", port(&listed))).await;
-    assert_eq!(settled(&h.base, &ok).await["status"], "sent");
+    let ok = send(&h, &format!("http://good.test:{}/hook", port(&listed))).await;
+    assert_eq!(settled(&h, &ok).await["status"], "sent");
     assert_eq!(listed.received().len(), 1);
 
     // Names matching `*.test` but resolving to loopback addresses not listed are refused.
@@ -107,15 +92,15 @@ async fn names_resolving_to_unlisted_loopback_addresses_are_refused_also_after_a
         format!("http://loop2.test:{}/hook", port(&other)),
         format!("http://six.test:{}/hook", port(&six)),
     ] {
-        let id = send(&h.base, &url).await;
-        let m = settled(&h.base, &id).await;
+        let id = send(&h, &url).await;
+        let m = settled(&h, &id).await;
         assert!(refused(&m), "{url}: {m:#}");
     }
 
     // Rebind: the same name now points at an unlisted address.
     std::fs::write(&hosts, "127.0.0.2 good.test\n").unwrap();
-    let id = send(&h.base, &format!("http://good.test:{}/hook", port(&other))).await;
-    let m = settled(&h.base, &id).await;
+    let id = send(&h, &format!("http://good.test:{}/hook", port(&other))).await;
+    let m = settled(&h, &id).await;
     assert!(refused(&m), "after the rebind: {m:#}");
 
     assert_eq!(other.started(), 0, "nothing reached 127.0.0.2");

@@ -98,6 +98,25 @@ impl HeraldProcess {
         HeraldProcess { child, base }
     }
 
+    /// `GET path` with the admin key; the JSON answer.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        get_json(&self.base, path).await
+    }
+
+    /// `POST /v1/messages` with the admin key; the JSON answer.
+    pub async fn send(&self, body: &serde_json::Value) -> serde_json::Value {
+        crate::utils::http()
+            .post(format!("{}/v1/messages", self.base))
+            .bearer_auth(KEY)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// SIGKILL: no chance to clean up.
     pub fn kill9(&mut self) {
         self.child.kill().unwrap();
@@ -127,4 +146,17 @@ impl Drop for HeraldProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `GET base+path` with the admin key of [`HeraldProcess`]; the JSON answer.
+pub async fn get_json(base: &str, path: &str) -> serde_json::Value {
+    crate::utils::http()
+        .get(format!("{base}{path}"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
