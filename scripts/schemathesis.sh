@@ -61,6 +61,7 @@ if [ "$workers" != disabled ] && [ "${HERALD_ST_ALLOW_DISPATCH:-0}" != 1 ]; then
 fi
 
 report="${HERALD_ST_REPORT_DIR:-$(mktemp -d /tmp/herald-st.XXXXXX)}"
+mkdir -p "$report"
 export HERALD_ST_EXCUSED="${HERALD_ST_EXCUSED:-$report/excused.jsonl}"
 export SCHEMATHESIS_HOOKS=hooks
 export PYTHONPATH="$here/schemathesis${PYTHONPATH:+:$PYTHONPATH}"
@@ -77,8 +78,13 @@ echo "schemathesis.sh: st run $schema --url $HERALD_ST_URL -H 'Authorization: Be
   --generation-database none \
   --no-color \
   --report junit,json --report-dir "$report" \
-  "${@:2}" && rc=0 || rc=$?
+  "${@:2}" 2>&1 | tee "$report/st.out" && rc=0 || rc=$?
 if [ -s "$HERALD_ST_EXCUSED" ]; then
   echo "schemathesis.sh: $(wc -l <"$HERALD_ST_EXCUSED") generated sends refused for reasons beyond the document (deployment, clock, stored keys, OpenAPI 3.0) or breaking its cross-field rules: $HERALD_ST_EXCUSED"
 fi
+# One plain closing line for whoever reads the log: "N passed, N failed".
+passed=$(sed -n 's/.* generated, \([0-9][0-9]*\) passed.*/\1/p' "$report/st.out" | tail -n 1)
+failed=$(sed -n 's/.* \([0-9][0-9]*\) failed.*/\1/p' "$report/st.out" | tail -n 1)
+if [ "$rc" -ne 0 ] && [ "${failed:-0}" = 0 ]; then failed=1; fi
+echo "schemathesis: ${passed:-0} passed, ${failed:-0} failed"
 exit "$rc"
