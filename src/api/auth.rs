@@ -15,6 +15,11 @@ use std::time::{Duration, Instant};
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
+    /// What identifies the caller for idempotency, rate buckets and limits: the key's id
+    /// (`admin` for the bootstrap key, `cfg:<name>` for keys from the configuration), never
+    /// its name, so that a new key named like a revoked one starts afresh.
+    pub id: String,
+    /// The key's name, unique among live keys; `admin` is the bootstrap key's alone.
     pub name: String,
     pub role: Role,
     pub rate_limit: Option<crate::config::Rate>,
@@ -61,6 +66,7 @@ impl Auth {
         fixed.insert(
             hash_key(admin_key),
             Principal {
+                id: "admin".into(),
                 name: "admin".into(),
                 role: Role::Admin,
                 rate_limit: None,
@@ -70,6 +76,7 @@ impl Auth {
             fixed.insert(
                 hash_key(k.key.expose()),
                 Principal {
+                    id: format!("cfg:{}", k.name),
                     name: k.name.clone(),
                     role: k.role,
                     rate_limit: k.rate_limit,
@@ -110,6 +117,7 @@ impl Auth {
                 .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"));
         }
         let found = self.store.find_api_key(&hash).await?.map(|r| Principal {
+            id: r.id,
             name: r.name,
             role: r.role,
             rate_limit: r.rate_limit,
@@ -134,7 +142,7 @@ impl Auth {
         if self.store.shared()
             && let Some(wait_ms) = self
                 .store
-                .take_rate_slot(&format!("key:{}", p.name), &[rate], now)
+                .take_rate_slot(&format!("key:{}", p.id), &[rate], now)
                 .await?
         {
             let secs = ((wait_ms + 999) / 1000).max(1) as u64;
@@ -153,7 +161,7 @@ impl Auth {
             return Ok(());
         };
         let bucket = buckets
-            .entry(p.name.clone())
+            .entry(p.id.clone())
             .or_insert_with(|| crate::core::ratelimit::Bucket::new(rate, now));
         bucket
             .take(now)

@@ -37,6 +37,21 @@ pub async fn create(
             "must be 1 to 100 printable characters",
         ));
     }
+    // Names say who did what in the audit log: unique among live keys, `admin` reserved.
+    let taken = name.eq_ignore_ascii_case("admin")
+        || state.cfg.api_keys.iter().any(|k| k.name == name)
+        || state
+            .store
+            .list_api_keys()
+            .await?
+            .iter()
+            .any(|k| k.name == name);
+    if taken {
+        return Err(ApiError::field(
+            "name",
+            format!("`{name}` is already the name of another key (or reserved): pick another"),
+        ));
+    }
     let role: Role = req.role.parse().map_err(|m| ApiError::field("role", m))?;
     let rate_limit = req
         .rate_limit

@@ -194,7 +194,7 @@ pub async fn send(
     let value = read_json(body, state.cfg.server.max_body.0)
         .await
         .map_err(|e| refused(&state, e))?;
-    let idem = idempotency(&headers, &who.name, &value)?;
+    let idem = idempotency(&headers, &who.id, &value)?;
     let msg = build(&state, &who.name, value, idem).map_err(|e| refused(&state, e))?;
     admit(&state, msg.priority).map_err(|e| refused(&state, e))?;
     let deliveries = msg.deliveries.len() as u64;
@@ -336,7 +336,7 @@ pub async fn send_batch(
     // and another batch under the same key is refused before anything is stored.
     let batch_idem = idempotency(
         &headers,
-        &batch_scope(&who.name),
+        &batch_scope(&who.id),
         &Value::Array(items.clone()),
     )?;
     let mut replayed = false;
@@ -344,7 +344,7 @@ pub async fn send_batch(
     let mut valid = Vec::new();
     let mut slots = Vec::new();
     for (i, mut item) in items.into_iter().enumerate() {
-        let idem = match item_idempotency(&who.name, &mut item, i, batch_idem.as_ref()) {
+        let idem = match item_idempotency(&who.id, &mut item, i, batch_idem.as_ref()) {
             Ok(idem) => idem,
             Err(e) => {
                 results[i] = Some(json!({ "error": refused(&state, e).body() }));

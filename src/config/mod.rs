@@ -177,6 +177,7 @@ impl CircuitConfig {
             consecutive: self.consecutive.max(1),
             open_ms: self.open_for.0.as_millis() as i64,
             probes: 1,
+            ..Default::default()
         }
     }
 }
@@ -462,6 +463,12 @@ impl Config {
                 return Err(invalid(
                     &format!("api_keys[{i}].key"),
                     "must be at least 16 characters".into(),
+                ));
+            }
+            if k.name.eq_ignore_ascii_case("admin") {
+                return Err(invalid(
+                    &format!("api_keys[{i}].name"),
+                    "`admin` is the bootstrap key's name: pick another".into(),
                 ));
             }
             if !names.insert(k.name.as_str()) {

@@ -20,6 +20,9 @@ pub struct BreakerConfig {
     pub open_ms: i64,
     /// Calls let through at once while half-open.
     pub probes: u32,
+    /// A probe with no outcome after this long is taken as lost (its call never came back):
+    /// its slot is given to the next caller.
+    pub probe_timeout_ms: i64,
 }
 
 impl Default for BreakerConfig {
@@ -31,6 +34,7 @@ impl Default for BreakerConfig {
             consecutive: 3,
             open_ms: 5_000,
             probes: 1,
+            probe_timeout_ms: 60_000,
         }
     }
 }
@@ -75,6 +79,8 @@ pub struct Breaker {
     outcomes: VecDeque<bool>,
     pub calls: u64,
     pub failures: u64,
+    /// When the last probe slot was taken.
+    probe_since: Option<Millis>,
     /// When it last opened because of a provider-class error.
     pub fatal_at: Option<Millis>,
 }
@@ -90,6 +96,7 @@ impl Breaker {
             outcomes: VecDeque::new(),
             calls: 0,
             failures: 0,
+            probe_since: None,
             fatal_at: None,
         }
     }
@@ -121,12 +128,35 @@ impl Breaker {
                 self.circuit = Circuit::HalfOpen {
                     in_flight: in_flight + 1,
                 };
+                self.probe_since = Some(now);
+                true
+            }
+            Circuit::HalfOpen { .. }
+                if self
+                    .probe_since
+                    .is_some_and(|t| now - t >= self.cfg.probe_timeout_ms) =>
+            {
+                // The probe in flight never reported back: take its slot.
+                self.circuit = c;
+                self.probe_since = Some(now);
                 true
             }
             Circuit::HalfOpen { .. } => {
                 self.circuit = c;
                 false
             }
+        }
+    }
+
+    /// Gives back a probe slot taken by [`Breaker::acquire`] for a call that was not made
+    /// (a budget refused it, it was deferred, its task ended before calling).
+    pub fn release(&mut self, now: Millis) {
+        if let Circuit::HalfOpen { in_flight } = self.circuit(now)
+            && in_flight > 0
+        {
+            self.circuit = Circuit::HalfOpen {
+                in_flight: in_flight - 1,
+            };
         }
     }
 
@@ -165,6 +195,9 @@ impl Breaker {
             self.recent.pop_front();
         }
         let half_open = matches!(self.circuit(now), Circuit::HalfOpen { .. });
+        if half_open {
+            self.probe_since = None;
+        }
         match health {
             Health::Ok => {
                 self.consecutive = 0;
@@ -271,6 +304,26 @@ mod tests {
         b.record(5_100, Health::Ok, 10);
         assert_eq!(b.circuit(5_101), Circuit::Closed);
         assert_eq!(b.state(5_101), "up");
+    }
+
+    #[test]
+    fn a_probe_not_made_is_given_back_and_a_lost_one_times_out() {
+        let mut b = breaker();
+        for t in 0..3 {
+            b.record(t, Health::Failure, 1);
+        }
+        assert!(b.acquire(6_000), "the probe slot");
+        assert!(!b.acquire(6_001), "only one probe at a time");
+        b.release(6_002); // its budget refused the call
+        assert!(b.acquire(6_003), "the slot is free again");
+        // This probe never reports back: after the probe timeout its slot is taken over.
+        assert!(!b.acquire(6_003 + 59_999));
+        assert!(b.acquire(6_003 + 60_000));
+        b.record(70_000, Health::Ok, 1);
+        assert_eq!(b.circuit(70_001), Circuit::Closed);
+        // Releasing a closed circuit changes nothing.
+        b.release(70_002);
+        assert_eq!(b.circuit(70_003), Circuit::Closed);
     }
 
     #[test]

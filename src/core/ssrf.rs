@@ -122,15 +122,30 @@ fn in_range(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
     }
 }
 
-/// IPv4-mapped IPv6 addresses are judged as the IPv4 address they carry.
+/// IPv6 addresses that carry an IPv4 address are judged as that address: IPv4-mapped
+/// (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`), NAT64 (`64:ff9b::/96`) and 6to4
+/// (`2002:AABB:CCDD::/48`).
 fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
-        },
-        v4 => v4,
+    let IpAddr::V6(v6) = ip else {
+        return ip;
+    };
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return IpAddr::V4(v4);
     }
+    let s = v6.segments();
+    let tail =
+        |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    // IPv4-compatible: 96 zero bits, then an address other than :: and ::1.
+    if s[..6].iter().all(|x| *x == 0) && (s[6] != 0 || s[7] > 1) {
+        return IpAddr::V4(tail(s[6], s[7]));
+    }
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|x| *x == 0) {
+        return IpAddr::V4(tail(s[6], s[7]));
+    }
+    if s[0] == 0x2002 {
+        return IpAddr::V4(tail(s[1], s[2]));
+    }
+    IpAddr::V6(v6)
 }
 
 fn never_reachable(ip: IpAddr) -> bool {
@@ -141,6 +156,8 @@ fn never_reachable(ip: IpAddr) -> bool {
                 || v4.is_multicast()
                 || v4.is_broadcast()
                 || v4.octets()[0] == 0
+                || v4.octets()[0] >= 240 // 240/4 reserved
+                || (v4.octets()[..3] == [192, 0, 0]) // 192.0.0/24 IETF protocol assignments
                 || v4 == Ipv4Addr::new(100, 100, 100, 200) // Alibaba Cloud metadata
         }
         IpAddr::V6(v6) => {
@@ -160,7 +177,11 @@ fn is_internal(ip: IpAddr) -> bool {
                 || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64) // 100.64/10 CGNAT
                 || (v4.octets()[0] == 198 && (v4.octets()[1] & 0xfe) == 18) // 198.18/15
         }
-        IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00, // fc00::/7
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00 // fc00::/7 unique local
+                || (v6.segments()[0] & 0xffc0) == 0xfec0 // fec0::/10 site-local (deprecated)
+        }
     }
 }
 
@@ -282,5 +303,35 @@ mod tests {
         );
         let all = policy(&["0.0.0.0/0"]);
         assert!(all.names_address("10.9.9.9".parse().unwrap()));
+    }
+
+    #[test]
+    fn ipv6_forms_that_carry_ipv4_are_judged_as_it() {
+        let p = policy(&["*"]);
+        for bad in [
+            "64:ff9b::7f00:1",  // NAT64 of 127.0.0.1
+            "64:ff9b::a00:1",   // NAT64 of 10.0.0.1
+            "2002:7f00:1::1",   // 6to4 of 127.0.0.1
+            "2002:a9fe:a9fe::", // 6to4 of 169.254.169.254
+            "::7f00:1",         // IPv4-compatible 127.0.0.1
+            "::a00:5",          // IPv4-compatible 10.0.0.5
+            "fec0::1",          // site-local
+            "240.0.0.1",
+            "255.255.255.254",
+            "192.0.0.8",
+        ] {
+            assert!(p.check_host(bad).is_err(), "{bad} must be refused");
+        }
+        assert!(
+            p.check_host("64:ff9b::5db8:d822").is_ok(),
+            "NAT64 of a public address"
+        );
+        assert!(
+            p.check_host("2002:5db8:d822::1").is_ok(),
+            "6to4 of a public address"
+        );
+        // A listed private address is allowed in its embedded forms too.
+        let p = policy(&["10.0.0.1"]);
+        assert!(p.check_ip("h", "64:ff9b::a00:1".parse().unwrap()).is_ok());
     }
 }

@@ -177,12 +177,20 @@ pub fn phone_for_aliyun(e164: &str) -> String {
 impl Provider for AliyunProvider {
     crate::provider_basics!("aliyun", Channel::Sms);
 
+    fn cannot_carry(&self, m: &Claimed) -> Option<String> {
+        m.template
+            .as_deref()
+            .and_then(|t| self.templates.provider_template(t, &self.base.id))
+            .is_none()
+            .then(|| format!("Aliyun sends approved templates only: the message's template has no provider_templates entry for `{}`", self.base.id))
+    }
+
     async fn send(&self, m: &Claimed) -> Result<Receipt, SendError> {
         let code = m
             .template
             .as_deref()
             .and_then(|t| self.templates.provider_template(t, &self.base.id))
-            .ok_or_else(|| SendError::Provider {
+            .ok_or_else(|| SendError::Rejected {
                 code: "no_template_code".into(),
                 detail: format!("Aliyun sends approved templates only: the message's template has no provider_templates entry for `{}`", self.base.id),
             })?;

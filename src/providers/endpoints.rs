@@ -107,6 +107,11 @@ impl Endpoints {
         .unwrap_or(true)
     }
 
+    /// Gives back a probe slot taken for a call that was not made.
+    pub fn release(&self, key: &str, now: Millis) {
+        self.with(key, now, |e| e.breaker.release(now));
+    }
+
     pub fn record(&self, key: &str, now: Millis, health: Health, latency_ms: u32) {
         self.with(key, now, |e| {
             e.last_used = now;

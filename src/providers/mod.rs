@@ -114,6 +114,12 @@ pub trait Provider: Send + Sync {
     fn endpoint(&self, _to: &str) -> Option<String> {
         None
     }
+    /// Why this provider cannot carry `m` at all (an Aliyun message with no template code,
+    /// a Twilio one with no text), if it cannot: the router passes it by without calling
+    /// it, so such a message never touches the provider's health.
+    fn cannot_carry(&self, _m: &Claimed) -> Option<String> {
+        None
+    }
     /// Whether [`Provider::endpoint`] keeps health per endpoint for this provider.
     fn per_endpoint(&self) -> bool {
         false

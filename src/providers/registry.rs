@@ -215,6 +215,14 @@ impl Registry {
         Ok(r)
     }
 
+    /// The providers of `channel`, in priority order.
+    pub fn of_channel(&self, channel: Channel) -> &[Arc<dyn Provider>] {
+        self.by_channel
+            .get(&channel)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
     pub fn channels(&self) -> HashSet<Channel> {
         self.by_channel.keys().copied().collect()
     }
@@ -357,6 +365,10 @@ impl Registry {
             if budget_ok {
                 return Pick::Use(chosen.clone());
             }
+            if circuit_ok {
+                // The budget refused the call: the probe slot just taken is not used.
+                self.release(chosen.as_ref(), to, now);
+            }
         }
         Pick::Wait(now + 100)
     }
@@ -373,6 +385,19 @@ impl Registry {
         self.candidates(channel, to, skip)
             .iter()
             .any(|p| p.id() != this && self.ready_at(p, to, now) <= now)
+    }
+
+    /// Gives back the circuit's probe slot that [`Registry::pick`] took for a call that is
+    /// not going to be made.
+    pub fn release(&self, p: &dyn Provider, to: &str, now: i64) {
+        match p.endpoint(to) {
+            Some(key) => self.endpoints.release(&key, now),
+            None => {
+                if let Some(mut b) = self.health.get(p.id()).and_then(|b| b.lock().ok()) {
+                    b.release(now);
+                }
+            }
+        }
     }
 
     /// Counts a call's outcome in the provider's health, or — for a provider kept per

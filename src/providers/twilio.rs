@@ -87,13 +87,22 @@ impl TwilioProvider {
 impl Provider for TwilioProvider {
     crate::provider_basics!("twilio", Channel::Sms);
 
+    fn cannot_carry(&self, m: &Claimed) -> Option<String> {
+        m.content
+            .text
+            .as_deref()
+            .is_none_or(str::is_empty)
+            .then(|| "Twilio sends text: the message has no text for SMS".to_string())
+    }
+
     async fn send(&self, m: &Claimed) -> Result<Receipt, SendError> {
+        // The router does not call it for such a message; the message's fault if it did.
         let body = m
             .content
             .text
             .clone()
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| SendError::Provider {
+            .ok_or_else(|| SendError::Rejected {
                 code: "no_text".into(),
                 detail: "Twilio sends text: the message has no text for SMS".into(),
             })?;

@@ -64,6 +64,8 @@ pub fn client(policy: &HostPolicy, timeout: Duration) -> Result<reqwest::Client,
             policy: policy.clone(),
         }))
         .redirect(reqwest::redirect::Policy::none())
+        // Through a proxy the guarded resolver would only ever see the proxy's name.
+        .no_proxy()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .pool_max_idle_per_host(64)

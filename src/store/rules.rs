@@ -62,6 +62,19 @@ pub fn receipt_class(send_class: crate::core::types::ErrorClass) -> crate::core:
     }
 }
 
+/// How many deliveries of priority `rank` (0 critical … 3 low) a claim may still take, given
+/// what it took of each so far: within the claim's limit, the lane's, and — for `normal` and
+/// `low` — their joint limit. Both backends claim rank by rank with this.
+pub fn lane_want(req: &super::ClaimRequest, rank: usize, taken: &[usize; 4]) -> usize {
+    let total: usize = taken.iter().sum();
+    let lane = req.lane_limits[rank].saturating_sub(taken[rank]);
+    let mut want = req.limit.saturating_sub(total).min(lane);
+    if rank >= 2 {
+        want = want.min(req.bulk_limit.saturating_sub(taken[2] + taken[3]));
+    }
+    want
+}
+
 /// Whether a completion gives its try back (a deferral made no call).
 pub fn untried(x: &Completion) -> bool {
     matches!(x.step, Step::Defer { .. })
@@ -120,6 +133,42 @@ mod tests {
                 retry_after_ms: 51_000
             })
         );
+    }
+
+    #[test]
+    fn lanes_are_wanted_in_order_within_every_limit() {
+        let req = |limit, lanes: [usize; 4], bulk| super::super::ClaimRequest {
+            owner: "n".into(),
+            limit,
+            lane_limits: lanes,
+            bulk_limit: bulk,
+            lease_ms: 1,
+            now: 0,
+            skip_endpoints: vec![],
+        };
+        // A full high lane does not stop normal and low from being claimed.
+        let r = req(10, [5, 0, 8, 8], 6);
+        assert_eq!(lane_want(&r, 1, &[2, 0, 0, 0]), 0);
+        assert_eq!(lane_want(&r, 2, &[2, 0, 0, 0]), 6, "bulk cap");
+        assert_eq!(lane_want(&r, 3, &[2, 0, 4, 0]), 2, "what bulk leaves");
+        assert_eq!(lane_want(&r, 3, &[2, 0, 6, 0]), 0);
+        assert_eq!(lane_want(&r, 0, &[0; 4]), 5, "the lane's own limit");
+        assert_eq!(lane_want(&r, 2, &[5, 0, 0, 0]), 5, "the claim's limit");
+        // Exhaustively: never over any limit.
+        for limit in 0..6 {
+            for bulk in 0..6 {
+                let r = req(limit, [3, 2, 4, 3], bulk);
+                let mut taken = [0usize; 4];
+                for rank in 0..4 {
+                    taken[rank] = lane_want(&r, rank, &taken);
+                }
+                assert!(taken.iter().sum::<usize>() <= limit);
+                assert!(taken[2] + taken[3] <= bulk);
+                for i in 0..4 {
+                    assert!(taken[i] <= r.lane_limits[i]);
+                }
+            }
+        }
     }
 
     #[test]

@@ -73,6 +73,9 @@ pub struct ClaimRequest {
     pub limit: usize,
     /// Most to claim of each priority (critical, high, normal, low): the lanes.
     pub lane_limits: [usize; 4],
+    /// Most to claim of `normal` and `low` together, so that `critical` and `high` always
+    /// find slots.
+    pub bulk_limit: usize,
     pub lease_ms: i64,
     pub now: Millis,
     /// Webhook origins (`scheme://host[:port]`) whose deliveries are left unclaimed: their

@@ -40,6 +40,24 @@ pub struct Dispatcher {
     pub endpoints: EndpointSlots,
 }
 
+/// A circuit slot taken by the router for one call: released when dropped unless the call's
+/// outcome was recorded.
+struct Probe<'a> {
+    registry: &'a Registry,
+    provider: Arc<dyn crate::providers::Provider>,
+    to: &'a str,
+    settled: bool,
+}
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.registry
+                .release(self.provider.as_ref(), self.to, now_millis());
+        }
+    }
+}
+
 /// What one call in flight holds; given back when it is dropped, whatever ends the task.
 struct Slot {
     dispatcher: Arc<Dispatcher>,
@@ -56,15 +74,23 @@ impl Drop for Slot {
     }
 }
 
-/// The share of `concurrency` each lane may hold: a backlog of `low` (or `normal`) never
-/// takes the slots `critical` and `high` need.
-pub fn lane_caps(concurrency: usize) -> [usize; 4] {
-    [
-        concurrency,
-        concurrency,
-        (concurrency * 3 / 4).max(1),
-        (concurrency / 2).max(1),
-    ]
+/// The share of `concurrency` each lane may hold, and `normal` and `low` together: a backlog
+/// of bulk traffic never takes the quarter of the slots kept for `critical` and `high`.
+pub fn lane_caps(concurrency: usize) -> ([usize; 4], usize) {
+    let bulk = (concurrency * 3 / 4).max(1);
+    (
+        [concurrency, concurrency, bulk, (concurrency / 2).max(1)],
+        bulk,
+    )
+}
+
+/// What each lane, and bulk traffic together, may still claim with `in_flight` calls out.
+pub fn lane_room(concurrency: usize, in_flight: [usize; 4]) -> ([usize; 4], usize) {
+    let (caps, bulk) = lane_caps(concurrency);
+    (
+        std::array::from_fn(|i| caps[i].saturating_sub(in_flight[i])),
+        bulk.saturating_sub(in_flight[2] + in_flight[3]),
+    )
 }
 
 impl Dispatcher {
@@ -109,15 +135,16 @@ impl Dispatcher {
                     self.endpoints
                         .excluded(&self.providers, self.cfg.concurrency, pass, now);
                 let held_back = !excluded.is_empty();
-                let caps = lane_caps(self.cfg.concurrency);
-                let lane_limits: [usize; 4] = std::array::from_fn(|i| {
-                    caps[i].saturating_sub(self.lanes[i].load(Ordering::Relaxed))
-                });
+                let (lane_limits, bulk_limit) = lane_room(
+                    self.cfg.concurrency,
+                    std::array::from_fn(|i| self.lanes[i].load(Ordering::Relaxed)),
+                );
                 let limit = free.min(self.cfg.claim_batch);
                 let req = ClaimRequest {
                     owner: self.node_id.clone(),
                     limit,
                     lane_limits,
+                    bulk_limit,
                     lease_ms: self.cfg.lease.0.as_millis() as i64,
                     now,
                     skip_endpoints: excluded,
@@ -218,10 +245,26 @@ impl Dispatcher {
             self.finish(&c, None, Step::Expired, now).await;
             return;
         }
+        // Providers that cannot carry this message at all are passed by, untouched.
+        let mut skip = c.skip_providers.clone();
+        let mut unfit = Vec::new();
+        let relevant: Vec<_> = self
+            .providers
+            .of_channel(c.channel)
+            .iter()
+            .filter(|p| c.channel != crate::core::types::Channel::Chat || p.id() == c.to)
+            .collect();
+        let relevant_count = relevant.len();
+        for p in relevant {
+            if let Some(why) = p.cannot_carry(&c) {
+                skip.push(p.id().to_string());
+                unfit.push(format!("{}: {why}", p.id()));
+            }
+        }
         let provider = match self.providers.pick(
             c.channel,
             &c.to,
-            &c.skip_providers,
+            &skip,
             c.last_provider.as_deref(),
             rand::random(),
             now,
@@ -243,6 +286,14 @@ impl Dispatcher {
             }
             pick => {
                 let (code, detail) = match pick {
+                    Pick::None if !unfit.is_empty() && unfit.len() == relevant_count => (
+                        "no_provider_can_carry",
+                        format!(
+                            "no provider of channel {} can carry this message: {}",
+                            c.channel,
+                            unfit.join("; ")
+                        ),
+                    ),
                     Pick::Wait(_) => (
                         "channel_down",
                         format!(
@@ -265,7 +316,12 @@ impl Dispatcher {
                     duration_ms: 0,
                     outcome: "error",
                     error: Some(AttemptError {
-                        class: ErrorClass::Provider,
+                        // The message's fault when no provider can carry it.
+                        class: if code == "no_provider_can_carry" {
+                            ErrorClass::Rejected
+                        } else {
+                            ErrorClass::Provider
+                        },
                         code: code.into(),
                         detail,
                     }),
@@ -275,6 +331,14 @@ impl Dispatcher {
                     .await;
                 return;
             }
+        };
+        // Until the call's outcome is recorded, the circuit's probe slot (if one was taken)
+        // is given back on every path that does not call, a panic or an abort included.
+        let mut probe = Probe {
+            registry: &self.providers,
+            provider: provider.clone(),
+            to: &c.to,
+            settled: false,
         };
         // With many nodes, a provider's budget is shared: take the slot in storage too.
         if self.store.shared()
@@ -316,6 +380,7 @@ impl Dispatcher {
             Err(e) if e.class() == ErrorClass::Provider => Health::Fatal,
             Err(_) => Health::Failure,
         };
+        probe.settled = true;
         self.providers.record(
             provider.as_ref(),
             &c.to,
@@ -384,7 +449,7 @@ impl Dispatcher {
                 other_provider: self.providers.has_other_ready(
                     c.channel,
                     &c.to,
-                    &c.skip_providers,
+                    &skip,
                     provider.id(),
                     now,
                 ),
@@ -472,5 +537,29 @@ fn attempt_error(e: &SendError) -> AttemptError {
         class: e.class(),
         code: e.code().to_string(),
         detail: e.detail().chars().take(500).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever bulk traffic holds, a quarter of the slots stays for critical and high.
+    #[test]
+    fn bulk_traffic_leaves_a_reserve_for_critical_and_high() {
+        for c in 1..=64usize {
+            let (caps, bulk_cap) = lane_caps(c);
+            // Every state bulk traffic can reach: within its caps.
+            for normal in 0..=bulk_cap {
+                for low in 0..=caps[3].min(bulk_cap - normal) {
+                    let (room, bulk) = lane_room(c, [0, 0, normal, low]);
+                    let most_bulk = normal + low + bulk.min(room[2] + room[3]);
+                    assert!(most_bulk <= (c * 3 / 4).max(1), "c={c} n={normal} l={low}");
+                    assert!(room[0] >= c - normal - low, "critical may use the rest");
+                }
+            }
+        }
+        assert_eq!(lane_room(64, [0, 0, 48, 0]), ([64, 64, 0, 32], 0));
+        assert_eq!(lane_room(64, [0, 0, 0, 32]), ([64, 64, 48, 0], 16));
     }
 }

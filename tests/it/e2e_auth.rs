@@ -131,3 +131,60 @@ async fn keys_are_created_shown_once_enforced_by_role_and_revoked() {
     assert_eq!(audit["data"][0]["actor"], "admin");
     h.stop().await;
 }
+
+/// A key is known by its id, not its name: names are unique among live keys and `admin` is
+/// reserved; a new key named like a revoked one shares neither its rate bucket nor its
+/// idempotency keys.
+#[tokio::test]
+async fn identity_is_the_key_id_and_names_are_unique() {
+    let h = TestHerald::start().await;
+    let create = |name: &str| json!({"name": name, "role": "sender", "rate_limit": "2/min"});
+    for reserved in ["admin", "Admin"] {
+        let (code, r) = h
+            .call(Method::POST, "/v1/api-keys", Some(create(reserved)))
+            .await;
+        assert_eq!(code, 422, "{reserved}: {r}");
+    }
+    let (code, first) = h
+        .call(Method::POST, "/v1/api-keys", Some(create("svc")))
+        .await;
+    assert_eq!(code, 201, "{first}");
+    let (code, r) = h
+        .call(Method::POST, "/v1/api-keys", Some(create("svc")))
+        .await;
+    assert_eq!(code, 422, "a second live `svc`: {r}");
+    let key1 = first["key"].as_str().unwrap().to_string();
+    let send = |key: String| {
+        let http = h.http.clone();
+        let url = h.url("/v1/messages");
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(key)
+                .header("idempotency-key", "order-1")
+                .json(&json!({"to": {"user": "u-1"}, "content": {"text": "hi"}}))
+                .send()
+                .await
+                .unwrap();
+            let code = r.status().as_u16();
+            (code, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (code, m1) = send(key1.clone()).await;
+    assert_eq!(code, 202);
+    assert_eq!(send(key1.clone()).await.0, 202);
+    assert_eq!(send(key1.clone()).await.0, 429, "over 2/min");
+    let id = first["id"].as_str().unwrap();
+    let (code, _) = h
+        .call(Method::DELETE, &format!("/v1/api-keys/{id}"), None)
+        .await;
+    assert!(code == 200 || code == 204, "{code}");
+    let (code, second) = h
+        .call(Method::POST, "/v1/api-keys", Some(create("svc")))
+        .await;
+    assert_eq!(code, 201, "the name is free again: {second}");
+    let (code, m2) = send(second["key"].as_str().unwrap().to_string()).await;
+    assert_eq!(code, 202, "a fresh bucket: {m2}");
+    assert_ne!(m2["id"], m1["id"], "its own idempotency keys");
+    h.stop().await;
+}

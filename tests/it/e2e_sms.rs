@@ -364,3 +364,40 @@ async fn sms_has_a_per_recipient_limit_by_default() {
     assert_eq!(code, 202, "critical is exempt: {r}");
     rig.herald.stop().await;
 }
+
+/// A message a provider cannot carry (plain text for Aliyun, which sends approved templates
+/// only) passes that provider by: it goes through the next one and the first one's circuit
+/// and health are untouched, so a trickle of such messages cannot keep it out of service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_a_provider_cannot_carry_leave_its_circuit_alone() {
+    let rig = Rig::start(|c, sim| c.providers = sms_providers(sim)).await;
+    for i in 0..6 {
+        let id = rig
+            .send(json!({"to": {"phone": format!("+1415555{:04}", 100 + i)}, "content": {"text": "plain"}}))
+            .await;
+        let m = rig.herald.wait_status(&id, "delivered").await;
+        assert_eq!(m["deliveries"][0]["provider"], "twilio-backup", "{m}");
+        assert_eq!(m["deliveries"][0]["attempts"].as_array().unwrap().len(), 1);
+    }
+    let (_, p) = rig.herald.get("/v1/providers").await;
+    let aliyun = p["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == "aliyun-main")
+        .cloned()
+        .unwrap();
+    assert_eq!(aliyun["circuit"], "closed", "{aliyun}");
+    assert_eq!(aliyun["calls"], 0, "{aliyun}");
+    // With only Aliyun, such a message fails as the message's fault, naming why.
+    rig.herald.stop().await;
+    let rig = Rig::start(|c, sim| c.providers = vec![sms_providers(sim).remove(0)]).await;
+    let id = rig
+        .send(json!({"to": {"phone": "+14155550999"}, "content": {"text": "plain"}}))
+        .await;
+    let m = rig.herald.wait_status(&id, "failed").await;
+    let e = &m["deliveries"][0]["attempts"][0]["error"];
+    assert_eq!(e["code"], "no_provider_can_carry", "{m}");
+    assert_eq!(e["class"], "rejected");
+    rig.herald.stop().await;
+}

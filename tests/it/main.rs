@@ -26,5 +26,6 @@ mod e2e_secrets;
 mod e2e_send;
 mod e2e_slow_clients;
 mod e2e_sms;
+mod e2e_spool_damage;
 mod e2e_ssrf;
 mod store_conformance;

@@ -46,6 +46,7 @@ fn claim(owner: &str, limit: usize, now: i64) -> ClaimRequest {
         owner: owner.into(),
         limit,
         lane_limits: [limit; 4],
+        bulk_limit: limit,
         lease_ms: 30_000,
         now,
         skip_endpoints: vec![],

@@ -286,11 +286,9 @@ pub async fn claim(pool: &PgPool, req: &ClaimRequest) -> Result<Vec<Claimed>, St
             format!("{esc}/%")
         })
         .collect();
+    let mut taken = [0usize; 4];
     for rank in 0..4i64 {
-        let want = req
-            .limit
-            .saturating_sub(out.len())
-            .min(req.lane_limits[rank as usize]);
+        let want = crate::store::rules::lane_want(req, rank as usize, &taken);
         if want == 0 {
             continue;
         }
@@ -330,6 +328,7 @@ pub async fn claim(pool: &PgPool, req: &ClaimRequest) -> Result<Vec<Claimed>, St
             let own: Option<String> = r.try_get("content")?;
             let skip: Option<String> = r.try_get("skip_providers")?;
             let send_at: i64 = r.try_get("send_at")?;
+            taken[rank as usize] += 1;
             out.push(Claimed {
                 lease: Lease {
                     delivery_id: r.try_get("id")?,

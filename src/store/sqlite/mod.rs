@@ -214,7 +214,19 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
         }
         for job in jobs {
             let sp = conn.execute_batch("SAVEPOINT job");
-            let (failed, reply) = job(&conn);
+            // A job that panics is rolled back alone; its caller gets an error (its reply
+            // is dropped) and the writer goes on serving every other write.
+            let (failed, reply) =
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&conn))) {
+                    Ok(done) => done,
+                    Err(_) => {
+                        tracing::error!(
+                            "a storage write panicked; it is rolled back and the writer goes on"
+                        );
+                        let none: Reply = Box::new(|_| {});
+                        (true, none)
+                    }
+                };
             if sp.is_ok() {
                 let end = if failed {
                     "ROLLBACK TO job; RELEASE job"

@@ -162,13 +162,11 @@ pub fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreEr
     )?;
     let skip_endpoints =
         (!req.skip_endpoints.is_empty()).then(|| json!(req.skip_endpoints).to_string());
+    let mut taken = [0usize; 4];
     for rank in 0..4i64 {
-        let want = req
-            .limit
-            .saturating_sub(out.len())
-            .min(req.lane_limits[rank as usize]);
+        let want = crate::store::rules::lane_want(req, rank as usize, &taken);
         if want == 0 {
-            break;
+            continue;
         }
         let rows = select.query_map(params![rank, req.now, want as i64, skip_endpoints], |r| {
             Ok((
@@ -211,6 +209,7 @@ pub fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreEr
             take.execute(params![id, req.owner, req.now + req.lease_ms, req.now])?;
             mark_msg.execute(params![message_id, req.now])?;
             let body: serde_json::Value = serde_json::from_str(&body).map_err(corrupt)?;
+            taken[rank as usize] += 1;
             out.push(Claimed {
                 lease: Lease {
                     delivery_id: id,

@@ -29,6 +29,7 @@ struct Inner {
     status: Arc<AtomicU16>,
     delay_ms: Arc<AtomicU64>,
     started: Arc<AtomicU64>,
+    arrivals: Arc<Mutex<Vec<(std::time::Instant, Vec<u8>)>>>,
 }
 
 pub struct Receiver {
@@ -72,6 +73,17 @@ impl Receiver {
         self.inner.started.load(Ordering::SeqCst)
     }
 
+    /// When each request arrived (before its answer), with its body.
+    pub fn arrivals(&self) -> Vec<(std::time::Instant, Value)> {
+        self.inner
+            .arrivals
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(t, b)| (*t, serde_json::from_slice(b).unwrap_or(Value::Null)))
+            .collect()
+    }
+
     /// How many times each `webhook-id` was answered 2xx.
     pub fn counts(&self) -> HashMap<String, usize> {
         let mut m = HashMap::new();
@@ -86,6 +98,10 @@ impl Receiver {
 
 async fn handle(State(s): State<Inner>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
     s.started.fetch_add(1, Ordering::SeqCst);
+    s.arrivals
+        .lock()
+        .unwrap()
+        .push((std::time::Instant::now(), body.to_vec()));
     let delay = s.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
