@@ -292,6 +292,13 @@ pub fn unpack(
     Ok(manifest)
 }
 
+/// Whether `file` is exactly `tables/<name>.jsonl` for a table of the catalogue.
+pub fn is_catalogued_part(file: &str) -> bool {
+    super::catalog::TABLES
+        .iter()
+        .any(|t| file == format!("tables/{}.jsonl", t.name))
+}
+
 fn unpack_entries(
     ar: &mut tar::Archive<Box<dyn Read>>,
     staging: &Path,
@@ -317,6 +324,14 @@ fn unpack_entries(
             .iter()
             .find(|p| p.file == name)
             .ok_or_else(|| BackupError::Corrupt(format!("unexpected entry `{name}`")))?;
+        // The manifest is untrusted: its file names are only ever `tables/<t>.jsonl` of a
+        // catalogued table, checked before anything is written.
+        if !is_catalogued_part(&part.file) {
+            return Err(BackupError::Corrupt(format!(
+                "entry `{}` is not a part of a catalogued table",
+                part.file.chars().take(200).collect::<String>()
+            )));
+        }
         let dest = staging.join(&part.file);
         if let Some(parent) = dest.parent() {
             crate::private_fs::dir(parent)?;
@@ -356,4 +371,25 @@ fn unpack_entries(
         }
     }
     Ok(manifest)
+}
+
+#[cfg(test)]
+mod part_names {
+    use super::*;
+
+    #[test]
+    fn only_catalogued_parts_are_written() {
+        assert!(is_catalogued_part("tables/messages.jsonl"));
+        for bad in [
+            "../../etc/cron.d/x",
+            "tables/../../x.jsonl",
+            "/tmp/x",
+            "tables/messages.jsonl/../../x",
+            "tables/nope.jsonl",
+            "tables/messages.json",
+            "manifest.json",
+        ] {
+            assert!(!is_catalogued_part(bad), "{bad}");
+        }
+    }
 }

@@ -47,7 +47,16 @@ pub fn dump(path: &Path, staging: &Path) -> Result<Snapshot, BackupError> {
                 values.push(match r.get_ref(i).map_err(store)? {
                     ValueRef::Null => Value::Null,
                     ValueRef::Integer(n) => Value::from(n),
-                    ValueRef::Text(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
+                    // Text is backed up as it is or not at all: rewriting it would change it.
+                    ValueRef::Text(b) => match std::str::from_utf8(b) {
+                        Ok(text) => Value::String(text.to_string()),
+                        Err(e) => {
+                            return Err(BackupError::Corrupt(format!(
+                                "{}.{c} holds text that is not UTF-8 ({e}); nothing is backed up",
+                                t.name
+                            )));
+                        }
+                    },
                     other => {
                         return Err(BackupError::Corrupt(format!(
                             "{}.{c} holds a {:?}, not text or integer",

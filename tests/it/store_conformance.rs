@@ -484,3 +484,38 @@ async fn a_second_process_cannot_open_the_same_database_for_serving() {
     assert!(err.to_string().contains("in use"), "{err}");
     drop(s);
 }
+
+/// The backup catalogue and a freshly migrated PostgreSQL schema agree both ways (the
+/// SQLite side is a unit test of `backup::catalog`).
+#[tokio::test]
+async fn the_backup_catalogue_matches_the_postgres_schema_both_ways() {
+    use herald::backup::catalog::{LEFT_OUT, TABLES, table};
+    let url = crate::utils::pg::fresh_db().await;
+    let _store = herald::store::postgres::PgStore::open(&url, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_name::TEXT, column_name::TEXT FROM information_schema.columns WHERE table_schema = 'public'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut by_table: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (t, c) in rows {
+        by_table.entry(t).or_default().push(c);
+    }
+    for t in by_table.keys() {
+        assert!(
+            table(t).is_some() || LEFT_OUT.contains(&t.as_str()),
+            "table `{t}` is neither catalogued nor left out on purpose"
+        );
+    }
+    for t in TABLES {
+        let mut real = by_table.get(t.name).cloned().unwrap_or_default();
+        let mut listed: Vec<String> = t.columns.iter().map(|(c, _)| c.to_string()).collect();
+        real.sort();
+        listed.sort();
+        assert_eq!(listed, real, "columns of `{}`", t.name);
+    }
+}
