@@ -189,6 +189,20 @@ pub fn bootstrap_admin_key(
     }
     crate::private_fs::dir(data_dir)?;
     let path = data_dir.join("admin.key");
+    // A key file others could read is no secret any more: refuse it rather than use it.
+    if let Ok(meta) = std::fs::metadata(&path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} is readable by others (mode {mode:o}): treat the key as leaked; delete the file to have a new one made at start, or `chmod 600` it if no one else could read it",
+                    path.display()
+                ),
+            ));
+        }
+    }
     match std::fs::read_to_string(&path) {
         Ok(k) if !k.trim().is_empty() => return Ok((k.trim().to_string(), Some(path))),
         _ => {}
@@ -226,5 +240,30 @@ fn limited(p: &Principal, rate: crate::config::Rate, retry_after_s: u64, reset_s
             "rate_limited",
             format!("key `{}` is limited to {rate}", p.name),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn an_admin_key_file_others_can_read_is_refused() {
+        assert!(
+            std::env::var("HERALD_ADMIN_KEY").is_err(),
+            "run without HERALD_ADMIN_KEY: it replaces the key file"
+        );
+        let t = tempfile::tempdir().unwrap();
+        let (key, path) = bootstrap_admin_key(t.path()).unwrap();
+        let path = path.unwrap();
+        assert_eq!(
+            bootstrap_admin_key(t.path()).unwrap().0,
+            key,
+            "reused when private"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = bootstrap_admin_key(t.path()).unwrap_err();
+        assert!(e.to_string().contains("readable by others"), "{e}");
     }
 }

@@ -52,9 +52,17 @@ pub fn load_from_str(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let mut root: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| ConfigError::Syntax(e.to_string()))?;
+    // The parser's own message quotes the offending line, which may hold a secret: say the
+    // line number and what is wrong only.
+    let mut root: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        ConfigError::Syntax(match line {
+            Some(n) => format!("line {n}: {}", e.message()),
+            None => e.message().to_string(),
+        })
+    })?;
     for (k, v) in root.iter_mut() {
         interpolate(v, k, env)?;
     }
@@ -263,6 +271,18 @@ mod tests {
             "turned off"
         );
         assert_eq!(cfg.limits.recipient[&Channel::Email].len(), 1);
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line_not_its_text() {
+        let e = load_from_str(
+            "[server]\nlisten = \"127.0.0.1:1\"\n[[api_keys]]\nkey = \"hunter2-secret-value\n",
+            &env_of(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("line 4"), "{e}");
     }
 
     #[test]

@@ -223,11 +223,20 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// `sqlite://PATH`; empty means `<data_dir>/herald.db`.
     pub url: Option<String>,
+}
+
+/// Never the password: a `?cfg` in a log shows the URL redacted.
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageConfig")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -337,7 +346,7 @@ pub enum ProviderKind {
     Apns,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub id: String,
@@ -359,6 +368,48 @@ pub struct ProviderConfig {
     pub credentials: BTreeMap<String, Secret>,
     #[serde(default)]
     pub options: BTreeMap<String, toml::Value>,
+}
+
+/// Credentials are redacted by their type; a robot's `options.url` is its credential (an
+/// access token in it), so only its host is shown.
+impl std::fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let options: BTreeMap<&String, String> = self
+            .options
+            .iter()
+            .map(|(k, v)| {
+                let shown = match (k.as_str(), v) {
+                    ("url", toml::Value::String(u)) => redact_robot_url(u),
+                    _ => v.to_string(),
+                };
+                (k, shown)
+            })
+            .collect();
+        f.debug_struct("ProviderConfig")
+            .field("id", &self.id)
+            .field("channel", &self.channel)
+            .field("kind", &self.kind)
+            .field("priority", &self.priority)
+            .field("weight", &self.weight)
+            .field("endpoint", &self.endpoint.as_deref().map(redact_url))
+            .field("timeout", &self.timeout)
+            .field("rate_limit", &self.rate_limit)
+            .field("credentials", &self.credentials)
+            .field("options", &options)
+            .finish()
+    }
+}
+
+/// A robot URL shown without what makes it a credential: scheme and host only.
+pub fn redact_robot_url(u: &str) -> String {
+    match url::Url::parse(u) {
+        Ok(parsed) => format!(
+            "{}://{}/[redacted]",
+            parsed.scheme(),
+            parsed.host_str().unwrap_or("")
+        ),
+        Err(_) => "[redacted]".to_string(),
+    }
 }
 
 fn default_provider_priority() -> u32 {
@@ -535,14 +586,7 @@ impl Config {
         // Feishu hook paths): show only where it points.
         for p in &mut c.providers {
             if let Some(toml::Value::String(u)) = p.options.get("url") {
-                let shown = match url::Url::parse(u) {
-                    Ok(parsed) => format!(
-                        "{}://{}/[redacted]",
-                        parsed.scheme(),
-                        parsed.host_str().unwrap_or("")
-                    ),
-                    Err(_) => "[redacted]".to_string(),
-                };
+                let shown = redact_robot_url(u);
                 p.options.insert("url".into(), toml::Value::String(shown));
             }
         }
@@ -574,19 +618,60 @@ impl Backend {
 }
 
 /// Hides the password of a URL like `postgres://user:pw@host/db`.
+/// A URL with its password redacted, in the user part or in libpq's `?password=`.
 pub fn redact_url(u: &str) -> String {
-    match url::Url::parse(u) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("redacted"));
-            parsed.to_string()
-        }
-        _ => u.to_string(),
+    let Ok(mut parsed) = url::Url::parse(u) else {
+        return if u.contains("password") {
+            "[redacted]".to_string()
+        } else {
+            u.to_string()
+        };
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("redacted"));
     }
+    if parsed
+        .query_pairs()
+        .any(|(k, _)| k.eq_ignore_ascii_case("password"))
+    {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k.eq_ignore_ascii_case("password") {
+                    "redacted".to_string()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_never_holds_a_password_or_robot_token() {
+        let text = "[storage]\nurl = \"postgres://herald:pg-secret-1@db:5432/h?sslmode=require\"\n\
+            [[providers]]\nid = \"ops\"\nchannel = \"chat\"\nkind = \"dingtalk\"\n\
+            credentials = { secret = \"SECding-secret-2\" }\n\
+            options = { url = \"https://oapi.dingtalk.com/robot/send?access_token=tok-secret-3\" }\n";
+        let cfg = load_from_str(text, &|_| None).unwrap();
+        let dbg = format!("{cfg:?}");
+        for secret in ["pg-secret-1", "SECding-secret-2", "tok-secret-3"] {
+            assert!(!dbg.contains(secret), "{secret} in {dbg}");
+        }
+        assert!(dbg.contains("oapi.dingtalk.com"));
+        assert_eq!(
+            redact_url("postgres://db/h?user=u&password=libpq-secret&sslmode=require"),
+            "postgres://db/h?user=u&password=redacted&sslmode=require"
+        );
+        assert!(!redact_url("postgres://u:p4ss@db/h").contains("p4ss"));
+    }
 
     #[test]
     fn example_config_parses() {
