@@ -17,6 +17,7 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 # the slow-client test) come with util-linux and mount.
 command -v unshare >/dev/null 2>&1 && command -v prlimit >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v mount >/dev/null 2>&1 || need_apt+=(mount)
+command -v faketime >/dev/null 2>&1 || need_apt+=(faketime)   # a node whose clock runs ahead
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing ${need_apt[*]}"

@@ -194,3 +194,61 @@ async fn limits_hold_across_nodes() {
         n.stop().await;
     }
 }
+
+/// Nodes agree on time through the database: a node whose clock runs 4 s ahead (faketime)
+/// does not declare a live node dead, and a message sent meanwhile is delivered once.
+#[tokio::test]
+async fn a_node_with_a_skewed_clock_declares_no_live_node_dead() {
+    let rx = Receiver::start().await;
+    let url = fresh_db().await;
+    let extra = format!("[storage]\nurl = \"{url}\"\n");
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = HeraldProcess::start(a_dir.path(), &extra).await;
+    let b = HeraldProcess::start_custom(
+        b_dir.path(),
+        &["127.0.0.1"],
+        "",
+        &extra,
+        "warn",
+        &[
+            "env",
+            "FAKETIME_DONT_FAKE_MONOTONIC=1",
+            "faketime",
+            "-f",
+            "+4s",
+        ],
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(12);
+    let mut ids = Vec::new();
+    while Instant::now() < deadline {
+        for base in [&a.base, &b.base] {
+            let view = nodes(base).await;
+            let list = view["data"].as_array().cloned().unwrap_or_default();
+            assert_eq!(list.len(), 2, "{view}");
+            assert!(
+                list.iter().all(|n| n["state"] == "alive"),
+                "a live node was declared dead: {view}"
+            );
+        }
+        let r = b
+            .send(&json!({"to": {"webhook": rx.url}, "content": {"text": "x"}}))
+            .await;
+        ids.push(r["id"].as_str().unwrap().to_string());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let until = Instant::now() + Duration::from_secs(20);
+    while rx.received().len() < ids.len() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let counts = rx.counts();
+    for id in &ids {
+        assert_eq!(
+            counts.get(id),
+            Some(&1),
+            "{id} delivered {:?} times",
+            counts.get(id)
+        );
+    }
+    drop((a, b));
+}

@@ -104,11 +104,22 @@ pub async fn stale_fences_are_refused_and_expired_leases_reclaimed(s: Arc<dyn St
     let id = m.id.clone();
     s.accept(vec![m]).await.unwrap();
     let now = now_millis() + 1;
-    let first = s.claim(claim("a", 10, now)).await.unwrap().pop().unwrap();
+    // A short lease that really runs out (PostgreSQL measures leases by its own clock).
+    let mut short = claim("a", 10, now);
+    short.lease_ms = 300;
+    let first = s.claim(short).await.unwrap().pop().unwrap();
     assert_eq!(first.tries, 1);
-    // The lease runs out; another worker takes the delivery over.
+    assert!(
+        s.claim(claim("b", 10, now_millis()))
+            .await
+            .unwrap()
+            .is_empty(),
+        "not while the lease holds"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    // The lease ran out; another worker takes the delivery over.
     let second = s
-        .claim(claim("b", 10, now + 31_000))
+        .claim(claim("b", 10, now_millis()))
         .await
         .unwrap()
         .pop()

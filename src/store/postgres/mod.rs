@@ -9,6 +9,10 @@ use super::*;
 use crate::core::message::NewMessage;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
+
+/// The database's clock in Unix milliseconds: what leases, heartbeats, reaping, job leases
+/// and rate slots are measured in, so that nodes whose clocks disagree still agree on them.
+pub(crate) const DB_NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -379,14 +383,15 @@ impl Store for PgStore {
         Ok(n as u64)
     }
     async fn heartbeat(&self, node: NodeView) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO nodes (id, address, started_at, heartbeat_at, state) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (id) DO UPDATE SET heartbeat_at = $4, state = $5, address = $2",
-        )
+        // The database's clock, not the node's: a node whose clock runs ahead must not make
+        // the others look silent (nor its own lateness look fresh).
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO nodes (id, address, started_at, heartbeat_at, state) VALUES ($1, $2, $3, {DB_NOW}, $4)
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = {DB_NOW}, state = $4, address = $2"
+        )))
         .bind(&node.id)
         .bind(&node.address)
         .bind(node.started_at)
-        .bind(node.heartbeat_at)
         .bind(&node.state)
         .execute(&self.pool)
         .await?;
@@ -394,22 +399,21 @@ impl Store for PgStore {
     }
     async fn reap_dead_nodes(
         &self,
-        now: i64,
+        _now: i64,
         dead_after_ms: i64,
     ) -> Result<Vec<(String, usize)>, StoreError> {
         use sqlx::Row;
-        let rows = sqlx::query(
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "WITH dead AS (
-                UPDATE nodes SET state = 'dead' WHERE state = 'alive' AND heartbeat_at < $1 RETURNING id
+                UPDATE nodes SET state = 'dead' WHERE state = 'alive' AND heartbeat_at < {DB_NOW} - $1 RETURNING id
              ), freed AS (
-                UPDATE deliveries SET status = 'queued', due_at = $2, lease_owner = NULL
+                UPDATE deliveries SET status = 'queued', due_at = {DB_NOW}, lease_owner = NULL
                 WHERE status = 'sending' AND lease_owner IN (SELECT id FROM dead)
                 RETURNING lease_owner
              )
-             SELECT dead.id, (SELECT COUNT(*) FROM freed WHERE freed.lease_owner = dead.id) FROM dead",
-        )
-        .bind(now - dead_after_ms)
-        .bind(now)
+             SELECT dead.id, (SELECT COUNT(*) FROM freed WHERE freed.lease_owner = dead.id) FROM dead"
+        )))
+        .bind(dead_after_ms)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -442,18 +446,18 @@ impl Store for PgStore {
         &self,
         job: &str,
         holder: &str,
-        now: i64,
+        _now: i64,
         ttl_ms: i64,
     ) -> Result<bool, StoreError> {
-        let got: Option<String> = sqlx::query_scalar(
-            "INSERT INTO job_leases (name, holder, until) VALUES ($1, $2, $3)
-             ON CONFLICT (name) DO UPDATE SET holder = $2, until = $3 WHERE job_leases.until < $4 OR job_leases.holder = $2
-             RETURNING holder",
-        )
+        let got: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO job_leases (name, holder, until) VALUES ($1, $2, {DB_NOW} + $3)
+             ON CONFLICT (name) DO UPDATE SET holder = $2, until = {DB_NOW} + $3
+                WHERE job_leases.until < {DB_NOW} OR job_leases.holder = $2
+             RETURNING holder"
+        )))
         .bind(job)
         .bind(holder)
-        .bind(now + ttl_ms)
-        .bind(now)
+        .bind(ttl_ms)
         .fetch_optional(&self.pool)
         .await?;
         Ok(got.is_some())
@@ -471,6 +475,11 @@ impl Store for PgStore {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
             .bind(key)
             .execute(&mut *tx)
+            .await?;
+        // Every node counts in the database's time, whatever its own clock says.
+        let _ = now;
+        let now: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {DB_NOW}")))
+            .fetch_one(&mut *tx)
             .await?;
         let longest = rates
             .iter()

@@ -8,6 +8,7 @@ use serde_json::json;
 use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Row};
 
+use super::DB_NOW;
 use crate::store::rules::IDEMPOTENCY_WINDOW_MS;
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -292,16 +293,16 @@ pub async fn claim(pool: &PgPool, req: &ClaimRequest) -> Result<Vec<Claimed>, St
         if want == 0 {
             continue;
         }
-        let rows = sqlx::query(
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "WITH c AS (
                 SELECT id FROM deliveries
-                WHERE due_at IS NOT NULL AND priority = $1 AND due_at <= $2
+                WHERE due_at IS NOT NULL AND priority = $1 AND due_at <= {DB_NOW}
                   AND (cardinality($6::TEXT[]) = 0 OR channel <> 'webhook'
                        OR NOT (recipient LIKE ANY($6::TEXT[])))
                 ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED
              ), t AS (
                 UPDATE deliveries d SET status = 'sending', fence = d.fence + 1, tries = d.tries + 1,
-                       lease_owner = $4, due_at = $5, updated_at = $2
+                       lease_owner = $4, due_at = {DB_NOW} + $5, updated_at = $2
                 FROM c WHERE d.id = c.id
                 RETURNING d.id, d.fence, d.tries, d.message_id, d.channel, d.recipient, d.priority,
                           d.skip_providers, d.provider, d.content, d.activated_at, d.position
@@ -312,13 +313,13 @@ pub async fn claim(pool: &PgPool, req: &ClaimRequest) -> Result<Vec<Claimed>, St
              SELECT t.*, m.created_at, m.expires_at, m.body, m.send_at,
                     EXISTS (SELECT 1 FROM deliveries n WHERE n.message_id = t.message_id
                             AND n.position > t.position AND n.status = 'pending') AS has_next
-             FROM t JOIN messages m ON m.id = t.message_id",
-        )
+             FROM t JOIN messages m ON m.id = t.message_id"
+        )))
         .bind(rank)
         .bind(req.now)
         .bind(want as i64)
         .bind(&req.owner)
-        .bind(req.now + req.lease_ms)
+        .bind(req.lease_ms)
         .bind(&skip_patterns)
         .fetch_all(pool)
         .await?;
