@@ -173,6 +173,7 @@ pub async fn start(
     };
     let receipt_poll = cfg.dispatch.receipt_poll.0;
     let cluster = cfg.cluster.clone();
+    let retention_cfg = cfg.retention.clone();
     let store2 = store.clone();
     let schedule = crate::backup::schedule::Schedule::from_config(
         &cfg.backup,
@@ -211,6 +212,13 @@ pub async fn start(
                 stop2.clone(),
             ))
         });
+        let retention = tokio::spawn(crate::worker::retention::run(
+            store2.clone(),
+            retention_cfg,
+            node_id.clone(),
+            metrics.clone(),
+            stop2.clone(),
+        ));
         let node = tokio::spawn(crate::worker::nodes::run(
             store2.clone(),
             node_id.clone(),
@@ -244,6 +252,7 @@ pub async fn start(
         refresher.abort();
         pollers.abort();
         replayer.abort();
+        retention.abort();
         if let Some(b) = backups {
             b.abort();
         }

@@ -83,6 +83,12 @@ pub struct Metrics {
     pub backup_last_bytes: Gauge,
     pub backup_last_duration: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub backup_failures: Counter,
+    pub retention_deleted: Family<WhatLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WhatLabels {
+    pub what: String,
 }
 
 fn latency_histogram() -> Histogram {
@@ -235,12 +241,19 @@ impl Metrics {
             "Scheduled backups that failed",
             backup_failures.clone(),
         );
+        let retention_deleted = Family::<WhatLabels, Counter>::default();
+        r.register(
+            "retention_deleted",
+            "Rows deleted by the retention job, by kind (messages count with their deliveries and attempts)",
+            retention_deleted.clone(),
+        );
         Metrics {
             backup_last_success,
             backup_interval,
             backup_last_bytes,
             backup_last_duration,
             backup_failures,
+            retention_deleted,
             spooled,
             spool_depth,
             storage_up,
@@ -328,6 +341,14 @@ impl Metrics {
                     provider: v.id.clone(),
                 })
                 .set(v.success_rate);
+        }
+    }
+
+    pub fn observe_retention(&self, p: &crate::store::Purged) {
+        for (what, n) in p.kinds() {
+            self.retention_deleted
+                .get_or_create(&WhatLabels { what: what.into() })
+                .inc_by(n as u64);
         }
     }
 

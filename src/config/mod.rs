@@ -2,9 +2,11 @@
 //! environment overrides; `${VAR}` interpolation; unknown keys refused by name.
 
 mod load;
+mod retention;
 mod units;
 
 pub use load::{ConfigError, load, load_from_str};
+pub use retention::RetentionConfig;
 pub use units::{ByteSize, Dur, Rate, Secret};
 
 use crate::core::types::{Channel, Role};
@@ -29,6 +31,7 @@ pub struct Config {
     pub templates: Vec<crate::templates::TemplateConfig>,
     pub backup: BackupConfig,
     pub drill: DrillConfig,
+    pub retention: RetentionConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -146,6 +146,10 @@ pub trait Store: Send + Sync + 'static {
         keys: Vec<String>,
         since: i64,
     ) -> Result<Vec<Option<String>>, StoreError>;
+    /// Deletes one batch (at most `cut.batch` rows of each kind) of what is older than its
+    /// cut-off: finished messages with their deliveries, attempts and dead letters; inbox
+    /// items; audit entries; rows of stopped or dead nodes; receipts; rate events.
+    async fn purge(&self, cut: Cutoffs) -> Result<Purged, StoreError>;
     /// Forgets idempotency keys older than `before`.
     async fn purge_idempotency(&self, before: i64) -> Result<usize, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;

@@ -6,6 +6,25 @@ use crate::config::Rate;
 use crate::core::next_step::Step;
 use crate::core::types::{Channel, DeliveryStatus, Millis};
 
+/// The cut-offs of a retention pass at `now`.
+pub fn cutoffs(now: Millis, r: &crate::config::RetentionConfig) -> super::Cutoffs {
+    let ago = |d: &crate::config::Dur| now.saturating_sub(d.0.as_millis() as i64);
+    super::Cutoffs {
+        messages: ago(&r.messages),
+        inbox: ago(&r.inbox),
+        audit: ago(&r.audit),
+        nodes: ago(&r.nodes),
+        // A receipt row only deduplicates reports of a delivery still kept.
+        receipts: ago(&r.messages),
+        // Longer than the longest rate window (a day).
+        rate_events: now.saturating_sub(2 * 86_400_000),
+        batch: r.batch.max(1),
+    }
+}
+
+/// Message statuses that are final: what retention may delete.
+pub const FINISHED: &str = "'sent', 'delivered', 'failed', 'expired', 'cancelled'";
+
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 

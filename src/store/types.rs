@@ -330,3 +330,47 @@ pub struct NodeView {
     /// Deliveries it holds leases on now.
     pub leases: i64,
 }
+
+/// What a retention pass deletes: rows older than each cut-off (Unix milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cutoffs {
+    pub messages: Millis,
+    pub inbox: Millis,
+    pub audit: Millis,
+    pub nodes: Millis,
+    /// Receipt rows (dedupe keys) of deliveries that no longer exist, and unmatched ones.
+    pub receipts: Millis,
+    /// Rate-limit events: older than the longest window.
+    pub rate_events: Millis,
+    /// Rows deleted per statement at most.
+    pub batch: usize,
+}
+
+/// How many rows one pass deleted, per kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Purged {
+    pub messages: usize,
+    pub inbox: usize,
+    pub audit: usize,
+    pub nodes: usize,
+    pub receipts: usize,
+    pub rate_events: usize,
+}
+
+impl Purged {
+    pub fn total(&self) -> usize {
+        self.messages + self.inbox + self.audit + self.nodes + self.receipts + self.rate_events
+    }
+
+    /// The kinds and counts, for metrics and logs.
+    pub fn kinds(&self) -> [(&'static str, usize); 6] {
+        [
+            ("messages", self.messages),
+            ("inbox", self.inbox),
+            ("audit", self.audit),
+            ("nodes", self.nodes),
+            ("receipts", self.receipts),
+            ("rate_events", self.rate_events),
+        ]
+    }
+}

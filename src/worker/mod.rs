@@ -4,6 +4,7 @@
 mod fairness;
 pub mod nodes;
 pub mod receipts;
+pub mod retention;
 
 use crate::core::fair::Pass;
 use fairness::EndpointSlots;

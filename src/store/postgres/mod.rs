@@ -3,6 +3,7 @@
 //! move a message on are the same pure functions the SQLite store uses.
 
 mod read;
+mod retention;
 mod write;
 
 use super::*;
@@ -32,6 +33,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "rate_events",
         include_str!("../../../migrations/postgres/0003_rate_events.sql"),
+    ),
+    (
+        4,
+        "retention",
+        include_str!("../../../migrations/postgres/0004_retention.sql"),
     ),
 ];
 
@@ -291,6 +297,12 @@ impl Store for PgStore {
     }
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         read::api_keys(&self.pool, None).await
+    }
+    async fn purge(&self, cut: Cutoffs) -> Result<Purged, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let purged = retention::purge(&mut tx, &cut).await?;
+        tx.commit().await?;
+        Ok(purged)
     }
     async fn idempotency_hashes(
         &self,

@@ -2,6 +2,7 @@
 //! at that moment in one transaction (group commit), and a small pool of readers.
 
 mod read;
+mod retention;
 mod write;
 
 use super::*;
@@ -39,6 +40,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "nodes",
         include_str!("../../../migrations/sqlite/0004_nodes.sql"),
+    ),
+    (
+        5,
+        "retention",
+        include_str!("../../../migrations/sqlite/0005_retention.sql"),
     ),
 ];
 
@@ -324,6 +330,9 @@ impl Store for SqliteStore {
     }
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         self.read(read::api_keys).await
+    }
+    async fn purge(&self, cut: Cutoffs) -> Result<Purged, StoreError> {
+        self.write(move |c| retention::purge(c, &cut)).await
     }
     async fn idempotency_hashes(
         &self,
