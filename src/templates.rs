@@ -97,6 +97,28 @@ impl Templates {
                 AutoEscape::None
             }
         });
+        // A chat message's parameters are escaped for the robot that gets it, so that a
+        // value cannot add mentions (`<!channel>`, `<at …>`) or links; the template's own
+        // text is kept as written.
+        env.set_formatter(|out, state, value| {
+            let kind = state
+                .lookup(CHAT_KIND)
+                .and_then(|v| v.as_str().map(String::from));
+            let field = state.name().rsplit('.').next().unwrap_or("");
+            match kind {
+                Some(kind) if !value.is_safe() && field != "html" => {
+                    let raw = match value.as_str() {
+                        Some(s) => s.to_string(),
+                        None => value.to_string(),
+                    };
+                    out.write_str(&escape_chat(&kind, field, &raw))
+                        .map_err(|_| {
+                            minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write")
+                        })
+                }
+                _ => minijinja::escape_formatter(out, state, value),
+            }
+        });
         let mut by_id = HashMap::new();
         for (i, t) in list.iter().enumerate() {
             if t.id.is_empty() || by_id.contains_key(&t.id) {
@@ -142,6 +164,18 @@ impl Templates {
         channel: Channel,
         params: &Map<String, Value>,
     ) -> Result<Content, String> {
+        self.render_for(id, channel, params, None)
+    }
+
+    /// As [`Templates::render`], for a chat robot of `chat_kind` (`slack`, `dingtalk`,
+    /// `feishu`, `wecom`): parameters are escaped for its format.
+    pub fn render_for(
+        &self,
+        id: &str,
+        channel: Channel,
+        params: &Map<String, Value>,
+        chat_kind: Option<&str>,
+    ) -> Result<Content, String> {
         let t = self
             .by_id
             .get(id)
@@ -149,7 +183,11 @@ impl Templates {
         let part = t
             .part(channel)
             .ok_or_else(|| format!("template `{id}` has no `{channel}` part"))?;
-        let ctx = minijinja::Value::from(minijinja::value::Serde(params));
+        let mut with_kind = params.clone();
+        if let Some(k) = chat_kind {
+            with_kind.insert(CHAT_KIND.into(), Value::String(k.to_string()));
+        }
+        let ctx = minijinja::Value::from(minijinja::value::Serde(&with_kind));
         let mut out = Content::default();
         for f in FIELDS {
             if field(&part, f).is_none() {
@@ -168,6 +206,34 @@ impl Templates {
             }
         }
         Ok(out)
+    }
+}
+
+/// Where the chat robot's kind travels in a rendering's context (not a valid parameter name
+/// for users, who cannot set it: it is overwritten).
+const CHAT_KIND: &str = "__herald_chat_kind";
+
+/// Escapes a parameter for a chat robot's format: Slack's `&`, `<`, `>` (which also make
+/// mentions and links); markdown punctuation for DingTalk and WeCom markdown; tags for
+/// Feishu text (`<at …>`). Plain text parts of DingTalk and WeCom carry no markup.
+pub fn escape_chat(kind: &str, field: &str, s: &str) -> String {
+    match (kind, field) {
+        ("slack", _) => s
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;"),
+        ("feishu", _) => s.replace('<', "<\u{200b}"),
+        ("dingtalk" | "wecom", "markdown") => {
+            let mut out = String::with_capacity(s.len() + 8);
+            for c in s.chars() {
+                if "\\`*_{}[]()#+-.!<>|~".contains(c) {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out
+        }
+        _ => s.to_string(),
     }
 }
 
@@ -248,5 +314,50 @@ mod tests {
         };
         let err = Templates::new(&[t]).unwrap_err();
         assert!(err.contains("bad") && err.contains("sms.text"), "{err}");
+    }
+
+    #[test]
+    fn chat_parameters_are_escaped_for_their_robot() {
+        let t: TemplateConfig = toml::from_str(
+            r#"
+            id = "alert"
+            channels = ["chat"]
+            chat = { text = "<!here> Disk {{ host }}", markdown = "**Disk** [{{ host }}](https://grafana/{{ host }})" }
+            "#,
+        )
+        .unwrap();
+        let ts = Templates::new(&[t]).unwrap();
+        let p = json!({"host": "<!channel> <https://evil|click> & [x](https://evil) <at user_id=\"all\">"});
+        let params = p.as_object().unwrap().clone();
+        let slack = ts
+            .render_for("alert", Channel::Chat, &params, Some("slack"))
+            .unwrap();
+        let text = slack.text.unwrap();
+        assert!(
+            text.starts_with("<!here> Disk "),
+            "the template's own markup stays: {text}"
+        );
+        assert!(
+            !text.contains("<!channel>") && !text.contains("<https://evil"),
+            "{text}"
+        );
+        assert!(
+            text.contains("&lt;!channel&gt;") && text.contains("&amp;"),
+            "{text}"
+        );
+        let ding = ts
+            .render_for("alert", Channel::Chat, &params, Some("dingtalk"))
+            .unwrap();
+        let md = ding.markdown.unwrap();
+        assert!(md.starts_with("**Disk** ["), "{md}");
+        assert!(!md.contains("[x](https://evil)"), "{md}");
+        assert!(md.contains("\\[x\\]\\(https://evil\\)"), "{md}");
+        let feishu = ts
+            .render_for("alert", Channel::Chat, &params, Some("feishu"))
+            .unwrap();
+        assert!(!feishu.text.unwrap().contains("<at "), "no mention tag");
+        // Without a robot kind (other channels) nothing changes.
+        let plain = ts.render("alert", Channel::Chat, &params).unwrap();
+        assert!(plain.text.unwrap().contains("<!channel>"));
     }
 }

@@ -38,7 +38,7 @@ pub struct AppState {
     pub templates: Arc<crate::templates::Templates>,
     pub providers: Arc<crate::providers::Registry>,
     /// Ids of chat providers (what `to.chat` may name).
-    pub chat_targets: Arc<HashSet<String>>,
+    pub chat_targets: Arc<std::collections::HashMap<String, &'static str>>,
     pub wake: Arc<Notify>,
     pub inbox_events: broadcast::Sender<InboxItem>,
     /// Whether the dispatcher is running (for `/readyz`).

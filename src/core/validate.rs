@@ -82,7 +82,9 @@ pub struct Context<'a> {
     pub sender: &'a str,
     pub templates: &'a Templates,
     /// Ids of chat providers: `to.chat` names one of them.
-    pub chat_targets: &'a HashSet<String>,
+    /// Ids of chat providers and their kinds (what `to.chat` may name; how its template
+    /// parameters are escaped).
+    pub chat_targets: &'a std::collections::HashMap<String, &'static str>,
     /// Where a single-channel message may go when its channel fails (`[degrade]`).
     pub degrade: &'a BTreeMap<Channel, Vec<Channel>>,
     /// Per-recipient limits by channel (`[limits].recipient`).
@@ -174,7 +176,7 @@ pub fn validate(
     check_opt(&to.chat, "to.chat", valid_user, &mut err);
     if let Some(c) = &to.chat
         && valid_user(c).is_ok()
-        && !ctx.chat_targets.contains(c)
+        && !ctx.chat_targets.contains_key(c)
     {
         err(
             "to.chat",
@@ -323,7 +325,10 @@ pub fn validate(
                     let mut keep = vec![true; deliveries.len()];
                     for (i, d) in deliveries.iter_mut().enumerate() {
                         let fallback = i >= primary;
-                        match ctx.templates.render(t, d.channel, &params) {
+                        let chat_kind = (d.channel == Channel::Chat)
+                            .then(|| ctx.chat_targets.get(&d.to).copied())
+                            .flatten();
+                        match ctx.templates.render_for(t, d.channel, &params, chat_kind) {
                             Ok(c) if fallback && !content_suits(&c, d.channel) => keep[i] = false,
                             Ok(c) => {
                                 if !(d.channel == Channel::Sms && sms_by_code && c.text.is_none()) {

@@ -228,12 +228,12 @@ impl Registry {
     }
 
     /// Ids of the chat robots: what `to.chat` may name.
-    pub fn chat_targets(&self) -> HashSet<String> {
+    pub fn chat_targets(&self) -> HashMap<String, &'static str> {
         self.by_channel
             .get(&Channel::Chat)
             .into_iter()
             .flatten()
-            .map(|p| p.id().to_string())
+            .map(|p| (p.id().to_string(), p.kind()))
             .collect()
     }
 

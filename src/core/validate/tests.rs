@@ -11,7 +11,7 @@ fn ctx_parts() -> (HashSet<Channel>, HostPolicy) {
 fn run(body: Value) -> Result<NewMessage, Vec<FieldError>> {
     let (chans, hosts) = ctx_parts();
     let templates = crate::templates::Templates::new(&[]).unwrap();
-    let chat_targets = HashSet::new();
+    let chat_targets = std::collections::HashMap::new();
     let ctx = Context {
         now: 1_800_000_000_000,
         channels_available: &chans,
