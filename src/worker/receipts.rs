@@ -100,10 +100,11 @@ async fn query(p: &AliyunProvider, w: &AwaitingReceipt) -> Result<Option<Receipt
     let list = json["SmsSendDetailDTOs"]["SmsSendDetailDTO"]
         .as_array()
         .unwrap_or(&empty);
+    // Only the report of this delivery (its OutId): another message's report to the same
+    // number on the same day must never be applied to it.
     let Some(d) = list
         .iter()
         .find(|d| d["OutId"].as_str() == Some(w.delivery_id.as_str()))
-        .or(list.first())
     else {
         return Ok(None);
     };

@@ -781,21 +781,6 @@ pub async fn apply_receipt(
     r: &ReceiptReport,
 ) -> Result<ReceiptOutcome, StoreError> {
     let status = if r.delivered { "delivered" } else { "failed" };
-    let fresh = sqlx::query(
-        "INSERT INTO receipts (provider, receipt_key, delivery_id, status, received_at, detail) VALUES ($1, $2, NULL, $3, $4, $5)
-         ON CONFLICT (provider, receipt_key) DO NOTHING",
-    )
-    .bind(&r.provider)
-    .bind(&r.dedupe_key)
-    .bind(status)
-    .bind(r.at)
-    .bind(r.error.as_ref().map(|e| json!(e).to_string()))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if fresh == 0 {
-        return Ok(ReceiptOutcome::Duplicate);
-    }
     let found = match (&r.delivery_id, &r.provider_message_id) {
         (Some(id), _) => {
             sqlx::query("SELECT id, message_id, status, channel FROM deliveries WHERE id = $1 AND provider = $2 FOR UPDATE")
@@ -822,12 +807,23 @@ pub async fn apply_receipt(
         row.try_get(2)?,
         row.try_get(3)?,
     );
-    sqlx::query("UPDATE receipts SET delivery_id = $3 WHERE provider = $1 AND receipt_key = $2")
-        .bind(&r.provider)
-        .bind(&r.dedupe_key)
-        .bind(&delivery_id)
-        .execute(&mut *tx)
-        .await?;
+    // A report of no delivery Herald knows leaves nothing behind (anyone can send one).
+    let fresh = sqlx::query(
+        "INSERT INTO receipts (provider, receipt_key, delivery_id, status, received_at, detail) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (provider, receipt_key) DO NOTHING",
+    )
+    .bind(&r.provider)
+    .bind(&r.dedupe_key)
+    .bind(&delivery_id)
+    .bind(status)
+    .bind(r.at)
+    .bind(r.error.as_ref().map(|e| json!(e).to_string()))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if fresh == 0 {
+        return Ok(ReceiptOutcome::Duplicate);
+    }
     if current != "sent" {
         return Ok(ReceiptOutcome::Ignored);
     }

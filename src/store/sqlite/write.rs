@@ -606,15 +606,6 @@ pub fn audit(c: &Connection, e: &AuditEntry) -> Result<(), StoreError> {
 /// (the message then fails over or is dead-lettered like any failure).
 pub fn apply_receipt(c: &Connection, r: &ReceiptReport) -> Result<ReceiptOutcome, StoreError> {
     let status = if r.delivered { "delivered" } else { "failed" };
-    let fresh = c
-        .prepare_cached(
-            "INSERT OR IGNORE INTO receipts (provider, receipt_key, delivery_id, status, received_at, detail)
-             VALUES (?1, ?2, NULL, ?3, ?4, ?5)",
-        )?
-        .execute(params![r.provider, r.dedupe_key, status, r.at, r.error.as_ref().map(|e| json!(e).to_string())])?;
-    if fresh == 0 {
-        return Ok(ReceiptOutcome::Duplicate);
-    }
     let found: Option<(String, String, String, String)> = match (&r.delivery_id, &r.provider_message_id) {
         (Some(id), _) => c
             .query_row(
@@ -632,13 +623,19 @@ pub fn apply_receipt(c: &Connection, r: &ReceiptReport) -> Result<ReceiptOutcome
             .optional()?,
         (None, None) => None,
     };
+    // A report of no delivery Herald knows leaves nothing behind (anyone can send one).
     let Some((delivery_id, message_id, current, channel)) = found else {
         return Ok(ReceiptOutcome::Unknown);
     };
-    c.execute(
-        "UPDATE receipts SET delivery_id = ?3 WHERE provider = ?1 AND receipt_key = ?2",
-        params![r.provider, r.dedupe_key, delivery_id],
-    )?;
+    let fresh = c
+        .prepare_cached(
+            "INSERT OR IGNORE INTO receipts (provider, receipt_key, delivery_id, status, received_at, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![r.provider, r.dedupe_key, delivery_id, status, r.at, r.error.as_ref().map(|e| json!(e).to_string())])?;
+    if fresh == 0 {
+        return Ok(ReceiptOutcome::Duplicate);
+    }
     // Only a delivery the provider accepted can be confirmed or failed by its receipt.
     if current != "sent" {
         return Ok(ReceiptOutcome::Ignored);
