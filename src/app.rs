@@ -12,7 +12,7 @@ use crate::store::sqlite::SqliteStore;
 use crate::worker::Dispatcher;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, broadcast};
@@ -124,7 +124,7 @@ pub async fn start(
     let queue_depth = Arc::new(std::sync::atomic::AtomicU64::new(
         store.queue_depth().await?,
     ));
-    let workers_running = Arc::new(AtomicBool::new(false));
+    let workers_beat = Arc::new(std::sync::atomic::AtomicI64::new(0));
     let state = AppState {
         cfg: cfg.clone(),
         store: store.clone(),
@@ -137,7 +137,7 @@ pub async fn start(
         providers: providers.clone(),
         wake: wake.clone(),
         inbox_events,
-        workers_running: workers_running.clone(),
+        workers_beat: workers_beat.clone(),
         shutdown: CancellationToken::new(),
         mode: mode.clone(),
         queue_depth: queue_depth.clone(),
@@ -157,6 +157,7 @@ pub async fn start(
             grace: cfg.server.shutdown_grace.0,
             lanes: Default::default(),
             endpoints: Default::default(),
+            beat: workers_beat.clone(),
         })
     });
     // Spans name the path only: query strings may carry receipt tokens.
@@ -183,10 +184,7 @@ pub async fn start(
     let handle = tokio::spawn(async move {
         // On stop, the API stops accepting and the workers stop claiming at the same moment;
         // both get the grace period to finish what they started.
-        let worker = dispatcher.map(|d| {
-            workers_running.store(true, Ordering::Relaxed);
-            tokio::spawn(d.run(stop2.clone()))
-        });
+        let worker = dispatcher.map(|d| tokio::spawn(d.run(stop2.clone())));
         let maintenance = tokio::spawn(maintenance(store2.clone(), stop2.clone()));
         let refresher = tokio::spawn(refresh(
             store2.clone(),
@@ -244,9 +242,12 @@ pub async fn start(
                 abort.abort();
             }
         }
-        workers_running.store(false, Ordering::Relaxed);
-        if let Some(w) = worker {
-            let _ = w.await;
+        workers_beat.store(0, Ordering::Relaxed);
+        if let Some(w) = worker
+            && let Err(e) = w.await
+            && e.is_panic()
+        {
+            tracing::error!("the dispatcher panicked; its leases expire and are taken over");
         }
         maintenance.abort();
         refresher.abort();

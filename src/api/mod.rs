@@ -24,7 +24,6 @@ use axum::http::request::Parts;
 use axum::routing::{delete, get, post};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use tokio::sync::{Notify, broadcast};
 
 #[derive(Clone)]
@@ -42,7 +41,10 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     pub inbox_events: broadcast::Sender<InboxItem>,
     /// Whether the dispatcher is running (for `/readyz`).
-    pub workers_running: Arc<AtomicBool>,
+    /// When the dispatcher's loop last went round (Unix ms; 0 before it starts): `/readyz`
+    /// says the workers run only while this is recent, so a dispatcher that died or hangs
+    /// shows.
+    pub workers_beat: Arc<std::sync::atomic::AtomicI64>,
     /// The gateway's mode, refreshed from storage (modes are shared by all nodes).
     pub mode: Arc<std::sync::RwLock<crate::store::ModeRecord>>,
     /// Deliveries waiting or in flight, refreshed every second (for load shedding).

@@ -15,6 +15,9 @@ pub async fn healthz() -> Response {
     Json(json!({ "status": "ok" })).into_response()
 }
 
+/// A dispatcher whose loop has not gone round for this long is not running.
+const WORKERS_STALE_MS: i64 = 10_000;
+
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let storage =
         match tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await {
@@ -23,7 +26,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             Err(_) => Err("no answer within 2s".to_string()),
         };
     let enabled = state.cfg.dispatch.enabled;
-    let workers = !enabled || state.workers_running.load(Ordering::Relaxed);
+    let beat = state.workers_beat.load(Ordering::Relaxed);
+    let workers =
+        !enabled || (beat > 0 && crate::core::types::now_millis() - beat < WORKERS_STALE_MS);
     let ready = storage.is_ok() && workers;
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },

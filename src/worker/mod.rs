@@ -39,6 +39,8 @@ pub struct Dispatcher {
     pub lanes: [AtomicUsize; 4],
     /// Calls in flight per endpoint (webhook origins), for fair sharing.
     pub endpoints: EndpointSlots,
+    /// Set to the time each round of the loop begins (readiness).
+    pub beat: Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// A circuit slot taken by the router for one call: released when dropped unless the call's
@@ -111,7 +113,10 @@ impl Dispatcher {
         let in_flight: Arc<Mutex<HashMap<String, Lease>>> = Arc::default();
         let mut tasks = JoinSet::new();
         loop {
-            while tasks.try_join_next().is_some() {}
+            self.beat.store(now_millis(), Ordering::Relaxed);
+            while let Some(done) = tasks.try_join_next() {
+                note_panic(done);
+            }
             if stop.is_cancelled() {
                 break;
             }
@@ -119,7 +124,14 @@ impl Dispatcher {
             if free == 0 {
                 tokio::select! {
                     _ = stop.cancelled() => break,
-                    _ = tasks.join_next() => continue,
+                    done = tasks.join_next() => {
+                        if let Some(done) = done {
+                            note_panic(done);
+                        }
+                        continue;
+                    }
+                    // Still alive while every slot is busy.
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                 }
             }
             // First a fair pass (each endpoint up to its share); when that leaves slots free
@@ -218,7 +230,9 @@ impl Dispatcher {
         }
         // Drain: let calls in flight finish within the grace period, then release the rest.
         let drained = tokio::time::timeout(self.grace, async {
-            while tasks.join_next().await.is_some() {}
+            while let Some(done) = tasks.join_next().await {
+                note_panic(done);
+            }
         })
         .await;
         if drained.is_err() {
@@ -530,6 +544,16 @@ impl Dispatcher {
                 r => return r,
             }
         }
+    }
+}
+
+/// A delivery task that panicked is logged (its slot and lane were given back by its guard;
+/// its lease expires and the delivery is retried).
+fn note_panic(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done
+        && e.is_panic()
+    {
+        tracing::error!("a delivery task panicked; its lease expires and the delivery is retried");
     }
 }
 

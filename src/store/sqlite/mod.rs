@@ -504,6 +504,37 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::Store;
+
+    /// A write job that panics is rolled back alone: its caller gets an error and the writer
+    /// goes on serving (it used to die, failing every later write).
+    #[tokio::test]
+    #[allow(clippy::panic)]
+    async fn a_panicking_write_does_not_stop_the_writer() {
+        let t = tempfile::tempdir().unwrap();
+        let s = super::SqliteStore::open(&t.path().join("h.db"), false).unwrap();
+        let r: Result<(), _> = s
+            .write(|c| {
+                c.execute_batch("INSERT INTO settings (key, value, actor, updated_at) VALUES ('x', 'y', 'a', 1)")?;
+                panic!("a bug in a write job")
+            })
+            .await;
+        assert!(r.is_err());
+        s.ping().await.unwrap();
+        assert_eq!(s.queue_depth().await.unwrap(), 0);
+        let n: i64 = s
+            .write(|c| {
+                Ok(
+                    c.query_row("SELECT COUNT(*) FROM settings WHERE key = 'x'", [], |r| {
+                        r.get(0)
+                    })?,
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, 0, "the panicked job's write was rolled back");
+    }
+
     #[test]
     fn every_migration_file_is_registered() {
         crate::store::rules::assert_migrations_registered(
