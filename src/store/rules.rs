@@ -183,8 +183,8 @@ mod tests {
                 }
                 assert!(taken.iter().sum::<usize>() <= limit);
                 assert!(taken[2] + taken[3] <= bulk);
-                for i in 0..4 {
-                    assert!(taken[i] <= r.lane_limits[i]);
+                for (t, cap) in taken.iter().zip(r.lane_limits) {
+                    assert!(*t <= cap);
                 }
             }
         }

@@ -23,13 +23,16 @@ impl Received {
     }
 }
 
+/// When a request arrived, and its body.
+type Arrival = (std::time::Instant, Vec<u8>);
+
 #[derive(Clone, Default)]
 struct Inner {
     got: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
     delay_ms: Arc<AtomicU64>,
     started: Arc<AtomicU64>,
-    arrivals: Arc<Mutex<Vec<(std::time::Instant, Vec<u8>)>>>,
+    arrivals: Arc<Mutex<Vec<Arrival>>>,
 }
 
 pub struct Receiver {
