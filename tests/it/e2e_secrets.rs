@@ -125,15 +125,8 @@ sms = {{ text = "Your code is {{{{ code }}}}", provider_templates = {{ aliyun-ma
     let mut bodies = String::new();
     for id in &ids {
         loop {
-            let m: Value = http
-                .get(format!("{base}/v1/messages/{id}"))
-                .bearer_auth(KEY)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let m: Value =
+                crate::utils::process::get_json(&base, &format!("/v1/messages/{id}")).await;
             let attempted = m["deliveries"][0]["attempts"]
                 .as_array()
                 .is_some_and(|a| !a.is_empty());
