@@ -84,7 +84,7 @@ if [ -s "$HERALD_ST_EXCUSED" ]; then
 fi
 # One plain closing line for whoever reads the log: "N passed, N failed".
 passed=$(sed -n 's/.* generated, \([0-9][0-9]*\) passed.*/\1/p' "$report/st.out" | tail -n 1)
-failed=$(sed -n 's/.* \([0-9][0-9]*\) failed.*/\1/p' "$report/st.out" | tail -n 1)
+failed=$(sed -n 's/.* found \([0-9][0-9]*\) unique failure.*/\1/p' "$report/st.out" | tail -n 1)
 if [ "$rc" -ne 0 ] && [ "${failed:-0}" = 0 ]; then failed=1; fi
 echo "schemathesis: ${passed:-0} passed, ${failed:-0} failed"
 exit "$rc"

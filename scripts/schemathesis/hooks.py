@@ -12,7 +12,8 @@ Three things are handled here, and nothing else:
 
 2. `filter_failure`, for generated (never the document's examples) sends answered 422, drops
    a "schema-valid request rejected" finding when an Idempotency-Key was already used with
-   another body or batch (stored data), and for `POST /v1/messages` only when EVERY error the
+   another body or batch (stored data), for `POST /v1/api-keys` when the name is taken by a
+   stored key (or is the reserved `admin`), and for `POST /v1/messages` only when EVERY error the
    server names is
    - one the document cannot know: which channels have a provider, which chat robots and
      templates are configured (and what a template needs), `webhook.allowed_hosts`,
@@ -146,9 +147,32 @@ def filter_failure(context, failure, case, response):
     return _keep(failure, case, response)
 
 
+KEYS = "POST /v1/api-keys"
+
+
+def _name_taken(case, response):
+    """A key name already used by a live key (stored data), or `admin` (reserved)."""
+    try:
+        problem = json.loads(response.content)
+    except ValueError:
+        return False
+    errors = problem.get("errors") or []
+    return (
+        response.status_code == 422
+        and len(errors) == 1
+        and errors[0].get("field") == "name"
+        and "already the name of another key" in errors[0].get("message", "")
+    )
+
+
 def _keep(failure, case, response):
     label = case.operation.label
-    if label not in (SEND, BATCH) or type(failure).__name__ != "RejectedPositiveData":
+    if type(failure).__name__ != "RejectedPositiveData":
+        return True
+    if label == KEYS and "example" not in _phase(case).lower() and _name_taken(case, response):
+        _log("key name taken by a stored key", case, response)
+        return False
+    if label not in (SEND, BATCH):
         return True
     if "example" in _phase(case).lower() or response.status_code != 422:
         return True
