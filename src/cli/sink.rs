@@ -62,6 +62,7 @@ pub async fn run(args: SinkArgs) -> Result<()> {
     };
     let app = Router::new()
         .route("/stats", get(stats))
+        .route("/ids", get(ids))
         .fallback(receive)
         .with_state(sink);
     axum::serve(listener, app).await?;
@@ -71,6 +72,16 @@ pub async fn run(args: SinkArgs) -> Result<()> {
 async fn stats(State(s): State<Sink>) -> impl IntoResponse {
     let c = s.counts.lock().map(|c| json!({"received": c.received, "unique": c.ids.len(), "bad_signatures": c.bad_signatures}));
     axum::Json(c.unwrap_or_default())
+}
+
+/// Every distinct `webhook-id` received (a drill counts what arrived, not what Herald says).
+async fn ids(State(s): State<Sink>) -> impl IntoResponse {
+    let ids: Vec<String> = s
+        .counts
+        .lock()
+        .map(|c| c.ids.iter().cloned().collect())
+        .unwrap_or_default();
+    axum::Json(ids)
 }
 
 async fn receive(State(s): State<Sink>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {

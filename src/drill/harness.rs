@@ -207,6 +207,14 @@ impl Work {
         r.json().await.ok()
     }
 
+    /// The distinct message ids a sink received.
+    pub async fn sink_ids(&self, sink: &str) -> std::collections::HashSet<String> {
+        self.get_json(&format!("{sink}/ids"))
+            .await
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default()
+    }
+
     /// What a sink counted: (received, unique).
     pub async fn sink_counts(&self, sink: &str) -> (u64, u64) {
         let v = self

@@ -93,6 +93,20 @@ impl Drill {
         }
     }
 
+    /// Counts loss from what the receiver got, not from Herald's own word: a message is lost
+    /// when the sink never received it, whatever status Herald shows. Both counts are
+    /// reported (`lost`, and `lost_by_status` among the extras); duplicates too.
+    async fn reckon_receiver(&mut self, w: &Work, sink: &str, fates: &[Fate]) {
+        let got = w.sink_ids(sink).await;
+        let (received, unique) = w.sink_counts(sink).await;
+        let missing = lost_at_receiver(fates, &got);
+        let by_status = self.report.lost;
+        self.extra("lost_by_status", by_status);
+        self.report.lost = missing;
+        self.report.duplicates = received.saturating_sub(unique);
+        self.extra("webhooks_received", received);
+    }
+
     fn finish(mut self) -> Report {
         self.report.duration_ms = self.began.elapsed().as_millis() as u64;
         self.report
@@ -236,6 +250,11 @@ async fn provider_outage(w: &Work, a: &DrillArgs, d: &mut Drill) -> Result<()> {
         }
     }
     d.report.duplicates = per_code.values().map(|n| n - 1).sum();
+    // Loss counted from what the providers accepted (one code per acknowledged message), and
+    // Herald's own word reported beside it.
+    let by_status = d.report.lost;
+    d.extra("lost_by_status", by_status);
+    d.report.lost = d.report.accepted.saturating_sub(per_code.len() as u64);
     d.extra("sent_by_primary", on_primary);
     d.extra("sent_by_backup", on_backup);
     d.note("reckoned");
@@ -336,9 +355,7 @@ async fn node_kill(w: &Work, a: &DrillArgs, d: &mut Drill) -> Result<()> {
     d.note(format!("load stopped: {} acknowledged", accepted.len()));
     let fates = settle(&w.http, &b_base, &accepted, Duration::from_secs(40)).await;
     d.reckon(&fates, refused, Some(fault_ms));
-    let (received, unique) = w.sink_counts(&sink).await;
-    d.report.duplicates = received.saturating_sub(unique);
-    d.extra("webhooks_received", received);
+    d.reckon_receiver(w, &sink, &fates).await;
     d.note("reckoned");
     Ok(())
 }
@@ -399,8 +416,7 @@ async fn storage_outage(w: &Work, a: &DrillArgs, d: &mut Drill) -> Result<()> {
     // answer never arrived, is sent when its lease expires — late, not lost.
     let fates = settle(&w.http, &base, &accepted, Duration::from_secs(90)).await;
     d.reckon(&fates, refused, Some(fault_ms));
-    let (received, unique) = w.sink_counts(&sink).await;
-    d.report.duplicates = received.saturating_sub(unique);
+    d.reckon_receiver(w, &sink, &fates).await;
     d.note("reckoned");
     Ok(())
 }
@@ -496,10 +512,8 @@ async fn restore(w: &Work, a: &DrillArgs, d: &mut Drill) -> Result<()> {
     d.extra("backup_rows", manifest.rows());
     let fates = settle(&w.http, &base, &before, Duration::from_secs(30)).await;
     d.reckon(&fates, refused, None);
+    d.reckon_receiver(w, &sink, &fates).await;
     d.report.accepted = accepted.len() as u64;
-    let (received, unique) = w.sink_counts(&sink).await;
-    d.report.duplicates = received.saturating_sub(unique);
-    d.extra("webhooks_received", received);
     d.note("reckoned");
     Ok(())
 }
@@ -509,5 +523,35 @@ fn waited(ms: Option<u64>) -> String {
     match ms {
         Some(ms) => format!("{ms} ms"),
         None => "never (not within the time allowed)".to_string(),
+    }
+}
+
+/// Acknowledged messages the receiver never got, whatever Herald says of them.
+fn lost_at_receiver(fates: &[Fate], received: &std::collections::HashSet<String>) -> u64 {
+    fates.iter().filter(|f| !received.contains(&f.id)).count() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gateway that marked a message sent without sending it does not pass.
+    #[test]
+    fn loss_is_what_the_receiver_did_not_get() {
+        let fate = |id: &str, status: &str| Fate {
+            id: id.into(),
+            accepted_ms: 0,
+            status: Some(status.into()),
+            sent_ms: Some(1),
+        };
+        let fates = vec![fate("a", "sent"), fate("b", "sent"), fate("c", "queued")];
+        let got: std::collections::HashSet<String> =
+            ["a", "c"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            lost_at_receiver(&fates, &got),
+            1,
+            "b says sent but never arrived"
+        );
+        assert!(fates.iter().filter(|f| f.delivered()).count() == 2);
     }
 }
