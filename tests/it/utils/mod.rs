@@ -97,15 +97,20 @@ impl TestHerald {
         self.call(reqwest::Method::GET, path, None).await
     }
 
-    /// Polls the message until `pred` holds or 20 s pass; returns its last state.
+    /// Polls the message until `pred` holds; fails the test, showing the message, when it
+    /// has not within 20 s.
     pub async fn wait_message(&self, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let (code, m) = self.get(&format!("/v1/messages/{id}")).await;
             assert_eq!(code, 200, "{m}");
-            if pred(&m) || Instant::now() > deadline {
+            if pred(&m) {
                 return m;
             }
+            assert!(
+                Instant::now() < deadline,
+                "message {id} never reached the awaited state in 20 s: {m:#}"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
