@@ -419,11 +419,11 @@ impl Store for PgStore {
             "WITH dead AS (
                 UPDATE nodes SET state = 'dead' WHERE state = 'alive' AND heartbeat_at < {DB_NOW} - $1 RETURNING id
              ), freed AS (
-                UPDATE deliveries SET status = 'queued', due_at = {DB_NOW}, lease_owner = NULL
-                WHERE status = 'sending' AND lease_owner IN (SELECT id FROM dead)
-                RETURNING lease_owner
+                UPDATE deliveries d SET status = 'queued', due_at = {DB_NOW}, lease_owner = NULL
+                FROM dead WHERE d.status = 'sending' AND d.lease_owner = dead.id
+                RETURNING dead.id AS owner
              )
-             SELECT dead.id, (SELECT COUNT(*) FROM freed WHERE freed.lease_owner = dead.id) FROM dead"
+             SELECT dead.id, (SELECT COUNT(*) FROM freed WHERE freed.owner = dead.id) FROM dead"
         )))
         .bind(dead_after_ms)
         .fetch_all(&self.pool)
