@@ -84,6 +84,13 @@ pub struct Metrics {
     pub backup_last_duration: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub backup_failures: Counter,
     pub retention_deleted: Family<WhatLabels, Counter>,
+    pub receipts: Family<ReceiptLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReceiptLabels {
+    pub provider: String,
+    pub outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -241,6 +248,12 @@ impl Metrics {
             "Scheduled backups that failed",
             backup_failures.clone(),
         );
+        let receipts = Family::<ReceiptLabels, Counter>::default();
+        r.register(
+            "receipts",
+            "Delivery receipts received, by what became of them: applied, duplicate, ignored (delivery no longer sent), unknown",
+            receipts.clone(),
+        );
         let retention_deleted = Family::<WhatLabels, Counter>::default();
         r.register(
             "retention_deleted",
@@ -254,6 +267,7 @@ impl Metrics {
             backup_last_duration,
             backup_failures,
             retention_deleted,
+            receipts,
             spooled,
             spool_depth,
             storage_up,
@@ -342,6 +356,15 @@ impl Metrics {
                 })
                 .set(v.success_rate);
         }
+    }
+
+    pub fn observe_receipt(&self, provider: &str, outcome: &crate::store::ReceiptOutcome) {
+        self.receipts
+            .get_or_create(&ReceiptLabels {
+                provider: provider.into(),
+                outcome: outcome.name().into(),
+            })
+            .inc();
     }
 
     pub fn observe_retention(&self, p: &crate::store::Purged) {

@@ -86,6 +86,7 @@ pub async fn twilio(
             at: now_millis(),
         })
         .await?;
+    state.metrics.observe_receipt(&provider, &outcome);
     tracing::info!(provider, sid, status, outcome = ?outcome, "twilio receipt");
     Ok(StatusCode::OK.into_response())
 }
@@ -145,6 +146,7 @@ pub async fn aliyun(
                 at: now_millis(),
             })
             .await?;
+        state.metrics.observe_receipt(&provider, &outcome);
         if matches!(outcome, ReceiptOutcome::Applied { .. }) {
             applied += 1;
         }

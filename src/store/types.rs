@@ -286,6 +286,18 @@ pub enum ReceiptOutcome {
     Unknown,
 }
 
+impl ReceiptOutcome {
+    /// The outcome's name, for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReceiptOutcome::Applied { .. } => "applied",
+            ReceiptOutcome::Duplicate => "duplicate",
+            ReceiptOutcome::Ignored => "ignored",
+            ReceiptOutcome::Unknown => "unknown",
+        }
+    }
+}
+
 /// A sent delivery still waiting for its receipt (for pollers).
 #[derive(Debug, Clone)]
 pub struct AwaitingReceipt {

@@ -28,6 +28,15 @@ async fn circuit(rig: &Rig, id: &str) -> (String, String) {
 }
 
 /// Sends steadily while the primary fails and heals; returns the figures.
+/// Calls the primary (Aliyun) accepted so far.
+async fn accepted_by_primary(rig: &Rig) -> usize {
+    rig.requests("aliyun")
+        .await
+        .iter()
+        .filter(|r| r["accepted"] == true)
+        .count()
+}
+
 async fn outage_scenario(fault: Value, timeout: Option<herald::config::Dur>) -> Value {
     let rig = Rig::start(move |c, sim| {
         let mut p = sms_providers(sim);
@@ -40,6 +49,7 @@ async fn outage_scenario(fault: Value, timeout: Option<herald::config::Dur>) -> 
     let mut ids = Vec::new();
     let (mut faulted_at, mut opened_at, mut healed_at, mut back_at) = (None, None, None, None);
     let mut during_outage_sent = 0usize;
+    let mut accepted_at_heal = usize::MAX;
     let mut i = 0;
     while start.elapsed() < Duration::from_secs(45) {
         ids.push(rig.send(sms_to(i)).await);
@@ -54,19 +64,17 @@ async fn outage_scenario(fault: Value, timeout: Option<herald::config::Dur>) -> 
             opened_at = Some(Instant::now());
         }
         if opened_at.is_some() && healed_at.is_none() && t > Duration::from_millis(3_500) {
+            accepted_at_heal = accepted_by_primary(&rig).await;
             rig.clear_fault("aliyun").await;
             healed_at = Some(Instant::now());
         }
-        if let (Some(h), None) = (healed_at, back_at) {
-            let accepted_after_heal = rig
-                .requests("aliyun")
-                .await
-                .iter()
-                .filter(|r| r["accepted"] == true)
-                .count();
-            if c == "closed" && accepted_after_heal > 0 && Instant::now() > h {
-                back_at = Some(Instant::now());
-            }
+        // Back in service: the circuit closed again and the primary took calls after the heal
+        // (not merely those it took before the fault).
+        if let (Some(_), None) = (healed_at, back_at)
+            && c == "closed"
+            && accepted_by_primary(&rig).await > accepted_at_heal
+        {
+            back_at = Some(Instant::now());
         }
         if faulted_at.is_some() && healed_at.is_none() {
             during_outage_sent += 1;

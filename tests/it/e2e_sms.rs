@@ -401,3 +401,59 @@ async fn messages_a_provider_cannot_carry_leave_its_circuit_alone() {
     assert_eq!(e["class"], "rejected");
     rig.herald.stop().await;
 }
+
+/// The same push receipt twice while the delivery is still `sent`: the first is applied, the
+/// second is recognised as a repeat (not merely ignored because the first changed the
+/// status), which the receipts counter shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_receipt_is_recognised_as_a_duplicate() {
+    let rig = Rig::start(|c, sim| {
+        let mut p = sms_providers(sim);
+        // The simulator's own pushes carry no token and are refused: only ours count.
+        p[0].credentials.insert(
+            "receipt_token".into(),
+            herald::config::Secret::new("push-token-value"),
+        );
+        c.providers = vec![p.remove(0)];
+        c.templates = vec![verify_template()];
+    })
+    .await;
+    let id = rig.send(sms("verify_code")).await;
+    let m = rig.herald.wait_status(&id, "sent").await;
+    let d = &m["deliveries"][0];
+    let report = json!([{"phone_number": "8613800138000", "success": true, "err_code": "DELIVERED", "err_msg": "ok",
+                         "biz_id": d["attempts"][0]["provider_message_id"], "out_id": d["id"]}]);
+    let url = format!(
+        "{}/v1/receipts/aliyun/aliyun-main?token=push-token-value",
+        rig.herald.base
+    );
+    for _ in 0..2 {
+        let r = rig.http.post(&url).json(&report).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    rig.herald.wait_status(&id, "delivered").await;
+    let metrics = rig
+        .http
+        .get(format!("{}/metrics", rig.herald.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |outcome: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("herald_receipts_total")
+                    && l.contains(&format!("outcome=\"{outcome}\""))
+                    && l.contains("provider=\"aliyun-main\"")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    assert_eq!(count("applied"), 1.0, "{metrics}");
+    assert_eq!(count("duplicate"), 1.0, "{metrics}");
+    rig.herald.stop().await;
+}
