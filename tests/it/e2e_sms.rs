@@ -249,13 +249,15 @@ async fn real_faults_bad_number_outage_and_bad_credentials() {
     rig.herald.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn aliyun_receipts_can_be_polled_and_pushes_are_deduplicated() {
-    let rig = Rig::start(|c, sim| {
+/// Aliyun alone, its pushed receipts needing `?token=push-token-value` (the simulator's own
+/// pushes carry none and are refused), polled for reports when `poll`.
+async fn aliyun_with_token(poll: bool) -> Rig {
+    Rig::start(move |c, sim| {
         let mut p = sms_providers(sim);
-        p[0].options
-            .insert("receipts".into(), toml::Value::String("poll".into()));
-        // The simulator's pushes carry no token: refused, so polling is what delivers.
+        if poll {
+            p[0].options
+                .insert("receipts".into(), toml::Value::String("poll".into()));
+        }
         p[0].credentials.insert(
             "receipt_token".into(),
             herald::config::Secret::new("push-token-value"),
@@ -263,7 +265,12 @@ async fn aliyun_receipts_can_be_polled_and_pushes_are_deduplicated() {
         c.providers = vec![p.remove(0)];
         c.templates = vec![verify_template()];
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aliyun_receipts_can_be_polled_and_pushes_are_deduplicated() {
+    let rig = aliyun_with_token(true).await;
     let id = rig.send(sms("verify_code")).await;
     let m = rig.herald.wait_status(&id, "delivered").await;
     let reqs = rig.requests("aliyun").await;
@@ -407,17 +414,7 @@ async fn messages_a_provider_cannot_carry_leave_its_circuit_alone() {
 /// status), which the receipts counter shows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_receipt_is_recognised_as_a_duplicate() {
-    let rig = Rig::start(|c, sim| {
-        let mut p = sms_providers(sim);
-        // The simulator's own pushes carry no token and are refused: only ours count.
-        p[0].credentials.insert(
-            "receipt_token".into(),
-            herald::config::Secret::new("push-token-value"),
-        );
-        c.providers = vec![p.remove(0)];
-        c.templates = vec![verify_template()];
-    })
-    .await;
+    let rig = aliyun_with_token(false).await;
     let id = rig.send(sms("verify_code")).await;
     let m = rig.herald.wait_status(&id, "sent").await;
     let d = &m["deliveries"][0];
