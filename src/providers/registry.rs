@@ -144,6 +144,17 @@ impl Registry {
                         templates.clone(),
                     )?);
                     let token = p.credentials.get("receipt_token").cloned();
+                    let pushes = matches!(
+                        p.options.get("receipts").and_then(|v| v.as_str()),
+                        None | Some("push")
+                    );
+                    // Open receipts would let anyone reaching Herald confirm or fail a delivery.
+                    if pushes && token.is_none() {
+                        return Err(format!(
+                            "providers `{}`: Aliyun receipt pushes need credentials.receipt_token (the report URL then ends in ?token=…), or set options.receipts = \"poll\"",
+                            p.id
+                        ));
+                    }
                     r.receipts
                         .insert(p.id.clone(), ReceiptAuth::Aliyun { token });
                     match p.options.get("receipts").and_then(|v| v.as_str()) {

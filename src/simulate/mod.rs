@@ -64,7 +64,7 @@ channel = "sms"
 kind = "aliyun"
 priority = 1
 endpoint = "{sim}/aliyun"
-credentials = {{ access_key_id = "{}", access_key_secret = "{}" }}
+credentials = {{ access_key_id = "{}", access_key_secret = "{}", receipt_token = "sim-receipt-token" }}
 options = {{ sign_name = "Herald" }}
 [[providers]]
 id = "twilio-backup"

@@ -79,6 +79,12 @@ fn config_check_refuses_what_serve_refuses() {
             "acess_key_secret",
         ),
         (
+            "open Aliyun receipts",
+            "[[providers]]\nid = \"ali\"\nchannel = \"sms\"\nkind = \"aliyun\"\n\
+             credentials = { access_key_id = \"a\", access_key_secret = \"b\" }\noptions = { sign_name = \"H\" }\n",
+            "receipt_token",
+        ),
+        (
             "template syntax",
             "[[templates]]\nid = \"t\"\nchannels = [\"inbox\"]\ninbox = { text = \"Hi {{ name \" }\n",
             "t",

@@ -232,6 +232,7 @@ async fn real_faults_bad_number_outage_and_bad_credentials() {
             &[
                 ("access_key_id", "sim-ak"),
                 ("access_key_secret", "wrong-secret"),
+                ("receipt_token", "sim-receipt-token"),
             ],
             &[("sign_name", "Herald")],
         );

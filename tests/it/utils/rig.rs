@@ -20,7 +20,9 @@ pub fn sim_args(listen: &str, herald_base: &str) -> SimArgs {
         listen: listen.into(),
         aliyun_access_key_id: "sim-ak".into(),
         aliyun_access_key_secret: "sim-ak-secret-value".into(),
-        aliyun_report_url: Some(format!("{herald_base}/v1/receipts/aliyun/aliyun-main")),
+        aliyun_report_url: Some(format!(
+            "{herald_base}/v1/receipts/aliyun/aliyun-main?token=sim-receipt-token"
+        )),
         twilio_account_sid: "ACsim0000000000000000000000000000".into(),
         twilio_auth_token: "twilio-token-secret-value".into(),
         dingtalk_secret: Some("SECdingtalk-secret-value".into()),
@@ -72,6 +74,7 @@ pub fn sms_providers(sim: &str) -> Vec<ProviderConfig> {
             &[
                 ("access_key_id", "sim-ak"),
                 ("access_key_secret", "sim-ak-secret-value"),
+                ("receipt_token", "sim-receipt-token"),
             ],
             &[("sign_name", "Herald"), ("region", "cn-hangzhou")],
         ),
