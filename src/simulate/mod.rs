@@ -37,12 +37,20 @@ pub struct SimArgs {
     pub twilio_account_sid: String,
     #[arg(long, default_value = "sim-auth-token")]
     pub twilio_auth_token: String,
-    /// DingTalk robots' signing secret; without it, unsigned requests are accepted.
-    #[arg(long)]
-    pub dingtalk_secret: Option<String>,
-    /// Feishu bots' signing secret; without it, unsigned requests are accepted.
-    #[arg(long)]
-    pub feishu_secret: Option<String>,
+    /// The DingTalk robot's access_token (a request with another is refused, as DingTalk does).
+    #[arg(long, default_value = "sim-dingtalk-token")]
+    pub dingtalk_access_token: String,
+    /// The DingTalk robot's signing secret, checked on every request; `''` for a robot without
+    /// signing.
+    #[arg(long, default_value = "SECsim-dingtalk-secret")]
+    pub dingtalk_secret: String,
+    /// The Feishu bot's hook id (the last part of its URL).
+    #[arg(long, default_value = "sim-feishu-hook")]
+    pub feishu_hook: String,
+    /// The Feishu bot's signing secret, checked on every request; `''` for a bot without
+    /// signing.
+    #[arg(long, default_value = "sim-feishu-secret")]
+    pub feishu_secret: String,
     #[arg(long, default_value = "sim-wecom-key")]
     pub wecom_key: String,
     /// The path of the Slack incoming webhook after /slack/services/.

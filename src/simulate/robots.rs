@@ -46,7 +46,10 @@ pub async fn dingtalk(
     if token.is_empty() {
         return r(200, errcode(400101, "access_token is empty"), false);
     }
-    if let Some(secret) = &sim.args.dingtalk_secret {
+    if !constant_time_eq(token.as_bytes(), sim.args.dingtalk_access_token.as_bytes()) {
+        return r(200, errcode(300001, "token is not exist"), false);
+    }
+    if let Some(secret) = Some(&sim.args.dingtalk_secret).filter(|s| !s.is_empty()) {
         let ts: i64 = q.get("timestamp").and_then(|t| t.parse().ok()).unwrap_or(0);
         let now = crate::core::types::now_millis();
         let sign = q.get("sign").cloned().unwrap_or_default();
@@ -102,7 +105,16 @@ pub async fn feishu(State(sim): State<Shared>, Path(hook): Path<String>, body: B
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let r = |b: Value, ok| reply(&sim, "feishu", request.clone(), 200, b, ok);
     let err = |code: i64, msg: &str| json!({"code": code, "msg": msg, "data": {}});
-    if let Some(secret) = &sim.args.feishu_secret {
+    if !constant_time_eq(hook.as_bytes(), sim.args.feishu_hook.as_bytes()) {
+        return r(
+            err(
+                19001,
+                "param invalid: incoming webhook access token invalid",
+            ),
+            false,
+        );
+    }
+    if let Some(secret) = Some(&sim.args.feishu_secret).filter(|s| !s.is_empty()) {
         let ts: i64 = request["timestamp"]
             .as_str()
             .and_then(|t| t.parse().ok())

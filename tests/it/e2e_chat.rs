@@ -150,3 +150,33 @@ async fn dingtalk_never_gets_more_than_twenty_a_minute() {
     assert_eq!(waiting, 6, "the rest waits in the queue");
     rig.herald.stop().await;
 }
+
+/// The simulators check what the services check by default: a DingTalk robot with another
+/// access_token and a Feishu bot with another hook id are refused, not delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_access_token_or_hook_id_is_refused() {
+    let rig = Rig::start(|c, sim| {
+        let mut r = robots(sim, "SECdingtalk-secret-value");
+        r[0].options.insert(
+            "url".into(),
+            toml::Value::String(
+                "https://oapi.dingtalk.com/robot/send?access_token=not-the-robots".into(),
+            ),
+        );
+        r[1].options.insert(
+            "url".into(),
+            toml::Value::String("https://open.feishu.cn/open-apis/bot/v2/hook/other-hook".into()),
+        );
+        c.providers = r;
+    })
+    .await;
+    for (robot, code) in [("ops-dingtalk", "300001"), ("ops-feishu", "19001")] {
+        let id = rig
+            .send(json!({"to": {"chat": robot}, "content": {"text": "x"}}))
+            .await;
+        let m = rig.herald.wait_status(&id, "failed").await;
+        let e = &m["deliveries"][0]["attempts"][0]["error"];
+        assert_eq!(e["code"], code, "{robot}: {m}");
+    }
+    rig.herald.stop().await;
+}

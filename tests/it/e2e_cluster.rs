@@ -136,7 +136,10 @@ async fn limits_hold_across_nodes() {
                     1,
                     &format!("{sim}/dingtalk"),
                     &[("secret", "SECdingtalk-secret-value")],
-                    &[("url", "https://oapi.dingtalk.com/robot/send?access_token=t")],
+                    &[(
+                        "url",
+                        "https://oapi.dingtalk.com/robot/send?access_token=tok-1",
+                    )],
                 )];
             })
             .await,
