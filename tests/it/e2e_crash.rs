@@ -173,6 +173,16 @@ async fn sigterm_finishes_calls_in_flight_and_exits_cleanly() {
     .await
     .unwrap();
     assert_eq!(code, Some(0), "SIGTERM exits 0 after draining");
+    // Every call that had reached the receiver when the stop began was finished by the
+    // stopping process (answered), not abandoned for the next run to repeat.
+    let (started, answered) = (rx.started() as usize, rx.received().len());
+    assert!(started >= 20, "{started}");
+    assert_eq!(
+        answered,
+        started,
+        "{} calls in flight were abandoned at SIGTERM",
+        started - answered
+    );
     let _p2 = HeraldProcess::start(dir.path(), "").await;
     let missing = wait_all_delivered(&rx, &acked, 60).await;
     assert!(missing.is_empty(), "{} lost", missing.len());
