@@ -636,6 +636,91 @@ pub async fn cancel_stops_what_is_not_sent(s: Arc<dyn Store>) {
     assert!(s.cancel("msg_unknown", "op").await.unwrap().is_none());
 }
 
+/// Per-recipient limits are checked where the message is stored: past the rate a message to
+/// the same address is refused with how long to wait; another address is not affected.
+pub async fn recipient_limits_refuse_past_the_rate(s: Arc<dyn Store>) {
+    let rate = herald::config::Rate::parse("2/min").unwrap();
+    let to = |addr: &str| {
+        let mut m = message(Priority::Normal, &[Channel::Sms], Strategy::Failover);
+        m.deliveries[0].to = addr.into();
+        m.recipient_limits = vec![herald::core::message::RecipientLimit {
+            channel: Channel::Sms,
+            to: addr.into(),
+            rates: vec![rate],
+        }];
+        m
+    };
+    for _ in 0..2 {
+        assert!(matches!(
+            s.accept(vec![to("+14155550001")]).await.unwrap()[0],
+            Accepted::New(_)
+        ));
+    }
+    match &s.accept(vec![to("+14155550001")]).await.unwrap()[0] {
+        Accepted::RecipientLimited {
+            channel,
+            retry_after_ms,
+        } => {
+            assert_eq!(*channel, Channel::Sms);
+            assert!(
+                *retry_after_ms > 0 && *retry_after_ms <= 60_000,
+                "{retry_after_ms}"
+            );
+        }
+        other => panic!("not limited: {other:?}"),
+    }
+    assert!(matches!(
+        s.accept(vec![to("+14155550002")]).await.unwrap()[0],
+        Accepted::New(_)
+    ));
+}
+
+/// The inbox keeps items per user, newest first, lists the unread ones, and marks one read
+/// once; another user's item cannot be marked through the wrong user.
+pub async fn the_inbox_lists_and_marks_items_per_user(s: Arc<dyn Store>) {
+    let item = |user: &str, n: i64| herald::store::InboxItem {
+        id: format!("inb_{user}_{n}"),
+        user: user.into(),
+        message_id: new_id("msg"),
+        delivery_id: new_id("dlv"),
+        content: Content {
+            text: Some(format!("n{n}")),
+            ..Default::default()
+        },
+        metadata: Default::default(),
+        created_at: now_millis() + n,
+        read_at: None,
+    };
+    for n in 0..3 {
+        s.inbox_put(item("u-a", n)).await.unwrap();
+    }
+    s.inbox_put(item("u-b", 0)).await.unwrap();
+    let f = || ListFilter {
+        status: None,
+        channel: None,
+        limit: 10,
+        after: None,
+    };
+    let all = s.inbox_list("u-a", false, f()).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].id, "inb_u-a_2", "newest first");
+    assert!(
+        s.inbox_mark_read("u-a", "inb_u-a_1", now_millis())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.inbox_mark_read("u-b", "inb_u-a_2", now_millis())
+            .await
+            .unwrap(),
+        "not u-b's"
+    );
+    let unread = s.inbox_list("u-a", true, f()).await.unwrap();
+    let ids: Vec<&str> = unread.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, vec!["inb_u-a_2", "inb_u-a_0"]);
+    assert_eq!(s.inbox_list("u-b", false, f()).await.unwrap().len(), 1);
+}
+
 /// Runs every case of the suite against one backend: `$backend()` makes a fresh store.
 macro_rules! conformance {
     ($backend:ident: $($case:ident),+ $(,)?) => {
@@ -664,6 +749,8 @@ conformance!(sqlite:
     job_leases_are_exclusive_until_they_expire,
     dead_nodes_are_reaped_and_their_leases_freed,
     cancel_stops_what_is_not_sent,
+    recipient_limits_refuse_past_the_rate,
+    the_inbox_lists_and_marks_items_per_user,
 );
 
 conformance!(postgres:
@@ -679,6 +766,8 @@ conformance!(postgres:
     job_leases_are_exclusive_until_they_expire,
     dead_nodes_are_reaped_and_their_leases_freed,
     cancel_stops_what_is_not_sent,
+    recipient_limits_refuse_past_the_rate,
+    the_inbox_lists_and_marks_items_per_user,
 );
 
 #[tokio::test]
