@@ -79,7 +79,8 @@ pub async fn start(
     listener: TcpListener,
     admin_key: &str,
 ) -> Result<Server, StartError> {
-    check_config(&cfg)?;
+    // The rest of check_config (templates, providers) happens below as they are built.
+    cfg.validate()?;
     let cfg = Arc::new(cfg);
     let addr = listener.local_addr().map_err(StartError::Listen)?;
     let (store, spool): (Arc<dyn Store>, Option<Arc<crate::spool::Spool>>) = match cfg.backend()? {

@@ -370,6 +370,15 @@ pub struct Purged {
 }
 
 impl Purged {
+    pub fn add(&mut self, o: &Purged) {
+        self.messages += o.messages;
+        self.inbox += o.inbox;
+        self.audit += o.audit;
+        self.nodes += o.nodes;
+        self.receipts += o.receipts;
+        self.rate_events += o.rate_events;
+    }
+
     pub fn total(&self) -> usize {
         self.messages + self.inbox + self.audit + self.nodes + self.receipts + self.rate_events
     }

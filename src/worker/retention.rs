@@ -16,12 +16,7 @@ pub async fn run_once(store: &dyn Store, cfg: &RetentionConfig) -> Result<Purged
     for _ in 0..100 {
         let cut = crate::store::rules::cutoffs(now_millis(), cfg);
         let p = store.purge(cut).await?;
-        all.messages += p.messages;
-        all.inbox += p.inbox;
-        all.audit += p.audit;
-        all.nodes += p.nodes;
-        all.receipts += p.receipts;
-        all.rate_events += p.rate_events;
+        all.add(&p);
         if p.kinds().iter().all(|(_, n)| *n < cut.batch) {
             break;
         }
@@ -40,11 +35,12 @@ pub async fn run(
         return;
     }
     let every = cfg.every.0.max(Duration::from_secs(1));
+    // The lease lasts a whole period, so one node runs the job once per period.
     let ttl = (every.as_millis() as i64).max(60_000);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every.min(Duration::from_secs(60))) => {}
+            _ = tokio::time::sleep(every) => {}
         }
         match store
             .take_job_lease("retention", &node, now_millis(), ttl)
@@ -61,11 +57,6 @@ pub async fn run(
             },
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "cannot take the retention lease"),
-        }
-        // The lease lasts a whole period: wait out the rest of it.
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every.saturating_sub(Duration::from_secs(60))) => {}
         }
     }
 }

@@ -327,15 +327,7 @@ async fn scheduled_backups_run_keep_the_newest_and_are_measured() {
     assert!(kept.len() <= 2, "{} kept", kept.len());
     let newest = kept.last().unwrap();
     backup::verify(&newest.path, None).await.unwrap();
-    let metrics = h
-        .http
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics().await;
     let line = metrics
         .lines()
         .find(|l| l.starts_with("herald_backup_last_success_timestamp_seconds "))

@@ -119,15 +119,7 @@ async fn modes_refuse_what_they_must_and_every_switch_is_audited() {
     );
     let (_, ready) = h.get("/readyz").await;
     assert_eq!(ready["checks"]["mode"]["status"], "read_only");
-    let metrics = h
-        .http
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics().await;
     assert!(
         metrics.contains("herald_mode{mode=\"read_only\"} 1"),
         "{metrics}"

@@ -38,15 +38,7 @@ async fn shipped_rules_and_live_metrics_pass_promtool() {
         .await;
     h.wait_status(r["id"].as_str().unwrap(), "sent").await;
     h.send(json!({"to": {}, "content": {"text": "x"}})).await;
-    let text = h
-        .http
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = h.metrics().await;
     let mut child = Command::new(&tool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

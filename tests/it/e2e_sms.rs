@@ -430,15 +430,7 @@ async fn a_repeated_receipt_is_recognised_as_a_duplicate() {
         assert_eq!(r.status(), 200);
     }
     rig.herald.wait_status(&id, "delivered").await;
-    let metrics = rig
-        .http
-        .get(format!("{}/metrics", rig.herald.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = rig.herald.metrics().await;
     let count = |outcome: &str| {
         metrics
             .lines()
