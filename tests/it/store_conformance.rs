@@ -721,6 +721,74 @@ pub async fn the_inbox_lists_and_marks_items_per_user(s: Arc<dyn Store>) {
     assert_eq!(s.inbox_list("u-b", false, f()).await.unwrap().len(), 1);
 }
 
+/// A message view is one snapshot: while deliveries complete, every view read shows the
+/// message status its own deliveries add up to (never a finished message beside a delivery
+/// still in flight), and a page of views carries every delivery and attempt.
+pub async fn message_views_are_snapshots(s: Arc<dyn Store>) {
+    let batch: Vec<NewMessage> = (0..40)
+        .map(|_| {
+            message(
+                Priority::Normal,
+                &[Channel::Webhook, Channel::Inbox],
+                Strategy::All,
+            )
+        })
+        .collect();
+    s.accept(batch).await.unwrap();
+    let claimed = s.claim(claim("a", 100, now_millis() + 1)).await.unwrap();
+    assert_eq!(claimed.len(), 80);
+    let writer = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            for c in claimed {
+                let done = Completion {
+                    lease: c.lease,
+                    attempt: Some(attempt(1, "sent", None)),
+                    step: Step::Sent,
+                    now: now_millis(),
+                };
+                assert_eq!(s.complete(vec![done]).await.unwrap(), vec![true]);
+            }
+        })
+    };
+    let check = |v: &herald::store::MessageView| {
+        let statuses: Vec<_> = v.deliveries.iter().map(|d| d.status).collect();
+        assert_eq!(statuses.len(), 2, "{v:?}");
+        assert_eq!(
+            v.status,
+            herald::core::progress::message_status(&statuses),
+            "a torn view: {v:?}"
+        );
+    };
+    let mut reads = 0;
+    while !writer.is_finished() {
+        let page = s
+            .list_messages(ListFilter {
+                limit: 40,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.len(), 40);
+        page.iter().for_each(check);
+        check(&s.get_message(&page[reads % 40].id).await.unwrap().unwrap());
+        reads += 1;
+    }
+    writer.await.unwrap();
+    let page = s
+        .list_messages(ListFilter {
+            limit: 40,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for v in &page {
+        check(v);
+        assert_eq!(v.status.as_str(), "sent");
+        assert!(v.deliveries.iter().all(|d| d.attempts.len() == 1), "{v:?}");
+    }
+}
+
 /// Runs every case of the suite against one backend: `$backend()` makes a fresh store.
 macro_rules! conformance {
     ($backend:ident: $($case:ident),+ $(,)?) => {
@@ -751,6 +819,7 @@ conformance!(sqlite:
     cancel_stops_what_is_not_sent,
     recipient_limits_refuse_past_the_rate,
     the_inbox_lists_and_marks_items_per_user,
+    message_views_are_snapshots,
 );
 
 conformance!(postgres:
@@ -768,6 +837,7 @@ conformance!(postgres:
     cancel_stops_what_is_not_sent,
     recipient_limits_refuse_past_the_rate,
     the_inbox_lists_and_marks_items_per_user,
+    message_views_are_snapshots,
 );
 
 #[tokio::test]

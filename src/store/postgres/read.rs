@@ -1,7 +1,7 @@
 //! Reads on PostgreSQL.
 
 use crate::core::message::Content;
-use crate::core::types::{DeliveryStatus, Priority};
+use crate::core::types::Priority;
 use crate::store::*;
 use serde_json::{Map, Value};
 use sqlx::Row;
@@ -15,109 +15,121 @@ fn parse<T: std::str::FromStr<Err = String>>(s: String) -> Result<T, StoreError>
     s.parse().map_err(corrupt)
 }
 
-async fn message_row(pool: &PgPool, r: &PgRow) -> Result<MessageView, StoreError> {
-    let id: String = r.try_get("id")?;
-    let body: Value = serde_json::from_str(&r.try_get::<String, _>("body")?).map_err(corrupt)?;
-    Ok(MessageView {
-        status: parse(r.try_get("status")?)?,
-        priority: Priority::from_rank(r.try_get("priority")?),
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-        send_at: r.try_get("send_at")?,
-        expires_at: r.try_get("expires_at")?,
-        metadata: serde_json::from_value(body["metadata"].clone()).unwrap_or_default(),
-        deliveries: deliveries(pool, &id).await?,
-        id,
+use crate::store::assemble::{
+    self, ATTEMPT_COLS, AttemptRow, DELIVERY_COLS, DeliveryRow, MESSAGE_COLS, MessageRow,
+};
+use sqlx::PgConnection;
+
+fn message_row(r: &PgRow) -> Result<MessageRow, StoreError> {
+    Ok(MessageRow {
+        id: r.try_get(0)?,
+        status: r.try_get(1)?,
+        priority: r.try_get(2)?,
+        created_at: r.try_get(3)?,
+        updated_at: r.try_get(4)?,
+        send_at: r.try_get(5)?,
+        expires_at: r.try_get(6)?,
+        body: r.try_get(7)?,
     })
 }
 
-pub async fn message(pool: &PgPool, id: &str) -> Result<Option<MessageView>, StoreError> {
-    let row = sqlx::query("SELECT id, status, priority, created_at, updated_at, send_at, expires_at, body FROM messages WHERE id = $1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
-    match row {
-        Some(r) => Ok(Some(message_row(pool, &r).await?)),
-        None => Ok(None),
-    }
+/// A read-only snapshot: every query in it sees the same committed state.
+async fn snapshot(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+    Ok(pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await?)
 }
 
-async fn deliveries(pool: &PgPool, message_id: &str) -> Result<Vec<DeliveryView>, StoreError> {
-    let rows = sqlx::query("SELECT id, channel, recipient, status, provider FROM deliveries WHERE message_id = $1 ORDER BY position")
-        .bind(message_id)
-        .fetch_all(pool)
-        .await?;
-    let ids: Vec<String> = rows
-        .iter()
-        .map(|r| r.try_get::<String, _>(0))
-        .collect::<Result<_, _>>()?;
-    let attempts = sqlx::query(
-        "SELECT delivery_id, n, provider, at, duration_ms, outcome, error_class, error_code, error_detail, provider_message_id
-         FROM attempts WHERE delivery_id = ANY($1) ORDER BY delivery_id, n",
-    )
-    .bind(&ids)
-    .fetch_all(pool)
-    .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let id: String = r.try_get(0)?;
-        let status: DeliveryStatus = parse(r.try_get(3)?)?;
-        let mut list = Vec::new();
-        for a in attempts
-            .iter()
-            .filter(|a| a.try_get::<String, _>(0).is_ok_and(|d| d == id))
-        {
-            let class: Option<String> = a.try_get(6)?;
-            let outcome: String = a.try_get(5)?;
-            list.push(Attempt {
-                n: a.try_get(1)?,
-                provider: a.try_get(2)?,
-                at: a.try_get(3)?,
-                duration_ms: a.try_get(4)?,
-                outcome: if outcome == "sent" { "sent" } else { "error" },
-                error: match class {
-                    Some(c) => Some(AttemptError {
-                        class: parse(c)?,
-                        code: a.try_get::<Option<String>, _>(7)?.unwrap_or_default(),
-                        detail: a.try_get::<Option<String>, _>(8)?.unwrap_or_default(),
-                    }),
-                    None => None,
-                },
-                provider_message_id: a.try_get(9)?,
-            });
-        }
-        out.push(DeliveryView {
-            channel: parse(r.try_get(1)?)?,
-            to: r.try_get(2)?,
-            provider: r
-                .try_get::<Option<String>, _>(4)?
-                .filter(|_| status.is_success()),
-            status,
-            attempts: list,
-            id,
-        });
+/// The views of `messages`, with every delivery and attempt of the page read in two more
+/// queries on the same snapshot.
+async fn views(
+    c: &mut PgConnection,
+    messages: Vec<MessageRow>,
+) -> Result<Vec<MessageView>, StoreError> {
+    if messages.is_empty() {
+        return Ok(vec![]);
     }
-    Ok(out)
+    let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
+    let deliveries = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {DELIVERY_COLS} FROM deliveries WHERE message_id = ANY($1) ORDER BY message_id, position"
+    )))
+    .bind(&ids)
+    .fetch_all(&mut *c)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(DeliveryRow {
+            message_id: r.try_get(0)?,
+            id: r.try_get(1)?,
+            channel: r.try_get(2)?,
+            to: r.try_get(3)?,
+            status: r.try_get(4)?,
+            provider: r.try_get(5)?,
+        })
+    })
+    .collect::<Result<Vec<_>, StoreError>>()?;
+    let attempts = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ATTEMPT_COLS} FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+         WHERE d.message_id = ANY($1) ORDER BY a.delivery_id, a.n"
+    )))
+    .bind(&ids)
+    .fetch_all(&mut *c)
+    .await?
+    .iter()
+    .map(|a| {
+        Ok(AttemptRow {
+            delivery_id: a.try_get(0)?,
+            n: a.try_get(1)?,
+            provider: a.try_get(2)?,
+            at: a.try_get(3)?,
+            duration_ms: a.try_get(4)?,
+            outcome: a.try_get(5)?,
+            error_class: a.try_get(6)?,
+            error_code: a.try_get(7)?,
+            error_detail: a.try_get(8)?,
+            provider_message_id: a.try_get(9)?,
+        })
+    })
+    .collect::<Result<Vec<_>, StoreError>>()?;
+    assemble::views(messages, deliveries, attempts)
+}
+
+pub async fn message(pool: &PgPool, id: &str) -> Result<Option<MessageView>, StoreError> {
+    let mut tx = snapshot(pool).await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE_COLS} FROM messages WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(message_row)
+    .collect::<Result<Vec<_>, _>>()?;
+    let mut v = views(&mut tx, rows).await?;
+    tx.commit().await?;
+    Ok(v.pop())
 }
 
 pub async fn list_messages(pool: &PgPool, f: &ListFilter) -> Result<Vec<MessageView>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT id, status, priority, created_at, updated_at, send_at, expires_at, body FROM messages m
+    let mut tx = snapshot(pool).await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE_COLS} FROM messages m
          WHERE ($1::TEXT IS NULL OR id < $1) AND ($2::TEXT IS NULL OR status = $2)
            AND ($3::TEXT IS NULL OR EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.channel = $3))
-         ORDER BY id DESC LIMIT $4",
-    )
+         ORDER BY id DESC LIMIT $4"
+    )))
     .bind(&f.after)
     .bind(f.status.map(|s| s.as_str()))
     .bind(f.channel.map(|c| c.as_str()))
     .bind(f.limit as i64)
-    .fetch_all(pool)
-    .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        out.push(message_row(pool, r).await?);
-    }
-    Ok(out)
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(message_row)
+    .collect::<Result<Vec<_>, _>>()?;
+    let v = views(&mut tx, rows).await?;
+    tx.commit().await?;
+    Ok(v)
 }
 
 pub async fn dead_letters(pool: &PgPool, f: &ListFilter) -> Result<Vec<DeadLetter>, StoreError> {

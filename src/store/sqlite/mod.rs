@@ -189,7 +189,15 @@ impl SqliteStore {
                 Ok(Some(c)) => c,
                 _ => connect(&path)?,
             };
-            let result = f(&conn);
+            // One read transaction: every query of `f` sees the same snapshot.
+            let result = match conn.unchecked_transaction() {
+                Ok(tx) => {
+                    let r = f(&tx);
+                    drop(tx); // rolls back: nothing was written
+                    r
+                }
+                Err(e) => Err(e.into()),
+            };
             if let Ok(mut p) = pool.lock()
                 && p.len() < 8
             {

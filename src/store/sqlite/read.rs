@@ -1,7 +1,7 @@
 //! Reads, on pooled connections beside the writer (WAL lets them run concurrently).
 
 use crate::core::message::Content;
-use crate::core::types::{DeliveryStatus, Priority};
+use crate::core::types::Priority;
 use crate::store::*;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Map, Value};
@@ -14,102 +14,80 @@ fn parse<T: std::str::FromStr<Err = String>>(s: String) -> Result<T, StoreError>
     s.parse().map_err(corrupt)
 }
 
-const MESSAGE_COLS: &str =
-    "id, status, priority, created_at, updated_at, send_at, expires_at, body";
+use crate::store::assemble::{
+    self, ATTEMPT_COLS, AttemptRow, DELIVERY_COLS, DeliveryRow, MESSAGE_COLS, MessageRow,
+};
 
-fn message_row(c: &Connection, r: &Row<'_>) -> Result<MessageView, StoreError> {
-    let id: String = r.get(0)?;
-    let body: String = r.get(7)?;
-    let body: Value = serde_json::from_str(&body).map_err(corrupt)?;
-    let deliveries = deliveries(c, &id)?;
-    Ok(MessageView {
-        status: parse(r.get(1)?)?,
-        priority: Priority::from_rank(r.get(2)?),
-        created_at: r.get(3)?,
-        updated_at: r.get(4)?,
-        send_at: r.get(5)?,
-        expires_at: r.get(6)?,
-        metadata: serde_json::from_value(body["metadata"].clone()).unwrap_or_default(),
-        deliveries,
-        id,
-    })
+fn message_rows(rows: &mut rusqlite::Rows<'_>) -> Result<Vec<MessageRow>, StoreError> {
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(MessageRow {
+            id: r.get(0)?,
+            status: r.get(1)?,
+            priority: r.get(2)?,
+            created_at: r.get(3)?,
+            updated_at: r.get(4)?,
+            send_at: r.get(5)?,
+            expires_at: r.get(6)?,
+            body: r.get(7)?,
+        });
+    }
+    Ok(out)
+}
+
+/// The views of `messages`, their deliveries and attempts read in two more queries. The
+/// caller's read transaction (see `SqliteStore::read`) makes the three one snapshot.
+fn views(c: &Connection, messages: Vec<MessageRow>) -> Result<Vec<MessageView>, StoreError> {
+    if messages.is_empty() {
+        return Ok(vec![]);
+    }
+    let ids = serde_json::to_string(&messages.iter().map(|m| &m.id).collect::<Vec<_>>())
+        .map_err(corrupt)?;
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {DELIVERY_COLS} FROM deliveries
+         WHERE message_id IN (SELECT value FROM json_each(?1)) ORDER BY message_id, position"
+    ))?;
+    let deliveries = stmt
+        .query_map([&ids], |r| {
+            Ok(DeliveryRow {
+                message_id: r.get(0)?,
+                id: r.get(1)?,
+                channel: r.get(2)?,
+                to: r.get(3)?,
+                status: r.get(4)?,
+                provider: r.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {ATTEMPT_COLS} FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+         WHERE d.message_id IN (SELECT value FROM json_each(?1)) ORDER BY a.delivery_id, a.n"
+    ))?;
+    let attempts = stmt
+        .query_map([&ids], |r| {
+            Ok(AttemptRow {
+                delivery_id: r.get(0)?,
+                n: r.get(1)?,
+                provider: r.get(2)?,
+                at: r.get(3)?,
+                duration_ms: r.get(4)?,
+                outcome: r.get(5)?,
+                error_class: r.get(6)?,
+                error_code: r.get(7)?,
+                error_detail: r.get(8)?,
+                provider_message_id: r.get(9)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    assemble::views(messages, deliveries, attempts)
 }
 
 pub fn message(c: &Connection, id: &str) -> Result<Option<MessageView>, StoreError> {
     let mut stmt = c.prepare_cached(&format!(
         "SELECT {MESSAGE_COLS} FROM messages WHERE id = ?1"
     ))?;
-    let mut rows = stmt.query([id])?;
-    match rows.next()? {
-        Some(r) => Ok(Some(message_row(c, r)?)),
-        None => Ok(None),
-    }
-}
-
-fn deliveries(c: &Connection, message_id: &str) -> Result<Vec<DeliveryView>, StoreError> {
-    let mut stmt = c.prepare_cached(
-        "SELECT id, channel, recipient, status, provider FROM deliveries WHERE message_id = ?1 ORDER BY position",
-    )?;
-    let rows: Vec<(String, String, String, String, Option<String>)> = stmt
-        .query_map([message_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?
-        .collect::<Result<_, _>>()?;
-    let mut out = Vec::with_capacity(rows.len());
-    for (id, channel, to, status, provider) in rows {
-        let status: DeliveryStatus = parse(status)?;
-        out.push(DeliveryView {
-            attempts: attempts(c, &id)?,
-            id,
-            channel: parse(channel)?,
-            to,
-            provider: provider.filter(|_| status.is_success()),
-            status,
-        });
-    }
-    Ok(out)
-}
-
-fn attempts(c: &Connection, delivery_id: &str) -> Result<Vec<Attempt>, StoreError> {
-    let mut stmt = c.prepare_cached(
-        "SELECT n, provider, at, duration_ms, outcome, error_class, error_code, error_detail, provider_message_id
-         FROM attempts WHERE delivery_id = ?1 ORDER BY n",
-    )?;
-    let rows = stmt.query_map([delivery_id], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, Option<String>>(5)?,
-            r.get::<_, Option<String>>(6)?,
-            r.get::<_, Option<String>>(7)?,
-            r.get::<_, Option<String>>(8)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (n, provider, at, duration_ms, outcome, class, code, detail, pmid) = row?;
-        let error = match class {
-            Some(class) => Some(AttemptError {
-                class: parse(class)?,
-                code: code.unwrap_or_default(),
-                detail: detail.unwrap_or_default(),
-            }),
-            None => None,
-        };
-        out.push(Attempt {
-            n,
-            provider,
-            at,
-            duration_ms,
-            outcome: if outcome == "sent" { "sent" } else { "error" },
-            error,
-            provider_message_id: pmid,
-        });
-    }
-    Ok(out)
+    let rows = message_rows(&mut stmt.query([id])?)?;
+    Ok(views(c, rows)?.pop())
 }
 
 pub fn list_messages(c: &Connection, f: &ListFilter) -> Result<Vec<MessageView>, StoreError> {
@@ -119,17 +97,13 @@ pub fn list_messages(c: &Connection, f: &ListFilter) -> Result<Vec<MessageView>,
            AND (?3 IS NULL OR EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.channel = ?3))
          ORDER BY id DESC LIMIT ?4"
     ))?;
-    let mut rows = stmt.query(params![
+    let rows = message_rows(&mut stmt.query(params![
         f.after,
         f.status.map(|s| s.as_str()),
         f.channel.map(|c| c.as_str()),
         f.limit as i64
-    ])?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        out.push(message_row(c, r)?);
-    }
-    Ok(out)
+    ])?)?;
+    views(c, rows)
 }
 
 pub fn dead_letters(c: &Connection, f: &ListFilter) -> Result<Vec<DeadLetter>, StoreError> {
