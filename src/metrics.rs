@@ -85,6 +85,12 @@ pub struct Metrics {
     pub backup_failures: Counter,
     pub retention_deleted: Family<WhatLabels, Counter>,
     pub receipts: Family<ReceiptLabels, Counter>,
+    pub deferred: Family<ReasonLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -260,7 +266,16 @@ impl Metrics {
             "Rows deleted by the retention job, by kind (messages count with their deliveries and attempts)",
             retention_deleted.clone(),
         );
+        let deferred = Family::<ReasonLabels, Counter>::default();
+        r.register(
+            "deliveries_deferred",
+            "Claimed deliveries put back to wait, untried, because no provider could be called: \
+             no_provider_ready (every one resting or over its own budget) or shared_budget \
+             (the budget shared by the cluster)",
+            deferred.clone(),
+        );
         Metrics {
+            deferred,
             backup_last_success,
             backup_interval,
             backup_last_bytes,

@@ -4,7 +4,7 @@
 use super::{Accepted, Completion};
 use crate::config::Rate;
 use crate::core::next_step::Step;
-use crate::core::types::{Channel, DeliveryStatus, Millis};
+use crate::core::types::{Channel, DeliveryStatus, Millis, Strategy};
 
 /// The cut-offs of a retention pass at `now`.
 pub fn cutoffs(now: Millis, r: &crate::config::RetentionConfig) -> super::Cutoffs {
@@ -78,6 +78,50 @@ pub fn receipt_class(send_class: crate::core::types::ErrorClass) -> crate::core:
     match send_class {
         C::Transient => C::Recipient,
         other => other,
+    }
+}
+
+/// Delivery statuses a cancel stops (nothing was handed to a provider yet), as SQL.
+pub const CANCELLABLE: &str = "'pending', 'queued'";
+
+/// A replayed dead letter's failed deliveries, in channel order: the status each restarts
+/// in and whether it is due now. With failover only the first failed channel is queued;
+/// the others wait their turn again.
+pub fn replay_status(strategy: Strategy, nth_failed: usize) -> (DeliveryStatus, bool) {
+    if strategy == Strategy::Failover && nth_failed > 0 {
+        (DeliveryStatus::Pending, false)
+    } else {
+        (DeliveryStatus::Queued, true)
+    }
+}
+
+/// The status a delivery receipt gives its delivery.
+pub fn receipt_status(delivered: bool) -> DeliveryStatus {
+    if delivered {
+        DeliveryStatus::Delivered
+    } else {
+        DeliveryStatus::Failed
+    }
+}
+
+/// Whether a receipt reopens the channels of a failover message that were skipped when
+/// this one was accepted: a carrier's "undeliverable" means the person was not reached, so
+/// the next channel is tried as if the send had failed (then recomputed as usual; past the
+/// message's TTL they expire instead).
+pub fn receipt_reopens_failover(delivered: bool) -> bool {
+    !delivered
+}
+
+/// Whether a receipt for a delivery Herald knows is applied: not when the same report was
+/// seen before (`fresh` is false: its row was already stored), nor when the delivery is
+/// not `sent` (only what a provider accepted can be confirmed or failed by its receipt).
+pub fn receipt_refusal(fresh: bool, current: DeliveryStatus) -> Option<super::ReceiptOutcome> {
+    if !fresh {
+        Some(super::ReceiptOutcome::Duplicate)
+    } else if current != DeliveryStatus::Sent {
+        Some(super::ReceiptOutcome::Ignored)
+    } else {
+        None
     }
 }
 
@@ -187,6 +231,39 @@ mod tests {
                     assert!(*t <= cap);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_replay_queues_the_first_failed_channel_and_with_all_every_one() {
+        use DeliveryStatus as D;
+        assert_eq!(replay_status(Strategy::Failover, 0), (D::Queued, true));
+        assert_eq!(replay_status(Strategy::Failover, 1), (D::Pending, false));
+        assert_eq!(replay_status(Strategy::Failover, 5), (D::Pending, false));
+        assert_eq!(replay_status(Strategy::All, 0), (D::Queued, true));
+        assert_eq!(replay_status(Strategy::All, 3), (D::Queued, true));
+    }
+
+    #[test]
+    fn receipts_apply_once_and_only_to_sent_deliveries() {
+        use super::super::ReceiptOutcome as O;
+        use DeliveryStatus as D;
+        assert_eq!(receipt_status(true), D::Delivered);
+        assert_eq!(receipt_status(false), D::Failed);
+        for s in [
+            D::Pending,
+            D::Queued,
+            D::Sending,
+            D::Sent,
+            D::Delivered,
+            D::Failed,
+            D::Skipped,
+            D::Expired,
+            D::Cancelled,
+        ] {
+            assert_eq!(receipt_refusal(false, s), Some(O::Duplicate), "{s:?}");
+            let want = if s == D::Sent { None } else { Some(O::Ignored) };
+            assert_eq!(receipt_refusal(true, s), want, "{s:?}");
         }
     }
 

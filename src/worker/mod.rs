@@ -288,6 +288,7 @@ impl Dispatcher {
             // Every provider is resting or out of budget: a later channel takes over, or the
             // delivery waits (no try counted) until one may be called.
             Pick::Wait(at) if !c.has_next_channel => {
+                self.deferred("no_provider_ready");
                 self.finish(
                     &c,
                     None,
@@ -371,6 +372,7 @@ impl Dispatcher {
                 }
             };
             if let Some(w) = wait {
+                self.deferred("shared_budget");
                 self.finish(
                     &c,
                     None,
@@ -482,6 +484,15 @@ impl Dispatcher {
             }
         }
         self.finish(&c, Some(attempt), step, now).await;
+    }
+
+    fn deferred(&self, reason: &str) {
+        self.metrics
+            .deferred
+            .get_or_create(&crate::metrics::ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
     }
 
     async fn finish(&self, c: &Claimed, attempt: Option<Attempt>, step: Step, now: i64) {

@@ -6,7 +6,6 @@ use crate::utils::rig::{Rig, provider};
 use herald::config::ProviderKind;
 use herald::core::types::Channel;
 use serde_json::{Value, json};
-use std::time::Duration;
 
 fn robots(sim: &str, dingtalk_secret: &str) -> Vec<herald::config::ProviderConfig> {
     vec![
@@ -120,8 +119,13 @@ async fn dingtalk_never_gets_more_than_twenty_a_minute() {
             .await,
         );
     }
-    // Give the workers time to send all they may.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Twenty go out; the other six are each claimed and put back to wait for the budget.
+    rig.herald
+        .wait_metric("herald_delivery_attempts_total", 20.0)
+        .await;
+    rig.herald
+        .wait_metric("herald_deliveries_deferred_total", 6.0)
+        .await;
     let reqs = rig.requests("dingtalk").await;
     let refused: Vec<&Value> = reqs.iter().filter(|r| r["accepted"] != true).collect();
     assert!(

@@ -153,7 +153,25 @@ async fn limits_hold_across_nodes() {
             .await;
         assert_eq!(code, 202, "{r}");
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Twenty go out; the other six are each claimed on one node or the other and put back
+    // to wait for the shared budget.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut attempts = 0.0;
+        let mut deferred = 0.0;
+        for n in &nodes {
+            attempts += n.metric_sum("herald_delivery_attempts_total").await;
+            deferred += n.metric_sum("herald_deliveries_deferred_total").await;
+        }
+        if attempts >= 20.0 && deferred >= 6.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "in 20 s: {attempts} calls, {deferred} deferrals"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     let v: Value = reqwest::get(format!("{sim}/_sim/stats"))
         .await
         .unwrap()

@@ -9,7 +9,7 @@ use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Row};
 
 use super::DB_NOW;
-use crate::store::rules::IDEMPOTENCY_WINDOW_MS;
+use crate::store::rules::{self, IDEMPOTENCY_WINDOW_MS};
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
@@ -581,9 +581,10 @@ pub async fn cancel(tx: &mut PgConnection, id: &str, actor: &str) -> Result<bool
     let Some(before) = before else {
         return Ok(false);
     };
-    let n = sqlx::query(
-        "UPDATE deliveries SET status = 'cancelled', due_at = NULL, updated_at = $2 WHERE message_id = $1 AND status IN ('pending', 'queued')",
-    )
+    let n = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE deliveries SET status = 'cancelled', due_at = NULL, updated_at = $2 WHERE message_id = $1 AND status IN ({})",
+        rules::CANCELLABLE
+    )))
     .bind(id)
     .bind(now)
     .execute(&mut *tx)
@@ -647,11 +648,8 @@ pub async fn replay(
             .fetch_all(&mut *tx)
             .await?;
         for (i, dlv) in failed.iter().enumerate() {
-            let (status, due) = if strategy == "failover" && i > 0 {
-                ("pending", None)
-            } else {
-                ("queued", Some(now))
-            };
+            let (status, due_now) = rules::replay_status(strategy.parse().map_err(corrupt)?, i);
+            let (status, due) = (status.as_str(), due_now.then_some(now));
             sqlx::query(
                 "UPDATE deliveries SET status = $2, due_at = $3, tries = 0, skip_providers = NULL, updated_at = $4, activated_at = $3 WHERE id = $1",
             )
@@ -780,7 +778,7 @@ pub async fn apply_receipt(
     tx: &mut PgConnection,
     r: &ReceiptReport,
 ) -> Result<ReceiptOutcome, StoreError> {
-    let status = if r.delivered { "delivered" } else { "failed" };
+    let status = rules::receipt_status(r.delivered).as_str();
     let found = match (&r.delivery_id, &r.provider_message_id) {
         (Some(id), _) => {
             sqlx::query("SELECT id, message_id, status, channel FROM deliveries WHERE id = $1 AND provider = $2 FOR UPDATE")
@@ -821,11 +819,8 @@ pub async fn apply_receipt(
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    if fresh == 0 {
-        return Ok(ReceiptOutcome::Duplicate);
-    }
-    if current != "sent" {
-        return Ok(ReceiptOutcome::Ignored);
+    if let Some(refused) = rules::receipt_refusal(fresh > 0, current.parse().map_err(corrupt)?) {
+        return Ok(refused);
     }
     sqlx::query("UPDATE deliveries SET status = $2, updated_at = $3 WHERE id = $1")
         .bind(&delivery_id)
@@ -833,6 +828,19 @@ pub async fn apply_receipt(
         .bind(r.at)
         .execute(&mut *tx)
         .await?;
+    if rules::receipt_reopens_failover(r.delivered) {
+        sqlx::query(
+            "UPDATE deliveries SET status = 'pending', updated_at = $2
+             WHERE message_id = $3 AND status = 'skipped'
+               AND position > (SELECT position FROM deliveries WHERE id = $1)
+               AND EXISTS (SELECT 1 FROM messages WHERE id = $3 AND strategy = 'failover')",
+        )
+        .bind(&delivery_id)
+        .bind(r.at)
+        .bind(&message_id)
+        .execute(&mut *tx)
+        .await?;
+    }
     let last_error = r
         .error
         .as_ref()

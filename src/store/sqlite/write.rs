@@ -7,7 +7,7 @@ use crate::store::*;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 
-use crate::store::rules::IDEMPOTENCY_WINDOW_MS;
+use crate::store::rules::{self, IDEMPOTENCY_WINDOW_MS};
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
@@ -408,8 +408,11 @@ pub fn cancel(c: &Connection, id: &str, actor: &str) -> Result<bool, StoreError>
         return Ok(false);
     };
     let n = c.execute(
-        "UPDATE deliveries SET status = 'cancelled', due_at = NULL, updated_at = ?2
-         WHERE message_id = ?1 AND status IN ('pending', 'queued')",
+        &format!(
+            "UPDATE deliveries SET status = 'cancelled', due_at = NULL, updated_at = ?2
+             WHERE message_id = ?1 AND status IN ({})",
+            rules::CANCELLABLE
+        ),
         params![id, now],
     )?;
     if n > 0 {
@@ -469,11 +472,8 @@ pub fn replay(
             .query_map([id], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         for (i, dlv) in failed.iter().enumerate() {
-            let (status, due) = if strategy == "failover" && i > 0 {
-                ("pending", None)
-            } else {
-                ("queued", Some(now))
-            };
+            let (status, due_now) = rules::replay_status(strategy.parse().map_err(corrupt)?, i);
+            let (status, due) = (status.as_str(), due_now.then_some(now));
             c.execute(
                 "UPDATE deliveries SET status = ?2, due_at = ?3, tries = 0, skip_providers = NULL, updated_at = ?4, activated_at = ?3 WHERE id = ?1",
                 params![dlv, status, due, now],
@@ -605,7 +605,7 @@ pub fn audit(c: &Connection, e: &AuditEntry) -> Result<(), StoreError> {
 /// Applies a delivery receipt once: `delivered` confirms a sent delivery; `failed` fails it
 /// (the message then fails over or is dead-lettered like any failure).
 pub fn apply_receipt(c: &Connection, r: &ReceiptReport) -> Result<ReceiptOutcome, StoreError> {
-    let status = if r.delivered { "delivered" } else { "failed" };
+    let status = rules::receipt_status(r.delivered).as_str();
     let found: Option<(String, String, String, String)> = match (&r.delivery_id, &r.provider_message_id) {
         (Some(id), _) => c
             .query_row(
@@ -633,17 +633,23 @@ pub fn apply_receipt(c: &Connection, r: &ReceiptReport) -> Result<ReceiptOutcome
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
         .execute(params![r.provider, r.dedupe_key, delivery_id, status, r.at, r.error.as_ref().map(|e| json!(e).to_string())])?;
-    if fresh == 0 {
-        return Ok(ReceiptOutcome::Duplicate);
-    }
-    // Only a delivery the provider accepted can be confirmed or failed by its receipt.
-    if current != "sent" {
-        return Ok(ReceiptOutcome::Ignored);
+    let current: DeliveryStatus = current.parse().map_err(corrupt)?;
+    if let Some(refused) = rules::receipt_refusal(fresh > 0, current) {
+        return Ok(refused);
     }
     c.execute(
         "UPDATE deliveries SET status = ?2, updated_at = ?3 WHERE id = ?1",
         params![delivery_id, status, r.at],
     )?;
+    if rules::receipt_reopens_failover(r.delivered) {
+        c.execute(
+            "UPDATE deliveries SET status = 'pending', updated_at = ?2
+             WHERE message_id = ?3 AND status = 'skipped'
+               AND position > (SELECT position FROM deliveries WHERE id = ?1)
+               AND EXISTS (SELECT 1 FROM messages WHERE id = ?3 AND strategy = 'failover')",
+            params![delivery_id, r.at, message_id],
+        )?;
+    }
     let last_error = r
         .error
         .as_ref()

@@ -133,11 +133,44 @@ impl TestHerald {
             .unwrap()
     }
 
+    /// The sum of every series of the metric `name` (any labels) in `GET /metrics`.
+    pub async fn metric_sum(&self, name: &str) -> f64 {
+        metric_sum(&self.metrics().await, name)
+    }
+
+    /// Waits until the metric `name` (summed over its labels) reaches `at_least`; fails
+    /// the test when it has not in 20 s.
+    pub async fn wait_metric(&self, name: &str, at_least: f64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = self.metric_sum(name).await;
+            if v >= at_least {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} reached {v}, not {at_least}, in 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
     }
+}
+
+/// The sum of every series of the metric `name` in a text exposition.
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// An HTTP client for tests (the process's TLS provider installed first).
