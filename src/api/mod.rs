@@ -40,10 +40,9 @@ pub struct AppState {
     pub chat_targets: Arc<std::collections::HashMap<String, &'static str>>,
     pub wake: Arc<Notify>,
     pub inbox_events: broadcast::Sender<InboxItem>,
-    /// Whether the dispatcher is running (for `/readyz`).
-    /// When the dispatcher's loop last went round (Unix ms; 0 before it starts): `/readyz`
-    /// says the workers run only while this is recent, so a dispatcher that died or hangs
-    /// shows.
+    /// When the dispatcher last had a claim answered or every slot busy (Unix ms; 0 before
+    /// it starts): `/readyz` says the workers run only while this is recent, so a
+    /// dispatcher that died, hangs or whose claims keep failing shows.
     pub workers_beat: Arc<std::sync::atomic::AtomicI64>,
     /// The gateway's mode, refreshed from storage (modes are shared by all nodes).
     pub mode: Arc<std::sync::RwLock<crate::store::ModeRecord>>,
@@ -172,15 +171,16 @@ async fn head_limits(
 }
 
 /// Every error is problem+json: an answer the framework made itself (a path segment that is
-/// not UTF-8, a body over a route's limit) is rewritten with its text as the detail.
+/// not UTF-8, a body over a route's limit: plain text) is rewritten with its text as the
+/// detail. A JSON body a route chose (`/readyz`'s checks with its 503) is left as it is.
 async fn problem_only(resp: axum::response::Response) -> axum::response::Response {
     use axum::http::{StatusCode, header};
     use axum::response::IntoResponse;
     let status = resp.status();
-    let is_problem = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    let is_problem = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.starts_with(b"application/problem+json") || v.starts_with(b"application/json")
+    });
     if !(status.is_client_error() || status.is_server_error()) || is_problem {
         return resp;
     }

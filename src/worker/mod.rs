@@ -113,7 +113,6 @@ impl Dispatcher {
         let in_flight: Arc<Mutex<HashMap<String, Lease>>> = Arc::default();
         let mut tasks = JoinSet::new();
         loop {
-            self.beat.store(now_millis(), Ordering::Relaxed);
             while let Some(done) = tasks.try_join_next() {
                 note_panic(done);
             }
@@ -122,6 +121,8 @@ impl Dispatcher {
             }
             let free = permits.available_permits();
             if free == 0 {
+                // Every slot busy with a call is progress too.
+                self.beat.store(now_millis(), Ordering::Relaxed);
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     done = tasks.join_next() => {
@@ -163,7 +164,12 @@ impl Dispatcher {
                     skip_endpoints: excluded,
                 };
                 let claimed = match self.store.claim(req).await {
-                    Ok(c) => c,
+                    Ok(c) => {
+                        // Readiness counts claims answered, not loops gone round: a
+                        // dispatcher whose claims fail or hang is not running.
+                        self.beat.store(now_millis(), Ordering::Relaxed);
+                        c
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "claim failed; retrying");
                         failed = true;

@@ -273,3 +273,60 @@ async fn a_node_with_a_skewed_clock_declares_no_live_node_dead() {
     }
     drop((a, b));
 }
+
+/// Readiness follows the dispatcher's progress, not its existence: while another session
+/// holds the deliveries table locked, storage still answers a ping but every claim hangs,
+/// and `/readyz` turns 503 with `workers: stopped`; when the lock goes, it is ready again.
+/// The same while every claim fails (the table renamed away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_whose_claims_hang_is_not_ready() {
+    use crate::utils::TestHerald;
+    use sqlx::Connection;
+    let db = fresh_db().await;
+    let node = {
+        let db = db.clone();
+        TestHerald::start_with(move |c| c.storage.url = Some(db)).await
+    };
+    let ready = |want: u16| {
+        let node = &node;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(40);
+            loop {
+                let (code, r) = node.get("/readyz").await;
+                if code == want {
+                    return r;
+                }
+                assert!(Instant::now() < deadline, "never {want}: {r}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    ready(200).await;
+    let mut locker = sqlx::PgConnection::connect(&db).await.unwrap();
+    let mut tx = locker.begin().await.unwrap();
+    sqlx::query("LOCK TABLE deliveries IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let r = ready(503).await;
+    assert_eq!(r["checks"]["workers"]["status"], "stopped", "{r}");
+    assert_eq!(r["checks"]["storage"]["status"], "ok", "{r}");
+    tx.rollback().await.unwrap();
+    let r = ready(200).await;
+    assert_eq!(r["checks"]["workers"]["status"], "running", "{r}");
+    // Claims that fail at once are no progress either: the loop goes round, the workers
+    // are still reported stopped.
+    sqlx::query("ALTER TABLE deliveries RENAME TO deliveries_away")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let r = ready(503).await;
+    assert_eq!(r["checks"]["workers"]["status"], "stopped", "{r}");
+    assert_eq!(r["checks"]["storage"]["status"], "ok", "{r}");
+    sqlx::query("ALTER TABLE deliveries_away RENAME TO deliveries")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    ready(200).await;
+    node.stop().await;
+}
