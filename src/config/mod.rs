@@ -138,7 +138,7 @@ pub struct ClusterConfig {
 impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
-            heartbeat: Dur::secs(3),
+            heartbeat: Dur::secs(1),
             dead_after: Dur::secs(5),
         }
     }
@@ -674,6 +674,19 @@ mod tests {
             "postgres://db/h?user=u&password=redacted&sslmode=require"
         );
         assert!(!redact_url("postgres://u:p4ss@db/h").contains("p4ss"));
+    }
+
+    #[test]
+    fn a_node_is_declared_dead_only_after_several_missed_beats() {
+        let c = ClusterConfig::default();
+        assert!(
+            c.dead_after.0 >= 4 * c.heartbeat.0,
+            "a slow beat or a busy database must not kill a live node: {c:?}"
+        );
+        assert!(
+            c.dead_after.0 <= std::time::Duration::from_secs(5),
+            "DESIGN: 5 s"
+        );
     }
 
     #[test]
