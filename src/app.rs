@@ -159,6 +159,7 @@ pub async fn start(
             lanes: Default::default(),
             endpoints: Default::default(),
             beat: workers_beat.clone(),
+            completer: crate::worker::completer::Completer::start(store.clone()),
         })
     });
     // Spans name the path only: query strings may carry receipt tokens.

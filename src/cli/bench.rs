@@ -48,6 +48,17 @@ pub struct BenchArgs {
     /// under steady load; the primary starts answering 503 and later heals.
     #[arg(long)]
     pub failover: bool,
+    /// Instead: end to end. `herald sink` receives webhooks; the nodes accept and deliver
+    /// them with their workers running (batches, then --requests single requests, then a
+    /// paced run at --rate for the accept → sent latency; --rate 0 skips it).
+    #[arg(long)]
+    pub e2e: bool,
+    /// With --e2e: messages sent in batches of --batch-size for the throughput run.
+    #[arg(long, default_value_t = 200_000)]
+    pub messages: u64,
+    /// With --e2e: the nodes' `dispatch.concurrency` (calls in flight; default: the default).
+    #[arg(long)]
+    pub workers: Option<usize>,
 }
 
 pub(crate) const KEY: &str = "bench-admin-key-0123456789abcdef";
@@ -186,6 +197,9 @@ fn report(name: &str, r: &RunResult, rss: Option<f64>) -> Value {
 pub async fn run(a: BenchArgs) -> Result<()> {
     if a.failover {
         return super::bench_failover::run(a.concurrency.min(32), a.rate, a.keep).await;
+    }
+    if a.e2e {
+        return super::bench_e2e::run(a).await;
     }
     let exe = std::env::current_exe().context("cannot find the herald binary")?;
     let dir = std::env::temp_dir().join(format!("herald-bench-{}", std::process::id()));

@@ -1,6 +1,7 @@
 //! The dispatcher: claims due deliveries in batches under a lease, sends each through the
 //! provider the registry picks, and records the step the pure `next_step` decides.
 
+pub mod completer;
 mod fairness;
 pub mod nodes;
 pub mod receipts;
@@ -39,8 +40,10 @@ pub struct Dispatcher {
     pub lanes: [AtomicUsize; 4],
     /// Calls in flight per endpoint (webhook origins), for fair sharing.
     pub endpoints: EndpointSlots,
-    /// Set to the time each round of the loop begins (readiness).
+    /// Set when a claim is answered or every slot is busy (readiness).
     pub beat: Arc<std::sync::atomic::AtomicI64>,
+    /// Records outcomes in groups.
+    pub completer: completer::Completer,
 }
 
 /// A circuit slot taken by the router for one call: released when dropped unless the call's
@@ -509,7 +512,7 @@ impl Dispatcher {
             now,
         };
         match self.complete_patiently(completion).await {
-            Ok(applied) if applied.first() == Some(&true) => {
+            Ok(true) => {
                 let status = match step {
                     Step::Sent => {
                         let secs = (now - c.created_at).max(0) as f64 / 1000.0;
@@ -548,11 +551,11 @@ impl Dispatcher {
     async fn complete_patiently(
         &self,
         completion: Completion,
-    ) -> Result<Vec<bool>, crate::store::StoreError> {
+    ) -> Result<bool, crate::store::StoreError> {
         let give_up = std::time::Instant::now() + self.cfg.lease.0.mul_f64(0.8);
         let mut pause = std::time::Duration::from_millis(100);
         loop {
-            match self.store.complete(vec![completion.clone()]).await {
+            match self.completer.complete(completion.clone()).await {
                 Err(e) if std::time::Instant::now() + pause < give_up => {
                     tracing::warn!(error = %e, delivery = %completion.lease.delivery_id, "cannot record the outcome yet; retrying");
                     tokio::time::sleep(pause).await;

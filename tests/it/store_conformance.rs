@@ -915,6 +915,77 @@ pub async fn receipts_apply_once_and_only_to_sent_deliveries(s: Arc<dyn Store>) 
     );
 }
 
+/// Outcomes recorded together: a stale fence refuses only its own outcome; two deliveries
+/// of one message finishing in the same batch leave the message with the status both make;
+/// a failed failover channel in a batch queues the next one.
+pub async fn a_batch_of_outcomes_applies_each_on_its_own(s: Arc<dyn Store>) {
+    let all = message(
+        Priority::Normal,
+        &[Channel::Webhook, Channel::Inbox],
+        Strategy::All,
+    );
+    let fo = message(
+        Priority::Normal,
+        &[Channel::Webhook, Channel::Inbox],
+        Strategy::Failover,
+    );
+    let lone = message(Priority::Normal, &[Channel::Webhook], Strategy::Failover);
+    let (all_id, fo_id, lone_id) = (all.id.clone(), fo.id.clone(), lone.id.clone());
+    s.accept(vec![all, fo, lone]).await.unwrap();
+    let claimed = s.claim(claim("a", 10, now_millis() + 1)).await.unwrap();
+    assert_eq!(claimed.len(), 4);
+    let now = now_millis();
+    let batch: Vec<Completion> = claimed
+        .iter()
+        .map(|c| {
+            let mut lease = c.lease.clone();
+            let (attempt, step) = if c.message_id == fo_id {
+                (
+                    attempt(
+                        1,
+                        "error",
+                        Some(AttemptError {
+                            class: herald::core::types::ErrorClass::Recipient,
+                            code: "410".into(),
+                            detail: "gone".into(),
+                        }),
+                    ),
+                    Step::Failed(FailReason::Recipient),
+                )
+            } else {
+                (attempt(1, "sent", None), Step::Sent)
+            };
+            if c.message_id == lone_id {
+                lease.fence += 7; // a worker whose lease was taken over
+            }
+            Completion {
+                lease,
+                attempt: Some(attempt),
+                step,
+                now,
+            }
+        })
+        .collect();
+    let applied = s.complete(batch.clone()).await.unwrap();
+    for (c, ok) in claimed.iter().zip(&applied) {
+        assert_eq!(*ok, c.message_id != lone_id, "{}", c.message_id);
+    }
+    let v = s.get_message(&all_id).await.unwrap().unwrap();
+    assert_eq!(v.status.as_str(), "sent", "{v:?}");
+    let v = s.get_message(&fo_id).await.unwrap().unwrap();
+    assert_eq!(v.deliveries[0].status.as_str(), "failed", "{v:?}");
+    assert_eq!(v.deliveries[1].status.as_str(), "queued", "{v:?}");
+    let v = s.get_message(&lone_id).await.unwrap().unwrap();
+    assert_eq!(
+        v.deliveries[0].status.as_str(),
+        "sending",
+        "untouched: {v:?}"
+    );
+    assert!(v.deliveries[0].attempts.is_empty(), "{v:?}");
+    // The same batch again: every fence is spent now.
+    assert!(s.complete(batch).await.unwrap().iter().all(|ok| !ok));
+}
+
 /// Runs every case of the suite against one backend: `$backend()` makes a fresh store.
 macro_rules! conformance {
     ($backend:ident: $($case:ident),+ $(,)?) => {
@@ -947,6 +1018,7 @@ conformance!(sqlite:
     the_inbox_lists_and_marks_items_per_user,
     message_views_are_snapshots,
     receipts_apply_once_and_only_to_sent_deliveries,
+    a_batch_of_outcomes_applies_each_on_its_own,
 );
 
 conformance!(postgres:
@@ -966,6 +1038,7 @@ conformance!(postgres:
     the_inbox_lists_and_marks_items_per_user,
     message_views_are_snapshots,
     receipts_apply_once_and_only_to_sent_deliveries,
+    a_batch_of_outcomes_applies_each_on_its_own,
 );
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! caller answered after the commit); claims use `FOR UPDATE SKIP LOCKED`; the rules that
 //! move a message on are the same pure functions the SQLite store uses.
 
+mod complete;
 mod read;
 mod retention;
 mod write;
@@ -221,14 +222,10 @@ impl Store for PgStore {
         write::claim(&self.pool, &req).await
     }
     async fn complete(&self, batch: Vec<Completion>) -> Result<Vec<bool>, StoreError> {
-        let mut out = Vec::with_capacity(batch.len());
-        for c in &batch {
-            let mut tx = self.pool.begin().await?;
-            let applied = write::complete(&mut tx, c).await?;
-            tx.commit().await?;
-            out.push(applied);
-        }
-        Ok(out)
+        let mut tx = self.pool.begin().await?;
+        let applied = complete::complete(&mut tx, &batch).await?;
+        tx.commit().await?;
+        Ok(applied)
     }
     async fn release(&self, leases: Vec<Lease>) -> Result<usize, StoreError> {
         write::release(&self.pool, &leases).await

@@ -1,8 +1,8 @@
 //! Writes on PostgreSQL: the SQLite store's rules, with row locks where nodes may race.
 
 use crate::core::message::NewMessage;
-use crate::core::progress::{initial, is_dead_letter, message_status, progress};
-use crate::core::types::{Channel, DeliveryStatus, Millis, Priority, Strategy};
+use crate::core::progress::initial;
+use crate::core::types::{Channel, DeliveryStatus, Millis, Priority};
 use crate::store::*;
 use serde_json::json;
 use sqlx::postgres::PgPool;
@@ -366,80 +366,7 @@ pub async fn claim(pool: &PgPool, req: &ClaimRequest) -> Result<Vec<Claimed>, St
     Ok(out)
 }
 
-pub async fn complete(tx: &mut PgConnection, x: &Completion) -> Result<bool, StoreError> {
-    let current = sqlx::query("SELECT message_id, status, fence, skip_providers, channel FROM deliveries WHERE id = $1 FOR UPDATE")
-        .bind(&x.lease.delivery_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(row) = current else {
-        return Ok(false);
-    };
-    let (message_id, status, fence, skip, channel): (String, String, i64, Option<String>, String) = (
-        row.try_get(0)?,
-        row.try_get(1)?,
-        row.try_get(2)?,
-        row.try_get(3)?,
-        row.try_get(4)?,
-    );
-    if status != "sending" || fence != x.lease.fence {
-        return Ok(false); // a stale worker: another claim owns it now
-    }
-    let skip: Vec<String> = skip
-        .and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or_default();
-    let (new_status, due, skip) = crate::store::rules::step_effect(x, skip);
-    let untried = crate::store::rules::untried(x) as i64;
-    sqlx::query(
-        "UPDATE deliveries SET status = $2, due_at = $3, lease_owner = NULL, provider = COALESCE($4, provider),
-                skip_providers = $5, updated_at = $6, provider_message_id = COALESCE($7, provider_message_id),
-                tries = GREATEST(tries - $8, 0)
-         WHERE id = $1",
-    )
-    .bind(&x.lease.delivery_id)
-    .bind(new_status.as_str())
-    .bind(due)
-    .bind(x.attempt.as_ref().map(|a| a.provider.clone()))
-    .bind((!skip.is_empty()).then(|| json!(skip).to_string()))
-    .bind(x.now)
-    .bind(x.attempt.as_ref().and_then(|a| a.provider_message_id.clone()))
-    .bind(untried)
-    .execute(&mut *tx)
-    .await?;
-    if let Some(a) = &x.attempt {
-        sqlx::query(
-            "INSERT INTO attempts (delivery_id, n, provider, at, duration_ms, outcome, error_class, error_code, error_detail, provider_message_id)
-             VALUES ($1, (SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE delivery_id = $1),
-                     $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&x.lease.delivery_id)
-        .bind(&a.provider)
-        .bind(a.at)
-        .bind(a.duration_ms)
-        .bind(a.outcome)
-        .bind(a.error.as_ref().map(|e| e.class.as_str()))
-        .bind(a.error.as_ref().map(|e| e.code.clone()))
-        .bind(a.error.as_ref().map(|e| e.detail.clone()))
-        .bind(&a.provider_message_id)
-        .execute(&mut *tx)
-        .await?;
-    }
-    recompute(
-        tx,
-        &message_id,
-        x.now,
-        &channel,
-        x.attempt.as_ref().and_then(|a| {
-            a.error
-                .as_ref()
-                .map(|e| crate::store::rules::last_error_json(Some(&a.provider), e))
-        }),
-    )
-    .await?;
-    Ok(true)
-}
-
-/// Moves the message on after one of its deliveries changed (see `core::progress`). The
-/// message row is locked so that two deliveries finishing at once on two nodes take turns.
+/// Moves one message on after one of its deliveries changed (see `complete::recompute`).
 async fn recompute(
     tx: &mut PgConnection,
     message_id: &str,
@@ -447,76 +374,15 @@ async fn recompute(
     channel: &str,
     last_error: Option<String>,
 ) -> Result<(), StoreError> {
-    let strategy: String =
-        sqlx::query_scalar("SELECT strategy FROM messages WHERE id = $1 FOR UPDATE")
-            .bind(message_id)
-            .fetch_one(&mut *tx)
-            .await?;
-    let strategy: Strategy = strategy.parse().map_err(corrupt)?;
-    let rows =
-        sqlx::query("SELECT id, status FROM deliveries WHERE message_id = $1 ORDER BY position")
-            .bind(message_id)
-            .fetch_all(&mut *tx)
-            .await?;
-    let mut rows: Vec<(String, DeliveryStatus)> = rows
-        .iter()
-        .map(|r| {
-            Ok((
-                r.try_get::<String, _>(0)?,
-                r.try_get::<String, _>(1)?.parse().map_err(corrupt)?,
-            ))
-        })
-        .collect::<Result<_, StoreError>>()?;
-    let p = progress(strategy, &rows.iter().map(|r| r.1).collect::<Vec<_>>());
-    let set = "UPDATE deliveries SET status = $2, due_at = $3, updated_at = $4, activated_at = COALESCE($5, activated_at) WHERE id = $1";
-    if let Some(i) = p.activate {
-        sqlx::query(set)
-            .bind(&rows[i].0)
-            .bind("queued")
-            .bind(Some(now))
-            .bind(now)
-            .bind(Some(now))
-            .execute(&mut *tx)
-            .await?;
-        rows[i].1 = DeliveryStatus::Queued;
-    }
-    for (list, st) in [
-        (p.skip, DeliveryStatus::Skipped),
-        (p.expire, DeliveryStatus::Expired),
-    ] {
-        for i in list {
-            sqlx::query(set)
-                .bind(&rows[i].0)
-                .bind(st.as_str())
-                .bind(Option::<i64>::None)
-                .bind(now)
-                .bind(Option::<i64>::None)
-                .execute(&mut *tx)
-                .await?;
-            rows[i].1 = st;
-        }
-    }
-    let statuses: Vec<DeliveryStatus> = rows.iter().map(|r| r.1).collect();
-    sqlx::query("UPDATE messages SET status = $2, updated_at = $3 WHERE id = $1")
-        .bind(message_id)
-        .bind(message_status(&statuses).as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    if is_dead_letter(&statuses) {
-        sqlx::query(
-            "INSERT INTO dead_letters (message_id, channel, priority, failed_at, last_error)
-             SELECT id, $2, priority, $3, $4 FROM messages WHERE id = $1
-             ON CONFLICT (message_id) DO UPDATE SET channel = $2, failed_at = $3, last_error = $4",
-        )
-        .bind(message_id)
-        .bind(channel)
-        .bind(now)
-        .bind(last_error)
-        .execute(&mut *tx)
-        .await?;
-    }
-    Ok(())
+    let touched = std::collections::BTreeMap::from([(
+        message_id.to_string(),
+        super::complete::Touched {
+            now,
+            channel: channel.to_string(),
+            last_error,
+        },
+    )]);
+    super::complete::recompute(tx, &touched).await
 }
 
 pub async fn release(pool: &PgPool, leases: &[Lease]) -> Result<usize, StoreError> {

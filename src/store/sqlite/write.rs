@@ -137,7 +137,7 @@ fn recipient_limited(c: &Connection, m: &NewMessage) -> Result<Option<Accepted>,
     Ok(None)
 }
 
-pub fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
+pub fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<ClaimRow>, StoreError> {
     let mut out = Vec::new();
     let mut select = c.prepare_cached(
         "SELECT d.id, d.fence, d.tries, d.message_id, d.channel, d.recipient, d.priority,
@@ -188,65 +188,104 @@ pub fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<Claimed>, StoreEr
             ))
         })?;
         let rows: Vec<_> = rows.collect::<Result<_, _>>()?;
-        for (
-            id,
-            fence,
-            tries,
-            message_id,
-            channel,
-            to,
-            prio,
-            skip,
-            provider,
-            created_at,
-            expires_at,
-            body,
-            own_content,
-            activated_at,
-            has_next_channel,
-        ) in rows
-        {
-            take.execute(params![id, req.owner, req.now + req.lease_ms, req.now])?;
-            mark_msg.execute(params![message_id, req.now])?;
-            let body: serde_json::Value = serde_json::from_str(&body).map_err(corrupt)?;
+        for row in rows {
+            take.execute(params![row.0, req.owner, req.now + req.lease_ms, req.now])?;
+            mark_msg.execute(params![row.3, req.now])?;
             taken[rank as usize] += 1;
-            out.push(Claimed {
-                lease: Lease {
-                    delivery_id: id,
-                    fence: fence + 1,
-                },
-                message_id,
-                channel: channel.parse().map_err(corrupt)?,
-                to,
-                priority: crate::core::types::Priority::from_rank(prio),
-                created_at,
-                expires_at,
-                tries: (tries + 1) as u32,
-                content: match own_content {
-                    Some(c) => serde_json::from_str(&c).map_err(corrupt)?,
-                    None => serde_json::from_value(body["content"].clone()).unwrap_or_default(),
-                },
-                template: body["template"].as_str().map(String::from),
-                params: serde_json::from_value(body["params"].clone()).unwrap_or(None),
-                metadata: serde_json::from_value(body["metadata"].clone()).unwrap_or_default(),
-                skip_providers: skip
-                    .and_then(|s| serde_json::from_str(&s).ok())
-                    .unwrap_or_default(),
-                last_provider: provider,
-                has_next_channel,
-                activated_at,
-            });
+            out.push(row);
         }
     }
     Ok(out)
 }
 
+/// A claimed row as read inside the writer; turned into a [`Claimed`] (JSON parsed) by
+/// [`claimed`] outside it, so that the one writer thread only reads and writes.
+pub type ClaimRow = (
+    String,
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    String,
+    Option<String>,
+    i64,
+    bool,
+);
+
+pub fn claimed(row: ClaimRow) -> Result<Claimed, StoreError> {
+    let (
+        id,
+        fence,
+        tries,
+        message_id,
+        channel,
+        to,
+        prio,
+        skip,
+        provider,
+        created_at,
+        expires_at,
+        body,
+        own_content,
+        activated_at,
+        has_next_channel,
+    ) = row;
+    let body: serde_json::Value = serde_json::from_str(&body).map_err(corrupt)?;
+    Ok(Claimed {
+        lease: Lease {
+            delivery_id: id,
+            fence: fence + 1,
+        },
+        message_id,
+        channel: channel.parse().map_err(corrupt)?,
+        to,
+        priority: crate::core::types::Priority::from_rank(prio),
+        created_at,
+        expires_at,
+        tries: (tries + 1) as u32,
+        content: match own_content {
+            Some(c) => serde_json::from_str(&c).map_err(corrupt)?,
+            None => serde_json::from_value(body["content"].clone()).unwrap_or_default(),
+        },
+        template: body["template"].as_str().map(String::from),
+        params: serde_json::from_value(body["params"].clone()).unwrap_or(None),
+        metadata: serde_json::from_value(body["metadata"].clone()).unwrap_or_default(),
+        skip_providers: skip
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default(),
+        last_provider: provider,
+        has_next_channel,
+        activated_at,
+    })
+}
+
 pub fn complete(c: &Connection, x: &Completion) -> Result<bool, StoreError> {
-    let current: Option<(String, String, i64, Option<String>, String)> = c
-        .prepare_cached("SELECT message_id, status, fence, skip_providers, channel FROM deliveries WHERE id = ?1")?
-        .query_row([&x.lease.delivery_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+    // With the delivery, how many its message has: alone, the message's status follows
+    // from this one outcome and nothing else needs reading.
+    let current: Option<(String, String, i64, Option<String>, String, i64)> = c
+        .prepare_cached(
+            "SELECT message_id, status, fence, skip_providers, channel,
+                    (SELECT COUNT(*) FROM deliveries n WHERE n.message_id = d.message_id)
+             FROM deliveries d WHERE id = ?1",
+        )?
+        .query_row([&x.lease.delivery_id], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
         .optional()?;
-    let Some((message_id, status, fence, skip, channel)) = current else {
+    let Some((message_id, status, fence, skip, channel, siblings)) = current else {
         return Ok(false);
     };
     if status != "sending" || fence != x.lease.fence {
@@ -255,11 +294,7 @@ pub fn complete(c: &Connection, x: &Completion) -> Result<bool, StoreError> {
     let skip: Vec<String> = skip
         .and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or_default();
-    let (new_status, due, skip) = crate::store::rules::step_effect(x, skip);
-    if crate::store::rules::untried(x) {
-        c.prepare_cached("UPDATE deliveries SET tries = MAX(tries - 1, 0) WHERE id = ?1")?
-            .execute([&x.lease.delivery_id])?;
-    }
+    let (new_status, due, skip) = rules::step_effect(x, skip);
     let provider = x.attempt.as_ref().map(|a| a.provider.clone());
     let skip_json = (!skip.is_empty()).then(|| json!(skip).to_string());
     let provider_message_id = x
@@ -269,7 +304,8 @@ pub fn complete(c: &Connection, x: &Completion) -> Result<bool, StoreError> {
     c.prepare_cached(
         "UPDATE deliveries SET status = ?2, due_at = ?3, lease_owner = NULL,
                 provider = COALESCE(?4, provider), skip_providers = ?5, updated_at = ?6,
-                provider_message_id = COALESCE(?7, provider_message_id)
+                provider_message_id = COALESCE(?7, provider_message_id),
+                tries = MAX(tries - ?8, 0)
          WHERE id = ?1",
     )?
     .execute(params![
@@ -279,7 +315,8 @@ pub fn complete(c: &Connection, x: &Completion) -> Result<bool, StoreError> {
         provider,
         skip_json,
         x.now,
-        provider_message_id
+        provider_message_id,
+        rules::untried(x) as i64
     ])?;
     if let Some(a) = &x.attempt {
         c.prepare_cached(
@@ -303,9 +340,21 @@ pub fn complete(c: &Connection, x: &Completion) -> Result<bool, StoreError> {
     let last_error = x.attempt.as_ref().and_then(|a| {
         a.error
             .as_ref()
-            .map(|e| crate::store::rules::last_error_json(Some(&a.provider), e))
+            .map(|e| rules::last_error_json(Some(&a.provider), e))
     });
-    recompute(c, &message_id, x.now, &channel, last_error)?;
+    if siblings == 1 {
+        settle(
+            c,
+            &message_id,
+            x.now,
+            &channel,
+            last_error,
+            Strategy::All,
+            vec![(x.lease.delivery_id.clone(), new_status)],
+        )?;
+    } else {
+        recompute(c, &message_id, x.now, &channel, last_error)?;
+    }
     Ok(true)
 }
 
@@ -323,7 +372,7 @@ fn recompute(
         .query_row([message_id], |r| r.get::<_, String>(0))?
         .parse()
         .map_err(corrupt)?;
-    let mut rows: Vec<(String, DeliveryStatus)> = c
+    let rows: Vec<(String, DeliveryStatus)> = c
         .prepare_cached(
             "SELECT id, status FROM deliveries WHERE message_id = ?1 ORDER BY position",
         )?
@@ -339,6 +388,19 @@ fn recompute(
             ))
         })
         .collect::<Result<_, rusqlite::Error>>()?;
+    settle(c, message_id, now, channel, last_error, strategy, rows)
+}
+
+/// Moves the message on from its deliveries' statuses (`rows`, in channel order).
+fn settle(
+    c: &Connection,
+    message_id: &str,
+    now: Millis,
+    channel: &str,
+    last_error: Option<String>,
+    strategy: Strategy,
+    mut rows: Vec<(String, DeliveryStatus)>,
+) -> Result<(), StoreError> {
     let statuses: Vec<DeliveryStatus> = rows.iter().map(|r| r.1).collect();
     let p = progress(strategy, &statuses);
     let mut set = c.prepare_cached(

@@ -69,6 +69,8 @@ impl HeraldProcess {
                 c
             }
         };
+        // Its own process group: a wrapper that forks (faketime) is stopped with the server.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd
             .args(["serve", "--config"])
             .arg(&cfg)
@@ -119,14 +121,23 @@ impl HeraldProcess {
 
     /// SIGKILL: no chance to clean up.
     pub fn kill9(&mut self) {
+        self.signal_group("-KILL");
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
 
+    /// Sends `signal` to every process of the server's group (a wrapper and the server).
+    fn signal_group(&self, signal: &str) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args([signal, "--", &group])
+            .stderr(Stdio::null())
+            .status();
+    }
+
     /// SIGTERM, then waits for the exit; returns the exit code.
     pub fn terminate(&mut self, within: Duration) -> Option<i32> {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.signal_group("-TERM");
         let deadline = Instant::now() + within;
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
@@ -143,6 +154,7 @@ impl HeraldProcess {
 
 impl Drop for HeraldProcess {
     fn drop(&mut self) {
+        self.signal_group("-KILL");
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
