@@ -290,7 +290,7 @@ impl Default for DispatchConfig {
     fn default() -> Self {
         DispatchConfig {
             enabled: true,
-            concurrency: 64,
+            concurrency: 256,
             claim_batch: 256,
             lease: Dur::secs(60),
             poll: Dur::millis(250),

@@ -99,6 +99,11 @@ pub fn lane_room(concurrency: usize, in_flight: [usize; 4]) -> ([usize; 4], usiz
     )
 }
 
+/// The fewest free slots worth a claim while calls are in flight: a quarter of them.
+fn claim_floor(concurrency: usize, claim_batch: usize) -> usize {
+    (concurrency / 4).clamp(1, claim_batch.max(1))
+}
+
 impl Dispatcher {
     fn policy(&self) -> RetryPolicy {
         RetryPolicy {
@@ -136,6 +141,26 @@ impl Dispatcher {
                     }
                     // Still alive while every slot is busy.
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+            // On a shared database, claim in batches worth a round trip: while calls are in
+            // flight and fewer than a quarter of the slots are free, wait for more to free
+            // (briefly, so that a slow provider does not hold new work back). SQLite claims
+            // in process, where small claims cost less than waiting.
+            if self.store.shared()
+                && free < claim_floor(self.cfg.concurrency, self.cfg.claim_batch)
+                && !tasks.is_empty()
+            {
+                self.beat.store(now_millis(), Ordering::Relaxed);
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    done = tasks.join_next() => {
+                        if let Some(done) = done {
+                            note_panic(done);
+                        }
+                        continue;
+                    }
+                    _ = tokio::time::sleep(Duration::from_millis(2)) => {}
                 }
             }
             // First a fair pass (each endpoint up to its share); when that leaves slots free
@@ -588,6 +613,14 @@ fn attempt_error(e: &SendError) -> AttemptError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claims_wait_for_a_quarter_of_the_slots_within_the_batch() {
+        assert_eq!(claim_floor(64, 256), 16);
+        assert_eq!(claim_floor(1024, 256), 256);
+        assert_eq!(claim_floor(3, 256), 1);
+        assert_eq!(claim_floor(0, 0), 1);
+    }
 
     /// Whatever bulk traffic holds, a quarter of the slots stays for critical and high.
     #[test]

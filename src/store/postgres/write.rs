@@ -287,83 +287,109 @@ pub async fn claim(pool: &PgPool, req: &ClaimRequest) -> Result<Vec<Claimed>, St
             format!("{esc}/%")
         })
         .collect();
+    // One statement for the four lanes, each asking for as many as it could take alone;
+    // the lane limits are then applied in priority order and what is over them given back
+    // (rare: it needs due work in several lanes at once).
+    let alone: Vec<i64> = (0..4)
+        .map(|r| crate::store::rules::lane_want(req, r, &[0; 4]) as i64)
+        .collect();
+    let lane = |r: usize| {
+        format!(
+            "c{r} AS (SELECT id FROM deliveries
+                WHERE due_at IS NOT NULL AND priority = {r} AND due_at <= {DB_NOW}
+                  AND (cardinality($5::TEXT[]) = 0 OR channel <> 'webhook'
+                       OR NOT (recipient LIKE ANY($5::TEXT[])))
+                ORDER BY due_at LIMIT ($2::BIGINT[])[{}] FOR UPDATE SKIP LOCKED)",
+            r + 1
+        )
+    };
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "WITH {}, {}, {}, {},
+         c AS (SELECT id FROM c0 UNION ALL SELECT id FROM c1 UNION ALL SELECT id FROM c2 UNION ALL SELECT id FROM c3),
+         t AS (
+            UPDATE deliveries d SET status = 'sending', fence = d.fence + 1, tries = d.tries + 1,
+                   lease_owner = $3, due_at = {DB_NOW} + $4, updated_at = $1
+            FROM c WHERE d.id = c.id
+            RETURNING d.id, d.fence, d.tries, d.message_id, d.channel, d.recipient, d.priority,
+                      d.skip_providers, d.provider, d.content, d.activated_at, d.position
+         ), u AS (
+            UPDATE messages m SET status = 'sending', updated_at = $1
+            WHERE m.id IN (SELECT message_id FROM t) AND m.status = 'queued'
+         )
+         SELECT t.*, m.created_at, m.expires_at, m.body, m.send_at,
+                EXISTS (SELECT 1 FROM deliveries n WHERE n.message_id = t.message_id
+                        AND n.position > t.position AND n.status = 'pending') AS has_next
+         FROM t JOIN messages m ON m.id = t.message_id
+         ORDER BY t.priority",
+        lane(0),
+        lane(1),
+        lane(2),
+        lane(3)
+    )))
+    .bind(req.now)
+    .bind(&alone)
+    .bind(&req.owner)
+    .bind(req.lease_ms)
+    .bind(&skip_patterns)
+    .fetch_all(pool)
+    .await?;
     let mut taken = [0usize; 4];
-    for rank in 0..4i64 {
-        let want = crate::store::rules::lane_want(req, rank as usize, &taken);
-        if want == 0 {
+    let mut over = Vec::new();
+    for r in rows {
+        let rank = (r.try_get::<i64, _>("priority")?).clamp(0, 3) as usize;
+        if crate::store::rules::lane_want(req, rank, &taken) == 0 {
+            over.push(Lease {
+                delivery_id: r.try_get("id")?,
+                fence: r.try_get("fence")?,
+            });
             continue;
         }
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "WITH c AS (
-                SELECT id FROM deliveries
-                WHERE due_at IS NOT NULL AND priority = $1 AND due_at <= {DB_NOW}
-                  AND (cardinality($6::TEXT[]) = 0 OR channel <> 'webhook'
-                       OR NOT (recipient LIKE ANY($6::TEXT[])))
-                ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED
-             ), t AS (
-                UPDATE deliveries d SET status = 'sending', fence = d.fence + 1, tries = d.tries + 1,
-                       lease_owner = $4, due_at = {DB_NOW} + $5, updated_at = $2
-                FROM c WHERE d.id = c.id
-                RETURNING d.id, d.fence, d.tries, d.message_id, d.channel, d.recipient, d.priority,
-                          d.skip_providers, d.provider, d.content, d.activated_at, d.position
-             ), u AS (
-                UPDATE messages m SET status = 'sending', updated_at = $2
-                WHERE m.id IN (SELECT message_id FROM t) AND m.status = 'queued'
-             )
-             SELECT t.*, m.created_at, m.expires_at, m.body, m.send_at,
-                    EXISTS (SELECT 1 FROM deliveries n WHERE n.message_id = t.message_id
-                            AND n.position > t.position AND n.status = 'pending') AS has_next
-             FROM t JOIN messages m ON m.id = t.message_id"
-        )))
-        .bind(rank)
-        .bind(req.now)
-        .bind(want as i64)
-        .bind(&req.owner)
-        .bind(req.lease_ms)
-        .bind(&skip_patterns)
-        .fetch_all(pool)
-        .await?;
-        for r in rows {
-            let body: serde_json::Value =
-                serde_json::from_str(&r.try_get::<String, _>("body")?).map_err(corrupt)?;
-            let own: Option<String> = r.try_get("content")?;
-            let skip: Option<String> = r.try_get("skip_providers")?;
-            let send_at: i64 = r.try_get("send_at")?;
-            taken[rank as usize] += 1;
-            out.push(Claimed {
-                lease: Lease {
-                    delivery_id: r.try_get("id")?,
-                    fence: r.try_get("fence")?,
-                },
-                message_id: r.try_get("message_id")?,
-                channel: r
-                    .try_get::<String, _>("channel")?
-                    .parse()
-                    .map_err(corrupt)?,
-                to: r.try_get("recipient")?,
-                priority: Priority::from_rank(r.try_get("priority")?),
-                created_at: r.try_get("created_at")?,
-                expires_at: r.try_get("expires_at")?,
-                tries: r.try_get::<i64, _>("tries")? as u32,
-                content: match own {
-                    Some(c) => serde_json::from_str(&c).map_err(corrupt)?,
-                    None => serde_json::from_value(body["content"].clone()).unwrap_or_default(),
-                },
-                template: body["template"].as_str().map(String::from),
-                params: serde_json::from_value(body["params"].clone()).unwrap_or(None),
-                metadata: serde_json::from_value(body["metadata"].clone()).unwrap_or_default(),
-                skip_providers: skip
-                    .and_then(|s| serde_json::from_str(&s).ok())
-                    .unwrap_or_default(),
-                last_provider: r.try_get("provider")?,
-                has_next_channel: r.try_get("has_next")?,
-                activated_at: r
-                    .try_get::<Option<i64>, _>("activated_at")?
-                    .unwrap_or(send_at),
-            });
-        }
+        taken[rank] += 1;
+        out.push(claimed_row(&r)?);
+    }
+    if !over.is_empty() {
+        release(pool, &over).await?;
     }
     Ok(out)
+}
+
+fn claimed_row(r: &sqlx::postgres::PgRow) -> Result<Claimed, StoreError> {
+    let body: serde_json::Value =
+        serde_json::from_str(&r.try_get::<String, _>("body")?).map_err(corrupt)?;
+    let own: Option<String> = r.try_get("content")?;
+    let skip: Option<String> = r.try_get("skip_providers")?;
+    let send_at: i64 = r.try_get("send_at")?;
+    Ok(Claimed {
+        lease: Lease {
+            delivery_id: r.try_get("id")?,
+            fence: r.try_get("fence")?,
+        },
+        message_id: r.try_get("message_id")?,
+        channel: r
+            .try_get::<String, _>("channel")?
+            .parse()
+            .map_err(corrupt)?,
+        to: r.try_get("recipient")?,
+        priority: Priority::from_rank(r.try_get("priority")?),
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+        tries: r.try_get::<i64, _>("tries")? as u32,
+        content: match own {
+            Some(c) => serde_json::from_str(&c).map_err(corrupt)?,
+            None => serde_json::from_value(body["content"].clone()).unwrap_or_default(),
+        },
+        template: body["template"].as_str().map(String::from),
+        params: serde_json::from_value(body["params"].clone()).unwrap_or(None),
+        metadata: serde_json::from_value(body["metadata"].clone()).unwrap_or_default(),
+        skip_providers: skip
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default(),
+        last_provider: r.try_get("provider")?,
+        has_next_channel: r.try_get("has_next")?,
+        activated_at: r
+            .try_get::<Option<i64>, _>("activated_at")?
+            .unwrap_or(send_at),
+    })
 }
 
 /// Moves one message on after one of its deliveries changed (see `complete::recompute`).
