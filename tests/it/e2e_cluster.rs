@@ -4,7 +4,7 @@
 
 use crate::utils::Receiver;
 use crate::utils::pg::fresh_db;
-use crate::utils::process::{HeraldProcess, KEY};
+use crate::utils::process::{CONCURRENCY, HeraldProcess, KEY};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -106,7 +106,7 @@ async fn three_nodes_survive_one_killed_mid_flight() {
         "taken over within 10 s"
     );
     assert!(
-        dups <= 64,
+        dups <= CONCURRENCY,
         "duplicates only from the killed node's in-flight calls: {dups}"
     );
 }

@@ -2,7 +2,7 @@
 //! requests are being accepted, and while deliveries are in flight. SIGTERM drains cleanly.
 
 use crate::utils::Receiver;
-use crate::utils::process::{HeraldProcess, KEY};
+use crate::utils::process::{CONCURRENCY, HeraldProcess, KEY};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -116,7 +116,7 @@ async fn kill_9_while_accepting_loses_no_accepted_message() {
     );
     let dups = duplicates(&rx);
     assert!(
-        dups <= 64,
+        dups <= CONCURRENCY,
         "duplicates only for deliveries in flight at the kill; got {dups}"
     );
     eprintln!(
@@ -147,7 +147,7 @@ async fn kill_9_with_deliveries_in_flight_redelivers_them_after_restart() {
     assert!(missing.is_empty(), "{} lost", missing.len());
     let dups = duplicates(&rx);
     assert!(
-        dups <= in_flight_at_kill.max(64),
+        dups <= in_flight_at_kill.max(CONCURRENCY),
         "{dups} duplicates, {in_flight_at_kill} in flight at the kill"
     );
     eprintln!(

@@ -48,7 +48,7 @@ impl HeraldProcess {
             &cfg,
             format!(
                 "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nshutdown_grace = \"10s\"\n{}\n\
-                 [webhook]\nallowed_hosts = {}\n[dispatch]\npoll = \"50ms\"\nretry_base = \"50ms\"\nretry_cap = \"500ms\"\n\
+                 [webhook]\nallowed_hosts = {}\n[dispatch]\nconcurrency = {CONCURRENCY}\npoll = \"50ms\"\nretry_base = \"50ms\"\nretry_cap = \"500ms\"\n\
                  [log]\nlevel = \"{level}\"\n{extra_toml}",
                 data_dir.display(),
                 server_toml,
@@ -151,6 +151,10 @@ impl HeraldProcess {
         }
     }
 }
+
+/// The servers' `dispatch.concurrency`: at most this many calls per process are in flight
+/// or done but not yet recorded, the bound on what a kill can leave to be sent again.
+pub const CONCURRENCY: usize = 64;
 
 impl Drop for HeraldProcess {
     fn drop(&mut self) {
