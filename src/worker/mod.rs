@@ -120,6 +120,8 @@ impl Dispatcher {
         let permits = Arc::new(Semaphore::new(self.cfg.concurrency));
         let in_flight: Arc<Mutex<HashMap<String, Lease>>> = Arc::default();
         let mut tasks = JoinSet::new();
+        // Running from the start; from then on, only answered claims keep it so.
+        self.beat.store(now_millis(), Ordering::Relaxed);
         loop {
             while let Some(done) = tasks.try_join_next() {
                 note_panic(done);
