@@ -71,8 +71,19 @@ stop_pg() {
 }
 trap stop_pg EXIT
 "${as_pg[@]}" "$pgbin/initdb" -D "$pgdir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 --no-sync >"$pgdir/initdb.log"
-"${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w \
-  -o "-p $pgport -c listen_addresses=127.0.0.1 -k $pgdir -c max_connections=300 -c fsync=on" start >/dev/null
+# A random port may be taken: try a few, and show the server's log if none works.
+for try in 1 2 3 4 5; do
+  if "${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w \
+    -o "-p $pgport -c listen_addresses=127.0.0.1 -k $pgdir -c max_connections=300 -c fsync=on" start >/dev/null; then
+    break
+  fi
+  if [ "$try" = 5 ]; then
+    echo "test.sh: PostgreSQL did not start; its log:" >&2
+    cat "$pgdir/server.log" >&2 || true
+    exit 1
+  fi
+  pgport=$((20000 + RANDOM % 30000))
+done
 export HERALD_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$pgport/postgres"
 export HERALD_TEST_PGBIN="$pgbin"
 

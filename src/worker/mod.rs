@@ -3,8 +3,10 @@
 
 pub mod completer;
 mod fairness;
+pub mod lanes;
 pub mod nodes;
 pub mod receipts;
+mod record;
 pub mod retention;
 
 use crate::core::fair::Pass;
@@ -15,10 +17,10 @@ use crate::core::circuit::Health;
 use crate::core::next_step::{Attempted, FailReason, Outcome, RetryPolicy, Step, next_step};
 use crate::core::types::{ErrorClass, now_millis};
 use crate::metrics::ProviderLabels;
-use crate::metrics::{AttemptLabels, ChannelLabels, FinishedLabels, Metrics};
+use crate::metrics::{AttemptLabels, Metrics};
 use crate::providers::registry::Pick;
 use crate::providers::{Registry, SendError};
-use crate::store::{Attempt, AttemptError, ClaimRequest, Claimed, Completion, Lease, Store};
+use crate::store::{Attempt, AttemptError, ClaimRequest, Claimed, Lease, Store};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -80,29 +82,8 @@ impl Drop for Slot {
     }
 }
 
-/// The share of `concurrency` each lane may hold, and `normal` and `low` together: a backlog
-/// of bulk traffic never takes the quarter of the slots kept for `critical` and `high`.
-pub fn lane_caps(concurrency: usize) -> ([usize; 4], usize) {
-    let bulk = (concurrency * 3 / 4).max(1);
-    (
-        [concurrency, concurrency, bulk, (concurrency / 2).max(1)],
-        bulk,
-    )
-}
-
-/// What each lane, and bulk traffic together, may still claim with `in_flight` calls out.
-pub fn lane_room(concurrency: usize, in_flight: [usize; 4]) -> ([usize; 4], usize) {
-    let (caps, bulk) = lane_caps(concurrency);
-    (
-        std::array::from_fn(|i| caps[i].saturating_sub(in_flight[i])),
-        bulk.saturating_sub(in_flight[2] + in_flight[3]),
-    )
-}
-
-/// The fewest free slots worth a claim while calls are in flight: a quarter of them.
-fn claim_floor(concurrency: usize, claim_batch: usize) -> usize {
-    (concurrency / 4).clamp(1, claim_batch.max(1))
-}
+use lanes::claim_floor;
+pub use lanes::{lane_caps, lane_room};
 
 impl Dispatcher {
     fn policy(&self) -> RetryPolicy {
@@ -521,77 +502,6 @@ impl Dispatcher {
         }
         self.finish(&c, Some(attempt), step, now).await;
     }
-
-    fn deferred(&self, reason: &str) {
-        self.metrics
-            .deferred
-            .get_or_create(&crate::metrics::ReasonLabels {
-                reason: reason.into(),
-            })
-            .inc();
-    }
-
-    async fn finish(&self, c: &Claimed, attempt: Option<Attempt>, step: Step, now: i64) {
-        let completion = Completion {
-            lease: c.lease.clone(),
-            attempt,
-            step,
-            now,
-        };
-        match self.complete_patiently(completion).await {
-            Ok(true) => {
-                let status = match step {
-                    Step::Sent => {
-                        let secs = (now - c.created_at).max(0) as f64 / 1000.0;
-                        self.metrics
-                            .latency
-                            .get_or_create(&ChannelLabels {
-                                channel: c.channel.as_str().into(),
-                            })
-                            .observe(secs);
-                        Some("sent")
-                    }
-                    Step::Expired => Some("expired"),
-                    Step::Failed(_) => Some("failed"),
-                    Step::Retry { .. } | Step::Defer { .. } => None,
-                };
-                if let Some(status) = status {
-                    self.metrics
-                        .finished
-                        .get_or_create(&FinishedLabels {
-                            channel: c.channel.as_str().into(),
-                            status: status.into(),
-                        })
-                        .inc();
-                }
-            }
-            Ok(_) => tracing::warn!("completion refused: the lease was taken over (stale fence)"),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot record the outcome; the lease will expire and the delivery be retried")
-            }
-        }
-    }
-
-    /// Records an outcome, retrying while storage is unreachable (an outage) for up to most
-    /// of the lease: the call was made, so giving up would mean sending it again once the
-    /// lease expires. Retrying is safe: a lease taken over meanwhile is refused by its fence.
-    async fn complete_patiently(
-        &self,
-        completion: Completion,
-    ) -> Result<bool, crate::store::StoreError> {
-        let give_up = std::time::Instant::now() + self.cfg.lease.0.mul_f64(0.8);
-        let mut pause = std::time::Duration::from_millis(100);
-        loop {
-            match self.completer.complete(completion.clone()).await {
-                Err(e) if std::time::Instant::now() + pause < give_up => {
-                    tracing::warn!(error = %e, delivery = %completion.lease.delivery_id, "cannot record the outcome yet; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
-                }
-                r => return r,
-            }
-        }
-    }
 }
 
 /// A delivery task that panicked is logged (its slot and lane were given back by its guard;
@@ -609,37 +519,5 @@ fn attempt_error(e: &SendError) -> AttemptError {
         class: e.class(),
         code: e.code().to_string(),
         detail: e.detail().chars().take(500).collect(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn claims_wait_for_a_quarter_of_the_slots_within_the_batch() {
-        assert_eq!(claim_floor(64, 256), 16);
-        assert_eq!(claim_floor(1024, 256), 256);
-        assert_eq!(claim_floor(3, 256), 1);
-        assert_eq!(claim_floor(0, 0), 1);
-    }
-
-    /// Whatever bulk traffic holds, a quarter of the slots stays for critical and high.
-    #[test]
-    fn bulk_traffic_leaves_a_reserve_for_critical_and_high() {
-        for c in 1..=64usize {
-            let (caps, bulk_cap) = lane_caps(c);
-            // Every state bulk traffic can reach: within its caps.
-            for normal in 0..=bulk_cap {
-                for low in 0..=caps[3].min(bulk_cap - normal) {
-                    let (room, bulk) = lane_room(c, [0, 0, normal, low]);
-                    let most_bulk = normal + low + bulk.min(room[2] + room[3]);
-                    assert!(most_bulk <= (c * 3 / 4).max(1), "c={c} n={normal} l={low}");
-                    assert!(room[0] >= c - normal - low, "critical may use the rest");
-                }
-            }
-        }
-        assert_eq!(lane_room(64, [0, 0, 48, 0]), ([64, 64, 0, 32], 0));
-        assert_eq!(lane_room(64, [0, 0, 0, 32]), ([64, 64, 48, 0], 16));
     }
 }
