@@ -14,7 +14,9 @@ use std::str::FromStr;
 
 /// The database's clock in Unix milliseconds: what leases, heartbeats, reaping, job leases
 /// and rate slots are measured in, so that nodes whose clocks disagree still agree on them.
-pub(crate) const DB_NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
+/// The statement's start time, not `clock_timestamp()`: a stable value can bound an index
+/// scan, where a volatile one made each claim read and sort every due delivery of its lane.
+pub(crate) const DB_NOW: &str = "(EXTRACT(EPOCH FROM statement_timestamp()) * 1000)::BIGINT";
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};

@@ -314,7 +314,7 @@ pub async fn claim(pool: &PgPool, req: &ClaimRequest) -> Result<Vec<Claimed>, St
                       d.skip_providers, d.provider, d.content, d.activated_at, d.position
          ), u AS (
             UPDATE messages m SET status = 'sending', updated_at = $1
-            WHERE m.id IN (SELECT message_id FROM t) AND m.status = 'queued'
+            WHERE m.id = ANY(ARRAY(SELECT message_id FROM t)) AND m.status = 'queued'
          )
          SELECT t.*, m.created_at, m.expires_at, m.body, m.send_at,
                 EXISTS (SELECT 1 FROM deliveries n WHERE n.message_id = t.message_id
