@@ -8,10 +8,27 @@
 
 use crate::store::{Completion, Store, StoreError};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// The most outcomes in one group.
 pub const MAX_GROUP: usize = 512;
+
+/// How long one group may take to be stored: past it (a row locked by somebody else, a
+/// database that stopped answering) its callers hear `Unavailable` and the next groups go on.
+const GROUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn within<T>(
+    f: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(GROUP_TIMEOUT, f)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "storing outcomes took over 10 s".into(),
+            ))
+        })
+}
 
 type Job = (Completion, oneshot::Sender<Result<bool, StoreError>>);
 
@@ -46,16 +63,23 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Job>) {
     while rx.recv_many(&mut jobs, MAX_GROUP).await > 0 {
         let group: Vec<Job> = std::mem::take(&mut jobs);
         let (batch, replies): (Vec<Completion>, Vec<_>) = group.into_iter().unzip();
-        match store.complete(batch.clone()).await {
+        match within(store.complete(batch.clone())).await {
             Ok(applied) if applied.len() == replies.len() => {
                 for (reply, ok) in replies.into_iter().zip(applied) {
                     let _ = reply.send(Ok(ok));
                 }
             }
             Ok(_) => answer_each(&store, batch, replies).await,
+            // Storage away, or one outcome refused as a whole: everyone gets the error (the
+            // callers retry while storage is away); one by one would not do better.
             Err(e) if replies.len() == 1 => {
                 if let Some(reply) = replies.into_iter().next() {
                     let _ = reply.send(Err(e));
+                }
+            }
+            Err(StoreError::Unavailable(why)) => {
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Unavailable(why.clone())));
                 }
             }
             Err(_) => answer_each(&store, batch, replies).await,
@@ -70,8 +94,7 @@ async fn answer_each(
     replies: Vec<oneshot::Sender<Result<bool, StoreError>>>,
 ) {
     for (c, reply) in batch.into_iter().zip(replies) {
-        let r = store
-            .complete(vec![c])
+        let r = within(store.complete(vec![c]))
             .await
             .map(|v| v.first().copied().unwrap_or(false));
         let _ = reply.send(r);

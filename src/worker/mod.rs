@@ -134,7 +134,6 @@ impl Dispatcher {
                 && free < claim_floor(self.cfg.concurrency, self.cfg.claim_batch)
                 && !tasks.is_empty()
             {
-                self.beat.store(now_millis(), Ordering::Relaxed);
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     done = tasks.join_next() => {
@@ -444,7 +443,10 @@ impl Dispatcher {
                     duration_ms,
                     outcome: "sent",
                     error: None,
-                    provider_message_id: receipt.provider_message_id.clone(),
+                    provider_message_id: receipt
+                        .provider_message_id
+                        .as_ref()
+                        .map(|m| m.replace('\0', "")),
                 },
             ),
             Err(e) => (
@@ -514,10 +516,18 @@ fn note_panic(done: Result<(), tokio::task::JoinError>) {
     }
 }
 
+/// What is stored of a failed call: the provider's code and the first 500 characters of its
+/// detail, without NUL characters (which PostgreSQL text refuses: one such outcome would
+/// fail the group of outcomes it is stored with).
 fn attempt_error(e: &SendError) -> AttemptError {
     AttemptError {
         class: e.class(),
-        code: e.code().to_string(),
-        detail: e.detail().chars().take(500).collect(),
+        code: e.code().replace('\0', ""),
+        detail: e
+            .detail()
+            .chars()
+            .filter(|c| *c != '\0')
+            .take(500)
+            .collect(),
     }
 }

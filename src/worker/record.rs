@@ -68,7 +68,11 @@ impl Dispatcher {
         let mut pause = std::time::Duration::from_millis(100);
         loop {
             match self.completer.complete(completion.clone()).await {
-                Err(e) if std::time::Instant::now() + pause < give_up => {
+                // Anything but stored data found corrupt may pass (an outage, a deadlock).
+                Err(e)
+                    if !matches!(e, crate::store::StoreError::Corrupt(_))
+                        && std::time::Instant::now() + pause < give_up =>
+                {
                     tracing::warn!(error = %e, delivery = %completion.lease.delivery_id, "cannot record the outcome yet; retrying");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(std::time::Duration::from_secs(2));

@@ -986,6 +986,40 @@ pub async fn a_batch_of_outcomes_applies_each_on_its_own(s: Arc<dyn Store>) {
     assert!(s.complete(batch).await.unwrap().iter().all(|ok| !ok));
 }
 
+/// A claim takes each lane's share in priority order and nothing more: with normal and low
+/// both waiting, normal fills the bulk limit and low waits, its messages still `queued`.
+pub async fn claims_take_exactly_the_lane_limits(s: Arc<dyn Store>) {
+    let normal: Vec<NewMessage> = (0..60)
+        .map(|_| message(Priority::Normal, &[Channel::Inbox], Strategy::Failover))
+        .collect();
+    let low: Vec<NewMessage> = (0..60)
+        .map(|_| message(Priority::Low, &[Channel::Inbox], Strategy::Failover))
+        .collect();
+    let low_ids: Vec<String> = low.iter().map(|m| m.id.clone()).collect();
+    s.accept(normal).await.unwrap();
+    s.accept(low).await.unwrap();
+    let mut req = claim("a", 40, now_millis() + 1);
+    req.lane_limits = [40, 40, 30, 20];
+    req.bulk_limit = 30;
+    let got = s.claim(req).await.unwrap();
+    assert_eq!(got.len(), 30, "the bulk limit");
+    assert!(got.iter().all(|c| c.priority == Priority::Normal));
+    for id in &low_ids[..5] {
+        let v = s.get_message(id).await.unwrap().unwrap();
+        assert_eq!(v.status.as_str(), "queued", "{v:?}");
+    }
+    let mut req = claim("a", 100, now_millis() + 1);
+    req.lane_limits = [100, 100, 100, 20];
+    req.bulk_limit = 100;
+    let got = s.claim(req).await.unwrap();
+    let lows = got.iter().filter(|c| c.priority == Priority::Low).count();
+    assert_eq!(
+        (got.len(), lows),
+        (50, 20),
+        "30 normal left, 20 low by its own limit"
+    );
+}
+
 /// Runs every case of the suite against one backend: `$backend()` makes a fresh store.
 macro_rules! conformance {
     ($backend:ident: $($case:ident),+ $(,)?) => {
@@ -1019,6 +1053,7 @@ conformance!(sqlite:
     message_views_are_snapshots,
     receipts_apply_once_and_only_to_sent_deliveries,
     a_batch_of_outcomes_applies_each_on_its_own,
+    claims_take_exactly_the_lane_limits,
 );
 
 conformance!(postgres:
@@ -1039,6 +1074,7 @@ conformance!(postgres:
     message_views_are_snapshots,
     receipts_apply_once_and_only_to_sent_deliveries,
     a_batch_of_outcomes_applies_each_on_its_own,
+    claims_take_exactly_the_lane_limits,
 );
 
 #[tokio::test]

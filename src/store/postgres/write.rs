@@ -287,22 +287,52 @@ pub async fn claim(pool: &PgPool, req: &ClaimRequest) -> Result<Vec<Claimed>, St
             format!("{esc}/%")
         })
         .collect();
-    // One statement for the four lanes, each asking for as many as it could take alone;
-    // the lane limits are then applied in priority order and what is over them given back
-    // (rare: it needs due work in several lanes at once).
+    // Two statements for the four lanes: how much due work each has (up to what it could
+    // take alone), then the claim itself with each lane's exact share, decided in priority
+    // order by `rules::lane_want` as on SQLite.
     let alone: Vec<i64> = (0..4)
         .map(|r| crate::store::rules::lane_want(req, r, &[0; 4]) as i64)
         .collect();
-    let lane = |r: usize| {
+    // Lane r's due deliveries, oldest first, up to element r of the array `$limits`.
+    let due = |r: usize, lock: &str, limits: &str, skip: &str| {
         format!(
-            "c{r} AS (SELECT id FROM deliveries
+            "SELECT id FROM deliveries
                 WHERE due_at IS NOT NULL AND priority = {r} AND due_at <= {DB_NOW}
-                  AND (cardinality($5::TEXT[]) = 0 OR channel <> 'webhook'
-                       OR NOT (recipient LIKE ANY($5::TEXT[])))
-                ORDER BY due_at LIMIT ($2::BIGINT[])[{}] FOR UPDATE SKIP LOCKED)",
+                  AND (cardinality({skip}::TEXT[]) = 0 OR channel <> 'webhook'
+                       OR NOT (recipient LIKE ANY({skip}::TEXT[])))
+                ORDER BY due_at LIMIT ({limits}::BIGINT[])[{}] {lock}",
             r + 1
         )
     };
+    let counts: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT r::BIGINT, (SELECT count(*) FROM ({}) x) FROM (VALUES (0)) v(r)
+         UNION ALL SELECT 1, (SELECT count(*) FROM ({}) x)
+         UNION ALL SELECT 2, (SELECT count(*) FROM ({}) x)
+         UNION ALL SELECT 3, (SELECT count(*) FROM ({}) x)",
+        due(0, "", "$1", "$2"),
+        due(1, "", "$1", "$2"),
+        due(2, "", "$1", "$2"),
+        due(3, "", "$1", "$2")
+    )))
+    .bind(&alone)
+    .bind(&skip_patterns)
+    .fetch_all(pool)
+    .await?;
+    let mut available = [0usize; 4];
+    for (r, n) in counts {
+        if let Some(a) = available.get_mut(r.clamp(0, 3) as usize) {
+            *a = n.max(0) as usize;
+        }
+    }
+    let mut wants = [0usize; 4];
+    for r in 0..4 {
+        wants[r] = crate::store::rules::lane_want(req, r, &wants).min(available[r]);
+    }
+    if wants.iter().all(|w| *w == 0) {
+        return Ok(out);
+    }
+    let wants: Vec<i64> = wants.iter().map(|w| *w as i64).collect();
+    let lane = |r: usize| format!("c{r} AS ({})", due(r, "FOR UPDATE SKIP LOCKED", "$2", "$5"));
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "WITH {}, {}, {}, {},
          c AS (SELECT id FROM c0 UNION ALL SELECT id FROM c1 UNION ALL SELECT id FROM c2 UNION ALL SELECT id FROM c3),
@@ -320,35 +350,25 @@ pub async fn claim(pool: &PgPool, req: &ClaimRequest) -> Result<Vec<Claimed>, St
                 EXISTS (SELECT 1 FROM deliveries n WHERE n.message_id = t.message_id
                         AND n.position > t.position AND n.status = 'pending') AS has_next
          FROM t JOIN messages m ON m.id = t.message_id
-         ORDER BY t.priority",
+         ORDER BY t.priority, t.id",
         lane(0),
         lane(1),
         lane(2),
         lane(3)
     )))
     .bind(req.now)
-    .bind(&alone)
+    .bind(&wants)
     .bind(&req.owner)
     .bind(req.lease_ms)
     .bind(&skip_patterns)
     .fetch_all(pool)
     .await?;
-    let mut taken = [0usize; 4];
-    let mut over = Vec::new();
     for r in rows {
-        let rank = (r.try_get::<i64, _>("priority")?).clamp(0, 3) as usize;
-        if crate::store::rules::lane_want(req, rank, &taken) == 0 {
-            over.push(Lease {
-                delivery_id: r.try_get("id")?,
-                fence: r.try_get("fence")?,
-            });
-            continue;
+        // A row that cannot be read is left to its lease; the others go on.
+        match claimed_row(&r) {
+            Ok(c) => out.push(c),
+            Err(e) => tracing::error!(error = %e, "a claimed delivery cannot be read"),
         }
-        taken[rank] += 1;
-        out.push(claimed_row(&r)?);
-    }
-    if !over.is_empty() {
-        release(pool, &over).await?;
     }
     Ok(out)
 }

@@ -287,7 +287,15 @@ impl Store for SqliteStore {
     }
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
         let rows = self.write(move |c| write::claim(c, &req)).await?;
-        rows.into_iter().map(write::claimed).collect()
+        // A row that cannot be read is left to its lease; the others go on.
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                write::claimed(r)
+                    .map_err(|e| tracing::error!(error = %e, "a claimed delivery cannot be read"))
+                    .ok()
+            })
+            .collect())
     }
     async fn complete(&self, batch: Vec<Completion>) -> Result<Vec<bool>, StoreError> {
         self.write(move |c| batch.iter().map(|x| write::complete(c, x)).collect())
