@@ -233,14 +233,22 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
             }
         }
         let mut replies = Vec::with_capacity(jobs.len());
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = run_cached(&conn, "BEGIN IMMEDIATE") {
             // The jobs are dropped unrun: each caller gets `Unavailable`.
             tracing::error!(error = %e, "cannot begin a write transaction");
             drop(jobs);
             continue;
         }
+        // A job alone in its transaction needs no savepoint: if it fails, the transaction is
+        // rolled back whole (most groups are one job; a savepoint copies every page it dirties).
+        let alone = jobs.len() == 1;
+        let mut alone_failed = false;
         for job in jobs {
-            let sp = run_cached(&conn, "SAVEPOINT job");
+            let sp = if alone {
+                Err(rusqlite::Error::InvalidQuery)
+            } else {
+                run_cached(&conn, "SAVEPOINT job")
+            };
             // A job that panics is rolled back alone; its caller gets an error (its reply
             // is dropped) and the writer goes on serving every other write.
             let (failed, reply) =
@@ -254,6 +262,7 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
                         (true, none)
                     }
                 };
+            alone_failed = alone && failed;
             if sp.is_ok() {
                 let end = if failed {
                     run_cached(&conn, "ROLLBACK TO job")
@@ -267,7 +276,12 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
             }
             replies.push(reply);
         }
-        let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        let commit = if alone_failed {
+            // Its caller gets the job's own error (the reply carries it).
+            run_cached(&conn, "ROLLBACK").map_err(StoreError::from)
+        } else {
+            run_cached(&conn, "COMMIT").map_err(StoreError::from)
+        };
         if commit.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -564,6 +578,33 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 0, "the panicked job's write was rolled back");
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_is_rolled_back_and_its_error_returned() {
+        let t = tempfile::tempdir().unwrap();
+        let s = super::SqliteStore::open(&t.path().join("h.db"), false).unwrap();
+        let r: Result<(), _> = s
+            .write(|c| {
+                c.execute_batch("INSERT INTO settings (key, value, actor, updated_at) VALUES ('x', 'y', 'a', 1)")?;
+                Err(crate::store::StoreError::Conflict("refused after writing".into()))
+            })
+            .await;
+        assert!(
+            matches!(r, Err(crate::store::StoreError::Conflict(_))),
+            "{r:?}"
+        );
+        let n: i64 = s
+            .write(|c| {
+                Ok(
+                    c.query_row("SELECT COUNT(*) FROM settings WHERE key = 'x'", [], |r| {
+                        r.get(0)
+                    })?,
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, 0, "nothing of the failed job stays");
     }
 
     #[test]
