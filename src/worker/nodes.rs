@@ -25,13 +25,22 @@ pub async fn run(
         leases: 0,
     };
     loop {
-        if let Err(e) = store.heartbeat(view("alive")).await {
+        // Only a node whose own beat was just recorded judges the others: one that cannot
+        // reach storage (an outage) would otherwise, the moment storage returns, find its
+        // own row stale, declare itself dead and give away calls it is still finishing.
+        let beat = store.heartbeat(view("alive")).await;
+        if let Err(e) = &beat {
             tracing::warn!(error = %e, "heartbeat failed");
         }
-        match store
-            .reap_dead_nodes(now_millis(), cfg.dead_after.0.as_millis() as i64)
-            .await
-        {
+        let reaped = match beat {
+            Ok(()) => {
+                store
+                    .reap_dead_nodes(now_millis(), cfg.dead_after.0.as_millis() as i64)
+                    .await
+            }
+            Err(_) => Ok(vec![]),
+        };
+        match reaped {
             Ok(dead) => {
                 for (node, freed) in dead {
                     tracing::warn!(
