@@ -466,7 +466,8 @@ pub async fn retention_deletes_only_what_is_old_and_finished(s: Arc<dyn Store>) 
     assert_eq!(claimed.len(), 3);
     s.accept(vec![pending]).await.unwrap();
     // Two finish long ago (one sent, one dead-lettered); one finishes now.
-    for (i, c) in claimed.iter().enumerate() {
+    for c in &claimed {
+        let i = ids.iter().position(|id| *id == c.message_id).unwrap();
         let at = if i < 2 { old } else { now_millis() };
         let (outcome, step, error) = if i == 1 {
             (

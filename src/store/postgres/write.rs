@@ -350,7 +350,7 @@ pub async fn claim(pool: &PgPool, req: &ClaimRequest) -> Result<Vec<Claimed>, St
                 EXISTS (SELECT 1 FROM deliveries n WHERE n.message_id = t.message_id
                         AND n.position > t.position AND n.status = 'pending') AS has_next
          FROM t JOIN messages m ON m.id = t.message_id
-         ORDER BY t.priority, t.id",
+         ORDER BY t.priority",
         lane(0),
         lane(1),
         lane(2),
