@@ -122,6 +122,59 @@ pub fn views(
         .collect()
 }
 
+/// A claimed delivery as read from either backend (fence and tries as they are after the
+/// claim); [`ClaimedRow::into_claimed`] parses the message body once for both.
+pub struct ClaimedRow {
+    pub id: String,
+    pub fence: i64,
+    pub tries: i64,
+    pub message_id: String,
+    pub channel: String,
+    pub to: String,
+    pub priority: i64,
+    pub skip_providers: Option<String>,
+    pub last_provider: Option<String>,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    pub body: String,
+    pub own_content: Option<String>,
+    pub activated_at: Millis,
+    pub has_next_channel: bool,
+}
+
+impl ClaimedRow {
+    pub fn into_claimed(self) -> Result<super::Claimed, StoreError> {
+        let body: Value = serde_json::from_str(&self.body).map_err(corrupt)?;
+        Ok(super::Claimed {
+            lease: super::Lease {
+                delivery_id: self.id,
+                fence: self.fence,
+            },
+            message_id: self.message_id,
+            channel: parse(&self.channel)?,
+            to: self.to,
+            priority: Priority::from_rank(self.priority),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            tries: self.tries.max(0) as u32,
+            content: match self.own_content {
+                Some(c) => serde_json::from_str(&c).map_err(corrupt)?,
+                None => serde_json::from_value(body["content"].clone()).unwrap_or_default(),
+            },
+            template: body["template"].as_str().map(String::from),
+            params: serde_json::from_value(body["params"].clone()).unwrap_or(None),
+            metadata: serde_json::from_value(body["metadata"].clone()).unwrap_or_default(),
+            skip_providers: self
+                .skip_providers
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or_default(),
+            last_provider: self.last_provider,
+            has_next_channel: self.has_next_channel,
+            activated_at: self.activated_at,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! Storage: one trait, with SQLite (embedded default) behind it. Every write that must be
 //! durable goes through it; a `202` is answered only after [`Store::accept`] returns.
 
-mod assemble;
+pub(crate) mod assemble;
 pub mod postgres;
 pub mod rules;
 pub mod sqlite;

@@ -2,7 +2,7 @@
 
 use crate::core::message::NewMessage;
 use crate::core::progress::initial;
-use crate::core::types::{Channel, DeliveryStatus, Millis, Priority};
+use crate::core::types::{Channel, DeliveryStatus, Millis};
 use crate::store::*;
 use serde_json::json;
 use sqlx::postgres::PgPool;
@@ -374,42 +374,27 @@ pub async fn claim(pool: &PgPool, req: &ClaimRequest) -> Result<Vec<Claimed>, St
 }
 
 fn claimed_row(r: &sqlx::postgres::PgRow) -> Result<Claimed, StoreError> {
-    let body: serde_json::Value =
-        serde_json::from_str(&r.try_get::<String, _>("body")?).map_err(corrupt)?;
-    let own: Option<String> = r.try_get("content")?;
-    let skip: Option<String> = r.try_get("skip_providers")?;
     let send_at: i64 = r.try_get("send_at")?;
-    Ok(Claimed {
-        lease: Lease {
-            delivery_id: r.try_get("id")?,
-            fence: r.try_get("fence")?,
-        },
+    crate::store::assemble::ClaimedRow {
+        id: r.try_get("id")?,
+        fence: r.try_get("fence")?,
+        tries: r.try_get("tries")?,
         message_id: r.try_get("message_id")?,
-        channel: r
-            .try_get::<String, _>("channel")?
-            .parse()
-            .map_err(corrupt)?,
+        channel: r.try_get("channel")?,
         to: r.try_get("recipient")?,
-        priority: Priority::from_rank(r.try_get("priority")?),
+        priority: r.try_get("priority")?,
+        skip_providers: r.try_get("skip_providers")?,
+        last_provider: r.try_get("provider")?,
         created_at: r.try_get("created_at")?,
         expires_at: r.try_get("expires_at")?,
-        tries: r.try_get::<i64, _>("tries")? as u32,
-        content: match own {
-            Some(c) => serde_json::from_str(&c).map_err(corrupt)?,
-            None => serde_json::from_value(body["content"].clone()).unwrap_or_default(),
-        },
-        template: body["template"].as_str().map(String::from),
-        params: serde_json::from_value(body["params"].clone()).unwrap_or(None),
-        metadata: serde_json::from_value(body["metadata"].clone()).unwrap_or_default(),
-        skip_providers: skip
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or_default(),
-        last_provider: r.try_get("provider")?,
-        has_next_channel: r.try_get("has_next")?,
+        body: r.try_get("body")?,
+        own_content: r.try_get("content")?,
         activated_at: r
             .try_get::<Option<i64>, _>("activated_at")?
             .unwrap_or(send_at),
-    })
+        has_next_channel: r.try_get("has_next")?,
+    }
+    .into_claimed()
 }
 
 /// Moves one message on after one of its deliveries changed (see `complete::recompute`).

@@ -226,9 +226,9 @@ pub fn claimed(row: ClaimRow) -> Result<Claimed, StoreError> {
         message_id,
         channel,
         to,
-        prio,
-        skip,
-        provider,
+        priority,
+        skip_providers,
+        last_provider,
         created_at,
         expires_at,
         body,
@@ -236,33 +236,25 @@ pub fn claimed(row: ClaimRow) -> Result<Claimed, StoreError> {
         activated_at,
         has_next_channel,
     ) = row;
-    let body: serde_json::Value = serde_json::from_str(&body).map_err(corrupt)?;
-    Ok(Claimed {
-        lease: Lease {
-            delivery_id: id,
-            fence: fence + 1,
-        },
+    // The row was read before the claim's update: its fence and tries as they are now.
+    crate::store::assemble::ClaimedRow {
+        id,
+        fence: fence + 1,
+        tries: tries + 1,
         message_id,
-        channel: channel.parse().map_err(corrupt)?,
+        channel,
         to,
-        priority: crate::core::types::Priority::from_rank(prio),
+        priority,
+        skip_providers,
+        last_provider,
         created_at,
         expires_at,
-        tries: (tries + 1) as u32,
-        content: match own_content {
-            Some(c) => serde_json::from_str(&c).map_err(corrupt)?,
-            None => serde_json::from_value(body["content"].clone()).unwrap_or_default(),
-        },
-        template: body["template"].as_str().map(String::from),
-        params: serde_json::from_value(body["params"].clone()).unwrap_or(None),
-        metadata: serde_json::from_value(body["metadata"].clone()).unwrap_or_default(),
-        skip_providers: skip
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or_default(),
-        last_provider: provider,
-        has_next_channel,
+        body,
+        own_content,
         activated_at,
-    })
+        has_next_channel,
+    }
+    .into_claimed()
 }
 
 pub fn complete(c: &Connection, x: &Completion) -> Result<bool, StoreError> {
