@@ -104,15 +104,15 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
-struct RunResult {
-    requests: u64,
-    messages: u64,
-    errors: u64,
-    elapsed: Duration,
-    latencies_us: Vec<u32>,
+pub(crate) struct RunResult {
+    pub(crate) requests: u64,
+    pub(crate) messages: u64,
+    pub(crate) errors: u64,
+    pub(crate) elapsed: Duration,
+    pub(crate) latencies_us: Vec<u32>,
 }
 
-async fn drive(
+pub(crate) async fn drive(
     http: &reqwest::Client,
     urls: &[String],
     body: Arc<Value>,

@@ -10,7 +10,6 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// CPU seconds used so far by the process `pid` (user + system).
@@ -124,57 +123,21 @@ fn pct(sorted: &[i64], p: f64) -> Value {
     json!(sorted[((sorted.len() as f64 - 1.0) * p).round() as usize])
 }
 
-/// Posts `body` `total` times over `senders` connections spread over `urls`; the requests
-/// answered 202 and the time taken.
+/// Posts `body` `total` times over `senders` connections spread over `urls` (the accept
+/// benchmark's driver); the requests answered 202, the time taken and their latencies (µs).
 async fn post_all(
     http: &reqwest::Client,
     urls: &[String],
-    body: Vec<u8>,
+    body: &Value,
     total: u64,
     senders: u64,
 ) -> (u64, Duration, Vec<u32>) {
-    let next = Arc::new(AtomicU64::new(0));
-    let body = Arc::new(body);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..senders.max(1) {
-        let (http, url, body, next) = (
-            http.clone(),
-            urls[i as usize % urls.len()].clone(),
-            body.clone(),
-            next.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let (mut ok, mut lat) = (0u64, Vec::new());
-            while next.fetch_add(1, Ordering::Relaxed) < total {
-                let t = Instant::now();
-                let r = http
-                    .post(&url)
-                    .bearer_auth(KEY)
-                    .header("content-type", "application/json")
-                    .body(body.as_ref().clone())
-                    .send()
-                    .await;
-                if let Ok(resp) = r
-                    && resp.status().as_u16() == 202
-                    && resp.bytes().await.is_ok()
-                {
-                    ok += 1;
-                    lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                }
-            }
-            (ok, lat)
-        }));
-    }
-    let (mut ok, mut lat) = (0, Vec::new());
-    for t in tasks {
-        if let Ok((o, l)) = t.await {
-            ok += o;
-            lat.extend(l);
-        }
-    }
-    lat.sort_unstable();
-    (ok, started.elapsed(), lat)
+    let r = super::bench::drive(http, urls, Arc::new(body.clone()), total, 1, senders).await;
+    (
+        r.requests - r.errors.min(r.requests),
+        r.elapsed,
+        r.latencies_us,
+    )
 }
 
 fn round(x: f64, places: i32) -> f64 {
@@ -231,8 +194,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         .build()?;
     let node_cpu = || pids.iter().map(|p| cpu_secs(*p)).sum::<f64>();
     let hook = json!({"to": {"webhook": format!("{sink}/hook")}, "content": {"text": "benchmark"}});
-    let batch =
-        serde_json::to_vec(&json!({ "messages": vec![hook.clone(); a.batch_size as usize] }))?;
+    let batch = json!({ "messages": vec![hook.clone(); a.batch_size as usize] });
     let at = |path: &str| {
         bases
             .iter()
@@ -246,7 +208,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     );
     // Warm-up: connections, page cache, the endpoint's circuit.
     let warm = 5u64;
-    post_all(&http, &at("/v1/messages/batch"), batch.clone(), warm, 2).await;
+    post_all(&http, &at("/v1/messages/batch"), &batch, warm, 2).await;
     let mut expected = warm * a.batch_size;
     until_received(&http, &sink, expected).await;
 
@@ -261,7 +223,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     let (ok, accept_time, _) = post_all(
         &http,
         &at("/v1/messages/batch"),
-        batch.clone(),
+        &batch,
         total_batches,
         a.concurrency.min(8),
     )
@@ -293,10 +255,10 @@ pub async fn run(a: BenchArgs) -> Result<()> {
 
     // 2. Single requests while the workers deliver them.
     if a.requests > 0 {
-        let one = serde_json::to_vec(&hook)?;
+        let one = hook.clone();
         let started = Instant::now();
         let (ok, took, lat_us) =
-            post_all(&http, &at("/v1/messages"), one, a.requests, a.concurrency).await;
+            post_all(&http, &at("/v1/messages"), &one, a.requests, a.concurrency).await;
         expected += ok;
         let (got, done) = until_received(&http, &sink, expected).await;
         let p = |q: f64| {
