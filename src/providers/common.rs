@@ -143,13 +143,13 @@ pub fn opt_string(cfg: &ProviderConfig, name: &str) -> Result<Option<String>, St
     }
 }
 
-/// The client for providers' own APIs (not webhooks): rustls, connection reuse, timeouts
-/// per request.
-pub fn vendor_client() -> Result<reqwest::Client, reqwest::Error> {
+/// The client for providers' own APIs (not webhooks): rustls, connection reuse (up to `idle`
+/// open connections per host between calls), timeouts per request.
+pub fn vendor_client(idle: usize) -> Result<reqwest::Client, reqwest::Error> {
     crate::tls::init();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
-        .pool_max_idle_per_host(32)
+        .pool_max_idle_per_host(idle)
         .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
         .build()
 }

@@ -83,9 +83,11 @@ impl Registry {
         templates: Arc<Templates>,
     ) -> Result<Self, String> {
         let policy = HostPolicy::new(&cfg.webhook.allowed_hosts);
-        let hooks =
-            client(&policy, cfg.webhook.timeout.0).map_err(|e| format!("HTTP client: {e}"))?;
-        let vendor = common::vendor_client().map_err(|e| format!("HTTP client: {e}"))?;
+        // Calls in flight never exceed the dispatcher's concurrency: keep that many open.
+        let idle = cfg.dispatch.concurrency;
+        let hooks = client(&policy, cfg.webhook.timeout.0, idle)
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        let vendor = common::vendor_client(idle).map_err(|e| format!("HTTP client: {e}"))?;
         let public_url = cfg.server.public_url.as_deref();
         let mut r = Registry {
             by_channel: HashMap::new(),

@@ -56,8 +56,14 @@ pub fn allowed_addrs(
     }
 }
 
-/// The HTTP client for webhooks: guarded resolver, no redirects, connection reuse.
-pub fn client(policy: &HostPolicy, timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+/// The HTTP client for webhooks: guarded resolver, no redirects, connection reuse. `idle`
+/// is how many connections per host stay open between calls: as many as calls can be in
+/// flight at once, so that a busy endpoint never closes one connection to open another.
+pub fn client(
+    policy: &HostPolicy,
+    timeout: Duration,
+    idle: usize,
+) -> Result<reqwest::Client, reqwest::Error> {
     crate::tls::init();
     reqwest::Client::builder()
         .dns_resolver(Arc::new(GuardedResolver {
@@ -68,7 +74,7 @@ pub fn client(policy: &HostPolicy, timeout: Duration) -> Result<reqwest::Client,
         .no_proxy()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
-        .pool_max_idle_per_host(64)
+        .pool_max_idle_per_host(idle)
         .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
         .build()
 }
@@ -276,7 +282,7 @@ mod tests {
     #[tokio::test]
     async fn refused_targets_are_rejected_not_retried() {
         let policy = HostPolicy::new(&["*".to_string()]);
-        let http = client(&policy, Duration::from_secs(2)).unwrap();
+        let http = client(&policy, Duration::from_secs(2), 8).unwrap();
         let p = WebhookProvider::builtin(http, policy);
         for to in [
             "http://localhost:9/x",
@@ -297,7 +303,7 @@ mod tests {
     #[tokio::test]
     async fn connection_refused_is_transient() {
         let policy = HostPolicy::new(&["127.0.0.1".to_string()]);
-        let http = client(&policy, Duration::from_secs(2)).unwrap();
+        let http = client(&policy, Duration::from_secs(2), 8).unwrap();
         let p = WebhookProvider::builtin(http, policy);
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -309,5 +315,47 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.class(), crate::core::types::ErrorClass::Transient, "{e}");
+    }
+
+    /// As many connections stay open as calls can be in flight: a second wave of concurrent
+    /// calls to one endpoint reuses the first wave's connections instead of opening new ones
+    /// (with a smaller idle pool, every call past it closed its connection and opened another).
+    #[tokio::test]
+    async fn concurrent_calls_reuse_their_connections() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        const CALLS: usize = 100;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let opened = Arc::new(AtomicUsize::new(0));
+        let counted = opened.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(|_req| async {
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(String::from("ok")))
+            });
+            while let Ok((tcp, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let io = hyper_util::rt::TokioIo::new(tcp);
+                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(io, svc));
+            }
+        });
+        let policy = HostPolicy::new(&["127.0.0.1".to_string()]);
+        let http = client(&policy, Duration::from_secs(5), CALLS).unwrap();
+        let p = Arc::new(WebhookProvider::builtin(http, policy));
+        let to = format!("http://127.0.0.1:{port}/hook");
+        for _wave in 0..2 {
+            let mut calls = tokio::task::JoinSet::new();
+            for _ in 0..CALLS {
+                let (p, c) = (p.clone(), claimed(&to));
+                calls.spawn(async move { p.send(&c).await.map(|_| ()) });
+            }
+            while let Some(r) = calls.join_next().await {
+                r.unwrap().unwrap();
+            }
+        }
+        let n = opened.load(Ordering::SeqCst);
+        assert!(
+            n <= CALLS,
+            "{n} connections opened for two waves of {CALLS} calls"
+        );
     }
 }
