@@ -7,8 +7,8 @@ use crate::core::ssrf::HostPolicy;
 use crate::core::types::{new_id, now_millis};
 use crate::metrics::Metrics;
 use crate::providers::Registry;
-use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
+use crate::store::{Inbox, Operations, Queue, Retention, Store};
 use crate::worker::Dispatcher;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -112,7 +112,7 @@ pub async fn start(
     let providers = Arc::new(
         Registry::from_config(
             &cfg,
-            Some((store.clone(), inbox_events.clone())),
+            Some((store.clone() as Arc<dyn Inbox>, inbox_events.clone())),
             templates.clone(),
         )
         .map_err(StartError::Providers)?,
@@ -128,8 +128,8 @@ pub async fn start(
     let workers_beat = Arc::new(std::sync::atomic::AtomicI64::new(0));
     let state = AppState {
         cfg: cfg.clone(),
-        store: store.clone(),
-        auth: Arc::new(Auth::new(&cfg, admin_key, store.clone())),
+        store: crate::store::Domains::of(&store),
+        auth: Arc::new(Auth::new(&cfg, admin_key, store.clone(), store.clone())),
         metrics: metrics.clone(),
         hosts: Arc::new(HostPolicy::new(&cfg.webhook.allowed_hosts)),
         channels: Arc::new(providers.channels()),
@@ -149,7 +149,8 @@ pub async fn start(
     let node_id = state.node_id.clone();
     let dispatcher = cfg.dispatch.enabled.then(|| {
         Arc::new(Dispatcher {
-            store: store.clone(),
+            queue: store.clone(),
+            cluster: store.clone(),
             providers: providers.clone(),
             metrics: metrics.clone(),
             cfg: cfg.dispatch.clone(),
@@ -272,9 +273,9 @@ pub async fn start(
 }
 
 /// Moves spooled messages into storage once it answers again.
-async fn replay_spool(
+async fn replay_spool<S: Queue + Operations + ?Sized>(
     spool: Option<Arc<crate::spool::Spool>>,
-    store: Arc<dyn Store>,
+    store: Arc<S>,
     stop: CancellationToken,
 ) {
     let Some(spool) = spool else { return };
@@ -308,8 +309,8 @@ fn default_mode() -> crate::store::ModeRecord {
 
 /// Keeps what operators switch (mode, providers) and the queue depth current: switches may be
 /// made on another node, and the depth decides load shedding.
-async fn refresh(
-    store: Arc<dyn Store>,
+async fn refresh<S: Queue + Operations + ?Sized>(
+    store: Arc<S>,
     providers: Arc<Registry>,
     mode: Arc<std::sync::RwLock<crate::store::ModeRecord>>,
     depth: Arc<std::sync::atomic::AtomicU64>,
@@ -339,7 +340,7 @@ async fn refresh(
 }
 
 /// Periodic housekeeping: forget idempotency keys after 24 h.
-async fn maintenance(store: Arc<dyn Store>, stop: CancellationToken) {
+async fn maintenance(store: Arc<dyn Retention>, stop: CancellationToken) {
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,

@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::core::types::{Role, new_id};
 use crate::error::ApiError;
-use crate::store::Store;
+use crate::store::{Cluster, Keys};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -55,13 +55,20 @@ const CACHE_TTL: Duration = Duration::from_secs(10);
 
 pub struct Auth {
     fixed: HashMap<String, Principal>,
-    store: Arc<dyn Store>,
+    keys: Arc<dyn Keys>,
+    /// Where key rate limits are kept when nodes share storage.
+    cluster: Arc<dyn Cluster>,
     cache: Mutex<HashMap<String, (Option<Principal>, Instant)>>,
     buckets: Mutex<HashMap<String, crate::core::ratelimit::Bucket>>,
 }
 
 impl Auth {
-    pub fn new(cfg: &Config, admin_key: &str, store: Arc<dyn Store>) -> Self {
+    pub fn new(
+        cfg: &Config,
+        admin_key: &str,
+        keys: Arc<dyn Keys>,
+        cluster: Arc<dyn Cluster>,
+    ) -> Self {
         let mut fixed = HashMap::new();
         fixed.insert(
             hash_key(admin_key),
@@ -85,7 +92,8 @@ impl Auth {
         }
         Auth {
             fixed,
-            store,
+            keys,
+            cluster,
             cache: Mutex::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
         }
@@ -116,7 +124,7 @@ impl Auth {
                 .clone()
                 .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"));
         }
-        let found = self.store.find_api_key(&hash).await?.map(|r| Principal {
+        let found = self.keys.find_api_key(&hash).await?.map(|r| Principal {
             id: r.id,
             name: r.name,
             role: r.role,
@@ -139,9 +147,9 @@ impl Auth {
         };
         self.admit_here(p, rate, now)?;
         // With many nodes the key's budget is shared: count it in storage too.
-        if self.store.shared()
+        if self.cluster.shared()
             && let Some(wait_ms) = self
-                .store
+                .cluster
                 .take_rate_slot(&format!("key:{}", p.id), &[rate], now)
                 .await?
         {

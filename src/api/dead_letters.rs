@@ -21,7 +21,7 @@ pub async fn list(
     who.require(Role::Viewer)?;
     let filter = list_filter(&q)?;
     let limit = filter.limit;
-    let items = state.store.dead_letters(filter).await?;
+    let items = state.store.messages.dead_letters(filter).await?;
     Ok(page(items, limit, |d| d.message_id.clone()))
 }
 
@@ -65,7 +65,11 @@ pub async fn replay(
         },
         (None, false) => return Err(ApiError::field("ids", "give `ids` or `\"all\": true`")),
     };
-    let n = state.store.replay(sel, &who.name, now_millis()).await?;
+    let n = state
+        .store
+        .messages
+        .replay(sel, &who.name, now_millis())
+        .await?;
     if n > 0 {
         state.wake.notify_one();
     }

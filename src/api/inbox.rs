@@ -33,7 +33,7 @@ pub async fn list(
     };
     let f = list_filter(&q)?;
     let limit = f.limit;
-    let items = state.store.inbox_list(&user, unread, f).await?;
+    let items = state.store.inbox.inbox_list(&user, unread, f).await?;
     Ok(page(items, limit, |i| i.id.clone()))
 }
 
@@ -46,6 +46,7 @@ pub async fn mark_read(
     check_user(&user)?;
     if state
         .store
+        .inbox
         .inbox_mark_read(&user, &id, now_millis())
         .await?
     {

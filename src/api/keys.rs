@@ -42,6 +42,7 @@ pub async fn create(
         || state.cfg.api_keys.iter().any(|k| k.name == name)
         || state
             .store
+            .keys
             .list_api_keys()
             .await?
             .iter()
@@ -67,7 +68,11 @@ pub async fn create(
         key_hash: hash_key(&key),
         created_at: now_millis(),
     };
-    state.store.create_api_key(rec.clone(), &who.name).await?;
+    state
+        .store
+        .keys
+        .create_api_key(rec.clone(), &who.name)
+        .await?;
     state.auth.forget();
     let mut body = json!(rec);
     body["key"] = json!(key);
@@ -79,7 +84,7 @@ pub async fn list(
     Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     who.require(Role::Admin)?;
-    let keys = state.store.list_api_keys().await?;
+    let keys = state.store.keys.list_api_keys().await?;
     Ok(Json(json!({ "data": keys })).into_response())
 }
 
@@ -91,6 +96,7 @@ pub async fn revoke(
     who.require(Role::Admin)?;
     if state
         .store
+        .keys
         .revoke_api_key(&id, &who.name, now_millis())
         .await?
     {

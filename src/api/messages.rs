@@ -206,7 +206,7 @@ pub async fn send(
     }
     // A copy is kept only where the spool may need it (PostgreSQL): not on the SQLite path.
     let fallback = state.spool.as_ref().map(|_| msg.clone());
-    let outcome = match state.store.accept(vec![msg]).await {
+    let outcome = match state.store.queue.accept(vec![msg]).await {
         Ok(mut o) => o.pop().ok_or_else(ApiError::internal)?,
         Err(StoreError::Unavailable(why)) if let Some(msg) = fallback => {
             return spool(&state, vec![msg], &why).await.map(|mut r| {
@@ -376,6 +376,7 @@ pub async fn send_batch(
             .collect();
         let hashes = match state
             .store
+            .queue
             .idempotency_hashes(
                 &b.scope,
                 keyed,
@@ -405,7 +406,7 @@ pub async fn send_batch(
         let stored = if down {
             Err(StoreError::Unavailable("storage is down".into()))
         } else {
-            state.store.accept(valid).await
+            state.store.queue.accept(valid).await
         };
         let outcomes = match stored {
             Ok(o) => o,
@@ -473,7 +474,7 @@ pub async fn get_one(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     who.require(Role::Viewer)?;
-    match state.store.get_message(&id).await? {
+    match state.store.messages.get_message(&id).await? {
         Some(m) => Ok(Json(m).into_response()),
         None => Err(ApiError::not_found(format!(
             "message `{}`",
@@ -491,7 +492,7 @@ pub async fn list(
     let mut filter = list_filter(&q)?;
     filter.limit = filter.limit.min(200);
     let limit = filter.limit;
-    let items = state.store.list_messages(filter).await?;
+    let items = state.store.messages.list_messages(filter).await?;
     Ok(page(items, limit, |m| m.id.clone()))
 }
 
@@ -501,7 +502,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     who.require(Role::Sender)?;
-    match state.store.cancel(&id, &who.name).await? {
+    match state.store.messages.cancel(&id, &who.name).await? {
         Some(m) => Ok(Json(m).into_response()),
         None => Err(ApiError::not_found(format!(
             "message `{}`",

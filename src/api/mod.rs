@@ -16,7 +16,7 @@ use crate::core::ssrf::HostPolicy;
 use crate::core::types::Channel;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::store::{InboxItem, Store};
+use crate::store::InboxItem;
 use auth::{Auth, Principal};
 use axum::Router;
 use axum::extract::{FromRef, FromRequestParts};
@@ -29,7 +29,8 @@ use tokio::sync::{Notify, broadcast};
 #[derive(Clone)]
 pub struct AppState {
     pub cfg: Arc<Config>,
-    pub store: Arc<dyn Store>,
+    /// Storage, through each of its domains.
+    pub store: crate::store::Domains,
     pub auth: Arc<Auth>,
     pub metrics: Arc<Metrics>,
     pub hosts: Arc<HostPolicy>,

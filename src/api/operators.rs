@@ -66,10 +66,10 @@ async fn switch(
         actor: who.name.clone(),
         at: now_millis(),
     };
-    state.store.set_provider_switch(sw).await?;
+    state.store.operations.set_provider_switch(sw).await?;
     state
         .providers
-        .set_switches(state.store.provider_switches().await?);
+        .set_switches(state.store.operations.provider_switches().await?);
     let view = state
         .providers
         .views(now_millis())
@@ -125,6 +125,7 @@ pub async fn set_mode(
     let reason = check_reason(&b.reason)?;
     let rec = state
         .store
+        .operations
         .set_mode(&b.mode, &reason, &who.name, now_millis())
         .await?;
     tracing::warn!(mode = %rec.mode, actor = %rec.actor, reason = %reason, "mode switched");
@@ -139,6 +140,6 @@ pub async fn nodes(
     Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     who.require(Role::Viewer)?;
-    let nodes = state.store.nodes().await?;
+    let nodes = state.store.cluster.nodes().await?;
     Ok(Json(json!({ "this_node": state.node_id, "data": nodes })).into_response())
 }

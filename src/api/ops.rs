@@ -19,12 +19,16 @@ pub async fn healthz() -> Response {
 const WORKERS_STALE_MS: i64 = 10_000;
 
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let storage =
-        match tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("no answer within 2s".to_string()),
-        };
+    let storage = match tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        state.store.operations.ping(),
+    )
+    .await
+    {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 2s".to_string()),
+    };
     let enabled = state.cfg.dispatch.enabled;
     let beat = state.workers_beat.load(Ordering::Relaxed);
     let workers =
@@ -73,11 +77,14 @@ pub async fn metrics(
         .metrics
         .spool_depth
         .set(state.spool.as_ref().map(|s| s.depth() as i64).unwrap_or(0));
-    let up = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping())
-        .await
-        .is_ok_and(|r| r.is_ok());
+    let up = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        state.store.operations.ping(),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
     state.metrics.storage_up.set(up as i64);
-    match state.store.stats().await {
+    match state.store.operations.stats().await {
         Ok(s) => state.metrics.observe_stats(&s),
         Err(e) => tracing::warn!(error = %e, "metrics: cannot read queue depth"),
     }
@@ -106,7 +113,7 @@ pub async fn audit(
         ),
         None => None,
     };
-    let items = state.store.audit_list(limit, after).await?;
+    let items = state.store.operations.audit_list(limit, after).await?;
     Ok(super::page(items, limit, |e| e.id))
 }
 

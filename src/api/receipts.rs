@@ -76,6 +76,7 @@ pub async fn twilio(
     });
     let outcome = state
         .store
+        .receipts
         .apply_receipt(ReceiptReport {
             provider: provider.clone(),
             delivery_id: None,
@@ -129,6 +130,7 @@ pub async fn aliyun(
         let err_code = r["err_code"].as_str().unwrap_or("").to_string();
         let outcome = state
             .store
+            .receipts
             .apply_receipt(ReceiptReport {
                 provider: provider.clone(),
                 delivery_id: r["out_id"]

@@ -6,7 +6,7 @@
 use crate::config::{Backend, BackupConfig};
 use crate::core::types::now_millis;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::Cluster;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +39,7 @@ impl Schedule {
 
 pub async fn run(
     s: Schedule,
-    store: Arc<dyn Store>,
+    store: Arc<dyn Cluster>,
     node: String,
     metrics: Arc<Metrics>,
     stop: CancellationToken,

@@ -3,18 +3,18 @@
 
 use super::{Provider, Receipt, SendError};
 use crate::core::types::{Channel, new_id, now_millis};
-use crate::store::{Claimed, InboxItem, Store};
+use crate::store::{Claimed, Inbox, InboxItem};
 use async_trait::async_trait;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
 pub struct InboxProvider {
-    store: Arc<dyn Store>,
+    store: Arc<dyn Inbox>,
     events: broadcast::Sender<InboxItem>,
 }
 
 impl InboxProvider {
-    pub fn new(store: Arc<dyn Store>, events: broadcast::Sender<InboxItem>) -> Self {
+    pub fn new(store: Arc<dyn Inbox>, events: broadcast::Sender<InboxItem>) -> Self {
         InboxProvider { store, events }
     }
 }

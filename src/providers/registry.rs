@@ -14,7 +14,7 @@ use crate::core::circuit::{Breaker, Health};
 use crate::core::ssrf::HostPolicy;
 use crate::core::types::Channel;
 use crate::store::ProviderSwitch;
-use crate::store::{InboxItem, Store};
+use crate::store::{Inbox, InboxItem};
 use crate::templates::Templates;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -79,7 +79,7 @@ impl Registry {
     /// delivers into; `None` only checks the configuration (`herald config check`).
     pub fn from_config(
         cfg: &Config,
-        inbox: Option<(Arc<dyn Store>, broadcast::Sender<InboxItem>)>,
+        inbox: Option<(Arc<dyn Inbox>, broadcast::Sender<InboxItem>)>,
         templates: Arc<Templates>,
     ) -> Result<Self, String> {
         let policy = HostPolicy::new(&cfg.webhook.allowed_hosts);

@@ -11,7 +11,7 @@
 mod record;
 
 use crate::core::message::NewMessage;
-use crate::store::{Accepted, Store, StoreError};
+use crate::store::{Accepted, Queue, StoreError};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -264,7 +264,7 @@ impl Spool {
 
     /// Moves every spooled message into storage; returns how many were stored. Stops at the
     /// first storage error, keeping what is not stored yet for the next try.
-    pub async fn replay(&self, store: &dyn Store) -> Result<usize, StoreError> {
+    pub async fn replay<S: Queue + ?Sized>(&self, store: &S) -> Result<usize, StoreError> {
         let _one_at_a_time = self.replaying.lock().await;
         let (tx, rx) = oneshot::channel();
         self.tx

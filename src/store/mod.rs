@@ -1,16 +1,44 @@
-//! Storage: one trait, with SQLite (embedded default) behind it. Every write that must be
-//! durable goes through it; a `202` is answered only after [`Store::accept`] returns.
+//! Storage, by domain. Every write that must be durable goes through it; a `202` is answered
+//! only after [`Queue::accept`] returns.
+//!
+//! | domain | trait | what it holds |
+//! |---|---|---|
+//! | queue | [`Queue`] | accept, idempotency, claims under a lease, outcomes under the fence, release |
+//! | messages | [`Messages`] | message views, cancel, dead letters, replay |
+//! | receipts | [`Receipts`] | provider delivery reports |
+//! | inbox | [`Inbox`] | the inbox channel's items |
+//! | keys | [`Keys`] | API keys (hashed) |
+//! | operations | [`Operations`] | audit log, mode, provider switches, figures |
+//! | cluster | [`Cluster`] | heartbeats, dead nodes, job leases, shared rate slots |
+//! | retention | [`Retention`] | deleting what is past its keep-time |
+//!
+//! [`Store`] is the sum of them all, so a backend is one type implementing every domain:
+//! `sqlite::SqliteStore` (one writer thread with group commit, pooled readers) and
+//! `postgres::PgStore` (sqlx), each with one file per domain (`sqlite/queue.rs`,
+//! `postgres/queue.rs`, …). What both backends share stays here: [`rules`] (the pure rules
+//! they apply), `assemble` (rows into views), `types` (what crosses the trait).
+//!
+//! Callers name the narrowest domain they use: the dispatcher holds an `Arc<dyn Queue>` and
+//! an `Arc<dyn Cluster>`, the API's state a [`Domains`] (`state.store.messages.cancel(…)`);
+//! an `Arc<dyn Store>` coerces to any of them.
+//!
+//! **A new domain** (contacts, incidents, on-call, approvals …): a trait in `domains.rs`
+//! added to [`Store`] and [`Domains`], its tables in a new migration of each backend, one file
+//! per backend implementing it, its tables in the backup catalogue (`backup::catalog`), and a
+//! conformance module in `tests/it/store_conformance/` run on both backends.
 
 pub(crate) mod assemble;
+mod domains;
 pub mod postgres;
 pub mod rules;
 pub mod sqlite;
 mod types;
 
-pub use types::*;
+pub use domains::{
+    Cluster, Domains, Inbox, Keys, Messages, Operations, Queue, Receipts, Retention, Store,
+};
 
-use crate::core::message::NewMessage;
-use async_trait::async_trait;
+pub use types::*;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -29,129 +57,4 @@ pub enum StoreError {
     NotFound(String),
     #[error("conflict: {0}")]
     Conflict(String),
-}
-
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Stores messages durably (one transaction for all). Each gets its own outcome.
-    async fn accept(&self, batch: Vec<NewMessage>) -> Result<Vec<Accepted>, StoreError>;
-
-    /// Claims up to `limit` due deliveries, highest priority first, under a lease.
-    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>, StoreError>;
-    /// Records the outcome of claimed deliveries; a completion whose fence is stale is
-    /// refused (returned `false`).
-    async fn complete(&self, batch: Vec<Completion>) -> Result<Vec<bool>, StoreError>;
-    /// Gives claimed deliveries back untouched (shutdown).
-    async fn release(&self, leases: Vec<Lease>) -> Result<usize, StoreError>;
-    /// Frees every lease held by a previous run of this (single) node.
-    async fn recover_leases(&self, now: i64) -> Result<usize, StoreError>;
-
-    async fn get_message(&self, id: &str) -> Result<Option<MessageView>, StoreError>;
-    async fn list_messages(&self, f: ListFilter) -> Result<Vec<MessageView>, StoreError>;
-    async fn cancel(&self, id: &str, actor: &str) -> Result<Option<MessageView>, StoreError>;
-
-    async fn dead_letters(&self, f: ListFilter) -> Result<Vec<DeadLetter>, StoreError>;
-    async fn replay(&self, sel: ReplaySelector, actor: &str, now: i64)
-    -> Result<usize, StoreError>;
-
-    async fn inbox_put(&self, item: InboxItem) -> Result<(), StoreError>;
-    async fn inbox_list(
-        &self,
-        user: &str,
-        unread_only: bool,
-        f: ListFilter,
-    ) -> Result<Vec<InboxItem>, StoreError>;
-    async fn inbox_mark_read(&self, user: &str, id: &str, now: i64) -> Result<bool, StoreError>;
-
-    async fn create_api_key(&self, key: ApiKeyRecord, actor: &str) -> Result<(), StoreError>;
-    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
-    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
-    async fn revoke_api_key(&self, id: &str, actor: &str, now: i64) -> Result<bool, StoreError>;
-
-    async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
-    async fn audit_list(
-        &self,
-        limit: usize,
-        after: Option<i64>,
-    ) -> Result<Vec<AuditEntry>, StoreError>;
-
-    /// Applies a provider's delivery report, once.
-    async fn apply_receipt(&self, r: ReceiptReport) -> Result<ReceiptOutcome, StoreError>;
-    /// Deliveries sent through `provider` between `from` and `until` still without a receipt.
-    async fn awaiting_receipts(
-        &self,
-        provider: &str,
-        from: i64,
-        until: i64,
-        limit: usize,
-    ) -> Result<Vec<AwaitingReceipt>, StoreError>;
-
-    /// The mode, if an operator ever set one.
-    async fn mode(&self) -> Result<Option<ModeRecord>, StoreError>;
-    /// Sets the mode; audited with actor, before/after and reason.
-    async fn set_mode(
-        &self,
-        mode: &str,
-        reason: &str,
-        actor: &str,
-        now: i64,
-    ) -> Result<ModeRecord, StoreError>;
-    async fn provider_switches(&self) -> Result<Vec<ProviderSwitch>, StoreError>;
-    /// Disables or enables a provider; audited.
-    async fn set_provider_switch(&self, s: ProviderSwitch) -> Result<(), StoreError>;
-    /// Deliveries waiting or in flight (for load shedding; cheap).
-    async fn queue_depth(&self) -> Result<u64, StoreError>;
-
-    /// Records that `node` is alive (every few seconds).
-    async fn heartbeat(&self, node: NodeView) -> Result<(), StoreError>;
-    /// Marks nodes silent for `dead_after_ms` dead and gives their leases back to the queue;
-    /// returns each dead node with the number of deliveries freed. A dead node's late
-    /// completion is refused by the fence.
-    async fn reap_dead_nodes(
-        &self,
-        now: i64,
-        dead_after_ms: i64,
-    ) -> Result<Vec<(String, usize)>, StoreError>;
-    async fn nodes(&self) -> Result<Vec<NodeView>, StoreError>;
-    /// Takes or renews the lease of a job that must run on one node at a time.
-    async fn take_job_lease(
-        &self,
-        job: &str,
-        holder: &str,
-        now: i64,
-        ttl_ms: i64,
-    ) -> Result<bool, StoreError>;
-
-    /// Whether other nodes share this storage (limits must then hold across nodes).
-    fn shared(&self) -> bool {
-        false
-    }
-    /// Takes a slot under `rates` for `key` across every node sharing this storage; on
-    /// refusal, the milliseconds until one frees. Single-node stores limit in memory instead.
-    async fn take_rate_slot(
-        &self,
-        _key: &str,
-        _rates: &[crate::config::Rate],
-        _now: i64,
-    ) -> Result<Option<i64>, StoreError> {
-        Ok(None)
-    }
-
-    /// Deliveries by status, and the number of dead letters (read at scrape time).
-    async fn stats(&self) -> Result<Stats, StoreError>;
-    /// The body hash stored for each idempotency key of `scope` used since `since` (`None`
-    /// for a key not in use), in the order of `keys`.
-    async fn idempotency_hashes(
-        &self,
-        scope: &str,
-        keys: Vec<String>,
-        since: i64,
-    ) -> Result<Vec<Option<String>>, StoreError>;
-    /// Deletes one batch (at most `cut.batch` rows of each kind) of what is older than its
-    /// cut-off: finished messages with their deliveries, attempts and dead letters; inbox
-    /// items; audit entries; rows of stopped or dead nodes; receipts; rate events.
-    async fn purge(&self, cut: Cutoffs) -> Result<Purged, StoreError>;
-    /// Forgets idempotency keys older than `before`.
-    async fn purge_idempotency(&self, before: i64) -> Result<usize, StoreError>;
-    async fn ping(&self) -> Result<(), StoreError>;
 }

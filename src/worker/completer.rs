@@ -6,7 +6,7 @@
 //! A group that storage refuses as a whole is tried again one outcome at a time, so one bad
 //! outcome cannot fail the others; each fence is still checked on its own.
 
-use crate::store::{Completion, Store, StoreError};
+use crate::store::{Completion, Queue, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -39,7 +39,7 @@ pub struct Completer {
 
 impl Completer {
     /// Starts the completer's task; it ends when every handle is dropped.
-    pub fn start(store: Arc<dyn Store>) -> Completer {
+    pub fn start(store: Arc<dyn Queue>) -> Completer {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(store, rx));
         Completer { tx }
@@ -58,7 +58,7 @@ impl Completer {
     }
 }
 
-async fn run(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Job>) {
+async fn run(store: Arc<dyn Queue>, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_GROUP);
     while rx.recv_many(&mut jobs, MAX_GROUP).await > 0 {
         let group: Vec<Job> = std::mem::take(&mut jobs);
@@ -89,7 +89,7 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Job>) {
 
 /// One outcome at a time: what each caller gets when its group failed as a whole.
 async fn answer_each(
-    store: &Arc<dyn Store>,
+    store: &Arc<dyn Queue>,
     batch: Vec<Completion>,
     replies: Vec<oneshot::Sender<Result<bool, StoreError>>>,
 ) {

@@ -20,7 +20,7 @@ use crate::metrics::ProviderLabels;
 use crate::metrics::{AttemptLabels, Metrics};
 use crate::providers::registry::Pick;
 use crate::providers::{Registry, SendError};
-use crate::store::{Attempt, AttemptError, ClaimRequest, Claimed, Lease, Store};
+use crate::store::{Attempt, AttemptError, ClaimRequest, Claimed, Cluster, Lease, Queue};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,7 +30,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub struct Dispatcher {
-    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    /// Whether nodes share storage, and the provider rate slots they share.
+    pub cluster: Arc<dyn Cluster>,
     pub providers: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub cfg: DispatchConfig,
@@ -130,7 +132,7 @@ impl Dispatcher {
             // flight and fewer than a quarter of the slots are free, wait for more to free
             // (briefly, so that a slow provider does not hold new work back). SQLite claims
             // in process, where small claims cost less than waiting.
-            if self.store.shared()
+            if self.cluster.shared()
                 && free < claim_floor(self.cfg.concurrency, self.cfg.claim_batch)
                 && !tasks.is_empty()
             {
@@ -173,7 +175,7 @@ impl Dispatcher {
                     now,
                     skip_endpoints: excluded,
                 };
-                let claimed = match self.store.claim(req).await {
+                let claimed = match self.queue.claim(req).await {
                     Ok(c) => {
                         // Readiness counts claims answered, not loops gone round: a
                         // dispatcher whose claims fail or hang is not running.
@@ -191,7 +193,7 @@ impl Dispatcher {
                     self.endpoints
                         .admit(&self.providers, claimed, self.cfg.concurrency, pass, now);
                 if !back.is_empty()
-                    && let Err(e) = self.store.release(back).await
+                    && let Err(e) = self.queue.release(back).await
                 {
                     tracing::warn!(error = %e, "could not give back deliveries over their endpoint's share; their leases expire by themselves");
                 }
@@ -260,7 +262,7 @@ impl Dispatcher {
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default();
         if !leftover.is_empty() {
-            match self.store.release(leftover).await {
+            match self.queue.release(leftover).await {
                 Ok(n) => tracing::info!(released = n, "released leases at shutdown"),
                 Err(e) => {
                     tracing::warn!(error = %e, "could not release leases; they expire by themselves")
@@ -373,11 +375,11 @@ impl Dispatcher {
             settled: false,
         };
         // With many nodes, a provider's budget is shared: take the slot in storage too.
-        if self.store.shared()
+        if self.cluster.shared()
             && let Some(rates) = self.providers.limiter(provider.id()).map(|l| l.rates())
         {
             let wait = match self
-                .store
+                .cluster
                 .take_rate_slot(&format!("provider:{}", provider.id()), &rates, now)
                 .await
             {

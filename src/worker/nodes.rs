@@ -4,12 +4,12 @@
 
 use crate::config::ClusterConfig;
 use crate::core::types::now_millis;
-use crate::store::{NodeView, Store};
+use crate::store::{Cluster, NodeView};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub async fn run(
-    store: Arc<dyn Store>,
+    store: Arc<dyn Cluster>,
     id: String,
     address: String,
     cfg: ClusterConfig,

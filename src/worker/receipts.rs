@@ -5,7 +5,7 @@
 use crate::core::types::{ErrorClass, Millis, now_millis};
 use crate::providers::Provider;
 use crate::providers::aliyun::{AliyunProvider, phone_for_aliyun};
-use crate::store::{AttemptError, AwaitingReceipt, ReceiptReport, Store};
+use crate::store::{AttemptError, AwaitingReceipt, Cluster, ReceiptReport, Receipts};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -16,9 +16,9 @@ const MIN_AGE_MS: i64 = 1000;
 
 /// Polls on one node at a time: the node holding the `receipt-poll` job lease (taken over by
 /// another node when its holder dies).
-pub async fn poll_loop(
+pub async fn poll_loop<S: Receipts + Cluster + ?Sized>(
     pollers: Vec<Arc<AliyunProvider>>,
-    store: Arc<dyn Store>,
+    store: Arc<S>,
     every: Duration,
     node: String,
     stop: CancellationToken,
@@ -58,7 +58,10 @@ pub fn send_date(ms: Millis) -> String {
     format!("{:04}{:02}{:02}", t.year(), t.month() as u8, t.day())
 }
 
-pub async fn poll_once(p: &AliyunProvider, store: &dyn Store) -> Result<usize, String> {
+pub async fn poll_once<S: Receipts + ?Sized>(
+    p: &AliyunProvider,
+    store: &S,
+) -> Result<usize, String> {
     let now = now_millis();
     let waiting = store
         .awaiting_receipts(p.id(), now - LOOKBACK_MS, now - MIN_AGE_MS, 100)

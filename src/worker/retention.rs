@@ -5,13 +5,16 @@
 use crate::config::RetentionConfig;
 use crate::core::types::now_millis;
 use crate::metrics::Metrics;
-use crate::store::{Purged, Store, StoreError};
+use crate::store::{Cluster, Purged, Retention, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// One run: passes until done; returns what was deleted in all.
-pub async fn run_once(store: &dyn Store, cfg: &RetentionConfig) -> Result<Purged, StoreError> {
+pub async fn run_once<S: Retention + ?Sized>(
+    store: &S,
+    cfg: &RetentionConfig,
+) -> Result<Purged, StoreError> {
     let mut all = Purged::default();
     for _ in 0..100 {
         let cut = crate::store::rules::cutoffs(now_millis(), cfg);
@@ -24,8 +27,8 @@ pub async fn run_once(store: &dyn Store, cfg: &RetentionConfig) -> Result<Purged
     Ok(all)
 }
 
-pub async fn run(
-    store: Arc<dyn Store>,
+pub async fn run<S: Retention + Cluster + ?Sized>(
+    store: Arc<S>,
     cfg: RetentionConfig,
     node: String,
     metrics: Arc<Metrics>,

@@ -6,7 +6,7 @@
 use herald::core::message::{Content, NewDelivery, NewMessage};
 use herald::core::types::{Channel, Priority, Strategy, new_id, now_millis};
 use herald::spool::Spool;
-use herald::store::Store;
+use herald::store::Messages;
 use herald::store::sqlite::SqliteStore;
 use std::path::Path;
 use std::process::Command;

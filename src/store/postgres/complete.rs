@@ -316,3 +316,22 @@ pub async fn recompute(
     }
     Ok(())
 }
+
+/// Moves one message on after one of its deliveries changed (see `complete::recompute`).
+pub(super) async fn recompute_one(
+    tx: &mut PgConnection,
+    message_id: &str,
+    now: Millis,
+    channel: &str,
+    last_error: Option<String>,
+) -> Result<(), StoreError> {
+    let touched = std::collections::BTreeMap::from([(
+        message_id.to_string(),
+        Touched {
+            now,
+            channel: channel.to_string(),
+            last_error,
+        },
+    )]);
+    recompute(tx, &touched).await
+}

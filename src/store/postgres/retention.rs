@@ -1,7 +1,9 @@
 //! Retention on PostgreSQL: one bounded batch of each kind per call, in one transaction.
 
+use super::PgStore;
 use crate::store::rules::FINISHED;
-use crate::store::{Cutoffs, Purged, StoreError};
+use crate::store::{Cutoffs, Purged, Retention, StoreError};
+use async_trait::async_trait;
 use sqlx::{AssertSqlSafe, PgConnection};
 
 async fn exec(
@@ -102,4 +104,21 @@ pub async fn purge(tx: &mut PgConnection, cut: &Cutoffs) -> Result<Purged, Store
         receipts,
         rate_events,
     })
+}
+
+#[async_trait]
+impl Retention for PgStore {
+    async fn purge(&self, cut: Cutoffs) -> Result<Purged, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let purged = purge(&mut tx, &cut).await?;
+        tx.commit().await?;
+        Ok(purged)
+    }
+    async fn purge_idempotency(&self, before: i64) -> Result<usize, StoreError> {
+        let r = sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() as usize)
+    }
 }

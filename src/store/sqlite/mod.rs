@@ -1,13 +1,18 @@
 //! SQLite store: WAL, `synchronous=FULL`, one writer thread that commits every write queued
 //! at that moment in one transaction (group commit), and a small pool of readers.
 
-mod read;
+mod cluster;
+mod inbox;
+mod keys;
+mod messages;
+mod operations;
+mod queue;
+mod receipts;
 mod retention;
-mod write;
+mod settle;
 
 use super::*;
-use crate::core::message::NewMessage;
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
@@ -218,6 +223,14 @@ impl SqliteStore {
     }
 }
 
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn parse<T: std::str::FromStr<Err = String>>(s: String) -> Result<T, StoreError> {
+    s.parse().map_err(corrupt)
+}
+
 /// Runs a statement without results from the connection's cache of prepared statements.
 fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
@@ -294,262 +307,9 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
     }
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn accept(&self, batch: Vec<NewMessage>) -> Result<Vec<Accepted>, StoreError> {
-        self.write(move |c| write::accept(c, &batch)).await
-    }
-    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
-        let rows = self.write(move |c| write::claim(c, &req)).await?;
-        // A row that cannot be read is left to its lease; the others go on.
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| {
-                write::claimed(r)
-                    .map_err(|e| tracing::error!(error = %e, "a claimed delivery cannot be read"))
-                    .ok()
-            })
-            .collect())
-    }
-    async fn complete(&self, batch: Vec<Completion>) -> Result<Vec<bool>, StoreError> {
-        self.write(move |c| batch.iter().map(|x| write::complete(c, x)).collect())
-            .await
-    }
-    async fn release(&self, leases: Vec<Lease>) -> Result<usize, StoreError> {
-        self.write(move |c| write::release(c, &leases)).await
-    }
-    async fn recover_leases(&self, now: i64) -> Result<usize, StoreError> {
-        self.write(move |c| write::recover_leases(c, now)).await
-    }
-    async fn get_message(&self, id: &str) -> Result<Option<MessageView>, StoreError> {
-        let id = id.to_string();
-        self.read(move |c| read::message(c, &id)).await
-    }
-    async fn list_messages(&self, f: ListFilter) -> Result<Vec<MessageView>, StoreError> {
-        self.read(move |c| read::list_messages(c, &f)).await
-    }
-    async fn cancel(&self, id: &str, actor: &str) -> Result<Option<MessageView>, StoreError> {
-        let (id, actor) = (id.to_string(), actor.to_string());
-        let id2 = id.clone();
-        let found = self.write(move |c| write::cancel(c, &id, &actor)).await?;
-        if !found {
-            return Ok(None);
-        }
-        self.read(move |c| read::message(c, &id2)).await
-    }
-    async fn dead_letters(&self, f: ListFilter) -> Result<Vec<DeadLetter>, StoreError> {
-        self.read(move |c| read::dead_letters(c, &f)).await
-    }
-    async fn replay(
-        &self,
-        sel: ReplaySelector,
-        actor: &str,
-        now: i64,
-    ) -> Result<usize, StoreError> {
-        let actor = actor.to_string();
-        self.write(move |c| write::replay(c, &sel, &actor, now))
-            .await
-    }
-    async fn inbox_put(&self, item: InboxItem) -> Result<(), StoreError> {
-        self.write(move |c| write::inbox_put(c, &item)).await
-    }
-    async fn inbox_list(
-        &self,
-        user: &str,
-        unread_only: bool,
-        f: ListFilter,
-    ) -> Result<Vec<InboxItem>, StoreError> {
-        let user = user.to_string();
-        self.read(move |c| read::inbox(c, &user, unread_only, &f))
-            .await
-    }
-    async fn inbox_mark_read(&self, user: &str, id: &str, now: i64) -> Result<bool, StoreError> {
-        let (user, id) = (user.to_string(), id.to_string());
-        self.write(move |c| write::inbox_mark_read(c, &user, &id, now))
-            .await
-    }
-    async fn create_api_key(&self, key: ApiKeyRecord, actor: &str) -> Result<(), StoreError> {
-        let actor = actor.to_string();
-        self.write(move |c| write::create_api_key(c, &key, &actor))
-            .await
-    }
-    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        self.read(read::api_keys).await
-    }
-    async fn purge(&self, cut: Cutoffs) -> Result<Purged, StoreError> {
-        self.write(move |c| retention::purge(c, &cut)).await
-    }
-    async fn idempotency_hashes(
-        &self,
-        scope: &str,
-        keys: Vec<String>,
-        since: i64,
-    ) -> Result<Vec<Option<String>>, StoreError> {
-        let scope = scope.to_string();
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT body_hash FROM idempotency WHERE scope = ?1 AND key = ?2 AND created_at > ?3",
-            )?;
-            keys.iter()
-                .map(|k| {
-                    stmt.query_row(rusqlite::params![scope, k, since], |r| r.get(0))
-                        .optional()
-                        .map_err(StoreError::from)
-                })
-                .collect()
-        })
-        .await
-    }
-    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let h = key_hash.to_string();
-        self.read(move |c| read::api_key_by_hash(c, &h)).await
-    }
-    async fn revoke_api_key(&self, id: &str, actor: &str, now: i64) -> Result<bool, StoreError> {
-        let (id, actor) = (id.to_string(), actor.to_string());
-        self.write(move |c| write::revoke_api_key(c, &id, &actor, now))
-            .await
-    }
-    async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
-        self.write(move |c| write::audit(c, &entry)).await
-    }
-    async fn audit_list(
-        &self,
-        limit: usize,
-        after: Option<i64>,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
-        self.read(move |c| read::audit(c, limit, after)).await
-    }
-    async fn apply_receipt(&self, r: ReceiptReport) -> Result<ReceiptOutcome, StoreError> {
-        self.write(move |c| write::apply_receipt(c, &r)).await
-    }
-    async fn awaiting_receipts(
-        &self,
-        provider: &str,
-        from: i64,
-        until: i64,
-        limit: usize,
-    ) -> Result<Vec<AwaitingReceipt>, StoreError> {
-        let provider = provider.to_string();
-        self.read(move |c| read::awaiting_receipts(c, &provider, from, until, limit))
-            .await
-    }
-    async fn mode(&self) -> Result<Option<ModeRecord>, StoreError> {
-        self.read(read::mode).await
-    }
-    async fn set_mode(
-        &self,
-        mode: &str,
-        reason: &str,
-        actor: &str,
-        now: i64,
-    ) -> Result<ModeRecord, StoreError> {
-        let (mode, reason, actor) = (mode.to_string(), reason.to_string(), actor.to_string());
-        self.write(move |c| write::set_mode(c, &mode, &reason, &actor, now))
-            .await
-    }
-    async fn provider_switches(&self) -> Result<Vec<ProviderSwitch>, StoreError> {
-        self.read(read::provider_switches).await
-    }
-    async fn set_provider_switch(&self, s: ProviderSwitch) -> Result<(), StoreError> {
-        self.write(move |c| write::set_provider_switch(c, &s)).await
-    }
-    async fn queue_depth(&self) -> Result<u64, StoreError> {
-        self.read(|c| {
-            Ok(c.query_row(
-                "SELECT COUNT(*) FROM deliveries WHERE due_at IS NOT NULL",
-                [],
-                |r| r.get::<_, i64>(0),
-            )? as u64)
-        })
-        .await
-    }
-    async fn heartbeat(&self, node: NodeView) -> Result<(), StoreError> {
-        self.write(move |c| {
-            c.execute(
-                "INSERT INTO nodes (id, address, started_at, heartbeat_at, state) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(id) DO UPDATE SET heartbeat_at = ?4, state = ?5, address = ?2",
-                rusqlite::params![node.id, node.address, node.started_at, node.heartbeat_at, node.state],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-    async fn reap_dead_nodes(
-        &self,
-        now: i64,
-        dead_after_ms: i64,
-    ) -> Result<Vec<(String, usize)>, StoreError> {
-        self.write(move |c| {
-            let dead: Vec<String> = c
-                .prepare("UPDATE nodes SET state = 'dead' WHERE state = 'alive' AND heartbeat_at < ?1 RETURNING id")?
-                .query_map([now - dead_after_ms], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            let mut out = Vec::new();
-            for id in dead {
-                let n = c.execute(
-                    "UPDATE deliveries SET status = 'queued', due_at = ?2, lease_owner = NULL WHERE status = 'sending' AND lease_owner = ?1",
-                    rusqlite::params![id, now],
-                )?;
-                out.push((id, n));
-            }
-            Ok(out)
-        })
-        .await
-    }
-    async fn nodes(&self) -> Result<Vec<NodeView>, StoreError> {
-        self.read(|c| {
-            let mut stmt = c.prepare(
-                "SELECT n.id, n.address, n.started_at, n.heartbeat_at, n.state,
-                        (SELECT COUNT(*) FROM deliveries d WHERE d.status = 'sending' AND d.lease_owner = n.id)
-                 FROM nodes n ORDER BY n.started_at DESC LIMIT 100",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(NodeView { id: r.get(0)?, address: r.get(1)?, started_at: r.get(2)?, heartbeat_at: r.get(3)?, state: r.get(4)?, leases: r.get(5)? })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-        .await
-    }
-    async fn take_job_lease(
-        &self,
-        job: &str,
-        holder: &str,
-        now: i64,
-        ttl_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let (job, holder) = (job.to_string(), holder.to_string());
-        self.write(move |c| {
-            let got: Option<String> = c
-                .query_row(
-                    "INSERT INTO job_leases (name, holder, until) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(name) DO UPDATE SET holder = ?2, until = ?3 WHERE job_leases.until < ?4 OR job_leases.holder = ?2
-                     RETURNING holder",
-                    rusqlite::params![job, holder, now + ttl_ms, now],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            Ok(got.is_some())
-        })
-        .await
-    }
-    async fn stats(&self) -> Result<Stats, StoreError> {
-        self.read(read::stats).await
-    }
-    async fn purge_idempotency(&self, before: i64) -> Result<usize, StoreError> {
-        self.write(move |c| {
-            Ok(c.execute("DELETE FROM idempotency WHERE created_at < ?1", [before])?)
-        })
-        .await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
-            .await
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use crate::store::Store;
+    use crate::store::{Operations, Queue};
 
     /// A write job that panics is rolled back alone: its caller gets an error and the writer
     /// goes on serving (it used to die, failing every later write).

@@ -1,7 +1,9 @@
 //! Retention on SQLite: one bounded batch of each kind per call, in the writer's transaction.
 
+use super::SqliteStore;
 use crate::store::rules::FINISHED;
-use crate::store::{Cutoffs, Purged, StoreError};
+use crate::store::{Cutoffs, Purged, Retention, StoreError};
+use async_trait::async_trait;
 use rusqlite::{Connection, params};
 
 pub fn purge(c: &Connection, cut: &Cutoffs) -> Result<Purged, StoreError> {
@@ -58,4 +60,17 @@ pub fn purge(c: &Connection, cut: &Cutoffs) -> Result<Purged, StoreError> {
         // Rate events live in PostgreSQL only (one node keeps them in memory here).
         rate_events: 0,
     })
+}
+
+#[async_trait]
+impl Retention for SqliteStore {
+    async fn purge(&self, cut: Cutoffs) -> Result<Purged, StoreError> {
+        self.write(move |c| purge(c, &cut)).await
+    }
+    async fn purge_idempotency(&self, before: i64) -> Result<usize, StoreError> {
+        self.write(move |c| {
+            Ok(c.execute("DELETE FROM idempotency WHERE created_at < ?1", [before])?)
+        })
+        .await
+    }
 }

@@ -1,19 +1,18 @@
-//! Writes on PostgreSQL: the SQLite store's rules, with row locks where nodes may race.
+//! The queue on PostgreSQL: accepts (group-committed by the node's committer), claims with
+//! `FOR UPDATE SKIP LOCKED`, outcomes in groups (`complete.rs`), leases given back.
 
+use super::DB_NOW;
+use super::{PgStore, corrupt};
 use crate::core::message::NewMessage;
 use crate::core::progress::initial;
-use crate::core::types::{Channel, DeliveryStatus, Millis};
+use crate::core::types::DeliveryStatus;
+use crate::store::rules::IDEMPOTENCY_WINDOW_MS;
 use crate::store::*;
+use async_trait::async_trait;
 use serde_json::json;
 use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Row};
-
-use super::DB_NOW;
-use crate::store::rules::{self, IDEMPOTENCY_WINDOW_MS};
-
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
-}
+use tokio::sync::oneshot;
 
 pub async fn accept(
     tx: &mut PgConnection,
@@ -397,25 +396,6 @@ fn claimed_row(r: &sqlx::postgres::PgRow) -> Result<Claimed, StoreError> {
     .into_claimed()
 }
 
-/// Moves one message on after one of its deliveries changed (see `complete::recompute`).
-async fn recompute(
-    tx: &mut PgConnection,
-    message_id: &str,
-    now: Millis,
-    channel: &str,
-    last_error: Option<String>,
-) -> Result<(), StoreError> {
-    let touched = std::collections::BTreeMap::from([(
-        message_id.to_string(),
-        super::complete::Touched {
-            now,
-            channel: channel.to_string(),
-            last_error,
-        },
-    )]);
-    super::complete::recompute(tx, &touched).await
-}
-
 pub async fn release(pool: &PgPool, leases: &[Lease]) -> Result<usize, StoreError> {
     let now = crate::core::types::now_millis();
     let mut n = 0;
@@ -434,400 +414,63 @@ pub async fn release(pool: &PgPool, leases: &[Lease]) -> Result<usize, StoreErro
     Ok(n)
 }
 
-pub async fn audit(c: &mut PgConnection, e: &AuditEntry) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO audit (at, actor, action, target, before, after, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-        .bind(e.at)
-        .bind(&e.actor)
-        .bind(&e.action)
-        .bind(&e.target)
-        .bind(e.before.as_ref().map(|v| v.to_string()))
-        .bind(e.after.as_ref().map(|v| v.to_string()))
-        .bind(&e.reason)
-        .execute(c)
-        .await?;
-    Ok(())
-}
-
-fn entry(
-    at: Millis,
-    actor: &str,
-    action: &str,
-    target: &str,
-    before: Option<serde_json::Value>,
-    after: Option<serde_json::Value>,
-    reason: Option<String>,
-) -> AuditEntry {
-    AuditEntry {
-        id: 0,
-        at,
-        actor: actor.into(),
-        action: action.into(),
-        target: target.into(),
-        before,
-        after,
-        reason,
+#[async_trait]
+impl Queue for PgStore {
+    async fn accept(&self, batch: Vec<NewMessage>) -> Result<Vec<Accepted>, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.accepts
+            .send((batch, tx))
+            .await
+            .map_err(|_| StoreError::Unavailable("the committer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the committer has stopped".into()))?
     }
-}
-
-pub async fn cancel(tx: &mut PgConnection, id: &str, actor: &str) -> Result<bool, StoreError> {
-    let now = crate::core::types::now_millis();
-    let before: Option<String> = sqlx::query_scalar("SELECT status FROM messages WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(before) = before else {
-        return Ok(false);
-    };
-    let n = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE deliveries SET status = 'cancelled', due_at = NULL, updated_at = $2 WHERE message_id = $1 AND status IN ({})",
-        rules::CANCELLABLE
-    )))
-    .bind(id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if n > 0 {
-        recompute(tx, id, now, "", None).await?;
-        let after: String = sqlx::query_scalar("SELECT status FROM messages WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-        audit(
-            tx,
-            &entry(
-                now,
-                actor,
-                "message.cancel",
-                id,
-                Some(json!({"status": before})),
-                Some(json!({"status": after, "deliveries_cancelled": n})),
-                None,
-            ),
+    async fn idempotency_hashes(
+        &self,
+        scope: &str,
+        keys: Vec<String>,
+        since: i64,
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT k.key, i.body_hash FROM UNNEST($2::TEXT[]) AS k(key)
+             LEFT JOIN idempotency i ON i.scope = $1 AND i.key = k.key AND i.created_at > $3",
         )
+        .bind(scope)
+        .bind(&keys)
+        .bind(since)
+        .fetch_all(&self.pool)
         .await?;
-    }
-    Ok(true)
-}
-
-pub async fn replay(
-    tx: &mut PgConnection,
-    sel: &ReplaySelector,
-    actor: &str,
-    now: Millis,
-) -> Result<usize, StoreError> {
-    let ids: Vec<String> = match sel {
-        ReplaySelector::Ids(ids) => {
-            let mut found: Vec<String> = sqlx::query_scalar(
-                "SELECT message_id FROM dead_letters WHERE message_id = ANY($1) FOR UPDATE",
-            )
-            .bind(ids)
-            .fetch_all(&mut *tx)
-            .await?;
-            found.sort_by_key(|f| ids.iter().position(|i| i == f));
-            found
+        let mut found = std::collections::HashMap::new();
+        for r in rows {
+            let k: String = sqlx::Row::try_get(&r, 0)?;
+            let h: Option<String> = sqlx::Row::try_get(&r, 1)?;
+            if let Some(h) = h {
+                found.insert(k, h);
+            }
         }
-        ReplaySelector::All { channel } => sqlx::query_scalar(
-            "SELECT message_id FROM dead_letters WHERE $1::TEXT IS NULL OR channel = $1 FOR UPDATE",
-        )
-        .bind(channel.map(Channel::as_str))
-        .fetch_all(&mut *tx)
-        .await?,
-    };
-    for id in &ids {
-        let strategy: String =
-            sqlx::query_scalar("SELECT strategy FROM messages WHERE id = $1 FOR UPDATE")
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
-        let failed: Vec<String> = sqlx::query_scalar("SELECT id FROM deliveries WHERE message_id = $1 AND status = 'failed' ORDER BY position")
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
-        for (i, dlv) in failed.iter().enumerate() {
-            let (status, due_now) = rules::replay_status(strategy.parse().map_err(corrupt)?, i);
-            let (status, due) = (status.as_str(), due_now.then_some(now));
-            sqlx::query(
-                "UPDATE deliveries SET status = $2, due_at = $3, tries = 0, skip_providers = NULL, updated_at = $4, activated_at = $3 WHERE id = $1",
-            )
-            .bind(dlv)
-            .bind(status)
-            .bind(due)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "UPDATE messages SET status = 'queued', updated_at = $2, send_at = $2, expires_at = $2 + GREATEST(expires_at - send_at, 60000) WHERE id = $1",
-        )
-        .bind(id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM dead_letters WHERE message_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
     }
-    if !ids.is_empty() {
-        let target = match sel {
-            ReplaySelector::Ids(_) => "ids".to_string(),
-            ReplaySelector::All { channel: Some(ch) } => format!("all:{ch}"),
-            ReplaySelector::All { channel: None } => "all".to_string(),
-        };
-        let shown: Vec<&String> = ids.iter().take(1000).collect();
-        audit(
-            tx,
-            &entry(
-                now,
-                actor,
-                "dead_letters.replay",
-                &target,
-                None,
-                Some(json!({"replayed": ids.len(), "ids": shown})),
-                None,
-            ),
-        )
-        .await?;
+    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
+        claim(&self.pool, &req).await
     }
-    Ok(ids.len())
-}
-
-pub async fn inbox_put(pool: &PgPool, item: &InboxItem) -> Result<(), StoreError> {
-    let body = json!({ "content": item.content, "metadata": item.metadata });
-    sqlx::query(
-        r#"INSERT INTO inbox (id, "user", message_id, delivery_id, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)
-           ON CONFLICT (delivery_id) DO NOTHING"#,
-    )
-    .bind(&item.id)
-    .bind(&item.user)
-    .bind(&item.message_id)
-    .bind(&item.delivery_id)
-    .bind(body.to_string())
-    .bind(item.created_at)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-pub async fn create_api_key(
-    tx: &mut PgConnection,
-    k: &ApiKeyRecord,
-    actor: &str,
-) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO api_keys (id, name, role, key_hash, prefix, created_at, rate_limit) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-        .bind(&k.id)
-        .bind(&k.name)
-        .bind(k.role.as_str())
-        .bind(&k.key_hash)
-        .bind(&k.prefix)
-        .bind(k.created_at)
-        .bind(k.rate_limit.map(|r| r.to_string()))
-        .execute(&mut *tx)
-        .await?;
-    audit(
-        tx,
-        &entry(
-            k.created_at,
-            actor,
-            "api_key.create",
-            &k.id,
-            None,
-            Some(json!({"name": k.name, "role": k.role, "prefix": k.prefix})),
-            None,
-        ),
-    )
-    .await
-}
-
-pub async fn revoke_api_key(
-    tx: &mut PgConnection,
-    id: &str,
-    actor: &str,
-    now: Millis,
-) -> Result<bool, StoreError> {
-    let row = sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING name, role")
-        .bind(id)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(row) = row else {
-        return Ok(false);
-    };
-    let (name, role): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-    audit(
-        tx,
-        &entry(
-            now,
-            actor,
-            "api_key.delete",
-            id,
-            Some(json!({"name": name, "role": role})),
-            None,
-            None,
-        ),
-    )
-    .await?;
-    Ok(true)
-}
-
-pub async fn apply_receipt(
-    tx: &mut PgConnection,
-    r: &ReceiptReport,
-) -> Result<ReceiptOutcome, StoreError> {
-    let status = rules::receipt_status(r.delivered).as_str();
-    let found = match (&r.delivery_id, &r.provider_message_id) {
-        (Some(id), _) => {
-            sqlx::query("SELECT id, message_id, status, channel FROM deliveries WHERE id = $1 AND provider = $2 FOR UPDATE")
-                .bind(id)
-                .bind(&r.provider)
-                .fetch_optional(&mut *tx)
-                .await?
-        }
-        (None, Some(pmid)) => {
-            sqlx::query("SELECT id, message_id, status, channel FROM deliveries WHERE provider = $1 AND provider_message_id = $2 FOR UPDATE")
-                .bind(&r.provider)
-                .bind(pmid)
-                .fetch_optional(&mut *tx)
-                .await?
-        }
-        (None, None) => None,
-    };
-    let Some(row) = found else {
-        return Ok(ReceiptOutcome::Unknown);
-    };
-    let (delivery_id, message_id, current, channel): (String, String, String, String) = (
-        row.try_get(0)?,
-        row.try_get(1)?,
-        row.try_get(2)?,
-        row.try_get(3)?,
-    );
-    // A report of no delivery Herald knows leaves nothing behind (anyone can send one).
-    let fresh = sqlx::query(
-        "INSERT INTO receipts (provider, receipt_key, delivery_id, status, received_at, detail) VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (provider, receipt_key) DO NOTHING",
-    )
-    .bind(&r.provider)
-    .bind(&r.dedupe_key)
-    .bind(&delivery_id)
-    .bind(status)
-    .bind(r.at)
-    .bind(r.error.as_ref().map(|e| json!(e).to_string()))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if let Some(refused) = rules::receipt_refusal(fresh > 0, current.parse().map_err(corrupt)?) {
-        return Ok(refused);
+    async fn complete(&self, batch: Vec<Completion>) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let applied = super::complete::complete(&mut tx, &batch).await?;
+        tx.commit().await?;
+        Ok(applied)
     }
-    sqlx::query("UPDATE deliveries SET status = $2, updated_at = $3 WHERE id = $1")
-        .bind(&delivery_id)
-        .bind(status)
-        .bind(r.at)
-        .execute(&mut *tx)
-        .await?;
-    if rules::receipt_reopens_failover(r.delivered) {
-        sqlx::query(
-            "UPDATE deliveries SET status = 'pending', updated_at = $2
-             WHERE message_id = $3 AND status = 'skipped'
-               AND position > (SELECT position FROM deliveries WHERE id = $1)
-               AND EXISTS (SELECT 1 FROM messages WHERE id = $3 AND strategy = 'failover')",
-        )
-        .bind(&delivery_id)
-        .bind(r.at)
-        .bind(&message_id)
-        .execute(&mut *tx)
-        .await?;
+    async fn release(&self, leases: Vec<Lease>) -> Result<usize, StoreError> {
+        release(&self.pool, &leases).await
     }
-    let last_error = r
-        .error
-        .as_ref()
-        .map(|e| crate::store::rules::last_error_json(Some(&r.provider), e));
-    recompute(tx, &message_id, r.at, &channel, last_error).await?;
-    Ok(ReceiptOutcome::Applied {
-        delivery_id,
-        delivered: r.delivered,
-    })
-}
-
-pub async fn set_mode(
-    tx: &mut PgConnection,
-    mode: &str,
-    reason: &str,
-    actor: &str,
-    now: Millis,
-) -> Result<ModeRecord, StoreError> {
-    let before: Option<String> =
-        sqlx::query_scalar("SELECT value FROM settings WHERE key = 'mode' FOR UPDATE")
-            .fetch_optional(&mut *tx)
+    async fn recover_leases(&self, _now: i64) -> Result<usize, StoreError> {
+        // Many nodes share this database: a starting node must not free the leases other,
+        // live nodes hold. Leases of dead nodes are freed when they expire.
+        Ok(0)
+    }
+    async fn queue_depth(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE due_at IS NOT NULL")
+            .fetch_one(&self.pool)
             .await?;
-    sqlx::query(
-        "INSERT INTO settings (key, value, reason, actor, updated_at) VALUES ('mode', $1, $2, $3, $4)
-         ON CONFLICT (key) DO UPDATE SET value = $1, reason = $2, actor = $3, updated_at = $4",
-    )
-    .bind(mode)
-    .bind(reason)
-    .bind(actor)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    let before = before.unwrap_or_else(|| "normal".into());
-    audit(
-        tx,
-        &entry(
-            now,
-            actor,
-            "mode.set",
-            "mode",
-            Some(json!({"mode": before})),
-            Some(json!({"mode": mode})),
-            Some(reason.into()),
-        ),
-    )
-    .await?;
-    Ok(ModeRecord {
-        mode: mode.into(),
-        reason: Some(reason.into()),
-        actor: actor.into(),
-        since: now,
-    })
-}
-
-pub async fn set_provider_switch(
-    tx: &mut PgConnection,
-    s: &ProviderSwitch,
-) -> Result<(), StoreError> {
-    let before: Option<i64> =
-        sqlx::query_scalar("SELECT disabled FROM provider_switches WHERE provider = $1 FOR UPDATE")
-            .bind(&s.provider)
-            .fetch_optional(&mut *tx)
-            .await?;
-    sqlx::query(
-        "INSERT INTO provider_switches (provider, disabled, reason, actor, updated_at) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (provider) DO UPDATE SET disabled = $2, reason = $3, actor = $4, updated_at = $5",
-    )
-    .bind(&s.provider)
-    .bind(s.disabled as i64)
-    .bind(&s.reason)
-    .bind(&s.actor)
-    .bind(s.at)
-    .execute(&mut *tx)
-    .await?;
-    let action = if s.disabled {
-        "provider.disable"
-    } else {
-        "provider.enable"
-    };
-    audit(
-        tx,
-        &entry(
-            s.at,
-            &s.actor,
-            action,
-            &s.provider,
-            Some(json!({"disabled": before.unwrap_or(0) != 0})),
-            Some(json!({"disabled": s.disabled})),
-            s.reason.clone(),
-        ),
-    )
-    .await
+        Ok(n as u64)
+    }
 }

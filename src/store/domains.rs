@@ -1,0 +1,207 @@
+//! The storage domains, one trait each. [`Store`] is their sum: whatever implements every
+//! domain is a `Store`. A worker or handler asks only for the domain it uses (an
+//! `Arc<dyn Store>` coerces to `Arc<dyn Queue>` and the others).
+//!
+//! A new domain (contacts, incidents, on-call …) is a new trait here, added to [`Store`],
+//! with one file per backend (`sqlite/<domain>.rs`, `postgres/<domain>.rs`) and one
+//! conformance module (`tests/it/store_conformance/<domain>.rs`) run on both.
+
+use super::*;
+use crate::core::message::NewMessage;
+use async_trait::async_trait;
+
+/// The queue: accepting messages, claiming due deliveries under a lease, recording outcomes
+/// under the lease's fence, giving leases back.
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
+    /// Stores messages durably (one transaction for all). Each gets its own outcome.
+    async fn accept(&self, batch: Vec<NewMessage>) -> Result<Vec<Accepted>, StoreError>;
+    /// The body hash stored for each idempotency key of `scope` used since `since` (`None`
+    /// for a key not in use), in the order of `keys`.
+    async fn idempotency_hashes(
+        &self,
+        scope: &str,
+        keys: Vec<String>,
+        since: i64,
+    ) -> Result<Vec<Option<String>>, StoreError>;
+
+    /// Claims up to `limit` due deliveries, highest priority first, under a lease.
+    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>, StoreError>;
+    /// Records the outcome of claimed deliveries; a completion whose fence is stale is
+    /// refused (returned `false`).
+    async fn complete(&self, batch: Vec<Completion>) -> Result<Vec<bool>, StoreError>;
+    /// Gives claimed deliveries back untouched (shutdown).
+    async fn release(&self, leases: Vec<Lease>) -> Result<usize, StoreError>;
+    /// Frees every lease held by a previous run of this (single) node.
+    async fn recover_leases(&self, now: i64) -> Result<usize, StoreError>;
+    /// Deliveries waiting or in flight (for load shedding; cheap).
+    async fn queue_depth(&self) -> Result<u64, StoreError>;
+}
+
+/// Messages as senders and operators see them: reads, cancel, dead letters and replay.
+#[async_trait]
+pub trait Messages: Send + Sync + 'static {
+    async fn get_message(&self, id: &str) -> Result<Option<MessageView>, StoreError>;
+    async fn list_messages(&self, f: ListFilter) -> Result<Vec<MessageView>, StoreError>;
+    async fn cancel(&self, id: &str, actor: &str) -> Result<Option<MessageView>, StoreError>;
+
+    async fn dead_letters(&self, f: ListFilter) -> Result<Vec<DeadLetter>, StoreError>;
+    async fn replay(&self, sel: ReplaySelector, actor: &str, now: i64)
+    -> Result<usize, StoreError>;
+}
+
+/// Delivery reports from providers.
+#[async_trait]
+pub trait Receipts: Send + Sync + 'static {
+    /// Applies a provider's delivery report, once.
+    async fn apply_receipt(&self, r: ReceiptReport) -> Result<ReceiptOutcome, StoreError>;
+    /// Deliveries sent through `provider` between `from` and `until` still without a receipt.
+    async fn awaiting_receipts(
+        &self,
+        provider: &str,
+        from: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<AwaitingReceipt>, StoreError>;
+}
+
+/// The inbox channel's items, per user.
+#[async_trait]
+pub trait Inbox: Send + Sync + 'static {
+    async fn inbox_put(&self, item: InboxItem) -> Result<(), StoreError>;
+    async fn inbox_list(
+        &self,
+        user: &str,
+        unread_only: bool,
+        f: ListFilter,
+    ) -> Result<Vec<InboxItem>, StoreError>;
+    async fn inbox_mark_read(&self, user: &str, id: &str, now: i64) -> Result<bool, StoreError>;
+}
+
+/// API keys (stored hashed).
+#[async_trait]
+pub trait Keys: Send + Sync + 'static {
+    async fn create_api_key(&self, key: ApiKeyRecord, actor: &str) -> Result<(), StoreError>;
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    async fn revoke_api_key(&self, id: &str, actor: &str, now: i64) -> Result<bool, StoreError>;
+}
+
+/// What operators switch and read: the audit log, the mode, provider switches, figures.
+#[async_trait]
+pub trait Operations: Send + Sync + 'static {
+    async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
+    async fn audit_list(
+        &self,
+        limit: usize,
+        after: Option<i64>,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// The mode, if an operator ever set one.
+    async fn mode(&self) -> Result<Option<ModeRecord>, StoreError>;
+    /// Sets the mode; audited with actor, before/after and reason.
+    async fn set_mode(
+        &self,
+        mode: &str,
+        reason: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<ModeRecord, StoreError>;
+    async fn provider_switches(&self) -> Result<Vec<ProviderSwitch>, StoreError>;
+    /// Disables or enables a provider; audited.
+    async fn set_provider_switch(&self, s: ProviderSwitch) -> Result<(), StoreError>;
+
+    /// Deliveries by status, and the number of dead letters (read at scrape time).
+    async fn stats(&self) -> Result<Stats, StoreError>;
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// What nodes sharing the storage coordinate through: heartbeats, dead nodes, jobs that run
+/// on one node at a time, rate limits that hold across nodes.
+#[async_trait]
+pub trait Cluster: Send + Sync + 'static {
+    /// Whether other nodes share this storage (limits must then hold across nodes).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Records that `node` is alive (every few seconds).
+    async fn heartbeat(&self, node: NodeView) -> Result<(), StoreError>;
+    /// Marks nodes silent for `dead_after_ms` dead and gives their leases back to the queue;
+    /// returns each dead node with the number of deliveries freed. A dead node's late
+    /// completion is refused by the fence.
+    async fn reap_dead_nodes(
+        &self,
+        now: i64,
+        dead_after_ms: i64,
+    ) -> Result<Vec<(String, usize)>, StoreError>;
+    async fn nodes(&self) -> Result<Vec<NodeView>, StoreError>;
+    /// Takes or renews the lease of a job that must run on one node at a time.
+    async fn take_job_lease(
+        &self,
+        job: &str,
+        holder: &str,
+        now: i64,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Takes a slot under `rates` for `key` across every node sharing this storage; on
+    /// refusal, the milliseconds until one frees. Single-node stores limit in memory instead.
+    async fn take_rate_slot(
+        &self,
+        _key: &str,
+        _rates: &[crate::config::Rate],
+        _now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// Forgetting what is old: finished messages, inbox items, audit entries, receipts, keys.
+#[async_trait]
+pub trait Retention: Send + Sync + 'static {
+    /// Deletes one batch (at most `cut.batch` rows of each kind) of what is older than its
+    /// cut-off: finished messages with their deliveries, attempts and dead letters; inbox
+    /// items; audit entries; rows of stopped or dead nodes; receipts; rate events.
+    async fn purge(&self, cut: Cutoffs) -> Result<Purged, StoreError>;
+    /// Forgets idempotency keys older than `before`.
+    async fn purge_idempotency(&self, before: i64) -> Result<usize, StoreError>;
+}
+
+/// Every domain: what a backend is. Implemented for whatever implements them all.
+pub trait Store:
+    Queue + Messages + Receipts + Inbox + Keys + Operations + Cluster + Retention
+{
+}
+
+impl<T> Store for T where
+    T: Queue + Messages + Receipts + Inbox + Keys + Operations + Cluster + Retention
+{
+}
+
+/// One store seen through each of its domains: what the API holds, so that every handler
+/// names the domain it uses (`state.store.messages.get_message(…)`).
+#[derive(Clone)]
+pub struct Domains {
+    pub queue: std::sync::Arc<dyn Queue>,
+    pub messages: std::sync::Arc<dyn Messages>,
+    pub receipts: std::sync::Arc<dyn Receipts>,
+    pub inbox: std::sync::Arc<dyn Inbox>,
+    pub keys: std::sync::Arc<dyn Keys>,
+    pub operations: std::sync::Arc<dyn Operations>,
+    pub cluster: std::sync::Arc<dyn Cluster>,
+    pub retention: std::sync::Arc<dyn Retention>,
+}
+
+impl Domains {
+    pub fn of(store: &std::sync::Arc<dyn Store>) -> Self {
+        Domains {
+            queue: store.clone(),
+            messages: store.clone(),
+            receipts: store.clone(),
+            inbox: store.clone(),
+            keys: store.clone(),
+            operations: store.clone(),
+            cluster: store.clone(),
+            retention: store.clone(),
+        }
+    }
+}

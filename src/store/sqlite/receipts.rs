@@ -1,0 +1,110 @@
+//! Delivery reports on SQLite.
+
+use super::settle::recompute;
+use super::{SqliteStore, corrupt};
+use crate::core::types::DeliveryStatus;
+use crate::store::rules;
+use crate::store::*;
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::json;
+
+/// Applies a delivery receipt once: `delivered` confirms a sent delivery; `failed` fails it
+/// (the message then fails over or is dead-lettered like any failure).
+pub fn apply_receipt(c: &Connection, r: &ReceiptReport) -> Result<ReceiptOutcome, StoreError> {
+    let status = rules::receipt_status(r.delivered).as_str();
+    let found: Option<(String, String, String, String)> = match (&r.delivery_id, &r.provider_message_id) {
+        (Some(id), _) => c
+            .query_row(
+                "SELECT id, message_id, status, channel FROM deliveries WHERE id = ?1 AND provider = ?2",
+                params![id, r.provider],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
+            .optional()?,
+        (None, Some(pmid)) => c
+            .query_row(
+                "SELECT id, message_id, status, channel FROM deliveries WHERE provider = ?1 AND provider_message_id = ?2",
+                params![r.provider, pmid],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
+            .optional()?,
+        (None, None) => None,
+    };
+    // A report of no delivery Herald knows leaves nothing behind (anyone can send one).
+    let Some((delivery_id, message_id, current, channel)) = found else {
+        return Ok(ReceiptOutcome::Unknown);
+    };
+    let fresh = c
+        .prepare_cached(
+            "INSERT OR IGNORE INTO receipts (provider, receipt_key, delivery_id, status, received_at, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![r.provider, r.dedupe_key, delivery_id, status, r.at, r.error.as_ref().map(|e| json!(e).to_string())])?;
+    let current: DeliveryStatus = current.parse().map_err(corrupt)?;
+    if let Some(refused) = rules::receipt_refusal(fresh > 0, current) {
+        return Ok(refused);
+    }
+    c.execute(
+        "UPDATE deliveries SET status = ?2, updated_at = ?3 WHERE id = ?1",
+        params![delivery_id, status, r.at],
+    )?;
+    if rules::receipt_reopens_failover(r.delivered) {
+        c.execute(
+            "UPDATE deliveries SET status = 'pending', updated_at = ?2
+             WHERE message_id = ?3 AND status = 'skipped'
+               AND position > (SELECT position FROM deliveries WHERE id = ?1)
+               AND EXISTS (SELECT 1 FROM messages WHERE id = ?3 AND strategy = 'failover')",
+            params![delivery_id, r.at, message_id],
+        )?;
+    }
+    let last_error = r
+        .error
+        .as_ref()
+        .map(|e| crate::store::rules::last_error_json(Some(&r.provider), e));
+    recompute(c, &message_id, r.at, &channel, last_error)?;
+    Ok(ReceiptOutcome::Applied {
+        delivery_id,
+        delivered: r.delivered,
+    })
+}
+
+pub fn awaiting_receipts(
+    c: &Connection,
+    provider: &str,
+    from: i64,
+    until: i64,
+    limit: usize,
+) -> Result<Vec<AwaitingReceipt>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT id, recipient, provider_message_id, updated_at FROM deliveries
+         WHERE status = 'sent' AND provider = ?1 AND updated_at >= ?2 AND updated_at <= ?3
+         ORDER BY updated_at LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(params![provider, from, until, limit as i64], |r| {
+        Ok(AwaitingReceipt {
+            delivery_id: r.get(0)?,
+            to: r.get(1)?,
+            provider_message_id: r.get(2)?,
+            sent_at: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[async_trait]
+impl Receipts for SqliteStore {
+    async fn apply_receipt(&self, r: ReceiptReport) -> Result<ReceiptOutcome, StoreError> {
+        self.write(move |c| apply_receipt(c, &r)).await
+    }
+    async fn awaiting_receipts(
+        &self,
+        provider: &str,
+        from: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<AwaitingReceipt>, StoreError> {
+        let provider = provider.to_string();
+        self.read(move |c| awaiting_receipts(c, &provider, from, until, limit))
+            .await
+    }
+}
