@@ -38,7 +38,9 @@ pub struct BenchArgs {
     /// that what is measured is failover, not overload).
     #[arg(long, default_value_t = 2000)]
     pub rate: u64,
-    /// Benchmark on PostgreSQL instead of SQLite (each node gets its own data dir).
+    /// Benchmark on PostgreSQL instead of SQLite: the server this URL names; each run makes a
+    /// database of its own there (dropped afterwards unless --keep). Each node gets its own
+    /// data dir.
     #[arg(long)]
     pub database_url: Option<String>,
     /// Nodes to start (PostgreSQL only); load is spread over them.
@@ -216,7 +218,12 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     } else {
         "sqlite"
     };
-    let mut cluster = spawn_nodes(&exe, &dir, false, a.nodes, a.database_url.as_deref()).await?;
+    // A database of this run's own on the server named (dropped at the end unless --keep).
+    let db_url = match &a.database_url {
+        Some(server) => Some(crate::drill::pg::fresh_database(server, "herald_bench").await?),
+        None => None,
+    };
+    let mut cluster = spawn_nodes(&exe, &dir, false, a.nodes, db_url.as_deref()).await?;
     let pid = cluster[0].0.proc.id();
     let bases: Vec<String> = cluster.iter().map(|c| c.1.clone()).collect();
     let base = bases[0].clone();
@@ -309,7 +316,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     }
     if a.dispatch {
         cluster.clear();
-        let cluster = spawn_nodes(&exe, &dir, true, a.nodes, a.database_url.as_deref()).await?;
+        let cluster = spawn_nodes(&exe, &dir, true, a.nodes, db_url.as_deref()).await?;
         let base = cluster[0].1.clone();
         let started = Instant::now();
         let total = queued(&http, &base).await.unwrap_or(0);
@@ -331,6 +338,13 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     drop(cluster);
     if a.keep {
         eprintln!("bench: data kept in {}", dir.display());
+    }
+    if let (Some(server), Some(url)) = (&a.database_url, &db_url) {
+        if a.keep {
+            eprintln!("bench: database kept: {url}");
+        } else {
+            crate::drill::pg::drop_database(server, url).await;
+        }
     }
     eprintln!("bench: {} runs", results.len());
     Ok(())

@@ -149,6 +149,12 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     if a.nodes > 1 && a.database_url.is_none() {
         bail!("--nodes above 1 needs --database-url: SQLite serves one node");
     }
+    // A database of this run's own on the server named: rows left by an earlier run would
+    // slow this one down (dropped at the end unless --keep).
+    let db_url = match &a.database_url {
+        Some(server) => Some(crate::drill::pg::fresh_database(server, "herald_bench").await?),
+        None => None,
+    };
     let exe = std::env::current_exe().context("cannot find the herald binary")?;
     let dir = std::env::temp_dir().join(format!("herald-bench-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -182,7 +188,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         if let Some(w) = a.workers {
             extra.push_str(&format!("[dispatch]\nconcurrency = {w}\n"));
         }
-        if let Some(url) = &a.database_url {
+        if let Some(url) = &db_url {
             extra.push_str(&format!("[storage]\nurl = \"{url}\"\n"));
         }
         nodes.push(spawn_with(&exe, &d, &extra).await?);
@@ -215,7 +221,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     // 1. Batches as fast as they are taken, delivered as fast as possible.
     let total_batches = (a.messages / a.batch_size.max(1)).max(1);
     let (cpu0, db0) = (node_cpu(), postgres_cpu_secs());
-    let commits0 = match &a.database_url {
+    let commits0 = match &db_url {
         Some(u) => commits(u).await,
         None => None,
     };
@@ -234,7 +240,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     let secs = done.duration_since(started).as_secs_f64();
     let delivered = got.saturating_sub(expected - messages);
     let (cpu1, db1) = (node_cpu(), postgres_cpu_secs());
-    let commits1 = match &a.database_url {
+    let commits1 = match &db_url {
         Some(u) => commits(u).await,
         None => None,
     };
@@ -316,5 +322,12 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         }));
     }
     drop(nodes);
+    if let (Some(server), Some(url)) = (&a.database_url, &db_url) {
+        if a.keep {
+            eprintln!("bench e2e: database kept: {url}");
+        } else {
+            crate::drill::pg::drop_database(server, url).await;
+        }
+    }
     Ok(())
 }

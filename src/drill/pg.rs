@@ -173,3 +173,57 @@ impl Drop for Cluster {
         self.down();
     }
 }
+
+/// A new, empty database on the server `server` names (its URL; the database part is
+/// replaced), called `<prefix>_<ulid>`; returns the new database's URL. Drills and
+/// benchmarks run in one of their own, so that rows left by an earlier run cannot slow or
+/// skew this one.
+pub async fn fresh_database(server: &str, prefix: &str) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let name = format!(
+        "{prefix}_{}",
+        ulid::Ulid::generate().to_string().to_lowercase()
+    );
+    let mut url = url::Url::parse(server).context("the PostgreSQL URL cannot be read")?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(server)
+        .await
+        .context("cannot reach PostgreSQL")?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .with_context(|| format!("cannot create database {name}"))?;
+    pool.close().await;
+    url.set_path(&format!("/{name}"));
+    Ok(url.to_string())
+}
+
+/// Drops a database made by [`fresh_database`] (`url` is its URL), connecting through
+/// `server`. Best effort: a failure is only logged.
+pub async fn drop_database(server: &str, url: &str) {
+    let Some(name) = url::Url::parse(url)
+        .ok()
+        .map(|u| u.path().trim_start_matches('/').to_string())
+        .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    else {
+        return;
+    };
+    let dropped = async {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(server)
+            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&pool)
+        .await?;
+        pool.close().await;
+        Ok::<_, sqlx::Error>(())
+    }
+    .await;
+    if let Err(e) = dropped {
+        tracing::warn!(error = %e, database = %name, "could not drop the scratch database");
+    }
+}

@@ -274,23 +274,7 @@ async fn database(a: &DrillArgs) -> Result<(Option<super::pg::Cluster>, String)>
         (None, Some(c)) => c.url(),
         (None, None) => bail!("no PostgreSQL"),
     };
-    let name = format!(
-        "herald_drill_{}",
-        ulid::Ulid::generate().to_string().to_lowercase()
-    );
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&server)
-        .await
-        .context("cannot reach PostgreSQL")?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&pool)
-        .await?;
-    pool.close().await;
-    let url = match server.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => bail!("the PostgreSQL URL names no database"),
-    };
+    let url = super::pg::fresh_database(&server, "herald_drill").await?;
     Ok((cluster, url))
 }
 
