@@ -47,6 +47,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "retention",
         include_str!("../../../migrations/postgres/0004_retention.sql"),
     ),
+    (
+        5,
+        "lean_queue",
+        include_str!("../../../migrations/postgres/0005_lean_queue.sql"),
+    ),
 ];
 
 /// Accept requests gathered into one transaction at most.

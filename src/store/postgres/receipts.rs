@@ -96,7 +96,7 @@ pub async fn awaiting_receipts(
 ) -> Result<Vec<AwaitingReceipt>, StoreError> {
     let rows = sqlx::query(
         "SELECT id, recipient, provider_message_id, updated_at FROM deliveries
-         WHERE status = 'sent' AND provider = $1 AND updated_at >= $2 AND updated_at <= $3 ORDER BY updated_at LIMIT $4",
+         WHERE status = 'sent' AND channel = 'sms' AND provider = $1 AND updated_at >= $2 AND updated_at <= $3 ORDER BY updated_at LIMIT $4",
     )
     .bind(provider)
     .bind(from)

@@ -51,6 +51,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "retention",
         include_str!("../../../migrations/sqlite/0005_retention.sql"),
     ),
+    (
+        6,
+        "lean_queue",
+        include_str!("../../../migrations/sqlite/0006_lean_queue.sql"),
+    ),
 ];
 
 pub struct SqliteStore {

@@ -77,7 +77,7 @@ pub fn awaiting_receipts(
 ) -> Result<Vec<AwaitingReceipt>, StoreError> {
     let mut stmt = c.prepare_cached(
         "SELECT id, recipient, provider_message_id, updated_at FROM deliveries
-         WHERE status = 'sent' AND provider = ?1 AND updated_at >= ?2 AND updated_at <= ?3
+         WHERE status = 'sent' AND channel = 'sms' AND provider = ?1 AND updated_at >= ?2 AND updated_at <= ?3
          ORDER BY updated_at LIMIT ?4",
     )?;
     let rows = stmt.query_map(params![provider, from, until, limit as i64], |r| {

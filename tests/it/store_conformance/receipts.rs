@@ -128,4 +128,42 @@ pub async fn receipts_apply_once_and_only_to_sent_deliveries(s: Arc<dyn Store>) 
     );
 }
 
-conformance!(receipts_apply_once_and_only_to_sent_deliveries,);
+/// Only SMS is polled for delivery reports: a webhook, email or inbox delivery sent through
+/// a provider is not listed as awaiting one (nor indexed as such).
+pub async fn only_sms_deliveries_await_receipts(s: Arc<dyn Store>) {
+    let msgs: Vec<NewMessage> = [
+        Channel::Sms,
+        Channel::Webhook,
+        Channel::Email,
+        Channel::Inbox,
+    ]
+    .iter()
+    .map(|c| message(Priority::Normal, &[*c], Strategy::Failover))
+    .collect();
+    let sms_id = msgs[0].id.clone();
+    s.accept(msgs).await.unwrap();
+    let claimed = s.claim(claim("a", 10, now_millis() + 1)).await.unwrap();
+    assert_eq!(claimed.len(), 4);
+    let done: Vec<Completion> = claimed
+        .into_iter()
+        .map(|c| Completion {
+            lease: c.lease,
+            attempt: Some(attempt(1, "sent", None)),
+            step: Step::Sent,
+            now: now_millis(),
+        })
+        .collect();
+    assert_eq!(s.complete(done).await.unwrap(), vec![true; 4]);
+    let waiting = s
+        .awaiting_receipts("p", 0, now_millis() + 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    let v = s.get_message(&sms_id).await.unwrap().unwrap();
+    assert_eq!(waiting[0].delivery_id, v.deliveries[0].id);
+}
+
+conformance!(
+    receipts_apply_once_and_only_to_sent_deliveries,
+    only_sms_deliveries_await_receipts,
+);
