@@ -200,9 +200,30 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     if a.failover {
         return super::bench_failover::run(a.concurrency.min(32), a.rate, a.keep).await;
     }
-    if a.e2e {
-        return super::bench_e2e::run(a).await;
+    if a.nodes > 1 && a.database_url.is_none() {
+        bail!("--nodes above 1 needs --database-url: SQLite serves one node");
     }
+    // A database of this run's own on the server named: rows left by an earlier run would
+    // slow this one down. Dropped however the run ends (kept with --keep).
+    let db = match &a.database_url {
+        Some(server) => Some(crate::drill::pg::ScratchDb::create(server, "herald_bench").await?),
+        None => None,
+    };
+    let url = db.as_ref().map(|d| d.url.clone());
+    let outcome = if a.e2e {
+        super::bench_e2e::run(&a, url).await
+    } else {
+        accept(&a, url).await
+    };
+    if let Some(db) = db {
+        db.finish(a.keep).await;
+    }
+    outcome
+}
+
+/// Accept throughput (single and batch), then optionally dispatch, on SQLite or on the
+/// PostgreSQL database `db_url`.
+async fn accept(a: &BenchArgs, db_url: Option<String>) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the herald binary")?;
     let dir = std::env::temp_dir().join(format!("herald-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -210,18 +231,10 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         path: dir.clone(),
         keep: a.keep,
     };
-    if a.nodes > 1 && a.database_url.is_none() {
-        bail!("--nodes above 1 needs --database-url: SQLite serves one node");
-    }
-    let backend = if a.database_url.is_some() {
+    let backend = if db_url.is_some() {
         "postgres"
     } else {
         "sqlite"
-    };
-    // A database of this run's own on the server named (dropped at the end unless --keep).
-    let db_url = match &a.database_url {
-        Some(server) => Some(crate::drill::pg::fresh_database(server, "herald_bench").await?),
-        None => None,
     };
     let mut cluster = spawn_nodes(&exe, &dir, false, a.nodes, db_url.as_deref()).await?;
     let pid = cluster[0].0.proc.id();
@@ -338,13 +351,6 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     drop(cluster);
     if a.keep {
         eprintln!("bench: data kept in {}", dir.display());
-    }
-    if let (Some(server), Some(url)) = (&a.database_url, &db_url) {
-        if a.keep {
-            eprintln!("bench: database kept: {url}");
-        } else {
-            crate::drill::pg::drop_database(server, url).await;
-        }
     }
     eprintln!("bench: {} runs", results.len());
     Ok(())

@@ -6,7 +6,7 @@
 //! run at a given rate for the accept → sent latency.
 
 use super::bench::{BenchArgs, Child, DataDir, KEY, spawn_with};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -145,16 +145,8 @@ fn round(x: f64, places: i32) -> f64 {
     (x * m).round() / m
 }
 
-pub async fn run(a: BenchArgs) -> Result<()> {
-    if a.nodes > 1 && a.database_url.is_none() {
-        bail!("--nodes above 1 needs --database-url: SQLite serves one node");
-    }
-    // A database of this run's own on the server named: rows left by an earlier run would
-    // slow this one down (dropped at the end unless --keep).
-    let db_url = match &a.database_url {
-        Some(server) => Some(crate::drill::pg::fresh_database(server, "herald_bench").await?),
-        None => None,
-    };
+/// The end-to-end runs, on SQLite or on the PostgreSQL database `db_url`.
+pub async fn run(a: &BenchArgs, db_url: Option<String>) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the herald binary")?;
     let dir = std::env::temp_dir().join(format!("herald-bench-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -173,7 +165,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         .context("cannot start herald sink")?;
     let _sink = Child { proc: sink_proc };
     let sink = format!("http://127.0.0.1:{port}");
-    let backend = if a.database_url.is_some() {
+    let backend = if db_url.is_some() {
         "postgres"
     } else {
         "sqlite"
@@ -253,7 +245,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         "deliveries_per_second": (delivered as f64 / secs.max(1e-9)).round(),
         "seconds": round(secs, 2),
         "node_cpu_us_per_delivery": per(cpu1 - cpu0),
-        "database_cpu_us_per_delivery": a.database_url.as_ref().map(|_| per(db1 - db0)),
+        "database_cpu_us_per_delivery": db_url.as_ref().map(|_| per(db1 - db0)),
         "database_commits_per_delivery": commits0.zip(commits1)
             .map(|(c0, c1)| round((c1 - c0) as f64 / delivered.max(1) as f64, 3)),
         "accept_to_sent_ms": {"p50": pct(&lat, 0.5), "p99": pct(&lat, 0.99), "sampled": lat.len()},
@@ -322,12 +314,5 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         }));
     }
     drop(nodes);
-    if let (Some(server), Some(url)) = (&a.database_url, &db_url) {
-        if a.keep {
-            eprintln!("bench e2e: database kept: {url}");
-        } else {
-            crate::drill::pg::drop_database(server, url).await;
-        }
-    }
     Ok(())
 }

@@ -174,56 +174,88 @@ impl Drop for Cluster {
     }
 }
 
-/// A new, empty database on the server `server` names (its URL; the database part is
-/// replaced), called `<prefix>_<ulid>`; returns the new database's URL. Drills and
-/// benchmarks run in one of their own, so that rows left by an earlier run cannot slow or
-/// skew this one.
-pub async fn fresh_database(server: &str, prefix: &str) -> anyhow::Result<String> {
-    use anyhow::Context;
-    let name = format!(
-        "{prefix}_{}",
-        ulid::Ulid::generate().to_string().to_lowercase()
-    );
-    let mut url = url::Url::parse(server).context("the PostgreSQL URL cannot be read")?;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(server)
-        .await
-        .context("cannot reach PostgreSQL")?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&pool)
-        .await
-        .with_context(|| format!("cannot create database {name}"))?;
-    pool.close().await;
-    url.set_path(&format!("/{name}"));
-    Ok(url.to_string())
+/// A database of a drill's or a benchmark's own, made on a server the user named; dropped
+/// by [`ScratchDb::drop_now`] (only this one: its name is the one made here).
+pub struct ScratchDb {
+    server: String,
+    name: String,
+    /// The scratch database's URL (the server's, with the database part replaced).
+    pub url: String,
 }
 
-/// Drops a database made by [`fresh_database`] (`url` is its URL), connecting through
-/// `server`. Best effort: a failure is only logged.
-pub async fn drop_database(server: &str, url: &str) {
-    let Some(name) = url::Url::parse(url)
-        .ok()
-        .map(|u| u.path().trim_start_matches('/').to_string())
-        .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-    else {
-        return;
-    };
-    let dropped = async {
+/// Prefixes a scratch database may have: nothing else is ever created or dropped.
+const SCRATCH_PREFIXES: [&str; 2] = ["herald_bench", "herald_drill"];
+
+impl ScratchDb {
+    /// A new, empty database `<prefix>_<ulid>` on the server `server` names (its URL), so
+    /// that rows left by an earlier run cannot slow or skew this one. Needs the CREATEDB
+    /// right there.
+    pub async fn create(server: &str, prefix: &str) -> anyhow::Result<ScratchDb> {
+        use anyhow::Context;
+        anyhow::ensure!(
+            SCRATCH_PREFIXES.contains(&prefix),
+            "not a scratch database prefix: {prefix}"
+        );
+        let name = format!(
+            "{prefix}_{}",
+            ulid::Ulid::generate().to_string().to_lowercase()
+        );
+        let mut url = url::Url::parse(server).context("the PostgreSQL URL cannot be read")?;
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)
             .connect(server)
-            .await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&pool)
-        .await?;
+            .await
+            .context("cannot reach PostgreSQL")?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&pool)
+            .await
+            .with_context(|| format!("cannot create database {name} (needs CREATEDB)"))?;
         pool.close().await;
-        Ok::<_, sqlx::Error>(())
+        url.set_path(&format!("/{name}"));
+        Ok(ScratchDb {
+            server: server.to_string(),
+            name,
+            url: url.to_string(),
+        })
     }
-    .await;
-    if let Err(e) = dropped {
-        tracing::warn!(error = %e, database = %name, "could not drop the scratch database");
+
+    /// Drops the database (its sessions are ended first). Best effort: a failure is logged
+    /// with the name, so that it can be dropped by hand.
+    pub async fn drop_now(self) {
+        let ScratchDb { server, name, .. } = self;
+        let dropped = async {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(&server)
+                .await?;
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(&name)
+            .execute(&pool)
+            .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{name}\""
+            )))
+            .execute(&pool)
+            .await?;
+            pool.close().await;
+            Ok::<_, sqlx::Error>(())
+        }
+        .await;
+        if let Err(e) = dropped {
+            tracing::warn!(error = %e, database = %name, "could not drop the scratch database");
+            eprintln!("could not drop the scratch database {name}: {e}");
+        }
+    }
+
+    /// Drops the database, or with `keep` says where it is.
+    pub async fn finish(self, keep: bool) {
+        if keep {
+            eprintln!("database kept: {}", self.url);
+        } else {
+            self.drop_now().await;
+        }
     }
 }

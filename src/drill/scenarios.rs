@@ -264,7 +264,7 @@ async fn provider_outage(w: &Work, a: &DrillArgs, d: &mut Drill) -> Result<()> {
 }
 
 /// A fresh database on the given server, or a throwaway cluster of the drill's own.
-async fn database(a: &DrillArgs) -> Result<(Option<super::pg::Cluster>, String)> {
+async fn database(a: &DrillArgs) -> Result<(Option<super::pg::Cluster>, super::pg::ScratchDb)> {
     let cluster = match &a.database_url {
         Some(_) => None,
         None => Some(tokio::task::spawn_blocking(super::pg::Cluster::start).await??),
@@ -274,16 +274,24 @@ async fn database(a: &DrillArgs) -> Result<(Option<super::pg::Cluster>, String)>
         (None, Some(c)) => c.url(),
         (None, None) => bail!("no PostgreSQL"),
     };
-    let url = super::pg::fresh_database(&server, "herald_drill").await?;
-    Ok((cluster, url))
+    let db = super::pg::ScratchDb::create(&server, "herald_drill").await?;
+    Ok((cluster, db))
 }
 
 /// Two nodes on one PostgreSQL share webhook load to a slow receiver (calls stay in flight);
 /// one is killed with SIGKILL. Detect: the survivor declares it dead. Recover: the last
 /// delivery the dead node had leased goes out from the survivor.
 async fn node_kill(w: &Work, a: &DrillArgs, d: &mut Drill) -> Result<()> {
-    let (_cluster, url) = database(a).await?;
+    let (_cluster, db) = database(a).await?;
     d.note("PostgreSQL ready");
+    let url = db.url.clone();
+    let outcome = node_kill_on(w, a, d, &url).await;
+    // On a server the user named, the drill's database goes with it (unless --keep).
+    db.finish(a.keep).await;
+    outcome
+}
+
+async fn node_kill_on(w: &Work, a: &DrillArgs, d: &mut Drill, url: &str) -> Result<()> {
     let (_sink, sink) = w.sink("200ms").await?;
     let extra = format!("[storage]\nurl = \"{url}\"\n[dispatch]\nconcurrency = 64\n");
     let (mut node_a, a_base) = w.serve("node-a", &extra).await?;

@@ -342,7 +342,11 @@ mod tests {
         let http = client(&policy, Duration::from_secs(5), CALLS).unwrap();
         let p = Arc::new(WebhookProvider::builtin(http, policy));
         let to = format!("http://127.0.0.1:{port}/hook");
-        for _wave in 0..2 {
+        for wave in 0..2 {
+            if wave > 0 {
+                // Connections go back to the pool as their responses end: let the last ones.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             let mut calls = tokio::task::JoinSet::new();
             for _ in 0..CALLS {
                 let (p, c) = (p.clone(), claimed(&to));
@@ -353,8 +357,10 @@ mod tests {
             }
         }
         let n = opened.load(Ordering::SeqCst);
+        // A few may still be on their way back when the second wave starts; a pool smaller
+        // than the calls opened nearly one per call (192 for 200).
         assert!(
-            n <= CALLS,
+            n <= CALLS + CALLS / 4,
             "{n} connections opened for two waves of {CALLS} calls"
         );
     }

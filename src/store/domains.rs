@@ -155,7 +155,8 @@ pub trait Cluster: Send + Sync + 'static {
     }
 }
 
-/// Forgetting what is old: finished messages, inbox items, audit entries, receipts, keys.
+/// Forgetting what is old: finished messages, inbox items, audit entries, receipts,
+/// idempotency keys.
 #[async_trait]
 pub trait Retention: Send + Sync + 'static {
     /// Deletes one batch (at most `cut.batch` rows of each kind) of what is older than its

@@ -1,6 +1,6 @@
 //! Messages and dead letters on PostgreSQL: reads in one snapshot; cancel and replay.
 
-use super::complete::recompute_one as recompute;
+use super::complete::recompute_one;
 use super::operations::audit;
 use super::operations::entry;
 use super::parse;
@@ -181,7 +181,7 @@ pub async fn cancel(tx: &mut PgConnection, id: &str, actor: &str) -> Result<bool
     .await?
     .rows_affected();
     if n > 0 {
-        recompute(tx, id, now, "", None).await?;
+        recompute_one(tx, id, now, "", None).await?;
         let after: String = sqlx::query_scalar("SELECT status FROM messages WHERE id = $1")
             .bind(id)
             .fetch_one(&mut *tx)

@@ -1,6 +1,6 @@
 //! Delivery reports on PostgreSQL.
 
-use super::complete::recompute_one as recompute;
+use super::complete::recompute_one;
 use super::{PgStore, corrupt};
 use crate::store::rules;
 use crate::store::*;
@@ -80,7 +80,7 @@ pub async fn apply_receipt(
         .error
         .as_ref()
         .map(|e| crate::store::rules::last_error_json(Some(&r.provider), e));
-    recompute(tx, &message_id, r.at, &channel, last_error).await?;
+    recompute_one(tx, &message_id, r.at, &channel, last_error).await?;
     Ok(ReceiptOutcome::Applied {
         delivery_id,
         delivered: r.delivered,

@@ -6,8 +6,7 @@ use crate::core::types::Millis;
 use crate::store::*;
 use async_trait::async_trait;
 use rusqlite::{Connection, params};
-use serde_json::json;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 pub fn inbox_put(c: &Connection, item: &InboxItem) -> Result<(), StoreError> {
     let body = json!({ "content": item.content, "metadata": item.metadata });

@@ -6,8 +6,7 @@ use super::{SqliteStore, corrupt};
 use crate::core::types::Millis;
 use crate::store::*;
 use async_trait::async_trait;
-use rusqlite::Row;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::json;
 
 type KeyRow = (String, String, String, String, String, i64, Option<String>);

@@ -68,6 +68,13 @@ pub fn apply_receipt(c: &Connection, r: &ReceiptReport) -> Result<ReceiptOutcome
     })
 }
 
+/// SMS deliveries sent through a provider in a time window and still without a receipt
+/// (only SMS is polled for reports; the partial index `deliveries_awaiting_receipt` holds
+/// exactly these rows, and the query's terms imply its predicate so that it is used).
+const AWAITING: &str = "SELECT id, recipient, provider_message_id, updated_at FROM deliveries
+     WHERE status = 'sent' AND channel = 'sms' AND provider = ?1 AND updated_at >= ?2 AND updated_at <= ?3
+     ORDER BY updated_at LIMIT ?4";
+
 pub fn awaiting_receipts(
     c: &Connection,
     provider: &str,
@@ -75,11 +82,7 @@ pub fn awaiting_receipts(
     until: i64,
     limit: usize,
 ) -> Result<Vec<AwaitingReceipt>, StoreError> {
-    let mut stmt = c.prepare_cached(
-        "SELECT id, recipient, provider_message_id, updated_at FROM deliveries
-         WHERE status = 'sent' AND channel = 'sms' AND provider = ?1 AND updated_at >= ?2 AND updated_at <= ?3
-         ORDER BY updated_at LIMIT ?4",
-    )?;
+    let mut stmt = c.prepare_cached(AWAITING)?;
     let rows = stmt.query_map(params![provider, from, until, limit as i64], |r| {
         Ok(AwaitingReceipt {
             delivery_id: r.get(0)?,
@@ -106,5 +109,29 @@ impl Receipts for SqliteStore {
         let provider = provider.to_string();
         self.read(move |c| awaiting_receipts(c, &provider, from, until, limit))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The poller's query is answered from its partial index, not by reading every sent
+    /// delivery: the query and the index's predicate must not drift apart.
+    #[test]
+    fn awaiting_receipts_reads_its_partial_index() {
+        let t = tempfile::tempdir().unwrap();
+        let mut c = super::super::connect(&t.path().join("h.db")).unwrap();
+        super::super::migrate(&mut c).unwrap();
+        let plan: Vec<String> = c
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", super::AWAITING))
+            .unwrap()
+            .query_map(rusqlite::params!["p", 0, 1, 10], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|d| d.contains("deliveries_awaiting_receipt")),
+            "{plan:?}"
+        );
     }
 }

@@ -18,7 +18,8 @@ fn key(name: &str, hash: &str) -> ApiKeyRecord {
 }
 
 pub async fn keys_are_found_until_revoked_and_audited(s: Arc<dyn Store>) {
-    let a = key("billing", "hash-a");
+    let mut a = key("billing", "hash-a");
+    a.rate_limit = Some(herald::config::Rate::parse("10/s").unwrap());
     let b = key("alerts", "hash-b");
     s.create_api_key(a.clone(), "admin").await.unwrap();
     s.create_api_key(b.clone(), "admin").await.unwrap();
@@ -28,6 +29,10 @@ pub async fn keys_are_found_until_revoked_and_audited(s: Arc<dyn Store>) {
         (a.id.as_str(), "billing")
     );
     assert_eq!(found.role, Role::Sender);
+    assert_eq!(
+        found.rate_limit, a.rate_limit,
+        "the key's rate limit is kept"
+    );
     assert!(s.find_api_key("hash-unknown").await.unwrap().is_none());
     let names: Vec<String> = s
         .list_api_keys()

@@ -33,12 +33,17 @@ pub async fn modes_and_switches_are_kept_and_audited(s: Arc<dyn Store>) {
     let log = s.audit_list(10, None).await.unwrap();
     assert_eq!(log.len(), 2, "{log:?}");
     assert!(log[0].id > log[1].id, "newest first");
-    let mode = log
-        .iter()
-        .find(|e| e.target == "mode" || e.action.contains("mode"));
+    let mode = log.iter().find(|e| e.action == "mode.set");
     let mode = mode.expect("the mode change is audited");
-    assert_eq!(mode.actor, "ops");
+    assert_eq!((mode.actor.as_str(), mode.target.as_str()), ("ops", "mode"));
     assert_eq!(mode.reason.as_deref(), Some("sms vendor down"));
+    assert_eq!(mode.before, Some(serde_json::json!({"mode": "normal"})));
+    assert_eq!(mode.after, Some(serde_json::json!({"mode": "degraded"})));
+    let switch = log.iter().find(|e| e.action == "provider.disable");
+    let switch = switch.expect("the provider switch is audited");
+    assert_eq!(switch.target, "aliyun");
+    assert_eq!(switch.before, Some(serde_json::json!({"disabled": false})));
+    assert_eq!(switch.after, Some(serde_json::json!({"disabled": true})));
     // The cursor pages on: after the newest, only the older entry.
     let older = s.audit_list(10, Some(log[0].id)).await.unwrap();
     assert_eq!(older.len(), 1);
