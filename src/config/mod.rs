@@ -1,11 +1,14 @@
 //! The typed configuration (SPEC §3): built-in defaults, then the TOML file, then `HERALD_*`
 //! environment overrides; `${VAR}` interpolation; unknown keys refused by name.
 
+mod check;
 mod load;
+mod provider;
 mod retention;
 mod units;
 
 pub use load::{ConfigError, load, load_from_str};
+pub use provider::{ProviderConfig, ProviderKind, redact_robot_url};
 pub use retention::RetentionConfig;
 pub use units::{ByteSize, Dur, Rate, Secret};
 
@@ -333,95 +336,6 @@ pub struct ApiKeyConfig {
     pub rate_limit: Option<Rate>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
-    Aliyun,
-    Twilio,
-    Smtp,
-    Webhook,
-    Slack,
-    Dingtalk,
-    Feishu,
-    Wecom,
-    Webpush,
-    Fcm,
-    Apns,
-}
-
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProviderConfig {
-    pub id: String,
-    pub channel: Channel,
-    pub kind: ProviderKind,
-    #[serde(default = "default_provider_priority")]
-    pub priority: u32,
-    #[serde(default = "default_provider_weight")]
-    pub weight: u32,
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    #[serde(default)]
-    pub timeout: Option<Dur>,
-    /// Outbound limit; over it, work waits in the queue. Robots have their documented
-    /// limit by default (DingTalk and WeCom 20/min, Feishu 5/s and 100/min, Slack 1/s).
-    #[serde(default)]
-    pub rate_limit: Option<Rate>,
-    #[serde(default)]
-    pub credentials: BTreeMap<String, Secret>,
-    #[serde(default)]
-    pub options: BTreeMap<String, toml::Value>,
-}
-
-/// Credentials are redacted by their type; a robot's `options.url` is its credential (an
-/// access token in it), so only its host is shown.
-impl std::fmt::Debug for ProviderConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let options: BTreeMap<&String, String> = self
-            .options
-            .iter()
-            .map(|(k, v)| {
-                let shown = match (k.as_str(), v) {
-                    ("url", toml::Value::String(u)) => redact_robot_url(u),
-                    _ => v.to_string(),
-                };
-                (k, shown)
-            })
-            .collect();
-        f.debug_struct("ProviderConfig")
-            .field("id", &self.id)
-            .field("channel", &self.channel)
-            .field("kind", &self.kind)
-            .field("priority", &self.priority)
-            .field("weight", &self.weight)
-            .field("endpoint", &self.endpoint.as_deref().map(redact_url))
-            .field("timeout", &self.timeout)
-            .field("rate_limit", &self.rate_limit)
-            .field("credentials", &self.credentials)
-            .field("options", &options)
-            .finish()
-    }
-}
-
-/// A robot URL shown without what makes it a credential: scheme and host only.
-pub fn redact_robot_url(u: &str) -> String {
-    match url::Url::parse(u) {
-        Ok(parsed) => format!(
-            "{}://{}/[redacted]",
-            parsed.scheme(),
-            parsed.host_str().unwrap_or("")
-        ),
-        Err(_) => "[redacted]".to_string(),
-    }
-}
-
-fn default_provider_priority() -> u32 {
-    1
-}
-fn default_provider_weight() -> u32 {
-    100
-}
-
 impl Config {
     /// Where messages are stored: SQLite (the default, `<data_dir>/herald.db`) or PostgreSQL.
     pub fn backend(&self) -> Result<Backend, ConfigError> {
@@ -467,113 +381,6 @@ impl Config {
         // Tests send to the same few numbers many times; the defaults have their own test.
         c.limits.recipient.clear();
         c
-    }
-
-    /// Checks that go beyond the shape of the file.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, message: String| ConfigError::Invalid {
-            key: key.into(),
-            message,
-        };
-        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(invalid(
-                "server.listen",
-                format!(
-                    "`{}` is not an address like 127.0.0.1:8080",
-                    self.server.listen
-                ),
-            ));
-        }
-        if let Some(u) = &self.server.public_url {
-            url::Url::parse(u).map_err(|e| invalid("server.public_url", e.to_string()))?;
-        }
-        self.backend()?;
-        if let Some(r) = &self.backup.encrypt_to {
-            crate::backup::archive::parse_recipient(r)
-                .map_err(|e| invalid("backup.encrypt_to", e.to_string()))?;
-        }
-        if self.backup.keep == 0 {
-            return Err(invalid("backup.keep", "must be at least 1".into()));
-        }
-        if self.backup.every.is_some_and(|d| d.0.as_secs() < 1) {
-            return Err(invalid("backup.every", "must be at least 1s".into()));
-        }
-        if !["text", "json"].contains(&self.log.format.as_str()) {
-            return Err(invalid("log.format", "must be `text` or `json`".into()));
-        }
-        let d = &self.dispatch;
-        if d.concurrency == 0 || d.claim_batch == 0 || d.max_attempts == 0 || d.retry_factor == 0 {
-            return Err(invalid(
-                "dispatch",
-                "concurrency, claim_batch, max_attempts and retry_factor must be at least 1".into(),
-            ));
-        }
-        if d.lease.0.as_millis() < 1000 {
-            return Err(invalid("dispatch.lease", "must be at least 1s".into()));
-        }
-        let mut names = std::collections::HashSet::new();
-        for (i, k) in self.api_keys.iter().enumerate() {
-            if k.key.expose().len() < 16 {
-                return Err(invalid(
-                    &format!("api_keys[{i}].key"),
-                    "must be at least 16 characters".into(),
-                ));
-            }
-            if k.name.eq_ignore_ascii_case("admin") {
-                return Err(invalid(
-                    &format!("api_keys[{i}].name"),
-                    "`admin` is the bootstrap key's name: pick another".into(),
-                ));
-            }
-            if !names.insert(k.name.as_str()) {
-                return Err(invalid(
-                    &format!("api_keys[{i}].name"),
-                    format!("duplicate key name `{}`", k.name),
-                ));
-            }
-        }
-        if self.cluster.dead_after.0 <= self.cluster.heartbeat.0 {
-            return Err(invalid(
-                "cluster.dead_after",
-                "must be longer than cluster.heartbeat".into(),
-            ));
-        }
-        let c = &self.circuit;
-        if !(0.0..=1.0).contains(&c.failure_rate) || c.failure_rate == 0.0 {
-            return Err(invalid(
-                "circuit.failure_rate",
-                "must be above 0 and at most 1".into(),
-            ));
-        }
-        for (from, to) in &self.degrade {
-            if to.contains(from) {
-                return Err(invalid(
-                    &format!("degrade.{from}"),
-                    "a channel cannot degrade to itself".into(),
-                ));
-            }
-        }
-        let mut ids = std::collections::HashSet::new();
-        for (i, p) in self.providers.iter().enumerate() {
-            if p.id.is_empty()
-                || !p
-                    .id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                return Err(invalid(
-                    &format!("providers[{i}].id"),
-                    "must be letters, digits, `-` or `_`".into(),
-                ));
-            }
-            if !ids.insert(p.id.as_str()) {
-                return Err(invalid(
-                    &format!("providers[{i}].id"),
-                    format!("duplicate provider id `{}`", p.id),
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// The effective configuration as TOML, secrets redacted.

@@ -1,0 +1,112 @@
+//! The checks of a loaded configuration that go beyond the shape of the file.
+
+use super::*;
+
+impl Config {
+    /// Checks that go beyond the shape of the file.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: key.into(),
+            message,
+        };
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "server.listen",
+                format!(
+                    "`{}` is not an address like 127.0.0.1:8080",
+                    self.server.listen
+                ),
+            ));
+        }
+        if let Some(u) = &self.server.public_url {
+            url::Url::parse(u).map_err(|e| invalid("server.public_url", e.to_string()))?;
+        }
+        self.backend()?;
+        if let Some(r) = &self.backup.encrypt_to {
+            crate::backup::archive::parse_recipient(r)
+                .map_err(|e| invalid("backup.encrypt_to", e.to_string()))?;
+        }
+        if self.backup.keep == 0 {
+            return Err(invalid("backup.keep", "must be at least 1".into()));
+        }
+        if self.backup.every.is_some_and(|d| d.0.as_secs() < 1) {
+            return Err(invalid("backup.every", "must be at least 1s".into()));
+        }
+        if !["text", "json"].contains(&self.log.format.as_str()) {
+            return Err(invalid("log.format", "must be `text` or `json`".into()));
+        }
+        let d = &self.dispatch;
+        if d.concurrency == 0 || d.claim_batch == 0 || d.max_attempts == 0 || d.retry_factor == 0 {
+            return Err(invalid(
+                "dispatch",
+                "concurrency, claim_batch, max_attempts and retry_factor must be at least 1".into(),
+            ));
+        }
+        if d.lease.0.as_millis() < 1000 {
+            return Err(invalid("dispatch.lease", "must be at least 1s".into()));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, k) in self.api_keys.iter().enumerate() {
+            if k.key.expose().len() < 16 {
+                return Err(invalid(
+                    &format!("api_keys[{i}].key"),
+                    "must be at least 16 characters".into(),
+                ));
+            }
+            if k.name.eq_ignore_ascii_case("admin") {
+                return Err(invalid(
+                    &format!("api_keys[{i}].name"),
+                    "`admin` is the bootstrap key's name: pick another".into(),
+                ));
+            }
+            if !names.insert(k.name.as_str()) {
+                return Err(invalid(
+                    &format!("api_keys[{i}].name"),
+                    format!("duplicate key name `{}`", k.name),
+                ));
+            }
+        }
+        if self.cluster.dead_after.0 <= self.cluster.heartbeat.0 {
+            return Err(invalid(
+                "cluster.dead_after",
+                "must be longer than cluster.heartbeat".into(),
+            ));
+        }
+        let c = &self.circuit;
+        if !(0.0..=1.0).contains(&c.failure_rate) || c.failure_rate == 0.0 {
+            return Err(invalid(
+                "circuit.failure_rate",
+                "must be above 0 and at most 1".into(),
+            ));
+        }
+        for (from, to) in &self.degrade {
+            if to.contains(from) {
+                return Err(invalid(
+                    &format!("degrade.{from}"),
+                    "a channel cannot degrade to itself".into(),
+                ));
+            }
+        }
+        let mut ids = std::collections::HashSet::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            if p.id.is_empty()
+                || !p
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(
+                    &format!("providers[{i}].id"),
+                    "must be letters, digits, `-` or `_`".into(),
+                ));
+            }
+            if !ids.insert(p.id.as_str()) {
+                return Err(invalid(
+                    &format!("providers[{i}].id"),
+                    format!("duplicate provider id `{}`", p.id),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
