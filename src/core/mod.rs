@@ -1,5 +1,6 @@
 //! Domain types and pure decisions. Nothing here does I/O or knows about HTTP or SQL.
 
+pub mod addresses;
 pub mod circuit;
 pub mod fair;
 pub mod message;
