@@ -18,8 +18,9 @@ pub async fn healthz() -> Response {
 /// A dispatcher whose loop has not gone round for this long is not running.
 const WORKERS_STALE_MS: i64 = 10_000;
 
-pub async fn readyz(State(state): State<AppState>) -> Response {
-    let storage = match tokio::time::timeout(
+/// Whether storage answers a ping within 2 s (readiness and the `storage_up` gauge).
+async fn storage_answers(state: &AppState) -> Result<(), String> {
+    match tokio::time::timeout(
         std::time::Duration::from_secs(2),
         state.store.operations.ping(),
     )
@@ -28,7 +29,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("no answer within 2s".to_string()),
-    };
+    }
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let storage = storage_answers(&state).await;
     let enabled = state.cfg.dispatch.enabled;
     let beat = state.workers_beat.load(Ordering::Relaxed);
     let workers =
@@ -77,12 +82,7 @@ pub async fn metrics(
         .metrics
         .spool_depth
         .set(state.spool.as_ref().map(|s| s.depth() as i64).unwrap_or(0));
-    let up = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        state.store.operations.ping(),
-    )
-    .await
-    .is_ok_and(|r| r.is_ok());
+    let up = storage_answers(&state).await.is_ok();
     state.metrics.storage_up.set(up as i64);
     match state.store.operations.stats().await {
         Ok(s) => state.metrics.observe_stats(&s),

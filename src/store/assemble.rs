@@ -3,7 +3,7 @@
 //! deliveries in another (three round trips whatever the page size), all inside one read
 //! transaction so a view never pairs a finished message with a delivery still in flight.
 
-use super::{Attempt, AttemptError, DeliveryView, MessageView, StoreError};
+use super::{Attempt, AttemptError, DeliveryView, MessageView, StoreError, corrupt, parse};
 use crate::core::types::{DeliveryStatus, Millis, Priority};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -47,14 +47,6 @@ pub const MESSAGE_COLS: &str =
 pub const DELIVERY_COLS: &str = "message_id, id, channel, recipient, status, provider";
 pub const ATTEMPT_COLS: &str = "a.delivery_id, a.n, a.provider, a.at, a.duration_ms, a.outcome, \
      a.error_class, a.error_code, a.error_detail, a.provider_message_id";
-
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
-}
-
-fn parse<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, StoreError> {
-    s.parse().map_err(corrupt)
-}
 
 fn attempt(a: AttemptRow) -> Result<Attempt, StoreError> {
     let error = match a.error_class {

@@ -178,8 +178,8 @@ impl<T> Store for T where
 {
 }
 
-/// One store seen through each of its domains: what the API holds, so that every handler
-/// names the domain it uses (`state.store.messages.get_message(…)`).
+/// One store seen through each domain the API uses (retention is the workers' alone), so
+/// that every handler names the domain it uses (`state.store.messages.get_message(…)`).
 #[derive(Clone)]
 pub struct Domains {
     pub queue: std::sync::Arc<dyn Queue>,
@@ -189,7 +189,6 @@ pub struct Domains {
     pub keys: std::sync::Arc<dyn Keys>,
     pub operations: std::sync::Arc<dyn Operations>,
     pub cluster: std::sync::Arc<dyn Cluster>,
-    pub retention: std::sync::Arc<dyn Retention>,
 }
 
 impl Domains {
@@ -202,7 +201,6 @@ impl Domains {
             keys: store.clone(),
             operations: store.clone(),
             cluster: store.clone(),
-            retention: store.clone(),
         }
     }
 }

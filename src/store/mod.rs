@@ -23,9 +23,10 @@
 //! an `Arc<dyn Store>` coerces to any of them.
 //!
 //! **A new domain** (contacts, incidents, on-call, approvals …): a trait in `domains.rs`
-//! added to [`Store`] and [`Domains`], its tables in a new migration of each backend, one file
-//! per backend implementing it, its tables in the backup catalogue (`backup::catalog`), and a
-//! conformance module in `tests/it/store_conformance/` run on both backends.
+//! added to [`Store`] (and to [`Domains`] if the API uses it), its tables in a new migration
+//! of each backend, one file per backend implementing it, its tables in the backup catalogue
+//! (`backup::catalog`), and a conformance module in `tests/it/store_conformance/` run on
+//! both backends.
 
 pub(crate) mod assemble;
 mod domains;
@@ -39,6 +40,18 @@ pub use domains::{
 };
 
 pub use types::*;
+
+/// Stored data that cannot be read back as what it should be.
+pub(crate) fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// A stored text parsed as `T` (a status, a priority …), or [`corrupt`].
+pub(crate) fn parse<T: std::str::FromStr<Err = String>>(
+    s: impl AsRef<str>,
+) -> Result<T, StoreError> {
+    s.as_ref().parse().map_err(corrupt)
+}
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

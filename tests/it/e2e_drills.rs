@@ -80,3 +80,34 @@ fn drill_restore_and_a_missed_target_fails() {
     assert_eq!(r["passed"], false);
     assert!(stderr.contains("missed its targets"), "{stderr}");
 }
+
+/// A benchmark's or drill's scratch database is made on the server named and dropped
+/// afterwards; nothing but a scratch prefix is ever made (so nothing else can be dropped).
+#[tokio::test]
+async fn scratch_databases_are_made_and_dropped_only_by_their_prefix() {
+    use herald::drill::pg::ScratchDb;
+    let server = crate::utils::pg::server_url();
+    let pool = sqlx::PgPool::connect(&server).await.unwrap();
+    let exists = |name: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+            )
+            .bind(name)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert!(ScratchDb::create(&server, "herald").await.is_err());
+    let db = ScratchDb::create(&server, "herald_bench").await.unwrap();
+    let name = db.url.rsplit('/').next().unwrap().to_string();
+    assert!(name.starts_with("herald_bench_"), "{}", db.url);
+    assert!(exists(name.clone()).await);
+    // A session left open in it does not keep it alive.
+    let open = sqlx::PgPool::connect(&db.url).await.unwrap();
+    sqlx::query("SELECT 1").execute(&open).await.unwrap();
+    db.drop_now().await;
+    assert!(!exists(name).await, "the scratch database is gone");
+}

@@ -6,14 +6,10 @@
 
 use crate::core::progress::{is_dead_letter, message_status, progress};
 use crate::core::types::{DeliveryStatus, Millis, Strategy};
-use crate::store::{Completion, StoreError, rules};
+use crate::store::{Completion, StoreError, corrupt, rules};
 use serde_json::json;
 use sqlx::{PgConnection, Row};
 use std::collections::{BTreeMap, HashMap, HashSet};
-
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
-}
 
 /// What a change to one of its deliveries asks of a message: when, and for a dead letter
 /// the channel and error to show.

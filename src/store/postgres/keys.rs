@@ -86,7 +86,7 @@ pub async fn api_keys(pool: &PgPool, hash: Option<&str>) -> Result<Vec<ApiKeyRec
             Ok(ApiKeyRecord {
                 id: r.try_get(0)?,
                 name: r.try_get(1)?,
-                role: parse(r.try_get(2)?)?,
+                role: parse(r.try_get::<String, _>(2)?)?,
                 key_hash: r.try_get(3)?,
                 prefix: r.try_get(4)?,
                 created_at: r.try_get(5)?,

@@ -152,7 +152,7 @@ pub async fn dead_letters(pool: &PgPool, f: &ListFilter) -> Result<Vec<DeadLette
             };
             Ok(DeadLetter {
                 message_id: r.try_get(0)?,
-                channel: parse(r.try_get(1)?)?,
+                channel: parse(r.try_get::<String, _>(1)?)?,
                 priority: Priority::from_rank(r.try_get(2)?),
                 failed_at: r.try_get(3)?,
                 provider,

@@ -81,14 +81,6 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
-}
-
-fn parse<T: std::str::FromStr<Err = String>>(s: String) -> Result<T, StoreError> {
-    s.parse().map_err(corrupt)
-}
-
 pub struct PgStore {
     pool: PgPool,
     accepts: mpsc::Sender<AcceptJob>,

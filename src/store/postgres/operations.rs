@@ -196,7 +196,7 @@ pub async fn stats(pool: &PgPool) -> Result<Stats, StoreError> {
         .await?;
     let mut by = Vec::new();
     for r in rows {
-        by.push((parse(r.try_get(0)?)?, r.try_get::<i64, _>(1)?));
+        by.push((parse(r.try_get::<String, _>(0)?)?, r.try_get::<i64, _>(1)?));
     }
     let dead: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters")
         .fetch_one(pool)

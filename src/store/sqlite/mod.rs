@@ -228,14 +228,6 @@ impl SqliteStore {
     }
 }
 
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
-}
-
-fn parse<T: std::str::FromStr<Err = String>>(s: String) -> Result<T, StoreError> {
-    s.parse().map_err(corrupt)
-}
-
 /// Runs a statement without results from the connection's cache of prepared statements.
 fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())

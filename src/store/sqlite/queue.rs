@@ -6,6 +6,7 @@ use super::{SqliteStore, corrupt};
 use crate::core::message::NewMessage;
 use crate::core::progress::initial;
 use crate::core::types::{DeliveryStatus, Millis, Strategy};
+use crate::store::assemble::ClaimedRow;
 use crate::store::rules::{self, IDEMPOTENCY_WINDOW_MS};
 use crate::store::*;
 use async_trait::async_trait;
@@ -136,7 +137,9 @@ fn recipient_limited(c: &Connection, m: &NewMessage) -> Result<Option<Accepted>,
     Ok(None)
 }
 
-pub fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<ClaimRow>, StoreError> {
+/// Claims due deliveries in the writer; each row is turned into a [`Claimed`] (its JSON
+/// parsed) outside it, so that the one writer thread only reads and writes.
+pub fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<ClaimedRow>, StoreError> {
     let mut out = Vec::new();
     let mut select = c.prepare_cached(
         "SELECT d.id, d.fence, d.tries, d.message_id, d.channel, d.recipient, d.priority,
@@ -167,93 +170,36 @@ pub fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<ClaimRow>, StoreE
         if want == 0 {
             continue;
         }
+        // Read as the row will be once the claim's update below is applied: fence and
+        // tries one higher.
         let rows = select.query_map(params![rank, req.now, want as i64, skip_endpoints], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, i64>(6)?,
-                r.get::<_, Option<String>>(7)?,
-                r.get::<_, Option<String>>(8)?,
-                r.get::<_, i64>(9)?,
-                r.get::<_, i64>(10)?,
-                r.get::<_, String>(11)?,
-                r.get::<_, Option<String>>(12)?,
-                r.get::<_, i64>(13)?,
-                r.get::<_, bool>(14)?,
-            ))
+            Ok(ClaimedRow {
+                id: r.get(0)?,
+                fence: r.get::<_, i64>(1)? + 1,
+                tries: r.get::<_, i64>(2)? + 1,
+                message_id: r.get(3)?,
+                channel: r.get(4)?,
+                to: r.get(5)?,
+                priority: r.get(6)?,
+                skip_providers: r.get(7)?,
+                last_provider: r.get(8)?,
+                created_at: r.get(9)?,
+                expires_at: r.get(10)?,
+                body: r.get(11)?,
+                own_content: r.get(12)?,
+                activated_at: r.get(13)?,
+                has_next_channel: r.get(14)?,
+            })
         })?;
         let rows: Vec<_> = rows.collect::<Result<_, _>>()?;
         for row in rows {
-            take.execute(params![row.0, req.owner, req.now + req.lease_ms, req.now])?;
-            mark_msg.execute(params![row.3, req.now])?;
+            take.execute(params![row.id, req.owner, req.now + req.lease_ms, req.now])?;
+            mark_msg.execute(params![row.message_id, req.now])?;
             taken[rank as usize] += 1;
             out.push(row);
         }
     }
     Ok(out)
-}
-
-/// A claimed row as read inside the writer; turned into a [`Claimed`] (JSON parsed) by
-/// [`claimed`] outside it, so that the one writer thread only reads and writes.
-pub type ClaimRow = (
-    String,
-    i64,
-    i64,
-    String,
-    String,
-    String,
-    i64,
-    Option<String>,
-    Option<String>,
-    i64,
-    i64,
-    String,
-    Option<String>,
-    i64,
-    bool,
-);
-
-pub fn claimed(row: ClaimRow) -> Result<Claimed, StoreError> {
-    let (
-        id,
-        fence,
-        tries,
-        message_id,
-        channel,
-        to,
-        priority,
-        skip_providers,
-        last_provider,
-        created_at,
-        expires_at,
-        body,
-        own_content,
-        activated_at,
-        has_next_channel,
-    ) = row;
-    // The row was read before the claim's update: its fence and tries as they are now.
-    crate::store::assemble::ClaimedRow {
-        id,
-        fence: fence + 1,
-        tries: tries + 1,
-        message_id,
-        channel,
-        to,
-        priority,
-        skip_providers,
-        last_provider,
-        created_at,
-        expires_at,
-        body,
-        own_content,
-        activated_at,
-        has_next_channel,
-    }
-    .into_claimed()
 }
 
 pub fn complete(c: &Connection, x: &Completion) -> Result<bool, StoreError> {
@@ -401,7 +347,7 @@ impl Queue for SqliteStore {
         Ok(rows
             .into_iter()
             .filter_map(|r| {
-                claimed(r)
+                r.into_claimed()
                     .map_err(|e| tracing::error!(error = %e, "a claimed delivery cannot be read"))
                     .ok()
             })
