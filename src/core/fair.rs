@@ -7,6 +7,41 @@
 /// (`scheme://host[:port]`, lowercase, default ports left out). `None` when `url` is not an
 /// absolute http(s) URL.
 pub fn origin(url: &str) -> Option<String> {
+    // The dispatcher asks several times per delivery; parsing (IDNA included) is the cost,
+    // and everything that decides the origin comes before the path. So answers are kept per
+    // thread by that prefix, a few thousand at most.
+    const KEPT: usize = 4096;
+    thread_local! {
+        static SEEN: std::cell::RefCell<std::collections::HashMap<String, Option<String>>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    let Some(prefix) = authority_prefix(url) else {
+        return parse_origin(url);
+    };
+    SEEN.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        if let Some(o) = seen.get(prefix) {
+            return o.clone();
+        }
+        let o = parse_origin(url);
+        if seen.len() >= KEPT {
+            seen.clear();
+        }
+        seen.insert(prefix.to_string(), o.clone());
+        o
+    })
+}
+
+/// `scheme://authority` of `url`: up to the first `/`, `\`, `?` or `#` after `://`.
+fn authority_prefix(url: &str) -> Option<&str> {
+    let start = url.find("://")? + 3;
+    let end = url[start..]
+        .find(['/', '\\', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    Some(&url[..end])
+}
+
+fn parse_origin(url: &str) -> Option<String> {
     let u = url::Url::parse(url).ok()?;
     if !matches!(u.scheme(), "http" | "https") {
         return None;
@@ -88,6 +123,28 @@ mod tests {
         );
         assert_eq!(origin("ftp://a.example/"), None);
         assert_eq!(origin("not a url"), None);
+    }
+
+    #[test]
+    fn remembered_origins_are_the_parsed_ones() {
+        for url in [
+            "https://Hooks.Example.com/a?b=c",
+            "https://hooks.example.com?x",
+            "https://hooks.example.com#f",
+            "http://user@h.example:8080\\path",
+            "http://[::1]:9000/",
+            "http://bad host/",
+            "https://a.example.:8443",
+        ] {
+            let first = origin(url);
+            assert_eq!(first, parse_origin(url), "{url}");
+            assert_eq!(origin(url), first, "{url} a second time");
+        }
+        // Same authority, different paths: one answer.
+        assert_eq!(
+            origin("https://h.example/one"),
+            origin("https://h.example/two?x=1")
+        );
     }
 
     #[test]
