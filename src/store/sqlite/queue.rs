@@ -154,13 +154,15 @@ pub fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<ClaimedRow>, Stor
                 WHERE substr(d.recipient, 1, length(j.value) + 1) = j.value || '/'))
          ORDER BY d.due_at LIMIT ?3",
     )?;
+    // One statement per table for the whole claim, not two per row.
     let mut take = c.prepare_cached(
         "UPDATE deliveries SET status = 'sending', fence = fence + 1, tries = tries + 1,
                 lease_owner = ?2, due_at = ?3, updated_at = ?4
-         WHERE id = ?1",
+         WHERE id IN (SELECT value FROM json_each(?1))",
     )?;
     let mut mark_msg = c.prepare_cached(
-        "UPDATE messages SET status = 'sending', updated_at = ?2 WHERE id = ?1 AND status = 'queued'",
+        "UPDATE messages SET status = 'sending', updated_at = ?2
+         WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'queued'",
     )?;
     let skip_endpoints =
         (!req.skip_endpoints.is_empty()).then(|| json!(req.skip_endpoints).to_string());
@@ -191,13 +193,21 @@ pub fn claim(c: &Connection, req: &ClaimRequest) -> Result<Vec<ClaimedRow>, Stor
                 has_next_channel: r.get(14)?,
             })
         })?;
-        let rows: Vec<_> = rows.collect::<Result<_, _>>()?;
-        for row in rows {
-            take.execute(params![row.id, req.owner, req.now + req.lease_ms, req.now])?;
-            mark_msg.execute(params![row.message_id, req.now])?;
-            taken[rank as usize] += 1;
-            out.push(row);
+        let rows: Vec<ClaimedRow> = rows.collect::<Result<_, _>>()?;
+        if rows.is_empty() {
+            continue;
         }
+        let ids = json!(rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>()).to_string();
+        let messages = json!(
+            rows.iter()
+                .map(|r| r.message_id.as_str())
+                .collect::<Vec<_>>()
+        )
+        .to_string();
+        take.execute(params![ids, req.owner, req.now + req.lease_ms, req.now])?;
+        mark_msg.execute(params![messages, req.now])?;
+        taken[rank as usize] += rows.len();
+        out.extend(rows);
     }
     Ok(out)
 }
