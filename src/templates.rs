@@ -32,6 +32,10 @@ pub struct SmsPart {
 #[serde(deny_unknown_fields)]
 pub struct TemplateConfig {
     pub id: String,
+    /// What kind of message it is (`billing`, `marketing`…): contacts may opt out of a
+    /// category. A message's `metadata.category` takes precedence.
+    #[serde(default)]
+    pub category: Option<String>,
     /// Channels used when a message names no `channels`.
     #[serde(default)]
     pub channels: Vec<Channel>,
@@ -126,6 +130,10 @@ impl Templates {
                     "templates[{i}]: id `{}` is empty or used twice",
                     t.id
                 ));
+            }
+            if let Some(c) = &t.category {
+                crate::core::contact::valid_category(c)
+                    .map_err(|m| format!("templates `{}` category: {m}", t.id))?;
             }
             for ch in Channel::ALL {
                 let Some(part) = t.part(*ch) else { continue };

@@ -48,14 +48,27 @@ fn idempotency(
     }))
 }
 
-fn build(
+async fn build(
     state: &AppState,
     caller: &str,
     body: Value,
     idem: Option<Idempotency>,
 ) -> Result<NewMessage, ApiError> {
     let req = validate::decode(body).map_err(|e| ApiError::validation(vec![e]))?;
+    // `to.user` names a contact: its addresses as they are now go into the message. While
+    // the directory cannot be read such a message is refused (503), not sent to fewer
+    // channels than the contact has.
+    let contact = match req
+        .to
+        .user
+        .as_deref()
+        .filter(|u| crate::core::validate::valid_user(u).is_ok())
+    {
+        Some(user) => state.store.contacts.get_contact(user).await?,
+        None => None,
+    };
     let ctx = Context {
+        contact: contact.as_ref().map(|r| &r.contact),
         now: now_millis(),
         channels_available: &state.channels,
         hosts: &state.hosts,
@@ -195,7 +208,9 @@ pub async fn send(
         .await
         .map_err(|e| refused(&state, e))?;
     let idem = idempotency(&headers, &who.id, &value)?;
-    let msg = build(&state, &who.name, value, idem).map_err(|e| refused(&state, e))?;
+    let msg = build(&state, &who.name, value, idem)
+        .await
+        .map_err(|e| refused(&state, e))?;
     admit(&state, msg.priority).map_err(|e| refused(&state, e))?;
     let deliveries = msg.deliveries.len() as u64;
     let due_now = msg.send_at <= now_millis();
@@ -352,6 +367,7 @@ pub async fn send_batch(
             }
         };
         match build(&state, &who.name, item, idem)
+            .await
             .and_then(|m| admit(&state, m.priority).map(|_| m))
         {
             Ok(m) => {

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod body;
+mod contacts;
 mod dead_letters;
 mod inbox;
 mod keys;
@@ -109,6 +110,18 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/inbox/{user}", get(inbox::list))
         .route("/v1/inbox/{user}/stream", get(inbox::stream))
         .route("/v1/inbox/{user}/{id}/read", post(inbox::mark_read))
+        .route("/v1/contacts", post(contacts::create).get(contacts::list))
+        .route(
+            "/v1/contacts/{id}",
+            get(contacts::get_one)
+                .put(contacts::put)
+                .patch(contacts::patch)
+                .delete(contacts::delete),
+        )
+        .route(
+            "/v1/contacts/{id}/push-subscriptions",
+            post(contacts::add_push_subscription),
+        )
         .route("/v1/api-keys", post(keys::create).get(keys::list))
         .route("/v1/api-keys/{id}", delete(keys::revoke))
         .route("/v1/audit", get(ops::audit))

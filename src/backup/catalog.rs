@@ -183,6 +183,22 @@ pub const TABLES: &[Table] = &[
         ],
         key: &["provider"],
     },
+    Table {
+        name: "contacts",
+        columns: &[
+            ("id", T),
+            ("body", T),
+            ("version", I),
+            ("created_at", I),
+            ("updated_at", I),
+        ],
+        key: &["id"],
+    },
+    Table {
+        name: "delivery_notes",
+        columns: &[("delivery_id", T), ("code", T), ("detail", T), ("at", I)],
+        key: &["delivery_id"],
+    },
 ];
 
 pub fn table(name: &str) -> Option<&'static Table> {

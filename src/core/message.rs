@@ -25,6 +25,15 @@ pub struct NewDelivery {
     pub to: String,
     /// The template rendered for this channel; `None`: the message's own content.
     pub content: Option<Content>,
+    /// Not to be made, and why (a contact's opt-out): stored as `skipped` with this note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip: Option<SkipNote>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkipNote {
+    pub code: String,
+    pub detail: String,
 }
 
 /// An idempotency key with the hash of the body it was first used with.
@@ -54,6 +63,14 @@ pub struct NewMessage {
     pub sender: String,
     /// Per-recipient limits to check when storing (none for `critical`).
     pub recipient_limits: Vec<RecipientLimit>,
+}
+
+impl NewMessage {
+    /// Statuses its deliveries start with (skipped ones included).
+    pub fn initial_statuses(&self) -> Vec<super::types::DeliveryStatus> {
+        let skipped: Vec<bool> = self.deliveries.iter().map(|d| d.skip.is_some()).collect();
+        super::progress::initial(self.strategy, &skipped)
+    }
 }
 
 /// "No more than `rates` messages to `to` on `channel`": checked in the same transaction

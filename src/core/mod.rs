@@ -2,11 +2,14 @@
 
 pub mod addresses;
 pub mod circuit;
+pub mod contact;
 pub mod fair;
 pub mod message;
 pub mod next_step;
 pub mod progress;
+pub mod quiet;
 pub mod ratelimit;
+pub mod resolve;
 pub mod ssrf;
 pub mod types;
 pub mod validate;

@@ -70,11 +70,17 @@ pub fn is_dead_letter(deliveries: &[D]) -> bool {
     message_status(deliveries) == M::Failed
 }
 
-/// Statuses a new message's deliveries start with.
-pub fn initial(strategy: Strategy, n: usize) -> Vec<D> {
-    (0..n)
-        .map(|i| match (strategy, i) {
-            (Strategy::All, _) | (Strategy::Failover, 0) => D::Queued,
+/// Statuses a new message's deliveries start with; `skipped[i]`: delivery `i` is not to be
+/// made (failover then starts at the first one that is).
+pub fn initial(strategy: Strategy, skipped: &[bool]) -> Vec<D> {
+    let first = skipped.iter().position(|s| !s);
+    skipped
+        .iter()
+        .enumerate()
+        .map(|(i, skip)| match (strategy, skip) {
+            (_, true) => D::Skipped,
+            (Strategy::All, false) => D::Queued,
+            (Strategy::Failover, false) if Some(i) == first => D::Queued,
             _ => D::Pending,
         })
         .collect()
@@ -159,9 +165,30 @@ mod tests {
     #[test]
     fn initial_states() {
         assert_eq!(
-            initial(Strategy::Failover, 3),
+            initial(Strategy::Failover, &[false; 3]),
             vec![D::Queued, D::Pending, D::Pending]
         );
-        assert_eq!(initial(Strategy::All, 2), vec![D::Queued, D::Queued]);
+        assert_eq!(
+            initial(Strategy::All, &[false; 2]),
+            vec![D::Queued, D::Queued]
+        );
+        // Skipped deliveries (a contact's opt-out): failover starts at the first kept one.
+        assert_eq!(
+            initial(Strategy::Failover, &[true, false, false]),
+            vec![D::Skipped, D::Queued, D::Pending]
+        );
+        assert_eq!(
+            initial(Strategy::Failover, &[false, true, false]),
+            vec![D::Queued, D::Skipped, D::Pending]
+        );
+        assert_eq!(
+            initial(Strategy::All, &[true, false]),
+            vec![D::Skipped, D::Queued]
+        );
+        assert_eq!(
+            initial(Strategy::Failover, &[true, true]),
+            vec![D::Skipped; 2]
+        );
+        assert_eq!(message_status(&[D::Skipped, D::Skipped]), M::Cancelled);
     }
 }

@@ -90,6 +90,8 @@ pub struct Context<'a> {
     pub degrade: &'a BTreeMap<Channel, Vec<Channel>>,
     /// Per-recipient limits by channel (`[limits].recipient`).
     pub recipient_limits: &'a BTreeMap<Channel, Vec<crate::config::Rate>>,
+    /// The contact `to.user` names, read from the directory at accept time.
+    pub contact: Option<&'a crate::core::contact::Contact>,
 }
 
 /// Where `to` reaches a person on `channel`: the field and the address, if any.
@@ -170,6 +172,11 @@ pub fn validate(
             Err(m) => err("to.webhook", m),
         }
     }
+    // A contact fills in the addresses the request left out.
+    let derived = match ctx.contact {
+        Some(c) => super::resolve::fill(&mut req.to, c, &|id| ctx.chat_targets.contains_key(id)),
+        None => Vec::new(),
+    };
     let to = &req.to;
     check_opt(&to.phone, "to.phone", valid_phone, &mut err);
     check_opt(&to.email, "to.email", valid_email, &mut err);
@@ -246,7 +253,9 @@ pub fn validate(
                 (Channel::Webhook, to.webhook.is_some()),
                 (Channel::Inbox, to.user.is_some()),
             ] {
-                if present {
+                // From a contact, only the channels this gateway can send on.
+                let usable = !derived.contains(&c) || ctx.channels_available.contains(&c);
+                if present && usable {
                     channels.push(c);
                 }
             }
@@ -273,6 +282,7 @@ pub fn validate(
                 channel: *c,
                 to: a,
                 content: None,
+                skip: None,
             }),
             None => err(addr_field, format!("is required for channel `{c}`")),
         }
@@ -292,6 +302,7 @@ pub fn validate(
                     channel: *fb,
                     to: a,
                     content: None,
+                    skip: None,
                 });
             }
         }
@@ -374,6 +385,20 @@ pub fn validate(
             Ok(t) => send_at = t.max(ctx.now),
             Err(m) => err("send_at", m),
         }
+    }
+    // The contact's preferences: opt-outs skip deliveries, quiet hours move the send time
+    // (before the TTL is counted from it).
+    if let Some(c) = ctx.contact {
+        let template_category = req
+            .template
+            .as_deref()
+            .and_then(|t| ctx.templates.get(t))
+            .and_then(|t| t.category.as_deref());
+        match super::resolve::category(req.metadata.as_ref(), template_category) {
+            Ok(cat) => super::resolve::apply_opt_outs(&mut deliveries, c, cat.as_deref(), priority),
+            Err(m) => err("metadata.category", m),
+        }
+        send_at = super::resolve::send_at(send_at, &deliveries, c, priority);
     }
     let expires_at = match (&req.ttl, &req.expires_at) {
         (Some(_), Some(_)) => {

@@ -26,6 +26,8 @@ pub struct DeliveryRow {
     pub to: String,
     pub status: String,
     pub provider: Option<String>,
+    pub note_code: Option<String>,
+    pub note_detail: Option<String>,
 }
 
 pub struct AttemptRow {
@@ -44,7 +46,9 @@ pub struct AttemptRow {
 /// The columns each row type is read from, in order.
 pub const MESSAGE_COLS: &str =
     "id, status, priority, created_at, updated_at, send_at, expires_at, body";
-pub const DELIVERY_COLS: &str = "message_id, id, channel, recipient, status, provider";
+/// Read from `deliveries d LEFT JOIN delivery_notes n ON n.delivery_id = d.id`.
+pub const DELIVERY_COLS: &str =
+    "d.message_id, d.id, d.channel, d.recipient, d.status, d.provider, n.code, n.detail";
 pub const ATTEMPT_COLS: &str = "a.delivery_id, a.n, a.provider, a.at, a.duration_ms, a.outcome, \
      a.error_class, a.error_code, a.error_detail, a.provider_message_id";
 
@@ -90,6 +94,10 @@ pub fn views(
             channel: parse(&d.channel)?,
             to: d.to,
             provider: d.provider.filter(|_| status.is_success()),
+            reason: d.note_code.map(|code| super::DeliveryReason {
+                code,
+                detail: d.note_detail.unwrap_or_default(),
+            }),
             status,
             id: d.id,
         };

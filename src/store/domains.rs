@@ -167,14 +167,37 @@ pub trait Retention: Send + Sync + 'static {
     async fn purge_idempotency(&self, before: i64) -> Result<usize, StoreError>;
 }
 
+#[async_trait]
+pub trait Contacts: Send + Sync + 'static {
+    async fn get_contact(&self, id: &str) -> Result<Option<ContactRecord>, StoreError>;
+    /// By id, after the cursor `after`, at most `limit`.
+    async fn list_contacts(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<ContactRecord>, StoreError>;
+    /// Writes the contact when what is stored matches `expect`; `None` when it does not
+    /// (exists already, or changed since it was read). Audited with the fields changed
+    /// (never their values: contacts are personal data and the audit log is kept longer).
+    async fn put_contact(
+        &self,
+        contact: crate::core::contact::Contact,
+        expect: Expect,
+        actor: &str,
+        now: i64,
+    ) -> Result<Option<ContactRecord>, StoreError>;
+    /// Deletes it; false when there was none. Audited.
+    async fn delete_contact(&self, id: &str, actor: &str, now: i64) -> Result<bool, StoreError>;
+}
+
 /// Every domain: what a backend is. Implemented for whatever implements them all.
 pub trait Store:
-    Queue + Messages + Receipts + Inbox + Keys + Operations + Cluster + Retention
+    Queue + Messages + Receipts + Inbox + Keys + Operations + Cluster + Retention + Contacts
 {
 }
 
 impl<T> Store for T where
-    T: Queue + Messages + Receipts + Inbox + Keys + Operations + Cluster + Retention
+    T: Queue + Messages + Receipts + Inbox + Keys + Operations + Cluster + Retention + Contacts
 {
 }
 
@@ -189,6 +212,7 @@ pub struct Domains {
     pub keys: std::sync::Arc<dyn Keys>,
     pub operations: std::sync::Arc<dyn Operations>,
     pub cluster: std::sync::Arc<dyn Cluster>,
+    pub contacts: std::sync::Arc<dyn Contacts>,
 }
 
 impl Domains {
@@ -201,6 +225,7 @@ impl Domains {
             keys: store.clone(),
             operations: store.clone(),
             cluster: store.clone(),
+            contacts: store.clone(),
         }
     }
 }

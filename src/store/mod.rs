@@ -11,6 +11,7 @@
 //! | operations | [`Operations`] | audit log, mode, provider switches, figures |
 //! | cluster | [`Cluster`] | heartbeats, dead nodes, job leases, shared rate slots |
 //! | retention | [`Retention`] | deleting what is past its keep-time |
+//! | contacts | [`Contacts`] | the people `to.user` names: addresses and preferences |
 //!
 //! [`Store`] is the sum of them all, so a backend is one type implementing every domain:
 //! `sqlite::SqliteStore` (one writer thread with group commit, pooled readers) and
@@ -36,7 +37,8 @@ pub mod sqlite;
 mod types;
 
 pub use domains::{
-    Cluster, Domains, Inbox, Keys, Messages, Operations, Queue, Receipts, Retention, Store,
+    Cluster, Contacts, Domains, Inbox, Keys, Messages, Operations, Queue, Receipts, Retention,
+    Store,
 };
 
 pub use types::*;

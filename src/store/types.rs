@@ -35,7 +35,7 @@ pub struct AcceptReplyDelivery {
 
 /// The reply a newly accepted message gets (also for spooled messages).
 pub fn reply_for(m: &crate::core::message::NewMessage) -> AcceptReply {
-    let statuses = crate::core::progress::initial(m.strategy, m.deliveries.len());
+    let statuses = m.initial_statuses();
     AcceptReply {
         id: m.id.clone(),
         status: "queued".into(),
@@ -156,7 +156,16 @@ pub struct DeliveryView {
     #[serde(serialize_with = "pub_status")]
     pub status: DeliveryStatus,
     pub provider: Option<String>,
+    /// Why it was not made (a contact's opt-out), when Herald decided so at accept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<DeliveryReason>,
     pub attempts: Vec<Attempt>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliveryReason {
+    pub code: String,
+    pub detail: String,
 }
 
 fn pub_status<S: Serializer>(st: &DeliveryStatus, s: S) -> Result<S::Ok, S::Error> {
@@ -221,6 +230,25 @@ pub struct InboxItem {
     pub created_at: Millis,
     #[serde(serialize_with = "ts_opt")]
     pub read_at: Option<Millis>,
+}
+
+/// A contact as stored: the document, its write counter and when it was made and changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactRecord {
+    pub contact: crate::core::contact::Contact,
+    /// 1 when created, one more at each write.
+    pub version: i64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// What a contact write expects to find: nothing (create), a given version (an edit of what
+/// was read), or anything (replace or create).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    Absent,
+    Version(i64),
+    Any,
 }
 
 #[derive(Debug, Clone, Serialize)]

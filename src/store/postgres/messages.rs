@@ -48,7 +48,8 @@ async fn views(
     }
     let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
     let deliveries = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {DELIVERY_COLS} FROM deliveries WHERE message_id = ANY($1) ORDER BY message_id, position"
+        "SELECT {DELIVERY_COLS} FROM deliveries d LEFT JOIN delivery_notes n ON n.delivery_id = d.id
+         WHERE d.message_id = ANY($1) ORDER BY d.message_id, d.position"
     )))
     .bind(&ids)
     .fetch_all(&mut *c)
@@ -62,6 +63,8 @@ async fn views(
             to: r.try_get(3)?,
             status: r.try_get(4)?,
             provider: r.try_get(5)?,
+            note_code: r.try_get(6)?,
+            note_detail: r.try_get(7)?,
         })
     })
     .collect::<Result<Vec<_>, StoreError>>()?;

@@ -4,6 +4,7 @@
 
 mod cluster;
 mod complete;
+mod contacts;
 mod inbox;
 mod keys;
 mod messages;
@@ -51,6 +52,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "lean_queue",
         include_str!("../../../migrations/postgres/0005_lean_queue.sql"),
+    ),
+    (
+        6,
+        "contacts",
+        include_str!("../../../migrations/postgres/0006_contacts.sql"),
     ),
 ];
 

@@ -4,7 +4,6 @@
 use super::DB_NOW;
 use super::{PgStore, corrupt};
 use crate::core::message::NewMessage;
-use crate::core::progress::initial;
 use crate::core::types::DeliveryStatus;
 use crate::store::rules::IDEMPOTENCY_WINDOW_MS;
 use crate::store::*;
@@ -101,12 +100,7 @@ pub async fn accept(
             out.push(Accepted::Existing(reply));
             continue;
         }
-        for (i, (d, st)) in m
-            .deliveries
-            .iter()
-            .zip(initial(m.strategy, m.deliveries.len()))
-            .enumerate()
-        {
+        for (i, (d, st)) in m.deliveries.iter().zip(m.initial_statuses()).enumerate() {
             let due = (st == DeliveryStatus::Queued).then_some(m.send_at);
             sqlx::query(
                 "INSERT INTO deliveries (id, message_id, position, channel, recipient, status, priority, due_at, updated_at, content, activated_at)
@@ -125,9 +119,40 @@ pub async fn accept(
             .execute(&mut *tx)
             .await?;
         }
+        write_notes(tx, std::slice::from_ref(m)).await?;
         out.push(Accepted::New(reply));
     }
     Ok(out)
+}
+
+/// The notes of deliveries accepted as `skipped` (a contact's opt-out), one statement.
+async fn write_notes(tx: &mut PgConnection, messages: &[NewMessage]) -> Result<(), StoreError> {
+    let (mut ids, mut codes, mut details, mut at) = (vec![], vec![], vec![], vec![]);
+    for m in messages {
+        for d in &m.deliveries {
+            if let Some(s) = &d.skip {
+                ids.push(d.id.clone());
+                codes.push(s.code.clone());
+                details.push(s.detail.clone());
+                at.push(m.created_at);
+            }
+        }
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO delivery_notes (delivery_id, code, detail, at)
+         SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[])
+         ON CONFLICT (delivery_id) DO NOTHING",
+    )
+    .bind(&ids)
+    .bind(&codes)
+    .bind(&details)
+    .bind(&at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// Stores many messages with one `INSERT … SELECT FROM UNNEST` per table; a message whose id
@@ -191,12 +216,7 @@ async fn accept_bulk(
         vec![],
     );
     for m in batch.iter().filter(|m| inserted.contains(&m.id)) {
-        for (i, (d, st)) in m
-            .deliveries
-            .iter()
-            .zip(initial(m.strategy, m.deliveries.len()))
-            .enumerate()
-        {
+        for (i, (d, st)) in m.deliveries.iter().zip(m.initial_statuses()).enumerate() {
             d_id.push(d.id.clone());
             d_msg.push(m.id.clone());
             d_pos.push(i as i64);
@@ -227,6 +247,12 @@ async fn accept_bulk(
     .bind(&d_content)
     .execute(&mut *tx)
     .await?;
+    let fresh: Vec<NewMessage> = batch
+        .iter()
+        .filter(|m| inserted.contains(&m.id) && m.deliveries.iter().any(|d| d.skip.is_some()))
+        .cloned()
+        .collect();
+    write_notes(tx, &fresh).await?;
     Ok(batch
         .iter()
         .map(|m| {

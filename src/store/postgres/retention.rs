@@ -38,6 +38,7 @@ pub async fn purge(tx: &mut PgConnection, cut: &Cutoffs) -> Result<Purged, Store
         let deliveries = "SELECT id FROM deliveries WHERE message_id = ANY($1)";
         for sql in [
             format!("DELETE FROM attempts WHERE delivery_id IN ({deliveries})"),
+            format!("DELETE FROM delivery_notes WHERE delivery_id IN ({deliveries})"),
             format!("DELETE FROM receipts WHERE delivery_id IN ({deliveries})"),
             "DELETE FROM deliveries WHERE message_id = ANY($1)".to_string(),
             "DELETE FROM dead_letters WHERE message_id = ANY($1)".to_string(),

@@ -41,8 +41,8 @@ fn views(c: &Connection, messages: Vec<MessageRow>) -> Result<Vec<MessageView>, 
     let ids = serde_json::to_string(&messages.iter().map(|m| &m.id).collect::<Vec<_>>())
         .map_err(corrupt)?;
     let mut stmt = c.prepare_cached(&format!(
-        "SELECT {DELIVERY_COLS} FROM deliveries
-         WHERE message_id IN (SELECT value FROM json_each(?1)) ORDER BY message_id, position"
+        "SELECT {DELIVERY_COLS} FROM deliveries d LEFT JOIN delivery_notes n ON n.delivery_id = d.id
+         WHERE d.message_id IN (SELECT value FROM json_each(?1)) ORDER BY d.message_id, d.position"
     ))?;
     let deliveries = stmt
         .query_map([&ids], |r| {
@@ -53,6 +53,8 @@ fn views(c: &Connection, messages: Vec<MessageRow>) -> Result<Vec<MessageView>, 
                 to: r.get(3)?,
                 status: r.get(4)?,
                 provider: r.get(5)?,
+                note_code: r.get(6)?,
+                note_detail: r.get(7)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;

@@ -2,6 +2,7 @@
 //! at that moment in one transaction (group commit), and a small pool of readers.
 
 mod cluster;
+mod contacts;
 mod inbox;
 mod keys;
 mod messages;
@@ -55,6 +56,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "lean_queue",
         include_str!("../../../migrations/sqlite/0006_lean_queue.sql"),
+    ),
+    (
+        7,
+        "contacts",
+        include_str!("../../../migrations/sqlite/0007_contacts.sql"),
     ),
 ];
 

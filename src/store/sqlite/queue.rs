@@ -4,7 +4,6 @@
 use super::settle::{recompute, settle};
 use super::{SqliteStore, corrupt};
 use crate::core::message::NewMessage;
-use crate::core::progress::initial;
 use crate::core::types::{DeliveryStatus, Millis, Strategy};
 use crate::store::assemble::ClaimedRow;
 use crate::store::rules::{self, IDEMPOTENCY_WINDOW_MS};
@@ -69,7 +68,7 @@ pub fn accept(c: &Connection, batch: &[NewMessage]) -> Result<Vec<Accepted>, Sto
             m.expires_at,
             body.to_string()
         ])?;
-        let statuses = initial(m.strategy, m.deliveries.len());
+        let statuses = m.initial_statuses();
         if inserted == 0 {
             out.push(Accepted::Existing(reply_for(m)));
             continue;
@@ -88,6 +87,12 @@ pub fn accept(c: &Connection, batch: &[NewMessage]) -> Result<Vec<Accepted>, Sto
                 m.created_at,
                 d.content.as_ref().map(|c| json!(c).to_string())
             ])?;
+            if let Some(s) = &d.skip {
+                c.prepare_cached(
+                    "INSERT OR IGNORE INTO delivery_notes (delivery_id, code, detail, at) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![d.id, s.code, s.detail, m.created_at])?;
+            }
         }
         let reply = reply_for(m);
         if let Some(idem) = &m.idempotency {

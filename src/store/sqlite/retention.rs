@@ -18,6 +18,10 @@ pub fn purge(c: &Connection, cut: &Cutoffs) -> Result<Purged, StoreError> {
         &format!("DELETE FROM attempts WHERE delivery_id IN ({deliveries})"),
         params![cut.messages, batch],
     )?;
+    c.execute(
+        &format!("DELETE FROM delivery_notes WHERE delivery_id IN ({deliveries})"),
+        params![cut.messages, batch],
+    )?;
     let mut receipts = c.execute(
         &format!("DELETE FROM receipts WHERE delivery_id IN ({deliveries})"),
         params![cut.messages, batch],
