@@ -199,7 +199,7 @@ fn valid_token(s: &str) -> Result<(), String> {
 fn valid_apns(t: &ApnsToken, field: &str, errs: &mut Vec<FieldError>) {
     let hex = t.token.len() >= 64
         && t.token.len() <= 200
-        && t.token.len() % 2 == 0
+        && t.token.len().is_multiple_of(2)
         && t.token.bytes().all(|b| b.is_ascii_hexdigit());
     if !hex {
         errs.push(FieldError::new(

@@ -66,6 +66,11 @@ pub struct NewMessage {
 }
 
 impl NewMessage {
+    /// The status it starts with: `queued`, or `cancelled` when every delivery is skipped.
+    pub fn initial_status(&self) -> super::types::MessageStatus {
+        super::progress::message_status(&self.initial_statuses())
+    }
+
     /// Statuses its deliveries start with (skipped ones included).
     pub fn initial_statuses(&self) -> Vec<super::types::DeliveryStatus> {
         let skipped: Vec<bool> = self.deliveries.iter().map(|d| d.skip.is_some()).collect();

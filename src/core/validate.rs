@@ -219,6 +219,9 @@ pub fn validate(
 
     // Channels: listed, else those `to` has an address for.
     let mut channels: Vec<Channel> = Vec::new();
+    // Channels chosen only because the contact has an address there: kept where the content
+    // suits them, quietly left out where it does not (like fallback channels).
+    let mut soft: Vec<Channel> = Vec::new();
     match &req.channels {
         Some(list) => {
             if list.is_empty() {
@@ -257,6 +260,9 @@ pub fn validate(
                 let usable = !derived.contains(&c) || ctx.channels_available.contains(&c);
                 if present && usable {
                     channels.push(c);
+                    if derived.contains(&c) {
+                        soft.push(c);
+                    }
                 }
             }
         }
@@ -336,7 +342,7 @@ pub fn validate(
                         .is_some_and(|s| !s.provider_templates.is_empty());
                     let mut keep = vec![true; deliveries.len()];
                     for (i, d) in deliveries.iter_mut().enumerate() {
-                        let fallback = i >= primary;
+                        let fallback = i >= primary || soft.contains(&d.channel);
                         let chat_kind = (d.channel == Channel::Chat)
                             .then(|| ctx.chat_targets.get(&d.to).copied())
                             .flatten();
@@ -365,11 +371,16 @@ pub fn validate(
                 html: c.html.clone(),
                 markdown: c.markdown.clone(),
             };
-            check_content(&content, &channels, &mut err);
+            let strict: Vec<Channel> = channels
+                .iter()
+                .copied()
+                .filter(|c| !soft.contains(c))
+                .collect();
+            check_content(&content, &strict, &mut err);
             let mut i = 0;
             deliveries.retain(|d| {
                 i += 1;
-                i <= primary || content_suits(&content, d.channel)
+                (i <= primary && !soft.contains(&d.channel)) || content_suits(&content, d.channel)
             });
             content
         }

@@ -200,6 +200,8 @@ mod tests {
             to: "https://a.example/x".into(),
             status: status.into(),
             provider: Some("webhook".into()),
+            note_code: None,
+            note_detail: None,
         }
     }
 

@@ -38,7 +38,7 @@ pub fn reply_for(m: &crate::core::message::NewMessage) -> AcceptReply {
     let statuses = m.initial_statuses();
     AcceptReply {
         id: m.id.clone(),
-        status: "queued".into(),
+        status: m.initial_status().as_str().into(),
         created_at: rfc3339(m.created_at),
         deliveries: m
             .deliveries

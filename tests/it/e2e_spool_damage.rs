@@ -32,6 +32,7 @@ fn message() -> NewMessage {
             channel: Channel::Inbox,
             to: "u-1".into(),
             content: None,
+            skip: None,
         }],
         idempotency: None,
         sender: "test".into(),

@@ -10,6 +10,7 @@ mod e2e_bad_input;
 mod e2e_chat;
 mod e2e_cli;
 mod e2e_cluster;
+mod e2e_contacts;
 mod e2e_crash;
 mod e2e_dead_letters;
 mod e2e_drills;

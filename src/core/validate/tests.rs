@@ -9,7 +9,17 @@ fn ctx_parts() -> (HashSet<Channel>, HostPolicy) {
 }
 
 fn run(body: Value) -> Result<NewMessage, Vec<FieldError>> {
-    let (chans, hosts) = ctx_parts();
+    run_for(body, None)
+}
+
+fn run_for(
+    body: Value,
+    contact: Option<&crate::core::contact::Contact>,
+) -> Result<NewMessage, Vec<FieldError>> {
+    let (mut chans, hosts) = ctx_parts();
+    if contact.is_some_and(|c| c.id != "no-sms") {
+        chans.extend([Channel::Sms, Channel::Email]);
+    }
     let templates = crate::templates::Templates::new(&[]).unwrap();
     let chat_targets = std::collections::HashMap::new();
     let ctx = Context {
@@ -21,6 +31,7 @@ fn run(body: Value) -> Result<NewMessage, Vec<FieldError>> {
         chat_targets: &chat_targets,
         degrade: &Default::default(),
         recipient_limits: &Default::default(),
+        contact,
     };
     let req = decode(body).map_err(|e| vec![e])?;
     validate(req, &ctx, None)
@@ -289,4 +300,61 @@ proptest! {
             }
         }
     }
+}
+
+/// A contact's addresses fill what the request left out; channels chosen only for them are
+/// left out where no provider or the content does not suit; explicit addresses win.
+#[test]
+fn a_contact_fills_addresses_and_its_channels_bend_to_the_content() {
+    let contact: crate::core::contact::Contact = serde_json::from_value(json!({
+        "id": "u-9", "phones": ["+8613800138000"], "emails": ["nine@example.com"],
+        "preferences": {"opt_out": {"channels": ["email"]}}
+    }))
+    .unwrap();
+    let chans = |m: &NewMessage| -> Vec<(Channel, String, bool)> {
+        m.deliveries
+            .iter()
+            .map(|d| (d.channel, d.to.clone(), d.skip.is_some()))
+            .collect()
+    };
+    let m = run_for(
+        json!({"to": {"user": "u-9"}, "content": {"subject": "s", "text": "t"}}),
+        Some(&contact),
+    )
+    .unwrap();
+    assert_eq!(
+        chans(&m),
+        vec![
+            (Channel::Sms, "+8613800138000".into(), false),
+            (Channel::Email, "nine@example.com".into(), true),
+            (Channel::Inbox, "u-9".into(), false),
+        ]
+    );
+    // Without a subject the email is left out rather than refused.
+    let m = run_for(
+        json!({"to": {"user": "u-9"}, "content": {"text": "t"}}),
+        Some(&contact),
+    )
+    .unwrap();
+    assert_eq!(chans(&m).len(), 2);
+    // An explicit address wins over the contact's, and is not the contact's (no opt-out).
+    let m = run_for(
+        json!({"to": {"user": "u-9", "email": "else@example.com"}, "channels": ["email"],
+               "content": {"subject": "s", "text": "t"}}),
+        Some(&contact),
+    )
+    .unwrap();
+    assert_eq!(
+        chans(&m),
+        vec![(Channel::Email, "else@example.com".into(), false)]
+    );
+    // No provider for the contact's channels: only the inbox, no error.
+    let mut bare = contact.clone();
+    bare.id = "no-sms".into();
+    let m = run_for(
+        json!({"to": {"user": "no-sms"}, "content": {"subject": "s", "text": "t"}}),
+        Some(&bare),
+    )
+    .unwrap();
+    assert_eq!(chans(&m), vec![(Channel::Inbox, "no-sms".into(), false)]);
 }

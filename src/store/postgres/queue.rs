@@ -83,7 +83,7 @@ pub async fn accept(
         // (a spool replayed twice) changes nothing.
         let inserted = sqlx::query(
             "INSERT INTO messages (id, status, priority, strategy, sender, created_at, updated_at, send_at, expires_at, body)
-             VALUES ($1, 'queued', $2, $3, $4, $5, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+             VALUES ($1, $9, $2, $3, $4, $5, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&m.id)
         .bind(m.priority.rank())
@@ -93,6 +93,7 @@ pub async fn accept(
         .bind(m.send_at)
         .bind(m.expires_at)
         .bind(body.to_string())
+        .bind(m.initial_status().as_str())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -176,9 +177,9 @@ async fn accept_bulk(
     }
     let inserted: Vec<String> = sqlx::query_scalar(
         "INSERT INTO messages (id, status, priority, strategy, sender, created_at, updated_at, send_at, expires_at, body)
-         SELECT id, 'queued', p, s, snd, c, c, sa, e, b
-         FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BIGINT[], $7::BIGINT[], $8::TEXT[])
-              AS t(id, p, s, snd, c, sa, e, b)
+         SELECT id, st, p, s, snd, c, c, sa, e, b
+         FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BIGINT[], $7::BIGINT[], $8::TEXT[], $9::TEXT[])
+              AS t(id, p, s, snd, c, sa, e, b, st)
          ON CONFLICT (id) DO NOTHING RETURNING id",
     )
     .bind(&ids)
@@ -189,6 +190,12 @@ async fn accept_bulk(
     .bind(&send_at)
     .bind(&expires)
     .bind(&body)
+    .bind(
+        batch
+            .iter()
+            .map(|m| m.initial_status().as_str())
+            .collect::<Vec<_>>(),
+    )
     .fetch_all(&mut *tx)
     .await?;
     let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();

@@ -19,7 +19,7 @@ pub fn accept(c: &Connection, batch: &[NewMessage]) -> Result<Vec<Accepted>, Sto
     )?;
     let mut ins_msg = c.prepare_cached(
         "INSERT OR IGNORE INTO messages (id, status, priority, strategy, sender, created_at, updated_at, send_at, expires_at, body)
-         VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
+         VALUES (?1, ?9, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
     )?;
     let mut ins_dlv = c.prepare_cached(
         "INSERT INTO deliveries (id, message_id, position, channel, recipient, status, priority, due_at, updated_at, content, activated_at)
@@ -66,7 +66,8 @@ pub fn accept(c: &Connection, batch: &[NewMessage]) -> Result<Vec<Accepted>, Sto
             m.created_at,
             m.send_at,
             m.expires_at,
-            body.to_string()
+            body.to_string(),
+            m.initial_status().as_str()
         ])?;
         let statuses = m.initial_statuses();
         if inserted == 0 {

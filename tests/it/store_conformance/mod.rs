@@ -1,6 +1,6 @@
 //! The behaviour every `Store` must have, written against `dyn Store` so each backend runs
 //! the same suite: one module per storage domain (`queue`, `messages`, `receipts`, `inbox`,
-//! `keys`, `operations`, `cluster`, `retention`), each run on SQLite and PostgreSQL.
+//! `keys`, `operations`, `cluster`, `retention`, `contacts`), each run on SQLite and PostgreSQL.
 
 use herald::core::message::{Content, Idempotency, NewDelivery, NewMessage};
 use herald::core::next_step::{FailReason, Step};
@@ -34,6 +34,7 @@ fn message(priority: Priority, channels: &[Channel], strategy: Strategy) -> NewM
                 channel: *c,
                 to: "u".into(),
                 content: None,
+                skip: None,
             })
             .collect(),
         idempotency: None,
@@ -107,6 +108,7 @@ macro_rules! conformance {
 }
 
 mod cluster;
+mod contacts;
 mod inbox;
 mod keys;
 mod messages;
