@@ -81,7 +81,7 @@ impl ApiError {
         )
     }
     pub fn retryable(&self) -> bool {
-        matches!(self.status.as_u16(), 409 | 429 | 500..=599)
+        matches!(self.status.as_u16(), 409 | 429 | 500..=599) && self.code != "contact_exists"
     }
 
     /// The problem document (also used for per-item errors of the batch route).
