@@ -127,7 +127,7 @@ pub enum ModeCmd {
     },
 }
 
-fn path_segment(s: &str) -> String {
+pub(super) fn path_segment(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
@@ -177,14 +177,14 @@ pub async fn mode(cmd: ModeCmd) -> Result<()> {
     Ok(())
 }
 
-struct Client {
+pub(super) struct Client {
     base: String,
     key: String,
     http: reqwest::Client,
 }
 
 impl Client {
-    fn new(a: &ClientArgs) -> Result<Self> {
+    pub(super) fn new(a: &ClientArgs) -> Result<Self> {
         let key = a
             .api_key
             .clone()
@@ -200,7 +200,7 @@ impl Client {
         })
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -240,11 +240,11 @@ impl Client {
     }
 }
 
-fn print(v: &Value) {
+pub(super) fn print(v: &Value) {
     crate::cli::out(serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-fn query(pairs: &[(&str, Option<String>)]) -> String {
+pub(super) fn query(pairs: &[(&str, Option<String>)]) -> String {
     let mut s = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in pairs {
         if let Some(v) = v {
@@ -255,17 +255,20 @@ fn query(pairs: &[(&str, Option<String>)]) -> String {
     if q.is_empty() { q } else { format!("?{q}") }
 }
 
+/// A JSON document from a file, or stdin for `-`; `what` names it in errors.
+pub(super) fn read_json(src: &str, what: &str) -> Result<Value> {
+    let text = if src == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(src).with_context(|| format!("cannot read {src}"))?
+    };
+    serde_json::from_str(&text).with_context(|| format!("{what} is not valid JSON"))
+}
+
 pub async fn send(a: SendArgs) -> Result<()> {
     let c = Client::new(&a.client)?;
     let body = match &a.json {
-        Some(src) => {
-            let text = if src == "-" {
-                std::io::read_to_string(std::io::stdin())?
-            } else {
-                std::fs::read_to_string(src).with_context(|| format!("cannot read {src}"))?
-            };
-            serde_json::from_str(&text).context("--json is not valid JSON")?
-        }
+        Some(src) => read_json(src, "--json")?,
         None => {
             let mut to = Map::new();
             for (k, v) in [

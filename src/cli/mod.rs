@@ -6,6 +6,7 @@ pub mod bench;
 pub mod bench_e2e;
 pub mod bench_failover;
 pub mod client;
+pub mod contacts;
 pub mod sink;
 
 use clap::{Args, Parser, Subcommand};
@@ -88,6 +89,11 @@ pub enum Command {
     Mode {
         #[command(subcommand)]
         cmd: client::ModeCmd,
+    },
+    /// Contacts: the people `to.user` names (list, get, put, patch, delete).
+    Contacts {
+        #[command(subcommand)]
+        cmd: contacts::ContactsCmd,
     },
     /// Backups: create, list, verify, restore (work on storage directly, like `serve`).
     Backup {

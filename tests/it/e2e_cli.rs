@@ -167,6 +167,52 @@ async fn runbook_commands_work_as_written() {
     h.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_are_managed_from_the_command_line() {
+    let h = TestHerald::start().await;
+    let env = [("HERALD_URL", h.base.as_str()), ("HERALD_API_KEY", ADMIN)];
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("li.json");
+    std::fs::write(
+        &file,
+        r#"{"id": "u-42", "name": "Li Wei", "time_zone": "Asia/Shanghai", "phones": ["+8613800138000"]}"#,
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let out = herald(&["contacts", "put", f], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("\"version\": 1"),
+        "{}",
+        text(&out.stdout)
+    );
+    let patch = dir.path().join("patch.json");
+    std::fs::write(&patch, r#"{"name": "Li W."}"#).unwrap();
+    let out = herald(
+        &["contacts", "patch", "u-42", patch.to_str().unwrap()],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = herald(&["contacts", "get", "u-42"], &env);
+    assert!(text(&out.stdout).contains("Li W."), "{}", text(&out.stdout));
+    let out = herald(&["contacts", "list", "--limit", "10"], &env);
+    assert!(text(&out.stdout).contains("u-42"), "{}", text(&out.stdout));
+    std::fs::write(&file, r#"{"id": "u-43", "phones": ["12"]}"#).unwrap();
+    let out = herald(&["contacts", "put", f], &env);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("phones[0]"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = herald(&["contacts", "delete", "u-42"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = herald(&["contacts", "get", "u-42"], &env);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("404"), "{}", text(&out.stderr));
+    h.stop().await;
+}
+
 #[test]
 fn migrate_creates_the_schema_once() {
     let dir = tempfile::tempdir().unwrap();
