@@ -228,7 +228,24 @@ async fn a_sqlite_backup_restored_into_postgres_is_served_there_and_comes_back()
         .await;
     assert_eq!(code, 201, "{key}");
     let secret = key["key"].as_str().unwrap().to_string();
-    for id in &ids {
+    // A contact, and a message whose email it declined (a skip note).
+    let (code, c) = h
+        .call(
+            reqwest::Method::PUT,
+            "/v1/contacts/u-9",
+            Some(
+                json!({"name": "Nine", "time_zone": "Europe/Berlin", "phones": ["+8613800138000"],
+                         "preferences": {"opt_out": {"categories": ["news"]}}}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 201, "{c}");
+    let (code, body) = h
+        .send(json!({"to": {"user": "u-9"}, "content": {"text": "n"}, "metadata": {"category": "news"}}))
+        .await;
+    assert_eq!(code, 202, "{body}");
+    ids.push(body["id"].as_str().unwrap().to_string());
+    for id in &ids[..50] {
         h.wait_status(id, "sent").await;
     }
     let db = h.dir.path().join("herald.db");
@@ -265,6 +282,12 @@ async fn a_sqlite_backup_restored_into_postgres_is_served_there_and_comes_back()
         .call_as(&secret, reqwest::Method::GET, "/v1/messages?limit=1", None)
         .await;
     assert_eq!(code, 200, "the restored API key works");
+    let (code, got) = node.get("/v1/contacts/u-9").await;
+    assert_eq!(code, 200, "the contact is restored: {got}");
+    assert_eq!(
+        (got["name"].as_str(), got["version"].as_i64()),
+        (Some("Nine"), Some(1))
+    );
     let (_, audit) = node.get("/v1/audit?limit=100").await;
     assert!(
         audit.to_string().contains("backup.restore"),
@@ -281,7 +304,9 @@ async fn a_sqlite_backup_restored_into_postgres_is_served_there_and_comes_back()
         .await
         .unwrap();
     assert_eq!(from_pg.manifest.source, "postgres");
-    assert_eq!(from_pg.manifest.part("messages").unwrap().rows, 51);
+    assert_eq!(from_pg.manifest.part("messages").unwrap().rows, 52);
+    assert_eq!(from_pg.manifest.part("contacts").unwrap().rows, 1);
+    assert_eq!(from_pg.manifest.part("delivery_notes").unwrap().rows, 1);
     backup::verify(&from_pg.path, None).await.unwrap();
     node.stop().await;
     let sqlite_again = back_dir.path().join("again/herald.db");
@@ -296,10 +321,20 @@ async fn a_sqlite_backup_restored_into_postgres_is_served_there_and_comes_back()
     .await
     .unwrap();
     let store = restored_store(&sqlite_again).await;
-    for id in &ids {
+    for id in &ids[..50] {
         let m = store.get_message(id).await.unwrap().unwrap();
         assert_eq!(m.status.as_str(), "sent");
     }
+    let skipped = store.get_message(&ids[50]).await.unwrap().unwrap();
+    assert_eq!(skipped.status.as_str(), "cancelled");
+    assert_eq!(
+        skipped.deliveries[0]
+            .reason
+            .as_ref()
+            .map(|r| r.code.as_str()),
+        Some("opted_out_category")
+    );
+    assert!(store.get_contact("u-9").await.unwrap().is_some());
 }
 
 #[tokio::test]
