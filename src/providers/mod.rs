@@ -14,6 +14,7 @@ pub mod slack;
 pub mod smtp;
 pub mod twilio;
 pub mod webhook;
+pub mod webpush;
 pub mod wecom;
 
 pub use registry::Registry;
