@@ -79,6 +79,12 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Drill { cmd } => herald::drill::run(cmd).await,
         Command::Bench(a) => herald::cli::bench::run(a).await,
         Command::Sink(a) => herald::cli::sink::run(a).await,
+        Command::Push {
+            cmd: herald::cli::PushCmd::Keygen,
+        } => {
+            herald::cli::out(herald::cli::push_keygen().trim_end().to_string());
+            Ok(())
+        }
         Command::Simulate(a) => herald::simulate::run(a).await,
     }
 }

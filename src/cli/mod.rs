@@ -109,8 +109,30 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// A local webhook receiver that prints what arrives and checks signatures.
     Sink(sink::SinkArgs),
+    /// Web Push: `keygen` makes a VAPID key pair.
+    Push {
+        #[command(subcommand)]
+        cmd: PushCmd,
+    },
     /// Serve loopback simulators of Aliyun SMS, Twilio, DingTalk, Feishu, WeCom and Slack.
     Simulate(crate::simulate::SimArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PushCmd {
+    /// Make a VAPID key pair (P-256): the private key for a `webpush` provider's
+    /// `credentials.vapid_private_key`, the public key for browsers' `applicationServerKey`.
+    Keygen,
+}
+
+/// The key pair as `herald push keygen` prints it.
+pub fn push_keygen() -> String {
+    let k = crate::providers::webpush::vapid::VapidKey::generate();
+    format!(
+        "vapid_private_key = \"{}\"  # secret: a webpush provider's credentials, e.g. via ${{VAPID_KEY}}\npublic_key = \"{}\"  # browsers' applicationServerKey\n",
+        k.private_b64(),
+        k.public_b64()
+    )
 }
 
 #[derive(Subcommand, Debug)]

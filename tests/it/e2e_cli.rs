@@ -214,6 +214,26 @@ async fn contacts_are_managed_from_the_command_line() {
 }
 
 #[test]
+fn push_keygen_prints_a_key_pair_that_belongs_together() {
+    use herald::providers::webpush::vapid::VapidKey;
+    let out = herald(&["push", "keygen"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    let value = |name: &str| -> String {
+        printed
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split('"').nth(1))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let key = VapidKey::from_private_b64(&value("vapid_private_key")).unwrap();
+    assert_eq!(key.public_b64(), value("public_key"), "{printed}");
+    let again = text(&herald(&["push", "keygen"], &[]).stdout);
+    assert_ne!(again, printed, "a new pair each time");
+}
+
+#[test]
 fn migrate_creates_the_schema_once() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
