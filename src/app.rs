@@ -69,7 +69,7 @@ pub fn check_config(cfg: &Config) -> Result<(), StartError> {
     cfg.backend()?;
     let templates =
         Arc::new(crate::templates::Templates::new(&cfg.templates).map_err(StartError::Templates)?);
-    Registry::from_config(cfg, None, templates).map_err(StartError::Providers)?;
+    Registry::from_config(cfg, None, None, templates).map_err(StartError::Providers)?;
     Ok(())
 }
 
@@ -113,6 +113,7 @@ pub async fn start(
         Registry::from_config(
             &cfg,
             Some((store.clone() as Arc<dyn Inbox>, inbox_events.clone())),
+            Some(store.clone() as Arc<dyn crate::store::Contacts>),
             templates.clone(),
         )
         .map_err(StartError::Providers)?,

@@ -122,6 +122,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/contacts/{id}/push-subscriptions",
             post(contacts::add_push_subscription),
         )
+        .route("/v1/push/vapid-public-key", get(ops::vapid_public_key))
         .route("/v1/api-keys", post(keys::create).get(keys::list))
         .route("/v1/api-keys/{id}", delete(keys::revoke))
         .route("/v1/audit", get(ops::audit))

@@ -129,6 +129,17 @@ pub async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// The applicationServerKey browsers subscribe with (open: a page needs it before anyone
+/// signs in); `404` when no `webpush` provider is configured.
+pub async fn vapid_public_key(State(state): State<AppState>) -> Result<Response, ApiError> {
+    match &state.providers.vapid_public_key {
+        Some(k) => Ok(axum::Json(serde_json::json!({ "key": k })).into_response()),
+        None => Err(ApiError::not_found(
+            "a webpush provider (and its VAPID key)",
+        )),
+    }
+}
+
 /// The OpenAPI 3 description of this API (written by hand beside the routes; a test checks
 /// that every operation it lists exists).
 pub async fn openapi() -> Response {

@@ -104,6 +104,15 @@ pub struct QuietHours {
     pub end: String,
 }
 
+/// Where a push delivery goes, fixed at accept time: the contact's Web Push subscriptions
+/// (what the delivery's `to` holds, as JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushTarget {
+    pub contact: String,
+    #[serde(default)]
+    pub webpush: Vec<WebPushSubscription>,
+}
+
 /// Why a delivery to a contact is not made: a code and a sentence for the message's reader.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skip {
@@ -370,11 +379,9 @@ impl Contact {
             Channel::Email => self.emails.iter().any(|e| e.eq_ignore_ascii_case(to)),
             Channel::Chat => self.chat.iter().any(|c| c == to),
             Channel::Inbox => self.id == to,
-            Channel::Push => to.split(',').all(|t| {
-                self.push.fcm.iter().any(|f| f == t)
-                    || self.push.webpush.iter().any(|w| w.endpoint == t)
-                    || self.push.apns.iter().any(|a| a.token == t)
-            }),
+            Channel::Push => {
+                serde_json::from_str::<PushTarget>(to).is_ok_and(|t| t.contact == self.id)
+            }
             Channel::Webhook => false,
         }
     }

@@ -1,7 +1,7 @@
 //! A message to a contact: `to.user` resolved into the contact's addresses at accept time,
 //! and the contact's preferences applied to the deliveries. Pure; `validate` calls it.
 
-use super::contact::{Contact, valid_category};
+use super::contact::{Contact, PushTarget, valid_category};
 use super::message::{NewDelivery, SkipNote};
 use super::types::{Channel, Millis, Priority};
 use super::validate::To;
@@ -30,6 +30,16 @@ pub fn fill(to: &mut To, contact: &Contact, chat_ok: &dyn Fn(&str) -> bool) -> V
     {
         to.chat = Some(c.clone());
         derived.push(Channel::Chat);
+    }
+    if to.push.is_none() && !contact.push.webpush.is_empty() {
+        let target = PushTarget {
+            contact: contact.id.clone(),
+            webpush: contact.push.webpush.clone(),
+        };
+        if let Ok(t) = serde_json::to_string(&target) {
+            to.push = Some(vec![t]);
+            derived.push(Channel::Push);
+        }
     }
     derived
 }

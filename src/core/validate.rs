@@ -191,7 +191,11 @@ pub fn validate(
             format!("`{c}` is not the id of a configured chat provider"),
         );
     }
-    if let Some(p) = &to.push {
+    if let Some(p) = to
+        .push
+        .as_ref()
+        .filter(|_| !derived.contains(&Channel::Push))
+    {
         if p.is_empty() || p.len() > MAX_PUSH_TARGETS {
             err(
                 "to.push",
@@ -296,12 +300,20 @@ pub fn validate(
 
     // A single-channel message may degrade to the channels `[degrade]` lists for it, where
     // the message has an address and the gateway a provider: they wait as failover channels.
+    // Push targets come from a contact: a message cannot name subscriptions itself yet.
+    if deliveries.iter().any(|d| d.channel == Channel::Push) && !derived.contains(&Channel::Push) {
+        err(
+            "to.push",
+            "push goes to the subscriptions of the contact in `to.user`; a message cannot name push targets itself".into(),
+        );
+    }
     let primary = deliveries.len();
     let mut strategy = strategy;
     if channels.len() == 1 && deliveries.len() == 1 {
         for fb in ctx.degrade.get(&channels[0]).into_iter().flatten() {
             if let (true, (_, Some(a))) = (ctx.channels_available.contains(fb), address(to, *fb))
                 && !deliveries.iter().any(|d: &NewDelivery| d.channel == *fb)
+                && (*fb != Channel::Push || derived.contains(&Channel::Push))
             {
                 deliveries.push(NewDelivery {
                     id: new_id("dlv"),

@@ -72,6 +72,8 @@ pub struct Registry {
     receipts: HashMap<String, ReceiptAuth>,
     /// Aliyun providers whose receipts are polled with QuerySendDetails.
     pub pollers: Vec<Arc<AliyunProvider>>,
+    /// The first `webpush` provider's VAPID public key: browsers subscribe with it.
+    pub vapid_public_key: Option<String>,
 }
 
 impl Registry {
@@ -80,6 +82,7 @@ impl Registry {
     pub fn from_config(
         cfg: &Config,
         inbox: Option<(Arc<dyn Inbox>, broadcast::Sender<InboxItem>)>,
+        contacts: Option<Arc<dyn crate::store::Contacts>>,
         templates: Arc<Templates>,
     ) -> Result<Self, String> {
         let policy = HostPolicy::new(&cfg.webhook.allowed_hosts);
@@ -97,6 +100,7 @@ impl Registry {
             disabled: RwLock::new(HashMap::new()),
             receipts: HashMap::new(),
             pollers: Vec::new(),
+            vapid_public_key: None,
         };
         for (i, p) in cfg.providers.iter().enumerate() {
             let expected = match p.kind {
@@ -107,7 +111,8 @@ impl Registry {
                 | ProviderKind::Feishu
                 | ProviderKind::Wecom
                 | ProviderKind::Slack => Some(Channel::Chat),
-                ProviderKind::Webpush | ProviderKind::Fcm | ProviderKind::Apns => None,
+                ProviderKind::Webpush => Some(Channel::Push),
+                ProviderKind::Fcm | ProviderKind::Apns => None,
             };
             match expected {
                 None => {
@@ -200,7 +205,16 @@ impl Registry {
                     Arc::new(slack::SlackProvider::from_config(p, vendor.clone())?),
                     slack::default_limits(),
                 ),
-                ProviderKind::Webpush | ProviderKind::Fcm | ProviderKind::Apns => continue,
+                ProviderKind::Webpush => {
+                    let w = crate::providers::webpush::provider::WebPushProvider::from_config(
+                        p,
+                        idle,
+                        contacts.clone(),
+                    )?;
+                    r.vapid_public_key.get_or_insert_with(|| w.public_key());
+                    (Arc::new(w), vec![])
+                }
+                ProviderKind::Fcm | ProviderKind::Apns => continue,
             };
             let limits = p.rate_limit.map(|r| vec![r]).unwrap_or(default_limits);
             if !limits.is_empty() {

@@ -7,6 +7,7 @@
 mod aliyun;
 mod robots;
 mod twilio;
+pub mod webpush;
 
 use axum::Json;
 use axum::Router;
@@ -141,6 +142,7 @@ pub struct Sim {
     nonces: Mutex<HashSet<String>>,
     windows: Mutex<HashMap<String, VecDeque<i64>>>,
     pub aliyun_details: Mutex<HashMap<String, aliyun::Detail>>,
+    pub webpush: Mutex<HashMap<String, webpush::Subscription>>,
     pub http: reqwest::Client,
 }
 
@@ -156,6 +158,7 @@ impl Sim {
             nonces: Mutex::default(),
             windows: Mutex::default(),
             aliyun_details: Mutex::default(),
+            webpush: Mutex::default(),
             http: {
                 crate::tls::init();
                 reqwest::Client::new()
@@ -273,6 +276,12 @@ pub fn router(sim: Shared) -> Router {
         .route("/feishu/open-apis/bot/v2/hook/{hook}", post(robots::feishu))
         .route("/wecom/cgi-bin/webhook/send", post(robots::wecom))
         .route("/slack/services/{*path}", post(robots::slack))
+        .route("/webpush/subscribe", post(webpush::subscribe))
+        .route(
+            "/webpush/push/{id}",
+            post(webpush::push).delete(webpush::unsubscribe),
+        )
+        .route("/webpush/push/{id}/messages", get(webpush::messages))
         .route("/_sim/health", get(|| async { "ok" }))
         .route("/_sim/requests", get(requests).delete(clear_requests))
         .route("/_sim/stats", get(stats))
@@ -284,7 +293,9 @@ pub fn router(sim: Shared) -> Router {
         .with_state(sim)
 }
 
-const PROVIDERS: [&str; 6] = ["aliyun", "twilio", "dingtalk", "feishu", "wecom", "slack"];
+const PROVIDERS: [&str; 7] = [
+    "aliyun", "twilio", "dingtalk", "feishu", "wecom", "slack", "webpush",
+];
 
 async fn requests(State(sim): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
     let list: Vec<Record> = sim
@@ -374,7 +385,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     let addr = listener.local_addr()?;
     eprintln!(
-        "herald simulate on http://{addr}: /aliyun /twilio /dingtalk /feishu /wecom /slack; control at /_sim"
+        "herald simulate on http://{addr}: /aliyun /twilio /dingtalk /feishu /wecom /slack /webpush; control at /_sim"
     );
     axum::serve(listener, router(Sim::new(args))).await?;
     Ok(())

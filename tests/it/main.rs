@@ -23,6 +23,7 @@ mod e2e_log_injection;
 mod e2e_operators;
 mod e2e_outage;
 mod e2e_prometheus;
+mod e2e_push;
 mod e2e_secrets;
 mod e2e_send;
 mod e2e_slow_clients;

@@ -1,0 +1,377 @@
+//! The `webpush` provider (channel `push`): each of the contact's browser subscriptions gets
+//! the message encrypted for it (RFC 8291) with a VAPID token (RFC 8292, one per push-service
+//! origin, reused while it lasts) in an RFC 8030 request. A subscription the push service
+//! says is gone (404, 410) is removed from the contact (audited as `system`).
+
+use super::ece;
+use super::vapid::{JwtCache, VapidKey};
+use crate::config::{ProviderConfig, Secret};
+use crate::core::contact::{PushTarget, WebPushSubscription};
+use crate::core::ssrf::HostPolicy;
+use crate::core::types::{Channel, Priority, now_millis};
+use crate::providers::{Provider, Receipt, SendError, classify_transport, retry_after};
+use crate::store::{Claimed, Contacts, Expect};
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Push services browsers use: the hosts a subscription endpoint may name by default (the
+/// endpoint comes from a browser, through an API client: it is not trusted).
+pub const PUSH_SERVICES: &[&str] = &[
+    "fcm.googleapis.com",
+    "updates.push.services.mozilla.com",
+    "*.push.services.mozilla.com",
+    "web.push.apple.com",
+    "*.notify.windows.com",
+];
+
+pub struct WebPushProvider {
+    id: String,
+    priority: u32,
+    weight: u32,
+    key: VapidKey,
+    subject: String,
+    jwts: JwtCache,
+    http: reqwest::Client,
+    timeout: Option<Duration>,
+    contacts: Option<Arc<dyn Contacts>>,
+}
+
+/// A VAPID subject push services take: `https://…`, or `mailto:` an address with a real
+/// domain (Apple refuses `mailto:x@localhost` and spaces).
+fn valid_subject(s: &str) -> bool {
+    if s.starts_with("https://") {
+        return url::Url::parse(s).is_ok();
+    }
+    match s.strip_prefix("mailto:") {
+        Some(addr) => {
+            crate::core::addresses::valid_email(addr).is_ok()
+                && addr.rsplit_once('@').is_some_and(|(_, d)| d.contains('.'))
+        }
+        None => false,
+    }
+}
+
+impl WebPushProvider {
+    pub fn from_config(
+        cfg: &ProviderConfig,
+        idle: usize,
+        contacts: Option<Arc<dyn Contacts>>,
+    ) -> Result<Self, String> {
+        let id = &cfg.id;
+        for k in cfg.credentials.keys() {
+            if k != "vapid_private_key" {
+                return Err(format!(
+                    "providers `{id}`: unknown credential `{k}` (webpush takes `vapid_private_key`)"
+                ));
+            }
+        }
+        for k in cfg.options.keys() {
+            if k != "subject" && k != "allowed_hosts" {
+                return Err(format!(
+                    "providers `{id}`: unknown option `{k}` (webpush takes `subject`, `allowed_hosts`)"
+                ));
+            }
+        }
+        let key = cfg
+            .credentials
+            .get("vapid_private_key")
+            .map(Secret::expose)
+            .ok_or_else(|| {
+                format!("providers `{id}`: credentials.vapid_private_key is required (`herald push keygen` makes one)")
+            })
+            .and_then(|k| {
+                VapidKey::from_private_b64(k)
+                    .map_err(|m| format!("providers `{id}`: credentials.vapid_private_key {m}"))
+            })?;
+        let subject = cfg
+            .options
+            .get("subject")
+            .and_then(|v| v.as_str())
+            .filter(|s| valid_subject(s))
+            .ok_or_else(|| {
+                format!("providers `{id}`: options.subject must be `mailto:` a real address or an `https://` URL (push services refuse others)")
+            })?
+            .to_string();
+        let hosts: Vec<String> = match cfg.options.get("allowed_hosts") {
+            None => PUSH_SERVICES.iter().map(|s| s.to_string()).collect(),
+            Some(toml::Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_str().map(String::from))
+                .collect::<Option<_>>()
+                .ok_or_else(|| {
+                    format!("providers `{id}`: options.allowed_hosts must be a list of host names")
+                })?,
+            Some(_) => {
+                return Err(format!(
+                    "providers `{id}`: options.allowed_hosts must be a list of host names"
+                ));
+            }
+        };
+        let timeout = cfg.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(10));
+        let http = crate::providers::webhook::client(&HostPolicy::new(&hosts), timeout, idle)
+            .map_err(|e| format!("providers `{id}`: HTTP client: {e}"))?;
+        Ok(WebPushProvider {
+            id: id.clone(),
+            priority: cfg.priority,
+            weight: cfg.weight,
+            key,
+            subject,
+            jwts: JwtCache::default(),
+            http,
+            timeout: cfg.timeout.map(|d| d.0),
+            contacts,
+        })
+    }
+
+    /// The browsers' `applicationServerKey`.
+    pub fn public_key(&self) -> String {
+        self.key.public_b64()
+    }
+
+    /// What the service worker receives: JSON, its text cut to fit one record.
+    fn payload(m: &Claimed) -> Vec<u8> {
+        let title = m
+            .content
+            .subject
+            .clone()
+            .or_else(|| {
+                m.content
+                    .text
+                    .as_ref()
+                    .map(|t| t.chars().take(60).collect())
+            })
+            .unwrap_or_else(|| "Herald".into());
+        let mut body: String = m.content.text.clone().unwrap_or_default();
+        loop {
+            let doc = json!({
+                "title": title, "body": body, "id": m.message_id, "priority": m.priority,
+                "tag": m.metadata.get("collapse_key").and_then(|v| v.as_str()).unwrap_or(&m.message_id),
+            });
+            let bytes = serde_json::to_vec(&doc).unwrap_or_default();
+            if bytes.len() <= ece::MAX_PLAINTEXT || body.is_empty() {
+                return bytes;
+            }
+            let keep = body
+                .chars()
+                .count()
+                .saturating_sub(bytes.len() - ece::MAX_PLAINTEXT + 2);
+            body = body.chars().take(keep).collect::<String>() + "…";
+        }
+    }
+
+    async fn push_one(
+        &self,
+        sub: &WebPushSubscription,
+        m: &Claimed,
+        plain: &[u8],
+    ) -> Result<Option<String>, SendError> {
+        let rejected = |code: &str, detail: String| SendError::Rejected {
+            code: code.into(),
+            detail,
+        };
+        let origin = crate::core::fair::origin(&sub.endpoint).ok_or_else(|| {
+            rejected(
+                "bad_push_endpoint",
+                "the subscription's endpoint is not an http(s) URL".into(),
+            )
+        })?;
+        let ua = URL_SAFE_NO_PAD.decode(&sub.keys.p256dh).unwrap_or_default();
+        let auth = URL_SAFE_NO_PAD.decode(&sub.keys.auth).unwrap_or_default();
+        let body = ece::encrypt(plain, &ua, &auth).map_err(|e| SendError::Recipient {
+            code: "bad_push_subscription".into(),
+            detail: e.to_string(),
+        })?;
+        let jwt = self.jwts.get(
+            &self.key,
+            &origin,
+            &self.subject,
+            now_millis() / 1000,
+            || {},
+        );
+        let ttl = ((m.expires_at - now_millis()) / 1000).max(0);
+        let urgency = match m.priority {
+            Priority::Critical | Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+        };
+        let mut req = self
+            .http
+            .post(&sub.endpoint)
+            .header("ttl", ttl.to_string())
+            .header("urgency", urgency)
+            .header("content-encoding", "aes128gcm")
+            .header("content-type", "application/octet-stream")
+            .header("authorization", self.key.authorization(&jwt));
+        if let Some(topic) = m.metadata.get("collapse_key").and_then(|v| v.as_str())
+            && !topic.is_empty()
+            && topic.len() <= 32
+            && topic
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            req = req.header("topic", topic);
+        }
+        if let Some(t) = self.timeout {
+            req = req.timeout(t);
+        }
+        let resp = req
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| classify_transport(&e))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let location = headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        let text: String = resp
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(200)
+            .collect();
+        let detail = format!("HTTP {status}: {text}");
+        match status {
+            200..=299 => Ok(location),
+            404 | 410 => Err(SendError::Recipient {
+                code: "push_subscription_gone".into(),
+                detail,
+            }),
+            413 => Err(rejected("push_payload_too_large", detail)),
+            400 | 401 | 403 => Err(SendError::Provider {
+                code: format!("push_{status}"),
+                detail,
+            }),
+            _ => Err(SendError::Transient {
+                code: if status == 429 {
+                    "rate_limited".into()
+                } else {
+                    format!("http_{status}")
+                },
+                detail,
+                retry_after: retry_after(&headers),
+            }),
+        }
+    }
+
+    /// Takes the subscriptions a push service said are gone off the contact (if it still
+    /// has them), retrying when the contact changes meanwhile.
+    async fn forget(&self, contact: &str, gone: &[String]) {
+        let Some(store) = &self.contacts else { return };
+        for _ in 0..5 {
+            let Ok(Some(rec)) = store.get_contact(contact).await else {
+                return;
+            };
+            let mut c = rec.contact.clone();
+            c.push.webpush.retain(|s| !gone.contains(&s.endpoint));
+            if c.push.webpush.len() == rec.contact.push.webpush.len() {
+                return;
+            }
+            match store
+                .put_contact(c, Expect::Version(rec.version), "system", now_millis())
+                .await
+            {
+                Ok(Some(_)) => {
+                    tracing::info!(
+                        contact,
+                        removed = gone.len(),
+                        "push subscriptions gone at the push service removed"
+                    );
+                    return;
+                }
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(contact, error = %e, "cannot remove gone push subscriptions");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for WebPushProvider {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn kind(&self) -> &'static str {
+        "webpush"
+    }
+    fn channel(&self) -> Channel {
+        Channel::Push
+    }
+    fn priority(&self) -> u32 {
+        self.priority
+    }
+    fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    async fn send(&self, m: &Claimed) -> Result<Receipt, SendError> {
+        let target: PushTarget = serde_json::from_str(&m.to).map_err(|_| SendError::Rejected {
+            code: "bad_push_target".into(),
+            detail: "push targets come from a contact's subscriptions".into(),
+        })?;
+        if target.webpush.is_empty() {
+            return Err(SendError::Recipient {
+                code: "no_push_subscription".into(),
+                detail: format!("contact `{}` had no Web Push subscription", target.contact),
+            });
+        }
+        let plain = Self::payload(m);
+        let mut sent = None;
+        let mut gone = Vec::new();
+        let mut worst: Option<SendError> = None;
+        for sub in &target.webpush {
+            match self.push_one(sub, m, &plain).await {
+                Ok(loc) => sent = Some(loc),
+                Err(e) => {
+                    if e.code() == "push_subscription_gone" {
+                        gone.push(sub.endpoint.clone());
+                    }
+                    // A transient failure outranks the others: retrying may still reach one.
+                    if worst
+                        .as_ref()
+                        .is_none_or(|w| !matches!(w, SendError::Transient { .. }))
+                    {
+                        worst = Some(e);
+                    }
+                }
+            }
+        }
+        if !gone.is_empty() {
+            self.forget(&target.contact, &gone).await;
+        }
+        match (sent, worst) {
+            (Some(loc), _) => Ok(Receipt {
+                provider_message_id: loc,
+            }),
+            (None, Some(e)) => Err(e),
+            (None, None) => Err(SendError::Recipient {
+                code: "no_push_subscription".into(),
+                detail: "nothing to send to".into(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_subject;
+
+    #[test]
+    fn subjects_push_services_take() {
+        assert!(valid_subject("mailto:ops@example.com"));
+        assert!(valid_subject("https://herald.example.com/contact"));
+        assert!(!valid_subject("mailto:ops@localhost"));
+        assert!(!valid_subject("mailto: <ops@example.com>"));
+        assert!(!valid_subject("ops@example.com"));
+        assert!(!valid_subject("http://herald.example.com"));
+    }
+}

@@ -1,0 +1,272 @@
+//! A Web Push service (RFC 8030) on loopback. It issues subscriptions the way a browser's push
+//! service does (and holds their private keys, as the browser would), and checks every push
+//! as the real services do: `TTL` present, `Content-Encoding: aes128gcm`, `Urgency` and
+//! `Topic` well formed, a VAPID token (RFC 8292) signed by the key the subscription was made
+//! with, for this origin, expiring within 24 h; then it decrypts the body (RFC 8291), so a
+//! wrong encryption is caught like a browser catches it.
+//!
+//! `POST /webpush/subscribe {"applicationServerKey": "<base64url>"}` → a `PushSubscription`
+//! JSON; `POST /webpush/push/{id}` → `201` + `Location`; `DELETE /webpush/push/{id}`
+//! unsubscribes (later pushes get `410`); `GET /webpush/push/{id}/messages` lists what
+//! arrived, decrypted.
+
+use super::{FaultHit, Shared};
+use crate::providers::webpush::{ece, vapid};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use serde_json::{Value, json};
+
+pub struct Subscription {
+    secret: p256::SecretKey,
+    auth: [u8; 16],
+    /// The applicationServerKey it was made with: pushes must be signed by it.
+    app_key: Option<Vec<u8>>,
+    gone: bool,
+    messages: Vec<Value>,
+}
+
+fn problem(status: StatusCode, errno: u16, message: &str) -> Response {
+    // autopush's error body.
+    (
+        status,
+        Json(json!({"code": status.as_u16(), "errno": errno, "error": status.canonical_reason(), "message": message})),
+    )
+        .into_response()
+}
+
+fn origin(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    format!("http://{host}")
+}
+
+pub async fn subscribe(State(sim): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let app_key = match req.get("applicationServerKey").and_then(Value::as_str) {
+        Some(k) => match URL_SAFE_NO_PAD.decode(k.trim_end_matches('=')) {
+            Ok(b) if p256::PublicKey::from_sec1_bytes(&b).is_ok() => Some(b),
+            _ => {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    110,
+                    "applicationServerKey is not a P-256 public key",
+                );
+            }
+        },
+        None => None,
+    };
+    let secret = ece::random_secret();
+    let auth: [u8; 16] = rand::random();
+    let id = hex::encode(rand::random::<[u8; 16]>());
+    let p256dh = URL_SAFE_NO_PAD.encode(secret.public_key().to_encoded_point(false).as_bytes());
+    let sub = json!({
+        "endpoint": format!("{}/webpush/push/{id}", origin(&headers)),
+        "expirationTime": null,
+        "keys": {"p256dh": p256dh, "auth": URL_SAFE_NO_PAD.encode(auth)},
+    });
+    if let Ok(mut subs) = sim.webpush.lock() {
+        subs.insert(
+            id,
+            Subscription {
+                secret,
+                auth,
+                app_key,
+                gone: false,
+                messages: Vec::new(),
+            },
+        );
+    }
+    (StatusCode::CREATED, Json(sub)).into_response()
+}
+
+pub async fn unsubscribe(State(sim): State<Shared>, Path(id): Path<String>) -> StatusCode {
+    match sim
+        .webpush
+        .lock()
+        .ok()
+        .and_then(|mut s| s.get_mut(&id).map(|x| x.gone = true))
+    {
+        Some(()) => StatusCode::NO_CONTENT,
+        None => StatusCode::NOT_FOUND,
+    }
+}
+
+pub async fn messages(State(sim): State<Shared>, Path(id): Path<String>) -> Response {
+    match sim
+        .webpush
+        .lock()
+        .ok()
+        .and_then(|s| s.get(&id).map(|x| x.messages.clone()))
+    {
+        Some(m) => Json(json!({"data": m})).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// The checks of RFC 8030 §5 on the request's headers: TTL, Urgency, Topic, encoding; a
+/// refusal is (status, autopush errno, message).
+fn check_headers(h: &HeaderMap) -> Result<Value, (StatusCode, u16, &'static str)> {
+    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+    let bad = |m| (StatusCode::BAD_REQUEST, 110, m);
+    let ttl = get("ttl").and_then(|t| t.parse::<u64>().ok()).ok_or((
+        StatusCode::BAD_REQUEST,
+        111,
+        "Missing TTL header",
+    ))?;
+    if get("content-encoding") != Some("aes128gcm") {
+        return Err(bad("Content-Encoding must be aes128gcm"));
+    }
+    let urgency = get("urgency").unwrap_or("normal");
+    if !["very-low", "low", "normal", "high"].contains(&urgency) {
+        return Err(bad("Invalid Urgency"));
+    }
+    let topic = get("topic");
+    if let Some(t) = topic
+        && (t.is_empty()
+            || t.len() > 32
+            || !t
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    {
+        return Err(bad("Topic must be at most 32 base64url characters"));
+    }
+    if h.contains_key("encryption") || h.contains_key("crypto-key") {
+        return Err(bad("aes128gcm takes no Encryption or Crypto-Key header"));
+    }
+    Ok(json!({"ttl": ttl, "urgency": urgency, "topic": topic}))
+}
+
+pub async fn push(
+    State(sim): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let resp = handle(&sim, &id, &headers, &body).await;
+    let status = resp.status().as_u16();
+    sim.record(
+        "webpush",
+        status == 201,
+        json!({"subscription": id, "bytes": body.len()}),
+        status,
+        Value::Null,
+    );
+    resp
+}
+
+async fn handle(sim: &Shared, id: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+    match sim.fault("webpush").await {
+        Some(FaultHit::Status(s)) => {
+            let status = StatusCode::from_u16(s).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let mut r = problem(status, 201, "simulated fault");
+            if s == 429 || s == 503 {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("2"));
+            }
+            return r;
+        }
+        Some(FaultHit::Code(_)) => {
+            return problem(StatusCode::SERVICE_UNAVAILABLE, 201, "simulated fault");
+        }
+        None => {}
+    }
+    let (secret, auth, app_key) = {
+        let Ok(subs) = sim.webpush.lock() else {
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        };
+        match subs.get(id) {
+            None => return problem(StatusCode::NOT_FOUND, 102, "Invalid endpoint"),
+            Some(s) if s.gone => {
+                return problem(StatusCode::GONE, 106, "Subscription is no longer valid");
+            }
+            Some(s) => (s.secret.clone(), s.auth, s.app_key.clone()),
+        }
+    };
+    let meta = match check_headers(headers) {
+        Ok(m) => m,
+        Err((status, errno, why)) => return problem(status, errno, why),
+    };
+    let Some((t, k)) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(vapid::parse_authorization)
+    else {
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            109,
+            "Missing VAPID authorization (vapid t=…, k=…)",
+        );
+    };
+    let now = crate::core::types::now_millis() / 1000;
+    if let Err(vapid::Refusal::Invalid(why) | vapid::Refusal::Missing(why)) =
+        vapid::verify(&t, &k, &origin(headers), now)
+    {
+        return problem(StatusCode::UNAUTHORIZED, 109, why);
+    }
+    let k_bytes = URL_SAFE_NO_PAD
+        .decode(k.trim_end_matches('='))
+        .unwrap_or_default();
+    if app_key.as_ref().is_some_and(|a| *a != k_bytes) {
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            109,
+            "VAPID key mismatch: not the key this subscription was made with",
+        );
+    }
+    if body.len() > 4096 {
+        return problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            104,
+            "Payload too large: at most 4096 bytes",
+        );
+    }
+    if body.get(21..86) == Some(k_bytes.as_slice()) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            110,
+            "the encryption key must not be the VAPID key",
+        );
+    }
+    // Accepted as a push service accepts: what the browser then finds is recorded.
+    let entry = match ece::decrypt(body, &secret, &auth) {
+        Ok(plain) => json!({
+            "decrypted": true,
+            "payload": serde_json::from_slice::<Value>(&plain).unwrap_or_else(|_| json!(String::from_utf8_lossy(&plain))),
+            "headers": meta,
+        }),
+        Err(e) => json!({"decrypted": false, "error": e.to_string(), "headers": meta}),
+    };
+    if let Ok(mut subs) = sim.webpush.lock()
+        && let Some(s) = subs.get_mut(id)
+    {
+        s.messages.push(entry);
+    }
+    let location = format!(
+        "{}/webpush/message/{}",
+        origin(headers),
+        hex::encode(rand::random::<[u8; 12]>())
+    );
+    let ttl = meta["ttl"]
+        .as_u64()
+        .unwrap_or(0)
+        .min(30 * 86_400)
+        .to_string();
+    let mut r = StatusCode::CREATED.into_response();
+    for (name, value) in [
+        (header::LOCATION, location),
+        (header::HeaderName::from_static("ttl"), ttl),
+    ] {
+        if let Ok(v) = header::HeaderValue::from_str(&value) {
+            r.headers_mut().insert(name, v);
+        }
+    }
+    r
+}
