@@ -277,6 +277,7 @@ pub fn router(sim: Shared) -> Router {
         .route("/wecom/cgi-bin/webhook/send", post(robots::wecom))
         .route("/slack/services/{*path}", post(robots::slack))
         .route("/webpush/subscribe", post(webpush::subscribe))
+        .route("/webpush/ws", get(webpush::browser))
         .route(
             "/webpush/push/{id}",
             post(webpush::push).delete(webpush::unsubscribe),

@@ -23,12 +23,21 @@ use p256::elliptic_curve::sec1::ToEncodedPoint;
 use serde_json::{Value, json};
 
 pub struct Subscription {
-    secret: p256::SecretKey,
-    auth: [u8; 16],
+    /// Where the keys are: here (a subscription made through `/webpush/subscribe`), or in a
+    /// real browser connected over the WebSocket push protocol, which decrypts itself.
+    holder: Holder,
     /// The applicationServerKey it was made with: pushes must be signed by it.
     app_key: Option<Vec<u8>>,
     gone: bool,
     messages: Vec<Value>,
+}
+
+enum Holder {
+    Here {
+        secret: p256::SecretKey,
+        auth: [u8; 16],
+    },
+    Browser(tokio::sync::mpsc::UnboundedSender<String>),
 }
 
 fn problem(status: StatusCode, errno: u16, message: &str) -> Response {
@@ -76,8 +85,7 @@ pub async fn subscribe(State(sim): State<Shared>, headers: HeaderMap, body: Byte
         subs.insert(
             id,
             Subscription {
-                secret,
-                auth,
+                holder: Holder::Here { secret, auth },
                 app_key,
                 gone: false,
                 messages: Vec::new(),
@@ -163,7 +171,9 @@ pub async fn push(
 }
 
 async fn handle(sim: &Shared, id: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+    let mut corrupt = false;
     match sim.fault("webpush").await {
+        Some(FaultHit::Code(c)) if c == "corrupt" => corrupt = true,
         Some(FaultHit::Status(s)) => {
             let status = StatusCode::from_u16(s).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             let mut r = problem(status, 201, "simulated fault");
@@ -178,7 +188,7 @@ async fn handle(sim: &Shared, id: &str, headers: &HeaderMap, body: &[u8]) -> Res
         }
         None => {}
     }
-    let (secret, auth, app_key) = {
+    let (holder, app_key) = {
         let Ok(subs) = sim.webpush.lock() else {
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         };
@@ -187,7 +197,16 @@ async fn handle(sim: &Shared, id: &str, headers: &HeaderMap, body: &[u8]) -> Res
             Some(s) if s.gone => {
                 return problem(StatusCode::GONE, 106, "Subscription is no longer valid");
             }
-            Some(s) => (s.secret.clone(), s.auth, s.app_key.clone()),
+            Some(s) => (
+                match &s.holder {
+                    Holder::Here { secret, auth } => Holder::Here {
+                        secret: secret.clone(),
+                        auth: *auth,
+                    },
+                    Holder::Browser(tx) => Holder::Browser(tx.clone()),
+                },
+                s.app_key.clone(),
+            ),
         }
     };
     let meta = match check_headers(headers) {
@@ -236,13 +255,29 @@ async fn handle(sim: &Shared, id: &str, headers: &HeaderMap, body: &[u8]) -> Res
         );
     }
     // Accepted as a push service accepts: what the browser then finds is recorded.
-    let entry = match ece::decrypt(body, &secret, &auth) {
-        Ok(plain) => json!({
-            "decrypted": true,
-            "payload": serde_json::from_slice::<Value>(&plain).unwrap_or_else(|_| json!(String::from_utf8_lossy(&plain))),
-            "headers": meta,
-        }),
-        Err(e) => json!({"decrypted": false, "error": e.to_string(), "headers": meta}),
+    let mut body = body.to_vec();
+    if corrupt && let Some(b) = body.last_mut() {
+        *b ^= 1; // a fault: the browser must refuse it
+    }
+    let version = hex::encode(rand::random::<[u8; 12]>());
+    let entry = match holder {
+        Holder::Here { secret, auth } => match ece::decrypt(&body, &secret, &auth) {
+            Ok(plain) => json!({
+                "decrypted": true,
+                "payload": serde_json::from_slice::<Value>(&plain).unwrap_or_else(|_| json!(String::from_utf8_lossy(&plain))),
+                "headers": meta,
+            }),
+            Err(e) => json!({"decrypted": false, "error": e.to_string(), "headers": meta}),
+        },
+        Holder::Browser(tx) => {
+            let note = json!({
+                "messageType": "notification", "channelID": id, "version": version,
+                "data": URL_SAFE_NO_PAD.encode(&body), "headers": {"encoding": "aes128gcm"},
+            });
+            let forwarded = tx.send(note.to_string()).is_ok();
+            // The browser's ack (100 delivered, 101 decryption failed) is added on arrival.
+            json!({"version": version, "forwarded": forwarded, "headers": meta, "ack": null})
+        }
     };
     if let Ok(mut subs) = sim.webpush.lock()
         && let Some(s) = subs.get_mut(id)
@@ -269,4 +304,103 @@ async fn handle(sim: &Shared, id: &str, headers: &HeaderMap, body: &[u8]) -> Res
         }
     }
     r
+}
+
+/// Mozilla's WebSocket push protocol (subprotocol `push-notification`), what Firefox speaks
+/// to its push service when `dom.push.serverURL` points here.
+pub async fn browser(
+    State(sim): State<Shared>,
+    headers: HeaderMap,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    let origin = origin(&headers);
+    ws.protocols(["push-notification"])
+        .on_upgrade(move |socket| connection(sim, origin, socket))
+}
+
+/// One reply of the push service to a message of the browser (`None`: nothing to answer).
+fn answer(sim: &Shared, origin: &str, tx: &Sender, m: &Value) -> Option<Value> {
+    match m["messageType"].as_str() {
+        Some("hello") => Some(json!({
+            "messageType": "hello", "status": 200, "use_webpush": true, "broadcasts": {},
+            "uaid": m["uaid"].as_str().map(String::from)
+                .unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>())),
+        })),
+        Some("register") => {
+            let ch = m["channelID"].as_str().unwrap_or_default().to_string();
+            let app_key = m["key"]
+                .as_str()
+                .and_then(|k| URL_SAFE_NO_PAD.decode(k.trim_end_matches('=')).ok());
+            if let Ok(mut subs) = sim.webpush.lock() {
+                subs.insert(
+                    ch.clone(),
+                    Subscription {
+                        holder: Holder::Browser(tx.clone()),
+                        app_key,
+                        gone: false,
+                        messages: Vec::new(),
+                    },
+                );
+            }
+            Some(
+                json!({"messageType": "register", "channelID": ch, "status": 200,
+                        "pushEndpoint": format!("{origin}/webpush/push/{ch}")}),
+            )
+        }
+        Some("unregister") => {
+            let ch = m["channelID"].as_str().unwrap_or_default();
+            if let Ok(mut subs) = sim.webpush.lock()
+                && let Some(s) = subs.get_mut(ch)
+            {
+                s.gone = true;
+            }
+            Some(json!({"messageType": "unregister", "channelID": ch, "status": 200}))
+        }
+        Some("ack") => {
+            if let Ok(mut subs) = sim.webpush.lock() {
+                for u in m["updates"].as_array().into_iter().flatten() {
+                    let ch = u["channelID"].as_str().unwrap_or_default();
+                    if let Some(s) = subs.get_mut(ch) {
+                        for e in s
+                            .messages
+                            .iter_mut()
+                            .filter(|e| e["version"] == u["version"])
+                        {
+                            e["ack"] = u["code"].clone();
+                        }
+                    }
+                }
+            }
+            None
+        }
+        Some("nack") => None,
+        // `{}` is a ping.
+        _ => Some(json!({})),
+    }
+}
+
+type Sender = tokio::sync::mpsc::UnboundedSender<String>;
+
+async fn connection(sim: Shared, origin: String, socket: axum::extract::ws::WebSocket) {
+    use axum::extract::ws::Message;
+    use futures::{SinkExt, StreamExt};
+    let (mut out, mut inbound) = socket.split();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let writer = tokio::spawn(async move {
+        while let Some(text) = rx.recv().await {
+            if out.send(Message::Text(text.into())).await.is_err() {
+                break;
+            }
+        }
+    });
+    while let Some(Ok(msg)) = inbound.next().await {
+        let Message::Text(text) = msg else { continue };
+        let m: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
+        if let Some(reply) = answer(&sim, &origin, &tx, &m)
+            && tx.send(reply.to_string()).is_err()
+        {
+            break;
+        }
+    }
+    writer.abort();
 }

@@ -7,6 +7,7 @@ mod utils;
 mod e2e_auth;
 mod e2e_backup;
 mod e2e_bad_input;
+mod e2e_browser_push;
 mod e2e_chat;
 mod e2e_cli;
 mod e2e_cluster;
