@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every Herald test on a fresh Debian machine: installs what the tests need (a C
-# compiler for the bundled SQLite, PostgreSQL, an SMTP server, promtool), then runs unit,
+# compiler for the bundled SQLite, PostgreSQL, an SMTP server, promtool, Firefox ESR), then runs unit,
 # property and integration tests (real SQLite files, real HTTP on loopback, the real binary
 # killed with -9), then Schemathesis against the API's OpenAPI document.
 set -euo pipefail
@@ -18,6 +18,7 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v unshare >/dev/null 2>&1 && command -v prlimit >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v mount >/dev/null 2>&1 || need_apt+=(mount)
 command -v faketime >/dev/null 2>&1 || need_apt+=(faketime)   # a node whose clock runs ahead
+command -v firefox-esr >/dev/null 2>&1 || need_apt+=(firefox-esr)   # a real browser receives a push
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing ${need_apt[*]}"
