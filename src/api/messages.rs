@@ -48,11 +48,15 @@ fn idempotency(
     }))
 }
 
+/// Contacts read for one request (a batch names the same person many times).
+type ContactsSeen = std::collections::HashMap<String, Option<crate::store::ContactRecord>>;
+
 async fn build(
     state: &AppState,
     caller: &str,
     body: Value,
     idem: Option<Idempotency>,
+    seen: &mut ContactsSeen,
 ) -> Result<NewMessage, ApiError> {
     let req = validate::decode(body).map_err(|e| ApiError::validation(vec![e]))?;
     // `to.user` names a contact: its addresses as they are now go into the message. While
@@ -64,7 +68,14 @@ async fn build(
         .as_deref()
         .filter(|u| crate::core::validate::valid_user(u).is_ok())
     {
-        Some(user) => state.store.contacts.get_contact(user).await?,
+        Some(user) => match seen.get(user) {
+            Some(c) => c.clone(),
+            None => {
+                let c = state.store.contacts.get_contact(user).await?;
+                seen.insert(user.to_string(), c.clone());
+                c
+            }
+        },
         None => None,
     };
     let ctx = Context {
@@ -208,7 +219,7 @@ pub async fn send(
         .await
         .map_err(|e| refused(&state, e))?;
     let idem = idempotency(&headers, &who.id, &value)?;
-    let msg = build(&state, &who.name, value, idem)
+    let msg = build(&state, &who.name, value, idem, &mut ContactsSeen::new())
         .await
         .map_err(|e| refused(&state, e))?;
     admit(&state, msg.priority).map_err(|e| refused(&state, e))?;
@@ -358,6 +369,7 @@ pub async fn send_batch(
     let mut results: Vec<Option<Value>> = vec![None; items.len()];
     let mut valid = Vec::new();
     let mut slots = Vec::new();
+    let mut seen = ContactsSeen::new();
     for (i, mut item) in items.into_iter().enumerate() {
         let idem = match item_idempotency(&who.id, &mut item, i, batch_idem.as_ref()) {
             Ok(idem) => idem,
@@ -366,7 +378,7 @@ pub async fn send_batch(
                 continue;
             }
         };
-        match build(&state, &who.name, item, idem)
+        match build(&state, &who.name, item, idem, &mut seen)
             .await
             .and_then(|m| admit(&state, m.priority).map(|_| m))
         {

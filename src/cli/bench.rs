@@ -61,6 +61,11 @@ pub struct BenchArgs {
     /// With --e2e: the nodes' `dispatch.concurrency` (calls in flight; default: the default).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Instead: Web Push end to end. `herald simulate` is the push service (it checks the
+    /// VAPID token and decrypts every body); one node pushes --messages messages to a
+    /// contact's browser subscription (pushes/s, CPU per push)
+    #[arg(long)]
+    pub push: bool,
 }
 
 pub(crate) const KEY: &str = "bench-admin-key-0123456789abcdef";
@@ -199,6 +204,9 @@ fn report(name: &str, r: &RunResult, rss: Option<f64>) -> Value {
 pub async fn run(a: BenchArgs) -> Result<()> {
     if a.failover {
         return super::bench_failover::run(a.concurrency.min(32), a.rate, a.keep).await;
+    }
+    if a.push {
+        return super::bench_push::run(&a).await;
     }
     if a.nodes > 1 && a.database_url.is_none() {
         bail!("--nodes above 1 needs --database-url: SQLite serves one node");

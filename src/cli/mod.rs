@@ -5,6 +5,7 @@ pub mod backup;
 pub mod bench;
 pub mod bench_e2e;
 pub mod bench_failover;
+pub mod bench_push;
 pub mod client;
 pub mod contacts;
 pub mod sink;

@@ -143,6 +143,8 @@ pub struct Sim {
     windows: Mutex<HashMap<String, VecDeque<i64>>>,
     pub aliyun_details: Mutex<HashMap<String, aliyun::Detail>>,
     pub webpush: Mutex<HashMap<String, webpush::Subscription>>,
+    /// VAPID tokens already verified, with their expiry.
+    pub vapid_seen: Mutex<HashMap<String, i64>>,
     pub http: reqwest::Client,
 }
 
@@ -159,6 +161,7 @@ impl Sim {
             windows: Mutex::default(),
             aliyun_details: Mutex::default(),
             webpush: Mutex::default(),
+            vapid_seen: Mutex::default(),
             http: {
                 crate::tls::init();
                 reqwest::Client::new()

@@ -83,9 +83,33 @@ fn uncompressed(k: &PublicKey) -> Vec<u8> {
     k.to_encoded_point(false).as_bytes().to_vec()
 }
 
+/// The record: header and sealed `plaintext || 0x02`, from the ECDH secret.
+fn seal(
+    plaintext: &[u8],
+    ecdh: &[u8],
+    auth: &[u8],
+    ua_public: &[u8],
+    as_public: &[u8],
+    salt: &[u8; 16],
+) -> Result<Vec<u8>, EceError> {
+    let (cek, nonce) = derive(ecdh, auth, ua_public, as_public, salt);
+    let mut padded = plaintext.to_vec();
+    padded.push(0x02); // the last (only) record's delimiter
+    let sealed = Aes128Gcm::new(&cek.into())
+        .encrypt(&Nonce::from(nonce), padded.as_slice())
+        .map_err(|_| EceError::Undecryptable("AES-GCM refused the record"))?;
+    let mut out = Vec::with_capacity(HEADER_LEN + sealed.len());
+    out.extend_from_slice(salt);
+    out.extend_from_slice(&RECORD_SIZE.to_be_bytes());
+    out.push(as_public.len() as u8);
+    out.extend_from_slice(as_public);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
 /// Encrypts `plaintext` for a subscription (`ua_public`: 65-byte point; `auth`: its secret)
-/// with the given ephemeral key and salt: tests inject RFC 8291's; [`encrypt`] draws fresh
-/// ones.
+/// with the given ephemeral key and salt: what tests use to reproduce RFC 8291's vector.
+/// [`encrypt`] draws fresh ones (and uses ring's faster P-256).
 pub fn encrypt_with(
     plaintext: &[u8],
     ua_public: &[u8],
@@ -100,25 +124,14 @@ pub fn encrypt_with(
     let ua = PublicKey::from_sec1_bytes(ua_public).map_err(|_| EceError::BadPublicKey)?;
     let as_public = uncompressed(&ephemeral.public_key());
     let shared = diffie_hellman(ephemeral.to_nonzero_scalar(), ua.as_affine());
-    let (cek, nonce) = derive(
+    seal(
+        plaintext,
         &shared.raw_secret_bytes()[..],
         auth,
         &uncompressed(&ua),
         &as_public,
         salt,
-    );
-    let mut padded = plaintext.to_vec();
-    padded.push(0x02); // the last (only) record's delimiter
-    let sealed = Aes128Gcm::new(&cek.into())
-        .encrypt(&Nonce::from(nonce), padded.as_slice())
-        .map_err(|_| EceError::Undecryptable("AES-GCM refused the record"))?;
-    let mut out = Vec::with_capacity(HEADER_LEN + sealed.len());
-    out.extend_from_slice(salt);
-    out.extend_from_slice(&RECORD_SIZE.to_be_bytes());
-    out.push(as_public.len() as u8);
-    out.extend_from_slice(&as_public);
-    out.extend_from_slice(&sealed);
-    Ok(out)
+    )
 }
 
 /// 32 random bytes as a P-256 secret (drawn again in the vanishing case of an invalid one).
@@ -133,8 +146,29 @@ pub fn random_secret() -> SecretKey {
 
 /// Encrypts with a fresh ephemeral key and salt, as every message must (RFC 8291 §3.1).
 pub fn encrypt(plaintext: &[u8], ua_public: &[u8], auth: &[u8]) -> Result<Vec<u8>, EceError> {
+    use ring::agreement;
+    if plaintext.len() > MAX_PLAINTEXT {
+        return Err(EceError::TooLong(plaintext.len()));
+    }
+    let rng = ring::rand::SystemRandom::new();
+    let ephemeral = agreement::EphemeralPrivateKey::generate(&agreement::ECDH_P256, &rng)
+        .map_err(|_| EceError::Undecryptable("no ephemeral key"))?;
+    let as_public = ephemeral
+        .compute_public_key()
+        .map_err(|_| EceError::Undecryptable("no ephemeral key"))?;
+    // ring checks that the browser's point is on the curve (RFC 8291 §7).
+    let peer = agreement::UnparsedPublicKey::new(&agreement::ECDH_P256, ua_public);
+    let shared = agreement::agree_ephemeral(ephemeral, &peer, |s| s.to_vec())
+        .map_err(|_| EceError::BadPublicKey)?;
     let salt: [u8; 16] = rand::random();
-    encrypt_with(plaintext, ua_public, auth, &random_secret(), &salt)
+    seal(
+        plaintext,
+        &shared,
+        auth,
+        ua_public,
+        as_public.as_ref(),
+        &salt,
+    )
 }
 
 /// RFC 8188 decoding of any number of records; `ikm_for` gives the input keying material
