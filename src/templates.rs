@@ -222,7 +222,8 @@ impl Templates {
 const CHAT_KIND: &str = "__herald_chat_kind";
 
 /// Escapes a parameter for a chat robot's format: Slack's `&`, `<`, `>` (which also make
-/// mentions and links); markdown punctuation for DingTalk and WeCom markdown; tags for
+/// mentions and links); markdown punctuation for DingTalk and WeCom markdown and for Teams
+/// (an Adaptive Card's TextBlock renders markdown in its text too); tags for
 /// Feishu text (`<at …>`). Plain text parts of DingTalk and WeCom carry no markup.
 pub fn escape_chat(kind: &str, field: &str, s: &str) -> String {
     match (kind, field) {
@@ -231,7 +232,7 @@ pub fn escape_chat(kind: &str, field: &str, s: &str) -> String {
             .replace('<', "&lt;")
             .replace('>', "&gt;"),
         ("feishu", _) => s.replace('<', "<\u{200b}"),
-        ("dingtalk" | "wecom", "markdown") => {
+        ("dingtalk" | "wecom" | "teams", "markdown") | ("teams", "text") => {
             let mut out = String::with_capacity(s.len() + 8);
             for c in s.chars() {
                 if "\\`*_{}[]()#+-.!<>|~".contains(c) {

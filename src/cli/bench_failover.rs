@@ -64,6 +64,7 @@ pub async fn run(senders: u64, rate: u64, keep: bool) -> Result<()> {
         feishu_secret: "sim-feishu-secret".into(),
         wecom_key: "k".into(),
         slack_path: "p".into(),
+        teams_sig: "p".into(),
         report_delay: Duration::from_millis(200),
     };
     let extra = format!(

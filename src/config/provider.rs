@@ -15,6 +15,7 @@ pub enum ProviderKind {
     Feishu,
     Wecom,
     Webpush,
+    Teams,
     Fcm,
     Apns,
 }

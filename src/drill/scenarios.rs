@@ -170,6 +170,7 @@ async fn provider_outage(w: &Work, a: &DrillArgs, d: &mut Drill) -> Result<()> {
         feishu_secret: "sim-feishu-secret".into(),
         wecom_key: String::new(),
         slack_path: String::new(),
+        teams_sig: String::new(),
         report_delay: Duration::from_millis(300),
     };
     let (_sim, sim) = w.simulate(&creds).await?;

@@ -12,6 +12,7 @@ pub mod registry;
 pub mod signing;
 pub mod slack;
 pub mod smtp;
+pub mod teams;
 pub mod twilio;
 pub mod webhook;
 pub mod webpush;

@@ -110,7 +110,8 @@ impl Registry {
                 ProviderKind::Dingtalk
                 | ProviderKind::Feishu
                 | ProviderKind::Wecom
-                | ProviderKind::Slack => Some(Channel::Chat),
+                | ProviderKind::Slack
+                | ProviderKind::Teams => Some(Channel::Chat),
                 ProviderKind::Webpush => Some(Channel::Push),
                 ProviderKind::Fcm | ProviderKind::Apns => None,
             };
@@ -204,6 +205,13 @@ impl Registry {
                 ProviderKind::Slack => (
                     Arc::new(slack::SlackProvider::from_config(p, vendor.clone())?),
                     slack::default_limits(),
+                ),
+                ProviderKind::Teams => (
+                    Arc::new(crate::providers::teams::TeamsProvider::from_config(
+                        p,
+                        vendor.clone(),
+                    )?),
+                    crate::providers::teams::default_limits(),
                 ),
                 ProviderKind::Webpush => {
                     let w = crate::providers::webpush::provider::WebPushProvider::from_config(

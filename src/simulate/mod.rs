@@ -57,6 +57,9 @@ pub struct SimArgs {
     /// The path of the Slack incoming webhook after /slack/services/.
     #[arg(long, default_value = "T0SIM/B0SIM/simulatorsecret")]
     pub slack_path: String,
+    /// The `sig` of the Teams Workflows trigger URL (/teams/workflows/…?sig=…).
+    #[arg(long, default_value = "sim-teams-sig")]
+    pub teams_sig: String,
     /// Delay before delivery receipts are sent or become queryable.
     #[arg(long, default_value = "300ms", value_parser = parse_dur)]
     pub report_delay: Duration,
@@ -279,6 +282,7 @@ pub fn router(sim: Shared) -> Router {
         .route("/feishu/open-apis/bot/v2/hook/{hook}", post(robots::feishu))
         .route("/wecom/cgi-bin/webhook/send", post(robots::wecom))
         .route("/slack/services/{*path}", post(robots::slack))
+        .route("/teams/workflows/{*path}", post(robots::teams))
         .route("/webpush/subscribe", post(webpush::subscribe))
         .route("/webpush/ws", get(webpush::browser))
         .route(
@@ -297,8 +301,8 @@ pub fn router(sim: Shared) -> Router {
         .with_state(sim)
 }
 
-const PROVIDERS: [&str; 7] = [
-    "aliyun", "twilio", "dingtalk", "feishu", "wecom", "slack", "webpush",
+const PROVIDERS: [&str; 8] = [
+    "aliyun", "twilio", "dingtalk", "feishu", "wecom", "slack", "teams", "webpush",
 ];
 
 async fn requests(State(sim): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
@@ -389,7 +393,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     let addr = listener.local_addr()?;
     eprintln!(
-        "herald simulate on http://{addr}: /aliyun /twilio /dingtalk /feishu /wecom /slack /webpush; control at /_sim"
+        "herald simulate on http://{addr}: /aliyun /twilio /dingtalk /feishu /wecom /slack /teams /webpush; control at /_sim"
     );
     axum::serve(listener, router(Sim::new(args))).await?;
     Ok(())

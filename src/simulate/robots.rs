@@ -269,3 +269,78 @@ pub async fn slack(State(sim): State<Shared>, Path(path): Path<String>, body: By
     }
     text(200, "ok", true)
 }
+
+/// A Teams Workflows HTTP trigger: `sig` checked, the body a `message` with one Adaptive
+/// Card whose TextBlocks have text; `202` with an empty body, as Workflows answers.
+pub async fn teams(
+    State(sim): State<Shared>,
+    Path(path): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let fail = |status: u16, code: &'static str, message: &'static str| {
+        let body = json!({"error": {"code": code, "message": message}});
+        sim.record("teams", false, request.clone(), status, body.clone());
+        let mut r = (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            Json(body),
+        )
+            .into_response();
+        if status == 429 {
+            r.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        }
+        r
+    };
+    if q.get("sig") != Some(&sim.args.teams_sig) {
+        return fail(
+            401,
+            "DirectApiAuthorizationRequired",
+            "The request must be authenticated: the sig parameter does not match",
+        );
+    }
+    if let Some(hit) = sim.fault("teams").await {
+        return match hit {
+            FaultHit::Status(429) => fail(429, "WorkflowTriggerIsThrottled", "Too many requests"),
+            FaultHit::Status(s) if s >= 500 => {
+                fail(s, "ServiceUnavailable", "The service is unavailable")
+            }
+            FaultHit::Status(404) => {
+                fail(404, "WorkflowNotFound", "The workflow could not be found")
+            }
+            FaultHit::Status(s) => fail(
+                s,
+                "InvalidRequestContent",
+                "The request content is not valid",
+            ),
+            FaultHit::Code(c) if c == "WorkflowNotFound" => {
+                fail(404, "WorkflowNotFound", "The workflow could not be found")
+            }
+            FaultHit::Code(_) => fail(403, "WorkflowDisabled", "The workflow is disabled"),
+        };
+    }
+    let card = &request["attachments"][0];
+    let blocks = card["content"]["body"].as_array();
+    let ok = request["type"] == "message"
+        && card["contentType"] == "application/vnd.microsoft.card.adaptive"
+        && card["content"]["type"] == "AdaptiveCard"
+        && blocks.is_some_and(|b| {
+            !b.is_empty()
+                && b.iter().all(|x| {
+                    x["type"] == "TextBlock" && x["text"].as_str().is_some_and(|t| !t.is_empty())
+                })
+        });
+    if !ok {
+        return fail(
+            400,
+            "InvalidRequestContent",
+            "The request content is not a message with an Adaptive Card",
+        );
+    }
+    if !sim.within_rate(&format!("teams:{path}"), &[(20, 1000)]) {
+        return fail(429, "WorkflowTriggerIsThrottled", "Too many requests");
+    }
+    sim.record("teams", true, request, 202, Value::Null);
+    StatusCode::ACCEPTED.into_response()
+}

@@ -54,7 +54,25 @@ fn robots(sim: &str, dingtalk_secret: &str) -> Vec<herald::config::ProviderConfi
                 "https://hooks.slack.com/services/T0/B0/slack-secret-value",
             )],
         ),
+        teams(sim, "teams-sig-secret-value"),
     ]
+}
+
+fn teams(sim: &str, sig: &str) -> herald::config::ProviderConfig {
+    provider(
+        "ops-teams",
+        Channel::Chat,
+        ProviderKind::Teams,
+        1,
+        &format!("{sim}/teams"),
+        &[],
+        &[(
+            "url",
+            &format!(
+                "https://prod-07.westus.logic.azure.com/workflows/wf1/triggers/manual/paths/invoke?api-version=2016-06-01&sig={sig}"
+            ),
+        )],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,6 +83,7 @@ async fn every_robot_accepts_what_herald_sends() {
         ("ops-feishu", "feishu"),
         ("ops-wecom", "wecom"),
         ("ops-slack", "slack"),
+        ("ops-teams", "teams"),
     ] {
         let id = rig.send(json!({"to": {"chat": robot}, "content": {"text": format!("disk full on db1 via {robot}")}})).await;
         let m = rig.herald.wait_status(&id, "sent").await;
@@ -182,5 +201,65 @@ async fn a_wrong_access_token_or_hook_id_is_refused() {
         let e = &m["deliveries"][0]["attempts"][0]["error"];
         assert_eq!(e["code"], code, "{robot}: {m}");
     }
+    rig.herald.stop().await;
+}
+
+/// Teams: the subject and text arrive as an Adaptive Card; a template parameter cannot add
+/// markdown of its own; a wrong `sig` or a removed workflow is a provider error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teams_gets_an_adaptive_card_and_refusals_are_classed() {
+    let rig = Rig::start(|c, sim| {
+        c.providers = vec![teams(sim, "teams-sig-secret-value")];
+        c.templates.push(
+            toml::from_str(
+                r#"
+                id = "disk"
+                chat = { subject = "Disk on {{ host }}", markdown = "Used: **{{ used }}**" }
+                "#,
+            )
+            .unwrap(),
+        );
+    })
+    .await;
+    let id = rig
+        .send(json!({"to": {"chat": "ops-teams"}, "template": "disk",
+                     "params": {"host": "db1", "used": "97% [link](http://x.example)"}}))
+        .await;
+    rig.herald.wait_status(&id, "sent").await;
+    let reqs = rig.requests("teams").await;
+    let body = &reqs[0]["request"]["attachments"][0]["content"]["body"];
+    assert_eq!(body[0]["text"], "Disk on db1");
+    assert_eq!(
+        body[1]["text"],
+        "Used: **97% \\[link\\]\\(http://x\\.example\\)**"
+    );
+    rig.fault("teams", json!({"error_code": "WorkflowNotFound"}))
+        .await;
+    let id = rig
+        .send(json!({"to": {"chat": "ops-teams"}, "content": {"text": "x"}}))
+        .await;
+    let m = rig.herald.wait_status(&id, "failed").await;
+    let e = &m["deliveries"][0]["attempts"][0]["error"];
+    assert_eq!(
+        (e["class"].as_str(), e["code"].as_str()),
+        (Some("provider"), Some("WorkflowNotFound")),
+        "{m}"
+    );
+    rig.herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_teams_sig_is_a_provider_error() {
+    let rig = Rig::start(|c, sim| c.providers = vec![teams(sim, "not-the-sig")]).await;
+    let id = rig
+        .send(json!({"to": {"chat": "ops-teams"}, "content": {"subject": "s", "text": "x"}}))
+        .await;
+    let m = rig.herald.wait_status(&id, "failed").await;
+    let e = &m["deliveries"][0]["attempts"][0]["error"];
+    assert_eq!(
+        (e["class"].as_str(), e["code"].as_str()),
+        (Some("provider"), Some("DirectApiAuthorizationRequired")),
+        "{m}"
+    );
     rig.herald.stop().await;
 }

@@ -31,6 +31,7 @@ pub fn sim_args(listen: &str, herald_base: &str) -> SimArgs {
         feishu_secret: "feishu-secret-value".into(),
         wecom_key: "wecom-key-secret-value".into(),
         slack_path: "T0/B0/slack-secret-value".into(),
+        teams_sig: "teams-sig-secret-value".into(),
         report_delay: Duration::from_millis(200),
     }
 }
