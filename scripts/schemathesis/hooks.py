@@ -191,7 +191,7 @@ def _contact_excused(case, response):
         problem = json.loads(response.content)
     except ValueError:
         return False
-    if response.status_code == 409 and problem.get("code") in ("contact_exists", "contact_busy"):
+    if response.status_code == 409 and problem.get("code") in ("contact_exists", "contact_busy", "contact_changed"):
         return True
     errors = problem.get("errors") or []
     return (

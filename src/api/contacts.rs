@@ -132,14 +132,34 @@ pub async fn put(
     who.require(Role::Operator)?;
     check_id(&id)?;
     let doc = read_json(body, state.cfg.server.max_body.0).await?;
+    // A document that says which version it replaces (as a read returns it) replaces only
+    // that one: an edit made in between is not overwritten unseen.
+    let expect = match doc.get("version") {
+        None | Some(Value::Null) => Expect::Any,
+        Some(v) => Expect::Version(v.as_i64().filter(|n| *n >= 1).ok_or_else(|| {
+            ApiError::field(
+                "version",
+                "must be the version read (a whole number from 1)",
+            )
+        })?),
+    };
     let c = contact_from(&state, doc, Some(&id))?;
     for _ in 0..EDIT_TRIES {
         let Some(r) = state
             .store
             .contacts
-            .put_contact(c.clone(), Expect::Any, &who.name, now_millis())
+            .put_contact(c.clone(), expect, &who.name, now_millis())
             .await?
         else {
+            if let Expect::Version(v) = expect {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "contact_changed",
+                    format!(
+                        "contact `{id}` is no longer at version {v} (or is gone): read it again"
+                    ),
+                ));
+            }
             continue; // created by someone else at the same moment: replace it
         };
         let status = if r.version == 1 {

@@ -185,10 +185,11 @@ pub fn valid_push_endpoint(url: &str) -> bool {
         Some((h, p)) => (h, Some(p)),
         None => (authority, None),
     };
+    // As the document's pattern: up to four digits, or five without a leading zero ≤ 65535.
     let port_ok = port.is_none_or(|p| {
         (1..=5).contains(&p.len())
             && p.bytes().all(|b| b.is_ascii_digit())
-            && (p.len() < 5 || p.parse::<u32>().is_ok_and(|n| n <= 65535))
+            && (p.len() < 5 || (!p.starts_with('0') && p.parse::<u32>().is_ok_and(|n| n <= 65535)))
     });
     (ipv4(host) || domain(host)) && port_ok && path.bytes().all(|b| (b'!'..=b'~').contains(&b))
 }
@@ -570,6 +571,7 @@ mod tests {
             "https://01.2.3.4/",
             "https://256.1.1.1/",
             "https://a.example:65536/",
+            "https://a.example:01234/",
             "https://a.example:/",
             "https://a.1/",
             "https://a b.example/",

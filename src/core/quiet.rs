@@ -17,7 +17,8 @@ pub struct Window {
 pub fn parse_hhmm(s: &str) -> Result<u16, String> {
     let bad = || format!("`{s}` is not a time of day such as 22:00 (HH:MM, 24-hour clock)");
     let (h, m) = s.split_once(':').ok_or_else(bad)?;
-    if h.len() != 2 || m.len() != 2 {
+    let digits = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(h) || !digits(m) {
         return Err(bad());
     }
     let h: u16 = h.parse().map_err(|_| bad())?;
@@ -72,9 +73,19 @@ pub fn release_at(at: Millis, tz: &TimeZone, window: Window) -> Millis {
         return at;
     };
     let end: DateTime = day.to_datetime(end);
-    match tz.to_ambiguous_zoned(end).compatible() {
-        Ok(z) => z.timestamp().as_millisecond().max(at),
-        Err(_) => at,
+    // An end in the hour a DST change repeats: its first occurrence, unless that is already
+    // past (the message came in the second), then the second.
+    let ambiguous = tz.to_ambiguous_zoned(end);
+    let first = ambiguous
+        .clone()
+        .compatible()
+        .map(|z| z.timestamp().as_millisecond());
+    match first {
+        Ok(t) if t > at => t,
+        _ => ambiguous
+            .later()
+            .map(|z| z.timestamp().as_millisecond().max(at))
+            .unwrap_or(at),
     }
 }
 
@@ -98,7 +109,7 @@ mod tests {
         assert_eq!(parse_hhmm("22:30"), Ok(1350));
         assert_eq!(parse_hhmm("23:59"), Ok(1439));
         for bad in [
-            "24:00", "7:00", "07:60", "0700", "07:00:00", "", "aa:bb", "-1:00",
+            "24:00", "7:00", "07:60", "0700", "07:00:00", "", "aa:bb", "-1:00", "+1:05", "01:+5",
         ] {
             assert!(parse_hhmm(bad).is_err(), "{bad}");
         }
@@ -180,6 +191,18 @@ mod tests {
         assert_eq!(
             release_at(ms("2026-10-24T21:00:00Z"), &berlin, night()),
             ms("2026-10-25T07:00:00Z")
+        );
+        // A window ending inside the repeated hour: a message in the second 02:15 waits for
+        // the second 02:30 (01:30 UTC), not the first, which is past.
+        let short = Window::new("01:00", "02:30").unwrap();
+        assert_eq!(
+            release_at(ms("2026-10-25T01:15:00Z"), &berlin, short),
+            ms("2026-10-25T01:30:00Z")
+        );
+        assert_eq!(
+            release_at(ms("2026-10-25T00:15:00Z"), &berlin, short),
+            ms("2026-10-25T00:30:00Z"),
+            "in the first 02:15, the first 02:30"
         );
         // 02:30 local happens twice; both are inside the window and wait for 08:00.
         for first_or_second in ["2026-10-25T00:30:00Z", "2026-10-25T01:30:00Z"] {

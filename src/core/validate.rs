@@ -409,18 +409,22 @@ pub fn validate(
             Err(m) => err("send_at", m),
         }
     }
+    // What the sender asked for: `expires_at` is checked against it, not a quiet-hours delay.
+    let asked_send_at = send_at;
     // The contact's preferences: opt-outs skip deliveries, quiet hours move the send time
     // (before the TTL is counted from it).
+    let template_category = req
+        .template
+        .as_deref()
+        .and_then(|t| ctx.templates.get(t))
+        .and_then(|t| t.category.as_deref());
+    let category = super::resolve::category(req.metadata.as_ref(), template_category)
+        .unwrap_or_else(|m| {
+            err("metadata.category", m);
+            None
+        });
     if let Some(c) = ctx.contact {
-        let template_category = req
-            .template
-            .as_deref()
-            .and_then(|t| ctx.templates.get(t))
-            .and_then(|t| t.category.as_deref());
-        match super::resolve::category(req.metadata.as_ref(), template_category) {
-            Ok(cat) => super::resolve::apply_opt_outs(&mut deliveries, c, cat.as_deref(), priority),
-            Err(m) => err("metadata.category", m),
-        }
+        super::resolve::apply_opt_outs(&mut deliveries, c, category.as_deref(), priority);
         send_at = super::resolve::send_at(send_at, &deliveries, c, priority);
     }
     let expires_at = match (&req.ttl, &req.expires_at) {
@@ -444,14 +448,14 @@ pub fn validate(
             }
         },
         (None, Some(e)) => match parse_rfc3339(e) {
-            Ok(t) if t <= send_at => {
+            Ok(t) if t <= asked_send_at => {
                 err(
                     "expires_at",
                     "must be later than now and than send_at".into(),
                 );
                 t
             }
-            Ok(t) if t - send_at > MAX_TTL.as_millis() as i64 => {
+            Ok(t) if t - asked_send_at > MAX_TTL.as_millis() as i64 => {
                 err("expires_at", "must be within 30 days of send_at".into());
                 t
             }

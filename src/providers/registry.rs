@@ -219,7 +219,14 @@ impl Registry {
                         idle,
                         contacts.clone(),
                     )?;
-                    r.vapid_public_key.get_or_insert_with(|| w.public_key());
+                    // Browsers subscribe with one key: pushes signed with another are refused.
+                    let key = r.vapid_public_key.get_or_insert_with(|| w.public_key());
+                    if *key != w.public_key() {
+                        return Err(format!(
+                            "providers `{}`: every webpush provider must use the same vapid_private_key (browsers subscribe with one public key)",
+                            p.id
+                        ));
+                    }
                     (Arc::new(w), vec![])
                 }
                 ProviderKind::Fcm | ProviderKind::Apns => continue,

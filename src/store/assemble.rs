@@ -72,6 +72,23 @@ fn attempt(a: AttemptRow) -> Result<Attempt, StoreError> {
     })
 }
 
+/// What a reader sees of a delivery's address. A push delivery holds the contact's browser
+/// subscriptions with their keys (the auth secret among them): shown as the contact and a
+/// count, since messages are readable with a `viewer` key.
+fn shown_to(channel: crate::core::types::Channel, to: String) -> String {
+    if channel != crate::core::types::Channel::Push {
+        return to;
+    }
+    match serde_json::from_str::<crate::core::contact::PushTarget>(&to) {
+        Ok(t) => format!(
+            "contact {}: {} web push subscription(s)",
+            t.contact,
+            t.webpush.len()
+        ),
+        Err(_) => "push targets".into(),
+    }
+}
+
 /// Builds the views of `messages` (kept in their order). Deliveries must come in their
 /// position order and attempts in number order; rows of other messages are ignored.
 pub fn views(
@@ -89,10 +106,11 @@ pub fn views(
     let mut by_message: HashMap<String, Vec<DeliveryView>> = HashMap::new();
     for d in deliveries {
         let status: DeliveryStatus = parse(&d.status)?;
+        let channel = parse(&d.channel)?;
         let view = DeliveryView {
             attempts: tries.remove(&d.id).unwrap_or_default(),
-            channel: parse(&d.channel)?,
-            to: d.to,
+            to: shown_to(channel, d.to),
+            channel,
             provider: d.provider.filter(|_| status.is_success()),
             reason: d.note_code.map(|code| super::DeliveryReason {
                 code,

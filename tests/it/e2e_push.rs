@@ -94,6 +94,10 @@ async fn a_contacts_browser_gets_the_message_encrypted_and_a_gone_subscription_i
     let m = h.wait_status(&id, "sent").await;
     assert_eq!(m["deliveries"][0]["channel"], "push", "{m}");
     assert_eq!(m["deliveries"][0]["provider"], "webpush");
+    assert_eq!(
+        m["deliveries"][0]["to"], "contact u-1: 1 web push subscription(s)",
+        "a reader sees no subscription keys"
+    );
     let got = arrived(&rig, &sub).await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["decrypted"], true, "{got:?}");
@@ -135,8 +139,9 @@ async fn a_contacts_browser_gets_the_message_encrypted_and_a_gone_subscription_i
     assert_eq!(last["after"]["changed"], json!(["push"]));
 }
 
-/// A push service that refuses Herald's token (another VAPID key than the subscription's)
-/// is a provider error; a throttling one is retried.
+/// A push service that refuses Herald's token for one subscription (made with another VAPID
+/// key) fails that delivery as a recipient error and leaves the circuit closed for others; a
+/// throttling one is retried.
 #[tokio::test]
 async fn the_push_service_checks_the_vapid_key_and_throttling_is_retried() {
     let key = VapidKey::generate();
@@ -169,11 +174,23 @@ async fn the_push_service_checks_the_vapid_key_and_throttling_is_retried() {
         .await;
     let m = h.wait_status(&id, "failed").await;
     assert_eq!(
-        m["deliveries"][0]["attempts"][0]["error"]["class"], "provider",
+        m["deliveries"][0]["attempts"][0]["error"]["class"], "recipient",
         "{m}"
     );
     assert!(arrived(&rig, &stranger).await.is_empty());
 
+    // The circuit stayed closed: the other contact's push goes at once.
+    let id = rig
+        .send(json!({"to": {"user": "u-y"}, "channels": ["push"], "content": {"text": "first"}}))
+        .await;
+    h.wait_status(&id, "sent").await;
+    // A title and tag too large to fit are cut, never looped on.
+    let id = rig
+        .send(json!({"to": {"user": "u-y"}, "channels": ["push"],
+                     "metadata": {"collapse_key": "k".repeat(5000)},
+                     "content": {"subject": "s".repeat(990), "text": "t".repeat(9000)}}))
+        .await;
+    h.wait_status(&id, "sent").await;
     rig.fault("webpush", json!({"status": 429, "count": 1}))
         .await;
     let id = rig
@@ -183,7 +200,47 @@ async fn the_push_service_checks_the_vapid_key_and_throttling_is_retried() {
     let attempts = m["deliveries"][0]["attempts"].as_array().unwrap();
     assert_eq!(attempts[0]["error"]["class"], "transient", "{m}");
     assert_eq!(attempts.last().unwrap()["outcome"], "sent");
-    assert_eq!(arrived(&rig, &mine).await.len(), 1);
+    let got = arrived(&rig, &mine).await;
+    assert_eq!(got.len(), 3, "{got:#?}");
+    assert_eq!(got[1]["payload"]["tag"].as_str().map(str::len), Some(32));
+    assert!(got[1]["payload"]["body"].as_str().unwrap().ends_with('…'));
+}
+
+/// An endpoint naming an address the provider's `allowed_hosts` does not allow is never
+/// called (reqwest skips the resolver for IP literals; Herald checks them itself).
+#[tokio::test]
+async fn push_endpoints_at_unallowed_addresses_are_refused() {
+    let key = VapidKey::generate();
+    let k2 = VapidKey::from_private_b64(&key.private_b64()).unwrap();
+    let rig = Rig::start(move |c, _| {
+        let mut p = webpush(&k2);
+        p.options
+            .insert("allowed_hosts".into(), toml::Value::Array(vec![]));
+        c.providers = vec![p];
+    })
+    .await;
+    let h = &rig.herald;
+    let sub = subscribe(&rig).await; // http://127.0.0.1:…
+    let (code, r) = h
+        .call(
+            Method::PUT,
+            "/v1/contacts/u-z",
+            Some(json!({"push": {"webpush": [sub.clone()]}})),
+        )
+        .await;
+    assert_eq!(code, 201, "{r}");
+    let id = rig
+        .send(json!({"to": {"user": "u-z"}, "channels": ["push"], "content": {"text": "x"}}))
+        .await;
+    let m = h.wait_status(&id, "failed").await;
+    assert_eq!(
+        m["deliveries"][0]["attempts"][0]["error"]["code"], "ssrf_blocked",
+        "{m}"
+    );
+    assert!(
+        arrived(&rig, &sub).await.is_empty(),
+        "nothing reached the address"
+    );
 }
 
 /// `[degrade] sms = ["push", "inbox"]`: with every SMS provider failing, a contact with a

@@ -358,3 +358,31 @@ fn a_contact_fills_addresses_and_its_channels_bend_to_the_content() {
     .unwrap();
     assert_eq!(chans(&m), vec![(Channel::Inbox, "no-sms".into(), false)]);
 }
+
+/// Quiet hours move `send_at`; an explicit `expires_at` is checked against the time asked for
+/// (not refused because the quiet hours outlast it): the message then expires unsent.
+#[test]
+fn quiet_hours_do_not_refuse_an_explicit_expiry() {
+    // ctx.now is 2027-01-15T08:00:00Z.
+    let contact: crate::core::contact::Contact = serde_json::from_value(json!({
+        "id": "q-1", "preferences": {"quiet_hours": {"start": "07:00", "end": "09:00"}}
+    }))
+    .unwrap();
+    let m = run_for(
+        json!({"to": {"user": "q-1"}, "content": {"text": "t"}, "expires_at": "2027-01-15T08:10:00Z"}),
+        Some(&contact),
+    )
+    .unwrap();
+    assert_eq!(m.send_at, 1_800_003_600_000, "held until 09:00");
+    assert_eq!(m.expires_at, 1_800_000_600_000, "the sender's expiry stays");
+    let m = run_for(
+        json!({"to": {"user": "q-1"}, "content": {"text": "t"}, "ttl": "10m"}),
+        Some(&contact),
+    )
+    .unwrap();
+    assert_eq!(
+        m.expires_at - m.send_at,
+        600_000,
+        "a ttl counts from the release"
+    );
+}

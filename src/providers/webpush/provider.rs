@@ -37,6 +37,7 @@ pub struct WebPushProvider {
     jwts: JwtCache,
     http: reqwest::Client,
     timeout: Option<Duration>,
+    policy: HostPolicy,
     contacts: Option<Arc<dyn Contacts>>,
 }
 
@@ -112,7 +113,8 @@ impl WebPushProvider {
             }
         };
         let timeout = cfg.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(10));
-        let http = crate::providers::webhook::client(&HostPolicy::new(&hosts), timeout, idle)
+        let policy = HostPolicy::new(&hosts);
+        let http = crate::providers::webhook::client(&policy, timeout, idle)
             .map_err(|e| format!("providers `{id}`: HTTP client: {e}"))?;
         Ok(WebPushProvider {
             id: id.clone(),
@@ -123,6 +125,7 @@ impl WebPushProvider {
             jwts: JwtCache::default(),
             http,
             timeout: cfg.timeout.map(|d| d.0),
+            policy,
             contacts,
         })
     }
@@ -132,34 +135,69 @@ impl WebPushProvider {
         self.key.public_b64()
     }
 
-    /// What the service worker receives: JSON, its text cut to fit one record.
-    fn payload(m: &Claimed) -> Vec<u8> {
+    /// What the service worker receives: JSON, cut to fit one record (the tag to 32
+    /// characters, the title to 120, then the body as far as needed); `None` when even an
+    /// empty body does not fit.
+    fn payload(m: &Claimed) -> Option<Vec<u8>> {
+        let cut = |s: &str, n: usize| s.chars().take(n).collect::<String>();
         let title = m
             .content
             .subject
-            .clone()
-            .or_else(|| {
-                m.content
-                    .text
-                    .as_ref()
-                    .map(|t| t.chars().take(60).collect())
-            })
+            .as_deref()
+            .or(m.content.text.as_deref())
+            .map(|t| cut(t, 120))
             .unwrap_or_else(|| "Herald".into());
-        let mut body: String = m.content.text.clone().unwrap_or_default();
-        loop {
-            let doc = json!({
-                "title": title, "body": body, "id": m.message_id, "priority": m.priority,
-                "tag": m.metadata.get("collapse_key").and_then(|v| v.as_str()).unwrap_or(&m.message_id),
-            });
-            let bytes = serde_json::to_vec(&doc).unwrap_or_default();
-            if bytes.len() <= ece::MAX_PLAINTEXT || body.is_empty() {
-                return bytes;
+        let tag = m
+            .metadata
+            .get("collapse_key")
+            .and_then(|v| v.as_str())
+            .map(|t| cut(t, 32))
+            .unwrap_or_else(|| m.message_id.clone());
+        let doc = |body: &str| {
+            serde_json::to_vec(&json!({
+                "title": title, "body": body, "id": m.message_id, "priority": m.priority, "tag": tag,
+            }))
+            .unwrap_or_default()
+        };
+        let text = m.content.text.clone().unwrap_or_default();
+        let full = doc(&text);
+        if full.len() <= ece::MAX_PLAINTEXT {
+            return Some(full);
+        }
+        // Halve what is kept until it fits (bounded: at most ~12 rounds for 4 KiB).
+        let mut keep = text.chars().count();
+        while keep > 0 {
+            keep /= 2;
+            let bytes = doc(&(cut(&text, keep) + "…"));
+            if bytes.len() <= ece::MAX_PLAINTEXT {
+                return Some(bytes);
             }
-            let keep = body
-                .chars()
-                .count()
-                .saturating_sub(bytes.len() - ece::MAX_PLAINTEXT + 2);
-            body = body.chars().take(keep).collect::<String>() + "…";
+        }
+        let empty = doc("");
+        (empty.len() <= ece::MAX_PLAINTEXT).then_some(empty)
+    }
+
+    /// Refuses an endpoint whose host is an IP literal the policy does not allow: reqwest
+    /// never asks the guarded resolver about those.
+    fn check_literal(&self, endpoint: &str) -> Result<(), SendError> {
+        let Ok(u) = url::Url::parse(endpoint) else {
+            return Ok(()); // refused when sent
+        };
+        let ip: Option<std::net::IpAddr> = match u.host() {
+            Some(url::Host::Ipv4(ip)) => Some(ip.into()),
+            Some(url::Host::Ipv6(ip)) => Some(ip.into()),
+            _ => None,
+        };
+        match ip {
+            Some(ip) => {
+                self.policy
+                    .check_ip(&ip.to_string(), ip)
+                    .map_err(|e| SendError::Recipient {
+                        code: "ssrf_blocked".into(),
+                        detail: format!("push endpoint refused: {e} (options.allowed_hosts)"),
+                    })
+            }
+            None => Ok(()),
         }
     }
 
@@ -173,6 +211,7 @@ impl WebPushProvider {
             code: code.into(),
             detail,
         };
+        self.check_literal(&sub.endpoint)?;
         let origin = crate::core::fair::origin(&sub.endpoint).ok_or_else(|| {
             rejected(
                 "bad_push_endpoint",
@@ -244,7 +283,10 @@ impl WebPushProvider {
                 detail,
             }),
             413 => Err(rejected("push_payload_too_large", detail)),
-            400 | 401 | 403 => Err(SendError::Provider {
+            // Refused for this subscription (made with another VAPID key, or malformed at the
+            // push service): the subscription's fault, not the provider's, so the circuit for
+            // every other contact's pushes stays closed.
+            400 | 401 | 403 => Err(SendError::Recipient {
                 code: format!("push_{status}"),
                 detail,
             }),
@@ -324,7 +366,12 @@ impl Provider for WebPushProvider {
                 detail: format!("contact `{}` had no Web Push subscription", target.contact),
             });
         }
-        let plain = Self::payload(m);
+        let Some(plain) = Self::payload(m) else {
+            return Err(SendError::Rejected {
+                code: "push_payload_too_large".into(),
+                detail: "the title and tag alone do not fit a push message".into(),
+            });
+        };
         let mut sent = None;
         let mut gone = Vec::new();
         let mut worst: Option<SendError> = None;
