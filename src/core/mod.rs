@@ -3,6 +3,7 @@
 pub mod addresses;
 pub mod circuit;
 pub mod contact;
+pub mod contact_checks;
 pub mod fair;
 pub mod message;
 pub mod next_step;
