@@ -22,6 +22,55 @@ fn unknown(provider: &str) -> ApiError {
     ))
 }
 
+/// What a Twilio status callback says: `(sid, status, delivered, error)`, or `None` while
+/// the message or call is not final. SMS (`MessageSid`, `MessageStatus`): delivered or read,
+/// else undelivered/failed by `ErrorCode`. Calls (`CallSid`, `CallStatus`): completed is
+/// delivered; busy, no answer and canceled are transient; failed (not placed) is recipient.
+type Reading = (String, String, bool, Option<AttemptError>);
+
+fn reading(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<Reading>, ApiError> {
+    if let (Some(sid), Some(status)) = (get("CallSid"), get("CallStatus")) {
+        let class = match status.as_str() {
+            "completed" => return Ok(Some((sid, status, true, None))),
+            "busy" | "no-answer" | "canceled" => ErrorClass::Transient,
+            "failed" => ErrorClass::Recipient,
+            _ => return Ok(None),
+        };
+        let error = AttemptError {
+            class,
+            code: format!("call_{}", status.replace('-', "_")),
+            detail: format!("Twilio call status {status}"),
+        };
+        return Ok(Some((sid, status, false, Some(error))));
+    }
+    let (Some(sid), Some(status)) = (get("MessageSid"), get("MessageStatus")) else {
+        return Err(ApiError::field(
+            "MessageSid",
+            "MessageSid and MessageStatus (or CallSid and CallStatus) are required",
+        ));
+    };
+    let delivered = match status.as_str() {
+        "delivered" | "read" => true,
+        "undelivered" | "failed" => false,
+        _ => return Ok(None),
+    };
+    let error = (!delivered).then(|| {
+        let code = get("ErrorCode").unwrap_or_default();
+        AttemptError {
+            class: crate::store::rules::receipt_class(crate::providers::twilio::classify(
+                &code, 200,
+            )),
+            detail: format!("Twilio status {status}, error {code}"),
+            code: if code.is_empty() {
+                status.clone()
+            } else {
+                code
+            },
+        }
+    });
+    Ok(Some((sid, status, delivered, error)))
+}
+
 pub async fn twilio(
     State(state): State<AppState>,
     Path(provider): Path<String>,
@@ -49,31 +98,12 @@ pub async fn twilio(
         return Err(ApiError::unauthorized("X-Twilio-Signature does not match"));
     }
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let (Some(sid), Some(status)) = (get("MessageSid"), get("MessageStatus")) else {
-        return Err(ApiError::field(
-            "MessageSid",
-            "MessageSid and MessageStatus are required",
-        ));
+    let Some((sid, status, delivered, error)) = reading(&get)? else {
+        return Ok(StatusCode::OK.into_response()); // queued, sent, ringing…: nothing final yet
     };
-    let delivered = match status.as_str() {
-        "delivered" | "read" => true,
-        "undelivered" | "failed" => false,
-        _ => return Ok(StatusCode::OK.into_response()), // queued, sent, …: nothing final yet
-    };
-    let error = (!delivered).then(|| {
-        let code = get("ErrorCode").unwrap_or_default();
-        AttemptError {
-            class: crate::store::rules::receipt_class(crate::providers::twilio::classify(
-                &code, 200,
-            )),
-            detail: format!("Twilio status {status}, error {code}"),
-            code: if code.is_empty() {
-                status.clone()
-            } else {
-                code
-            },
-        }
-    });
+    if let Some(by) = get("AnsweredBy") {
+        tracing::info!(provider, sid, answered_by = %crate::log_escape::escape_line(&by), "twilio call answered");
+    }
     let outcome = state
         .store
         .receipts

@@ -16,6 +16,8 @@ pub enum ProviderKind {
     Wecom,
     Webpush,
     Teams,
+    #[serde(rename = "twilio_voice")]
+    TwilioVoice,
     Fcm,
     Apns,
 }

@@ -14,6 +14,7 @@ pub mod slack;
 pub mod smtp;
 pub mod teams;
 pub mod twilio;
+pub mod twilio_voice;
 pub mod webhook;
 pub mod webpush;
 pub mod wecom;

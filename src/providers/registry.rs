@@ -113,6 +113,7 @@ impl Registry {
                 | ProviderKind::Slack
                 | ProviderKind::Teams => Some(Channel::Chat),
                 ProviderKind::Webpush => Some(Channel::Push),
+                ProviderKind::TwilioVoice => Some(Channel::Voice),
                 ProviderKind::Fcm | ProviderKind::Apns => None,
             };
             match expected {
@@ -179,14 +180,7 @@ impl Registry {
                 }
                 ProviderKind::Twilio => {
                     let t = twilio::TwilioProvider::from_config(p, vendor.clone(), public_url)?;
-                    if let Some(tok) = p.credentials.get("auth_token") {
-                        r.receipts.insert(
-                            p.id.clone(),
-                            ReceiptAuth::Twilio {
-                                auth_token: tok.clone(),
-                            },
-                        );
-                    }
+                    r.twilio_receipts(p);
                     (Arc::new(t), vec![])
                 }
                 ProviderKind::Smtp => (Arc::new(smtp::SmtpProvider::from_config(p)?), vec![]),
@@ -229,6 +223,15 @@ impl Registry {
                     }
                     (Arc::new(w), vec![])
                 }
+                ProviderKind::TwilioVoice => {
+                    let t = crate::providers::twilio_voice::TwilioVoiceProvider::from_config(
+                        p,
+                        vendor.clone(),
+                        public_url,
+                    )?;
+                    r.twilio_receipts(p);
+                    (Arc::new(t), vec![])
+                }
                 ProviderKind::Fcm | ProviderKind::Apns => continue,
             };
             let limits = p.rate_limit.map(|r| vec![r]).unwrap_or(default_limits);
@@ -255,6 +258,18 @@ impl Registry {
             .map(|p| (p.id().to_string(), Mutex::new(Breaker::new(breaker))))
             .collect();
         Ok(r)
+    }
+
+    /// Status callbacks of a Twilio provider are checked with its auth token.
+    fn twilio_receipts(&mut self, p: &crate::config::ProviderConfig) {
+        if let Some(tok) = p.credentials.get("auth_token") {
+            self.receipts.insert(
+                p.id.clone(),
+                ReceiptAuth::Twilio {
+                    auth_token: tok.clone(),
+                },
+            );
+        }
     }
 
     /// The providers of `channel`, in priority order.

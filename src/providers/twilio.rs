@@ -76,8 +76,7 @@ impl TwilioProvider {
             auth_token: required_cred(cfg, "auth_token")?,
             from,
             messaging_service_sid,
-            status_callback: public_url
-                .map(|u| format!("{}/v1/receipts/twilio/{}", u.trim_end_matches('/'), cfg.id)),
+            status_callback: callback_url(public_url, &cfg.id),
             http,
         })
     }
@@ -88,24 +87,14 @@ impl Provider for TwilioProvider {
     crate::provider_basics!("twilio", Channel::Sms);
 
     fn cannot_carry(&self, m: &Claimed) -> Option<String> {
-        m.content
-            .text
-            .as_deref()
-            .is_none_or(str::is_empty)
-            .then(|| "Twilio sends text: the message has no text for SMS".to_string())
+        text_of(m, NO_SMS_TEXT)
+            .err()
+            .map(|e| e.detail().to_string())
     }
 
     async fn send(&self, m: &Claimed) -> Result<Receipt, SendError> {
         // The router does not call it for such a message; the message's fault if it did.
-        let body = m
-            .content
-            .text
-            .clone()
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| SendError::Rejected {
-                code: "no_text".into(),
-                detail: "Twilio sends text: the message has no text for SMS".into(),
-            })?;
+        let body = text_of(m, NO_SMS_TEXT)?;
         let mut form = vec![("To", m.to.clone()), ("Body", body)];
         match (&self.from, &self.messaging_service_sid) {
             (Some(f), _) => form.push(("From", f.clone())),
@@ -115,15 +104,59 @@ impl Provider for TwilioProvider {
         if let Some(cb) = &self.status_callback {
             form.push(("StatusCallback", cb.clone()));
         }
+        let call = Call {
+            http: &self.http,
+            base: &self.base,
+            account_sid: &self.account_sid,
+            auth_token: &self.auth_token,
+        };
+        call.create("Messages.json", &form).await
+    }
+}
+
+const NO_SMS_TEXT: &str = "Twilio sends text: the message has no text for SMS";
+
+/// The message's text, or a rejection saying `why` there is none.
+pub(super) fn text_of(m: &Claimed, why: &str) -> Result<String, SendError> {
+    m.content
+        .text
+        .clone()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| SendError::Rejected {
+            code: "no_text".into(),
+            detail: why.into(),
+        })
+}
+
+/// Where Twilio posts status callbacks for provider `id`.
+pub(super) fn callback_url(public_url: Option<&str>, id: &str) -> Option<String> {
+    public_url.map(|u| format!("{}/v1/receipts/twilio/{id}", u.trim_end_matches('/')))
+}
+
+/// One request to an account's REST resource (`Messages.json`, `Calls.json`): Basic auth,
+/// form body; the created resource's `sid`, or the error classed by Twilio's code.
+pub(super) struct Call<'a> {
+    pub http: &'a reqwest::Client,
+    pub base: &'a Base,
+    pub account_sid: &'a str,
+    pub auth_token: &'a Secret,
+}
+
+impl Call<'_> {
+    pub async fn create(
+        &self,
+        resource: &str,
+        form: &[(&str, String)],
+    ) -> Result<Receipt, SendError> {
         let url = format!(
-            "{}/2010-04-01/Accounts/{}/Messages.json",
+            "{}/2010-04-01/Accounts/{}/{resource}",
             self.base.endpoint, self.account_sid
         );
         let resp = self
             .http
             .post(url)
-            .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
-            .form(&form)
+            .basic_auth(self.account_sid, Some(self.auth_token.expose()))
+            .form(form)
             .timeout(self.base.timeout)
             .send()
             .await

@@ -278,6 +278,10 @@ pub fn router(sim: Shared) -> Router {
             "/twilio/2010-04-01/Accounts/{sid}/Messages.json",
             post(twilio::create),
         )
+        .route(
+            "/twilio/2010-04-01/Accounts/{sid}/Calls.json",
+            post(twilio::calls),
+        )
         .route("/dingtalk/robot/send", post(robots::dingtalk))
         .route("/feishu/open-apis/bot/v2/hook/{hook}", post(robots::feishu))
         .route("/wecom/cgi-bin/webhook/send", post(robots::wecom))

@@ -66,14 +66,38 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    answer(&sim, &sid, &headers, &body, create_message).await
+}
+
+/// Calls.json: see [`place_call`].
+pub async fn calls(
+    State(sim): State<Shared>,
+    Path(sid): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    answer(&sim, &sid, &headers, &body, place_call).await
+}
+
+/// What creates a resource from the request's form fields: (status, body).
+type Maker = fn(&Shared, &str, &dyn Fn(&str) -> Option<String>) -> (u16, Value);
+
+/// Basic auth and faults as Twilio's REST API, then `make` creates the resource; recorded.
+async fn answer(
+    sim: &Shared,
+    sid: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    make: Maker,
+) -> Response {
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
     let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let (status, resp) = if !authorized(&sim, &headers, &sid) {
+    let (status, resp) = if !authorized(sim, headers, sid) {
         error(401, 20003, "Authenticate")
     } else if let Some(hit) = sim.fault("twilio").await {
         fault_answer(hit)
     } else {
-        create_message(&sim, &sid, &get)
+        make(sim, sid, &get)
     };
     let mut request: serde_json::Map<String, Value> =
         form.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
@@ -180,14 +204,79 @@ async fn callbacks(sim: Shared, url: String, msid: String, to: String, from: Str
         if status == "undelivered" {
             params.push(("ErrorCode".into(), "30003".into()));
         }
-        let sig = twilio_signature(&url, &params, &sim.args.twilio_auth_token);
-        let _ = sim
-            .http
-            .post(&url)
-            .header("X-Twilio-Signature", sig)
-            .form(&params)
-            .send()
-            .await;
+        signed_post(&sim, &url, &params).await;
         tokio::time::sleep(sim.args.report_delay / 2).await;
     }
+}
+
+/// A call is placed (201, `CA…`) when `To`, `From` and `Twiml` (or `Url`) are right; its
+/// end is reported to `StatusCallback`, signed. By the number's last four digits: `0002`
+/// busy, `0003` no answer, `0004` failed, `0005` answered by a machine; else completed,
+/// answered by a human.
+fn place_call(sim: &Shared, sid: &str, get: &dyn Fn(&str) -> Option<String>) -> (u16, Value) {
+    let Some(to) = get("To").filter(|t| valid_phone(t).is_ok() && t != "+15005550001") else {
+        return error(400, 21211, "The 'To' number is not a valid phone number.");
+    };
+    let Some(from) = get("From") else {
+        return error(400, 21603, "A 'From' phone number is required.");
+    };
+    match (get("Twiml"), get("Url")) {
+        (None, None) => return error(400, 21205, "Url parameter is required."),
+        (Some(t), _)
+            if !(t.trim_start().starts_with("<Response>")
+                && t.trim_end().ends_with("</Response>")) =>
+        {
+            return error(400, 12100, "Document parse failure");
+        }
+        _ => {}
+    }
+    let csid = format!("CA{}", hex::encode(rand::random::<[u8; 16]>()));
+    if let Some(cb) = get("StatusCallback") {
+        let (sim, csid, to, from) = (sim.clone(), csid.clone(), to.clone(), from.clone());
+        tokio::spawn(async move { call_ended(sim, cb, csid, to, from).await });
+    }
+    (
+        201,
+        json!({"sid": csid, "account_sid": sid, "to": to, "from": from, "status": "queued",
+               "direction": "outbound-api", "api_version": "2010-04-01",
+               "uri": format!("/2010-04-01/Accounts/{sid}/Calls/{csid}.json")}),
+    )
+}
+
+async fn call_ended(sim: Shared, url: String, csid: String, to: String, from: String) {
+    tokio::time::sleep(sim.args.report_delay).await;
+    let tail = &to[to.len().saturating_sub(4)..];
+    let (status, answered_by) = match tail {
+        "0002" => ("busy", None),
+        "0003" => ("no-answer", None),
+        "0004" => ("failed", None),
+        "0005" => ("completed", Some("machine_start")),
+        _ => ("completed", Some("human")),
+    };
+    let mut params = vec![
+        ("CallSid".to_string(), csid),
+        ("CallStatus".into(), status.to_string()),
+        ("AccountSid".into(), sim.args.twilio_account_sid.clone()),
+        ("From".into(), from),
+        ("To".into(), to),
+        ("Direction".into(), "outbound-api".into()),
+        ("ApiVersion".into(), "2010-04-01".into()),
+    ];
+    if let Some(a) = answered_by {
+        params.push(("AnsweredBy".into(), a.into()));
+        params.push(("CallDuration".into(), "7".into()));
+    }
+    signed_post(&sim, &url, &params).await;
+}
+
+/// A status callback, signed with `X-Twilio-Signature` as Twilio signs them.
+async fn signed_post(sim: &Shared, url: &str, params: &[(String, String)]) {
+    let sig = twilio_signature(url, params, &sim.args.twilio_auth_token);
+    let _ = sim
+        .http
+        .post(url)
+        .header("X-Twilio-Signature", sig)
+        .form(params)
+        .send()
+        .await;
 }

@@ -31,4 +31,5 @@ mod e2e_slow_clients;
 mod e2e_sms;
 mod e2e_spool_damage;
 mod e2e_ssrf;
+mod e2e_voice;
 mod store_conformance;
