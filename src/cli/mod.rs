@@ -115,7 +115,8 @@ pub enum Command {
         #[command(subcommand)]
         cmd: PushCmd,
     },
-    /// Serve loopback simulators of Aliyun SMS, Twilio, DingTalk, Feishu, WeCom and Slack.
+    /// Serve loopback simulators of Aliyun SMS, Twilio (SMS and calls), DingTalk, Feishu, WeCom,
+    /// Slack, Teams and a Web Push service.
     Simulate(crate::simulate::SimArgs),
 }
 

@@ -18,18 +18,23 @@ pub fn key_bytes(secret: &str) -> Vec<u8> {
     }
 }
 
-/// The `webhook-signature` header value.
-pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+/// HMAC-SHA256 of the concatenated `parts` under `key` (any key length).
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap_or_else(|_| {
         // HMAC accepts keys of any length; this branch cannot be taken.
         <Hmac<Sha256> as KeyInit>::new_from_slice(&[0u8; 32]).unwrap_or_else(|_| unreachable!())
     });
-    mac.update(id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// The `webhook-signature` header value.
+pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+    let ts = timestamp.to_string();
+    let mac = hmac_sha256(key, &[id.as_bytes(), b".", ts.as_bytes(), b".", body]);
+    format!("v1,{}", STANDARD.encode(mac))
 }
 
 /// Checks a `webhook-signature` header (space-separated `v1,…` entries) against the body.
@@ -51,16 +56,6 @@ fn hmac_sha1(key: &[u8], data: &[u8]) -> Vec<u8> {
             m.finalize().into_bytes().to_vec()
         }
         Err(_) => Vec::new(), // HMAC takes keys of any length
-    }
-}
-
-fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-    match <Hmac<Sha256> as KeyInit>::new_from_slice(key) {
-        Ok(mut m) => {
-            m.update(data);
-            m.finalize().into_bytes().to_vec()
-        }
-        Err(_) => Vec::new(),
     }
 }
 
@@ -158,7 +153,7 @@ fn twilio_url_variants(url: &str) -> Vec<String> {
 pub fn dingtalk_sign(secret: &str, timestamp_ms: i64) -> String {
     STANDARD.encode(hmac_sha256(
         secret.as_bytes(),
-        format!("{timestamp_ms}\n{secret}").as_bytes(),
+        &[format!("{timestamp_ms}\n{secret}").as_bytes()],
     ))
 }
 
@@ -167,7 +162,7 @@ pub fn dingtalk_sign(secret: &str, timestamp_ms: i64) -> String {
 pub fn feishu_sign(secret: &str, timestamp_s: i64) -> String {
     STANDARD.encode(hmac_sha256(
         format!("{timestamp_s}\n{secret}").as_bytes(),
-        b"",
+        &[],
     ))
 }
 
@@ -324,7 +319,7 @@ mod tests {
         assert_eq!(
             STANDARD.encode(hmac_sha256(
                 b"this is secret",
-                b"1599360473\nthis is secret"
+                &[b"1599360473\nthis is secret"]
             )),
             "Aa897dtSTyHzD0ZCF2+ph58VjSQ6lUYLT11QvLTQCnU="
         );

@@ -178,6 +178,22 @@ pub fn assert_migrations_registered(dir: &str, registered: &[(i64, &str, &str)])
     }
 }
 
+/// What a contact write stores over `before` when it `expect`s that state: the new version
+/// and creation time, or `None` when what is stored does not match (both backends).
+pub fn contact_write(
+    expect: super::Expect,
+    before: Option<&super::ContactRecord>,
+    now: crate::core::types::Millis,
+) -> Option<(i64, crate::core::types::Millis)> {
+    use super::Expect;
+    let fits = match (expect, before) {
+        (Expect::Absent, None) | (Expect::Any, _) => true,
+        (Expect::Version(v), Some(b)) => b.version == v,
+        _ => false,
+    };
+    fits.then(|| before.map_or((1, now), |b| (b.version + 1, b.created_at)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,5 +304,26 @@ mod tests {
         assert_eq!(p.as_deref(), Some("twilio-a"));
         let (_, none) = parse_last_error(&last_error_json(None, &e)).unwrap();
         assert_eq!(none, None);
+    }
+
+    #[test]
+    fn contact_writes_fit_only_what_they_expect() {
+        use crate::store::{ContactRecord, Expect};
+        let stored = ContactRecord {
+            contact: Default::default(),
+            version: 3,
+            created_at: 10,
+            updated_at: 20,
+        };
+        assert_eq!(contact_write(Expect::Absent, None, 99), Some((1, 99)));
+        assert_eq!(contact_write(Expect::Absent, Some(&stored), 99), None);
+        assert_eq!(contact_write(Expect::Any, Some(&stored), 99), Some((4, 10)));
+        assert_eq!(contact_write(Expect::Any, None, 99), Some((1, 99)));
+        assert_eq!(
+            contact_write(Expect::Version(3), Some(&stored), 99),
+            Some((4, 10))
+        );
+        assert_eq!(contact_write(Expect::Version(2), Some(&stored), 99), None);
+        assert_eq!(contact_write(Expect::Version(1), None, 99), None);
     }
 }

@@ -4,7 +4,6 @@
 
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes128Gcm, Nonce};
-use hmac::Mac;
 use p256::ecdh::diffie_hellman;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::{PublicKey, SecretKey};
@@ -38,23 +37,22 @@ impl std::fmt::Display for EceError {
     }
 }
 
-type HmacSha256 = hmac::Hmac<sha2::Sha256>;
-
-fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    // HMAC takes keys of any length: this cannot fail.
-    let mut m = <HmacSha256 as hmac::KeyInit>::new_from_slice(key).unwrap_or_else(|_| {
-        <HmacSha256 as hmac::KeyInit>::new_from_slice(&[]).unwrap_or_else(|_| unreachable!())
-    });
-    for p in parts {
-        m.update(p);
-    }
-    m.finalize().into_bytes().into()
-}
+use crate::providers::signing::hmac_sha256 as hmac;
 
 /// RFC 5869 with one output block (every length here is at most 32).
 fn hkdf(salt: &[u8], ikm: &[u8], info: &[u8]) -> [u8; 32] {
     let prk = hmac(salt, &[ikm]);
     hmac(&prk, &[info, &[1]])
+}
+
+/// RFC 8291 §3.3–3.4: the input key of the content coding, from the ECDH secret, the auth
+/// secret and both public keys.
+fn ikm(ecdh: &[u8], auth: &[u8], ua_public: &[u8], as_public: &[u8]) -> [u8; 32] {
+    let mut key_info = Vec::with_capacity(14 + 130);
+    key_info.extend_from_slice(b"WebPush: info\0");
+    key_info.extend_from_slice(ua_public);
+    key_info.extend_from_slice(as_public);
+    hkdf(auth, ecdh, &key_info)
 }
 
 /// The content key and nonce from the ECDH secret (RFC 8291 §3.3–3.4, RFC 8188 §2.2–2.3).
@@ -65,11 +63,7 @@ fn derive(
     as_public: &[u8],
     salt: &[u8],
 ) -> ([u8; 16], [u8; 12]) {
-    let mut key_info = Vec::with_capacity(14 + 130);
-    key_info.extend_from_slice(b"WebPush: info\0");
-    key_info.extend_from_slice(ua_public);
-    key_info.extend_from_slice(as_public);
-    let ikm = hkdf(auth, ecdh, &key_info);
+    let ikm = ikm(ecdh, auth, ua_public, as_public);
     let cek = hkdf(salt, &ikm, b"Content-Encoding: aes128gcm\0");
     let nonce = hkdf(salt, &ikm, b"Content-Encoding: nonce\0");
     let mut c = [0u8; 16];
@@ -239,11 +233,7 @@ pub fn decrypt(body: &[u8], ua_secret: &SecretKey, auth: &[u8]) -> Result<Vec<u8
     decode_aes128gcm(body, |keyid| {
         let as_public = PublicKey::from_sec1_bytes(keyid).map_err(|_| EceError::BadPublicKey)?;
         let shared = diffie_hellman(ua_secret.to_nonzero_scalar(), as_public.as_affine());
-        let mut key_info = Vec::with_capacity(144);
-        key_info.extend_from_slice(b"WebPush: info\0");
-        key_info.extend_from_slice(&ua_public);
-        key_info.extend_from_slice(keyid);
-        Ok(hkdf(auth, &shared.raw_secret_bytes()[..], &key_info).to_vec())
+        Ok(ikm(&shared.raw_secret_bytes()[..], auth, &ua_public, keyid).to_vec())
     })
 }
 

@@ -9,6 +9,9 @@ use serde_json::json;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
+/// The columns [`to_record`] reads, in order.
+const COLUMNS: &str = "body, version, created_at, updated_at";
+
 fn to_record(r: &PgRow) -> Result<ContactRecord, StoreError> {
     Ok(ContactRecord {
         contact: serde_json::from_str(&r.try_get::<String, _>(0)?).map_err(corrupt)?,
@@ -21,13 +24,15 @@ fn to_record(r: &PgRow) -> Result<ContactRecord, StoreError> {
 #[async_trait]
 impl Contacts for PgStore {
     async fn get_contact(&self, id: &str) -> Result<Option<ContactRecord>, StoreError> {
-        sqlx::query("SELECT body, version, created_at, updated_at FROM contacts WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(to_record)
-            .transpose()
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM contacts WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(to_record)
+        .transpose()
     }
 
     async fn list_contacts(
@@ -35,10 +40,10 @@ impl Contacts for PgStore {
         after: Option<String>,
         limit: usize,
     ) -> Result<Vec<ContactRecord>, StoreError> {
-        sqlx::query(
-            "SELECT body, version, created_at, updated_at FROM contacts
-             WHERE ($1::TEXT IS NULL OR id COLLATE \"C\" > $1) ORDER BY id COLLATE \"C\" LIMIT $2",
-        )
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM contacts
+             WHERE ($1::TEXT IS NULL OR id COLLATE \"C\" > $1) ORDER BY id COLLATE \"C\" LIMIT $2"
+        )))
         .bind(after)
         .bind(limit as i64)
         .fetch_all(&self.pool)
@@ -56,28 +61,25 @@ impl Contacts for PgStore {
         now: i64,
     ) -> Result<Option<ContactRecord>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let before = sqlx::query(
-            "SELECT body, version, created_at, updated_at FROM contacts WHERE id = $1 FOR UPDATE",
-        )
+        let before = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM contacts WHERE id = $1 FOR UPDATE"
+        )))
         .bind(&contact.id)
         .fetch_optional(&mut *tx)
         .await?
         .as_ref()
         .map(to_record)
         .transpose()?;
-        let fits = match (expect, &before) {
-            (Expect::Absent, None) | (Expect::Any, _) => true,
-            (Expect::Version(v), Some(b)) => b.version == v,
-            _ => false,
-        };
-        if !fits {
+        let Some((version, created_at)) =
+            crate::store::rules::contact_write(expect, before.as_ref(), now)
+        else {
             return Ok(None);
-        }
+        };
         let body = serde_json::to_string(&contact).map_err(corrupt)?;
         let rec = ContactRecord {
             contact: contact.clone(),
-            version: before.as_ref().map_or(1, |b| b.version + 1),
-            created_at: before.as_ref().map_or(now, |b| b.created_at),
+            version,
+            created_at,
             updated_at: now,
         };
         let written = match &before {

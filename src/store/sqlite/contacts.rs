@@ -56,19 +56,16 @@ fn put(
     now: Millis,
 ) -> Result<Option<ContactRecord>, StoreError> {
     let before = get(c, &contact.id)?;
-    let fits = match (expect, &before) {
-        (Expect::Absent, None) | (Expect::Any, _) => true,
-        (Expect::Version(v), Some(b)) => b.version == v,
-        _ => false,
-    };
-    if !fits {
+    let Some((version, created_at)) =
+        crate::store::rules::contact_write(expect, before.as_ref(), now)
+    else {
         return Ok(None);
-    }
+    };
     let body = serde_json::to_string(contact).map_err(corrupt)?;
     let rec = ContactRecord {
         contact: contact.clone(),
-        version: before.as_ref().map_or(1, |b| b.version + 1),
-        created_at: before.as_ref().map_or(now, |b| b.created_at),
+        version,
+        created_at,
         updated_at: now,
     };
     c.prepare_cached(
