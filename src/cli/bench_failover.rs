@@ -65,6 +65,11 @@ pub async fn run(senders: u64, rate: u64, keep: bool) -> Result<()> {
         wecom_key: "k".into(),
         slack_path: "p".into(),
         teams_sig: "p".into(),
+        fcm_project: "herald-sim".into(),
+        apns_listen: None,
+        apns_team_id: "SIMTEAM001".into(),
+        apns_key_id: "SIMKEY0001".into(),
+        apns_topic: "com.example.herald".into(),
         report_delay: Duration::from_millis(200),
     };
     let extra = format!(

@@ -33,6 +33,7 @@ pub async fn run(a: &BenchArgs) -> Result<()> {
         .port();
     let sim_proc = std::process::Command::new(&exe)
         .args(["simulate", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--apns-listen", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -106,13 +106,35 @@ pub struct QuietHours {
     pub end: String,
 }
 
-/// Where a push delivery goes, fixed at accept time: the contact's Web Push subscriptions
-/// (what the delivery's `to` holds, as JSON).
+/// Where a push delivery goes, fixed at accept time: the contact's Web Push subscriptions,
+/// FCM registration tokens and APNs device tokens (what the delivery's `to` holds, as JSON).
+/// Each push provider sends to the devices of its own kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PushTarget {
     pub contact: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webpush: Vec<WebPushSubscription>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fcm: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apns: Vec<ApnsToken>,
+}
+
+impl PushTarget {
+    /// The devices of each kind, counted (what a reader of the delivery is shown).
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        for (n, what) in [
+            (self.webpush.len(), "web push subscription(s)"),
+            (self.fcm.len(), "FCM token(s)"),
+            (self.apns.len(), "APNs token(s)"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        }
+        format!("contact {}: {}", self.contact, parts.join(", "))
+    }
 }
 
 /// Why a delivery to a contact is not made: a code and a sentence for the message's reader.

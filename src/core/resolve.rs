@@ -31,10 +31,15 @@ pub fn fill(to: &mut To, contact: &Contact, chat_ok: &dyn Fn(&str) -> bool) -> V
         to.chat = Some(c.clone());
         derived.push(Channel::Chat);
     }
-    if to.push.is_none() && !contact.push.webpush.is_empty() {
+    let devices = &contact.push;
+    if to.push.is_none()
+        && !(devices.webpush.is_empty() && devices.fcm.is_empty() && devices.apns.is_empty())
+    {
         let target = PushTarget {
             contact: contact.id.clone(),
-            webpush: contact.push.webpush.clone(),
+            webpush: devices.webpush.clone(),
+            fcm: devices.fcm.clone(),
+            apns: devices.apns.clone(),
         };
         if let Ok(t) = serde_json::to_string(&target) {
             to.push = Some(vec![t]);

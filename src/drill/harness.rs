@@ -154,6 +154,7 @@ impl Work {
         let child = self
             .command("simulate")?
             .args(["simulate", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--apns-listen", "127.0.0.1:0"])
             .args(["--aliyun-access-key-id", &args.aliyun_access_key_id])
             .args(["--aliyun-access-key-secret", &args.aliyun_access_key_secret])
             .args(["--twilio-account-sid", &args.twilio_account_sid])

@@ -171,6 +171,11 @@ async fn provider_outage(w: &Work, a: &DrillArgs, d: &mut Drill) -> Result<()> {
         wecom_key: String::new(),
         slack_path: String::new(),
         teams_sig: String::new(),
+        fcm_project: "herald-sim".into(),
+        apns_listen: None,
+        apns_team_id: "SIMTEAM001".into(),
+        apns_key_id: "SIMKEY0001".into(),
+        apns_topic: "com.example.herald".into(),
         report_delay: Duration::from_millis(300),
     };
     let (_sim, sim) = w.simulate(&creds).await?;

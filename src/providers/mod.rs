@@ -2,12 +2,16 @@
 //! and classifies the outcome; retries, routing and bookkeeping live in `worker/`.
 
 pub mod aliyun;
+pub mod apns;
 pub mod common;
 pub mod dingtalk;
 pub mod endpoints;
+pub mod fcm;
 pub mod feishu;
 pub mod inbox;
+pub mod jwt;
 pub mod limiter;
+pub mod push;
 pub mod registry;
 pub mod signing;
 pub mod slack;

@@ -112,9 +112,10 @@ impl Registry {
                 | ProviderKind::Wecom
                 | ProviderKind::Slack
                 | ProviderKind::Teams => Some(Channel::Chat),
-                ProviderKind::Webpush => Some(Channel::Push),
+                ProviderKind::Webpush | ProviderKind::Fcm | ProviderKind::Apns => {
+                    Some(Channel::Push)
+                }
                 ProviderKind::TwilioVoice => Some(Channel::Voice),
-                ProviderKind::Fcm | ProviderKind::Apns => None,
             };
             match expected {
                 None => {
@@ -232,7 +233,22 @@ impl Registry {
                     r.twilio_receipts(p);
                     (Arc::new(t), vec![])
                 }
-                ProviderKind::Fcm | ProviderKind::Apns => continue,
+                ProviderKind::Fcm => (
+                    Arc::new(crate::providers::fcm::FcmProvider::from_config(
+                        p,
+                        vendor.clone(),
+                        contacts.clone(),
+                    )?),
+                    vec![],
+                ),
+                ProviderKind::Apns => (
+                    Arc::new(crate::providers::apns::ApnsProvider::from_config(
+                        p,
+                        idle,
+                        contacts.clone(),
+                    )?),
+                    vec![],
+                ),
             };
             let limits = p.rate_limit.map(|r| vec![r]).unwrap_or(default_limits);
             if !limits.is_empty() {

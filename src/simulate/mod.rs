@@ -5,6 +5,8 @@
 //! (`PUT /_sim/faults/{provider}`: error rate, fixed error code, latency, outage, 429).
 
 mod aliyun;
+pub mod apns;
+pub mod fcm;
 mod robots;
 mod twilio;
 pub mod webpush;
@@ -60,6 +62,22 @@ pub struct SimArgs {
     /// The `sig` of the Teams Workflows trigger URL (/teams/workflows/…?sig=…).
     #[arg(long, default_value = "sim-teams-sig")]
     pub teams_sig: String,
+    /// The FCM project the simulator's service account belongs to.
+    #[arg(long, default_value = "herald-sim")]
+    pub fcm_project: String,
+    /// Where the APNs simulator listens (TLS, HTTP/2 only); `GET /_sim/apns` gives its URL
+    /// and certificate.
+    #[arg(long, default_value = "127.0.0.1:9543")]
+    pub apns_listen: Option<String>,
+    /// The team id APNs provider tokens must carry (`iss`).
+    #[arg(long, default_value = "SIMTEAM001")]
+    pub apns_team_id: String,
+    /// The key id of the simulator's `.p8` key (`kid`).
+    #[arg(long, default_value = "SIMKEY0001")]
+    pub apns_key_id: String,
+    /// The app's bundle id (`apns-topic`).
+    #[arg(long, default_value = "com.example.herald")]
+    pub apns_topic: String,
     /// Delay before delivery receipts are sent or become queryable.
     #[arg(long, default_value = "300ms", value_parser = parse_dur)]
     pub report_delay: Duration,
@@ -148,6 +166,8 @@ pub struct Sim {
     pub webpush: Mutex<HashMap<String, webpush::Subscription>>,
     /// VAPID tokens already verified, with their expiry.
     pub vapid_seen: Mutex<HashMap<String, i64>>,
+    pub fcm: Mutex<fcm::FcmState>,
+    pub apns: Mutex<apns::ApnsState>,
     pub http: reqwest::Client,
 }
 
@@ -165,6 +185,8 @@ impl Sim {
             aliyun_details: Mutex::default(),
             webpush: Mutex::default(),
             vapid_seen: Mutex::default(),
+            fcm: Mutex::default(),
+            apns: Mutex::default(),
             http: {
                 crate::tls::init();
                 reqwest::Client::new()
@@ -294,6 +316,12 @@ pub fn router(sim: Shared) -> Router {
             post(webpush::push).delete(webpush::unsubscribe),
         )
         .route("/webpush/push/{id}/messages", get(webpush::messages))
+        .route("/fcm/service-account.json", get(fcm::account_file))
+        .route("/fcm/token", post(fcm::token))
+        .route("/fcm/v1/projects/{*path}", post(fcm::send))
+        .route("/_sim/fcm/expire-tokens", post(fcm::expire_tokens))
+        .route("/_sim/apns", get(apns::info))
+        .route("/_sim/apns/expire", post(apns::expire))
         .route("/_sim/health", get(|| async { "ok" }))
         .route("/_sim/requests", get(requests).delete(clear_requests))
         .route("/_sim/stats", get(stats))
@@ -305,8 +333,18 @@ pub fn router(sim: Shared) -> Router {
         .with_state(sim)
 }
 
-const PROVIDERS: [&str; 8] = [
-    "aliyun", "twilio", "dingtalk", "feishu", "wecom", "slack", "teams", "webpush",
+const PROVIDERS: [&str; 11] = [
+    "aliyun",
+    "twilio",
+    "dingtalk",
+    "feishu",
+    "wecom",
+    "slack",
+    "teams",
+    "webpush",
+    "fcm",
+    "fcm_token",
+    "apns",
 ];
 
 async fn requests(State(sim): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
@@ -396,19 +434,46 @@ async fn clear_fault(State(sim): State<Shared>, Path(provider): Path<String>) ->
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     let addr = listener.local_addr()?;
+    let sim = Sim::new(args);
+    start_apns(&sim).map_err(|e| anyhow::anyhow!("APNs simulator: {e}"))?;
+    let apns = sim.apns.lock().map(|a| a.url.clone()).unwrap_or_default();
     eprintln!(
-        "herald simulate on http://{addr}: /aliyun /twilio /dingtalk /feishu /wecom /slack /teams /webpush; control at /_sim"
+        "herald simulate on http://{addr}: /aliyun /twilio /dingtalk /feishu /wecom /slack /teams /webpush /fcm; APNs at {apns}; control at /_sim"
     );
-    axum::serve(listener, router(Sim::new(args))).await?;
+    axum::serve(listener, router(sim)).await?;
     Ok(())
+}
+
+/// Opens the APNs listener (its own port: TLS and HTTP/2 only), when one is configured.
+fn start_apns(sim: &Shared) -> Result<(), String> {
+    match sim.args.apns_listen.as_deref().filter(|a| !a.is_empty()) {
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr).map_err(|e| format!("{addr}: {e}"))?;
+            apns::serve(sim.clone(), l)
+        }
+        None => Ok(()),
+    }
 }
 
 /// Starts the simulators on `listener` in the background (tests, drills).
 pub fn spawn(args: SimArgs, listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
-    let app = router(Sim::new(args));
-    tokio::spawn(async move {
+    spawn_shared(args, listener).0
+}
+
+/// [`spawn`], also giving the simulators' state (the APNs listener's URL and certificate).
+pub fn spawn_shared(
+    args: SimArgs,
+    listener: tokio::net::TcpListener,
+) -> (tokio::task::JoinHandle<()>, Shared) {
+    let sim = Sim::new(args);
+    if let Err(e) = start_apns(&sim) {
+        tracing::warn!(error = %e, "the APNs simulator did not start");
+    }
+    let app = router(sim.clone());
+    let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
-    })
+    });
+    (task, sim)
 }
 
 pub fn request_id() -> String {

@@ -80,11 +80,7 @@ fn shown_to(channel: crate::core::types::Channel, to: String) -> String {
         return to;
     }
     match serde_json::from_str::<crate::core::contact::PushTarget>(&to) {
-        Ok(t) => format!(
-            "contact {}: {} web push subscription(s)",
-            t.contact,
-            t.webpush.len()
-        ),
+        Ok(t) => t.summary(),
         Err(_) => "push targets".into(),
     }
 }

@@ -6,11 +6,12 @@
 use super::ece;
 use super::vapid::{JwtCache, VapidKey};
 use crate::config::{ProviderConfig, Secret};
-use crate::core::contact::{PushTarget, WebPushSubscription};
+use crate::core::contact::WebPushSubscription;
 use crate::core::ssrf::HostPolicy;
 use crate::core::types::{Channel, Priority, now_millis};
+use crate::providers::push::{self, Notification};
 use crate::providers::{Provider, Receipt, SendError, classify_transport, retry_after};
-use crate::store::{Claimed, Contacts, Expect};
+use crate::store::{Claimed, Contacts};
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -139,36 +140,23 @@ impl WebPushProvider {
     /// characters, the title to 120, then the body as far as needed); `None` when even an
     /// empty body does not fit.
     fn payload(m: &Claimed) -> Option<Vec<u8>> {
-        let cut = |s: &str, n: usize| s.chars().take(n).collect::<String>();
-        let title = m
-            .content
-            .subject
-            .as_deref()
-            .or(m.content.text.as_deref())
-            .map(|t| cut(t, 120))
-            .unwrap_or_else(|| "Herald".into());
-        let tag = m
-            .metadata
-            .get("collapse_key")
-            .and_then(|v| v.as_str())
-            .map(|t| cut(t, 32))
-            .unwrap_or_else(|| m.message_id.clone());
+        let n = Notification::of(m);
         let doc = |body: &str| {
             serde_json::to_vec(&json!({
-                "title": title, "body": body, "id": m.message_id, "priority": m.priority, "tag": tag,
+                "title": n.title, "body": body, "id": m.message_id, "priority": m.priority, "tag": n.tag,
             }))
             .unwrap_or_default()
         };
-        let text = m.content.text.clone().unwrap_or_default();
-        let full = doc(&text);
+        let full = doc(&n.body);
         if full.len() <= ece::MAX_PLAINTEXT {
             return Some(full);
         }
         // Halve what is kept until it fits (bounded: at most ~12 rounds for 4 KiB).
-        let mut keep = text.chars().count();
+        let mut keep = n.body.chars().count();
         while keep > 0 {
             keep /= 2;
-            let bytes = doc(&(cut(&text, keep) + "…"));
+            let cut: String = n.body.chars().take(keep).collect();
+            let bytes = doc(&(cut + "…"));
             if bytes.len() <= ece::MAX_PLAINTEXT {
                 return Some(bytes);
             }
@@ -301,40 +289,6 @@ impl WebPushProvider {
             }),
         }
     }
-
-    /// Takes the subscriptions a push service said are gone off the contact (if it still
-    /// has them), retrying when the contact changes meanwhile.
-    async fn forget(&self, contact: &str, gone: &[String]) {
-        let Some(store) = &self.contacts else { return };
-        for _ in 0..5 {
-            let Ok(Some(rec)) = store.get_contact(contact).await else {
-                return;
-            };
-            let mut c = rec.contact.clone();
-            c.push.webpush.retain(|s| !gone.contains(&s.endpoint));
-            if c.push.webpush.len() == rec.contact.push.webpush.len() {
-                return;
-            }
-            match store
-                .put_contact(c, Expect::Version(rec.version), "system", now_millis())
-                .await
-            {
-                Ok(Some(_)) => {
-                    tracing::info!(
-                        contact,
-                        removed = gone.len(),
-                        "push subscriptions gone at the push service removed"
-                    );
-                    return;
-                }
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::warn!(contact, error = %e, "cannot remove gone push subscriptions");
-                    return;
-                }
-            }
-        }
-    }
 }
 
 #[async_trait]
@@ -355,56 +309,47 @@ impl Provider for WebPushProvider {
         self.weight
     }
 
-    async fn send(&self, m: &Claimed) -> Result<Receipt, SendError> {
-        let target: PushTarget = serde_json::from_str(&m.to).map_err(|_| SendError::Rejected {
-            code: "bad_push_target".into(),
-            detail: "push targets come from a contact's subscriptions".into(),
-        })?;
-        if target.webpush.is_empty() {
-            return Err(SendError::Recipient {
-                code: "no_push_subscription".into(),
-                detail: format!("contact `{}` had no Web Push subscription", target.contact),
-            });
+    fn cannot_carry(&self, m: &Claimed) -> Option<String> {
+        match push::target(m) {
+            Ok(t) if t.webpush.is_empty() => Some(format!(
+                "contact `{}` has no Web Push subscription",
+                t.contact
+            )),
+            _ => None,
         }
+    }
+
+    async fn send(&self, m: &Claimed) -> Result<Receipt, SendError> {
+        let target = push::target(m)?;
         let Some(plain) = Self::payload(m) else {
             return Err(SendError::Rejected {
                 code: "push_payload_too_large".into(),
                 detail: "the title and tag alone do not fit a push message".into(),
             });
         };
-        let mut sent = None;
+        let mut outcomes = push::Outcomes::default();
         let mut gone = Vec::new();
-        let mut worst: Option<SendError> = None;
         for sub in &target.webpush {
-            match self.push_one(sub, m, &plain).await {
-                Ok(loc) => sent = Some(loc),
-                Err(e) => {
-                    if e.code() == "push_subscription_gone" {
-                        gone.push(sub.endpoint.clone());
-                    }
-                    // A transient failure outranks the others: retrying may still reach one.
-                    if worst
-                        .as_ref()
-                        .is_none_or(|w| !matches!(w, SendError::Transient { .. }))
-                    {
-                        worst = Some(e);
-                    }
-                }
+            let r = self.push_one(sub, m, &plain).await;
+            if r.as_ref()
+                .is_err_and(|e| e.code() == "push_subscription_gone")
+            {
+                gone.push(sub.endpoint.clone());
             }
+            outcomes.add(r);
         }
         if !gone.is_empty() {
-            self.forget(&target.contact, &gone).await;
+            push::forget(self.contacts.as_ref(), &target.contact, "webpush", |c| {
+                let before = c.push.webpush.len();
+                c.push.webpush.retain(|s| !gone.contains(&s.endpoint));
+                c.push.webpush.len() != before
+            })
+            .await;
         }
-        match (sent, worst) {
-            (Some(loc), _) => Ok(Receipt {
-                provider_message_id: loc,
-            }),
-            (None, Some(e)) => Err(e),
-            (None, None) => Err(SendError::Recipient {
-                code: "no_push_subscription".into(),
-                detail: "nothing to send to".into(),
-            }),
-        }
+        outcomes.finish(&format!(
+            "contact `{}` had no Web Push subscription",
+            target.contact
+        ))
     }
 }
 

@@ -4,7 +4,8 @@
 use super::TestHerald;
 use herald::config::{Config, ProviderConfig, ProviderKind, Secret};
 use herald::core::types::Channel;
-use herald::simulate::{SimArgs, spawn};
+use herald::simulate::apns::ApnsState;
+use herald::simulate::{SimArgs, spawn_shared};
 use herald::templates::{SmsPart, TemplateConfig};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -32,6 +33,11 @@ pub fn sim_args(listen: &str, herald_base: &str) -> SimArgs {
         wecom_key: "wecom-key-secret-value".into(),
         slack_path: "T0/B0/slack-secret-value".into(),
         teams_sig: "teams-sig-secret-value".into(),
+        fcm_project: "herald-sim".into(),
+        apns_listen: Some("127.0.0.1:0".into()),
+        apns_team_id: "SIMTEAM001".into(),
+        apns_key_id: "SIMKEY0001".into(),
+        apns_topic: "com.example.herald".into(),
         report_delay: Duration::from_millis(200),
     }
 }
@@ -112,15 +118,21 @@ pub fn verify_template() -> TemplateConfig {
 
 impl Rig {
     pub async fn start(tweak: impl FnOnce(&mut Config, &str)) -> Rig {
+        Self::start_with_apns(|c, sim, _| tweak(c, sim)).await
+    }
+
+    /// [`Rig::start`], the tweak also told the APNs simulator's URL and certificate (PEM).
+    pub async fn start_with_apns(tweak: impl FnOnce(&mut Config, &str, &ApnsState)) -> Rig {
         let sim_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let herald_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let sim = format!("http://{}", sim_l.local_addr().unwrap());
         let herald_base = format!("http://{}", herald_l.local_addr().unwrap());
-        spawn(sim_args(&sim, &herald_base), sim_l);
+        let (_, state) = spawn_shared(sim_args(&sim, &herald_base), sim_l);
+        let apns = state.apns.lock().unwrap().clone();
         let sim2 = sim.clone();
         let herald = TestHerald::start_on(herald_l, move |c| {
             c.dispatch.receipt_poll = herald::config::Dur::millis(200);
-            tweak(c, &sim2)
+            tweak(c, &sim2, &apns)
         })
         .await;
         Rig {
