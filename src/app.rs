@@ -139,6 +139,7 @@ pub async fn start(
         providers: providers.clone(),
         wake: wake.clone(),
         inbox_events,
+        keypresses: broadcast::channel(1024).0,
         workers_beat: workers_beat.clone(),
         shutdown: CancellationToken::new(),
         mode: mode.clone(),

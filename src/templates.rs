@@ -23,7 +23,7 @@ pub struct Part {
 #[serde(deny_unknown_fields)]
 pub struct SmsPart {
     pub text: Option<String>,
-    /// Provider id → the provider's own template code (Aliyun `TemplateCode`).
+    /// Provider id → the provider's own template code (Aliyun `TemplateCode`, VMS `TtsCode`).
     #[serde(default)]
     pub provider_templates: BTreeMap<String, String>,
 }
@@ -40,7 +40,9 @@ pub struct TemplateConfig {
     #[serde(default)]
     pub channels: Vec<Channel>,
     pub sms: Option<SmsPart>,
-    pub voice: Option<Part>,
+    /// What a call says: `text` (Twilio `<Say>`), or the provider's approved TTS template
+    /// (Aliyun VMS `TtsCode`) in `provider_templates`.
+    pub voice: Option<SmsPart>,
     pub email: Option<Part>,
     pub chat: Option<Part>,
     pub push: Option<Part>,
@@ -55,7 +57,10 @@ impl TemplateConfig {
                 text: s.text.clone(),
                 ..Part::default()
             }),
-            Channel::Voice => self.voice.clone(),
+            Channel::Voice => self.voice.as_ref().map(|s| Part {
+                text: s.text.clone(),
+                ..Part::default()
+            }),
             Channel::Email => self.email.clone(),
             Channel::Chat => self.chat.clone(),
             Channel::Push => self.push.clone(),
@@ -154,13 +159,14 @@ impl Templates {
     }
 
     /// The provider's own template code for this template, if it has one.
+    /// The provider's own template code for template `id` (SMS or voice: provider ids are
+    /// unique, so the provider's entry is in the part of its channel).
     pub fn provider_template(&self, id: &str, provider: &str) -> Option<&str> {
-        self.by_id
-            .get(id)?
-            .sms
-            .as_ref()?
-            .provider_templates
-            .get(provider)
+        let t = self.by_id.get(id)?;
+        [t.sms.as_ref(), t.voice.as_ref()]
+            .into_iter()
+            .flatten()
+            .find_map(|p| p.provider_templates.get(provider))
             .map(String::as_str)
     }
 

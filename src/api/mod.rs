@@ -11,6 +11,7 @@ mod operators;
 mod ops;
 mod receipts;
 pub mod serve;
+mod voice_receipts;
 
 use crate::config::Config;
 use crate::core::ssrf::HostPolicy;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub chat_targets: Arc<std::collections::HashMap<String, &'static str>>,
     pub wake: Arc<Notify>,
     pub inbox_events: broadcast::Sender<InboxItem>,
+    /// Keys pressed during calls (acknowledging a page by phone).
+    pub keypresses: broadcast::Sender<crate::core::keypress::Keypress>,
     /// When the dispatcher last had a claim answered or every slot busy (Unix ms; 0 before
     /// it starts): `/readyz` says the workers run only while this is recent, so a
     /// dispatcher that died, hangs or whose claims keep failing shows.
@@ -136,6 +139,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/nodes", get(operators::nodes))
         .route("/v1/receipts/twilio/{provider}", post(receipts::twilio))
         .route("/v1/receipts/aliyun/{provider}", post(receipts::aliyun))
+        .route(
+            "/v1/receipts/twilio/{provider}/keypress",
+            post(voice_receipts::twilio_keypress),
+        )
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(axum::middleware::from_fn(head_limits))

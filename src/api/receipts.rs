@@ -71,17 +71,19 @@ fn reading(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<Reading>, ApiE
     Ok(Some((sid, status, delivered, error)))
 }
 
-pub async fn twilio(
-    State(state): State<AppState>,
-    Path(provider): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let Some(ReceiptAuth::Twilio { auth_token }) = state.providers.receipt_auth(&provider) else {
-        return Err(unknown(&provider));
+/// A Twilio callback's form fields, once its `X-Twilio-Signature` checks out against the
+/// provider's auth token and the URL Twilio called.
+pub(super) fn twilio_params(
+    state: &AppState,
+    provider: &str,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, ApiError> {
+    let Some(ReceiptAuth::Twilio { auth_token }) = state.providers.receipt_auth(provider) else {
+        return Err(unknown(provider));
     };
-    let params: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
     let base = state.cfg.server.public_url.clone().unwrap_or_else(|| {
         let host = headers
             .get("host")
@@ -97,12 +99,24 @@ pub async fn twilio(
     if sig.is_empty() || !twilio_verify(&url, &params, auth_token.expose(), sig) {
         return Err(ApiError::unauthorized("X-Twilio-Signature does not match"));
     }
+    Ok(params)
+}
+
+pub async fn twilio(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = twilio_params(&state, &provider, &uri, &headers, &body)?;
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let Some((sid, status, delivered, error)) = reading(&get)? else {
         return Ok(StatusCode::OK.into_response()); // queued, sent, ringing…: nothing final yet
     };
     if let Some(by) = get("AnsweredBy") {
         tracing::info!(provider, sid, answered_by = %crate::log_escape::escape_line(&by), "twilio call answered");
+        super::voice_receipts::answered_by(&state, &provider, &sid, &by).await?;
     }
     let outcome = state
         .store
@@ -148,6 +162,11 @@ pub async fn aliyun(
         Value::Array(a) => a,
         _ => return Err(ApiError::field("body", "an SmsReport push is a JSON array")),
     };
+    // Voice reports (VoiceReport, VoiceCallReport) name the call.
+    if reports.first().is_some_and(|r| r.get("call_id").is_some()) {
+        super::voice_receipts::aliyun_voice(&state, &provider, &reports).await?;
+        return Ok(Json(json!({"code": 0, "msg": "接收成功"})).into_response());
+    }
     let mut applied = 0;
     for (i, r) in reports.iter().enumerate() {
         let (Some(success), Some(biz_id)) = (r["success"].as_bool(), r["biz_id"].as_str()) else {

@@ -56,6 +56,7 @@ pub async fn run(senders: u64, rate: u64, keep: bool) -> Result<()> {
         aliyun_access_key_id: "bench-ak".into(),
         aliyun_access_key_secret: "bench-ak-secret".into(),
         aliyun_report_url: None,
+        aliyun_voice_report_url: None,
         twilio_account_sid: "ACbench000000000000000000000000000".into(),
         twilio_auth_token: "bench-token".into(),
         dingtalk_access_token: "sim-dingtalk-token".into(),

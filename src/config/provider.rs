@@ -20,6 +20,8 @@ pub enum ProviderKind {
     TwilioVoice,
     Fcm,
     Apns,
+    #[serde(rename = "aliyun_vms")]
+    AliyunVms,
 }
 
 #[derive(Clone, Serialize, Deserialize)]

@@ -5,6 +5,7 @@ pub mod circuit;
 pub mod contact;
 pub mod contact_checks;
 pub mod fair;
+pub mod keypress;
 pub mod message;
 pub mod next_step;
 pub mod progress;

@@ -347,11 +347,12 @@ pub fn validate(
                 None => err("template", format!("unknown template `{}`", truncate(t))),
                 Some(tc) => {
                     let params = req.params.clone().unwrap_or_default();
-                    // An SMS part may be only a provider's own template (Aliyun TemplateCode).
-                    let sms_by_code = tc
-                        .sms
-                        .as_ref()
-                        .is_some_and(|s| !s.provider_templates.is_empty());
+                    // An SMS or voice part may be only a provider's own template (Aliyun
+                    // TemplateCode, VMS TtsCode).
+                    let by_code = |p: &Option<crate::templates::SmsPart>| {
+                        p.as_ref().is_some_and(|s| !s.provider_templates.is_empty())
+                    };
+                    let (sms_by_code, voice_by_code) = (by_code(&tc.sms), by_code(&tc.voice));
                     let mut keep = vec![true; deliveries.len()];
                     for (i, d) in deliveries.iter_mut().enumerate() {
                         let fallback = i >= primary || soft.contains(&d.channel);
@@ -361,7 +362,12 @@ pub fn validate(
                         match ctx.templates.render_for(t, d.channel, &params, chat_kind) {
                             Ok(c) if fallback && !content_suits(&c, d.channel) => keep[i] = false,
                             Ok(c) => {
-                                if !(d.channel == Channel::Sms && sms_by_code && c.text.is_none()) {
+                                let coded = match d.channel {
+                                    Channel::Sms => sms_by_code,
+                                    Channel::Voice => voice_by_code,
+                                    _ => false,
+                                };
+                                if !(coded && c.text.is_none()) {
                                     check_content(&c, &[d.channel], &mut err);
                                 }
                                 d.content = Some(c);

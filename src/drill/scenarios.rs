@@ -162,6 +162,7 @@ async fn provider_outage(w: &Work, a: &DrillArgs, d: &mut Drill) -> Result<()> {
         aliyun_access_key_id: "drill-ak".into(),
         aliyun_access_key_secret: "drill-ak-secret".into(),
         aliyun_report_url: None,
+        aliyun_voice_report_url: None,
         twilio_account_sid: "ACdrill0000000000000000000000000000".into(),
         twilio_auth_token: "drill-token".into(),
         dingtalk_access_token: "sim-dingtalk-token".into(),

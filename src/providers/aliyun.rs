@@ -66,12 +66,17 @@ pub fn classify(code: &str, http_status: u16) -> C {
 }
 
 pub struct AliyunProvider {
-    base: Base,
+    pub(crate) rpc: Rpc,
+    sign_name: String,
+    templates: Arc<Templates>,
+}
+
+/// A signed Aliyun POP RPC client (SMS and voice share it: only `Action` and the host differ).
+pub struct Rpc {
+    pub base: Base,
     key_id: Secret,
     key_secret: Secret,
-    sign_name: String,
     region: String,
-    templates: Arc<Templates>,
     http: reqwest::Client,
 }
 
@@ -87,13 +92,34 @@ impl AliyunProvider {
             &["sign_name", "region", "receipts"],
         )?;
         Ok(AliyunProvider {
-            base: Base::new(cfg, "https://dysmsapi.aliyuncs.com")?,
-            key_id: required_cred(cfg, "access_key_id")?,
-            key_secret: required_cred(cfg, "access_key_secret")?,
+            rpc: Rpc::from_config(cfg, "https://dysmsapi.aliyuncs.com", http)?,
             sign_name: opt_string(cfg, "sign_name")?
                 .ok_or_else(|| format!("providers `{}`: options.sign_name is required", cfg.id))?,
-            region: opt_string(cfg, "region")?.unwrap_or_else(|| "cn-hangzhou".into()),
             templates,
+        })
+    }
+
+    /// One SMS API call (`SendSms`, `QuerySendDetails`).
+    pub async fn call(
+        &self,
+        action: &str,
+        params: Vec<(String, String)>,
+    ) -> Result<(u16, Value), SendError> {
+        self.rpc.call(action, params).await
+    }
+}
+
+impl Rpc {
+    pub fn from_config(
+        cfg: &ProviderConfig,
+        default_endpoint: &str,
+        http: reqwest::Client,
+    ) -> Result<Rpc, String> {
+        Ok(Rpc {
+            base: Base::new(cfg, default_endpoint)?,
+            key_id: required_cred(cfg, "access_key_id")?,
+            key_secret: required_cred(cfg, "access_key_secret")?,
+            region: opt_string(cfg, "region")?.unwrap_or_else(|| "cn-hangzhou".into()),
             http,
         })
     }
@@ -175,24 +201,38 @@ pub fn phone_for_aliyun(e164: &str) -> String {
 
 #[async_trait]
 impl Provider for AliyunProvider {
-    crate::provider_basics!("aliyun", Channel::Sms);
+    fn id(&self) -> &str {
+        &self.rpc.base.id
+    }
+    fn kind(&self) -> &'static str {
+        "aliyun"
+    }
+    fn channel(&self) -> Channel {
+        Channel::Sms
+    }
+    fn priority(&self) -> u32 {
+        self.rpc.base.priority
+    }
+    fn weight(&self) -> u32 {
+        self.rpc.base.weight
+    }
 
     fn cannot_carry(&self, m: &Claimed) -> Option<String> {
         m.template
             .as_deref()
-            .and_then(|t| self.templates.provider_template(t, &self.base.id))
+            .and_then(|t| self.templates.provider_template(t, &self.rpc.base.id))
             .is_none()
-            .then(|| format!("Aliyun sends approved templates only: the message's template has no provider_templates entry for `{}`", self.base.id))
+            .then(|| format!("Aliyun sends approved templates only: the message's template has no provider_templates entry for `{}`", self.rpc.base.id))
     }
 
     async fn send(&self, m: &Claimed) -> Result<Receipt, SendError> {
         let code = m
             .template
             .as_deref()
-            .and_then(|t| self.templates.provider_template(t, &self.base.id))
+            .and_then(|t| self.templates.provider_template(t, &self.rpc.base.id))
             .ok_or_else(|| SendError::Rejected {
                 code: "no_template_code".into(),
-                detail: format!("Aliyun sends approved templates only: the message's template has no provider_templates entry for `{}`", self.base.id),
+                detail: format!("Aliyun sends approved templates only: the message's template has no provider_templates entry for `{}`", self.rpc.base.id),
             })?;
         let params = vec![
             ("PhoneNumbers".to_string(), phone_for_aliyun(&m.to)),

@@ -75,9 +75,58 @@ impl Limiter {
     }
 }
 
+/// Per-recipient limits of providers that enforce their own (Aliyun VMS: a callee is called
+/// at most 1/min, 5/h, 20/day): one sliding-window log per (provider, recipient), on this
+/// node. Idle logs are dropped when the map grows large.
+#[derive(Debug, Default)]
+pub struct RecipientLimits {
+    logs: Mutex<std::collections::HashMap<String, Limiter>>,
+}
+
+/// Most recipients remembered before idle ones are dropped.
+const MAX_RECIPIENTS: usize = 100_000;
+
+impl RecipientLimits {
+    /// Takes a slot for `to` under `rates` at `now_ms`, or says how long until one frees.
+    pub fn try_acquire(&self, key: &str, rates: &[Rate], now_ms: i64) -> Result<(), Duration> {
+        let Ok(mut logs) = self.logs.lock() else {
+            return Ok(());
+        };
+        if logs.len() >= MAX_RECIPIENTS && !logs.contains_key(key) {
+            logs.retain(|_, l| l.peek(now_ms).is_err());
+        }
+        logs.entry(key.to_string())
+            .or_insert_with(|| Limiter::new(rates))
+            .try_acquire(now_ms)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recipients_are_limited_each_on_their_own() {
+        let r = RecipientLimits::default();
+        let rates = [Rate::parse("1/min").unwrap(), Rate::parse("5/h").unwrap()];
+        assert!(r.try_acquire("vms:+1", &rates, 0).is_ok());
+        assert_eq!(
+            r.try_acquire("vms:+1", &rates, 1_000),
+            Err(Duration::from_millis(59_001))
+        );
+        assert!(
+            r.try_acquire("vms:+2", &rates, 1_000).is_ok(),
+            "another callee"
+        );
+        for i in 1..5 {
+            assert!(r.try_acquire("vms:+1", &rates, i * 60_001).is_ok());
+        }
+        let w = r.try_acquire("vms:+1", &rates, 5 * 60_001).unwrap_err();
+        assert!(
+            w > Duration::from_secs(50 * 60),
+            "the hour's budget is spent: {w:?}"
+        );
+    }
 
     #[test]
     fn never_more_than_the_rate_in_any_window() {

@@ -2,6 +2,7 @@
 //! and classifies the outcome; retries, routing and bookkeeping live in `worker/`.
 
 pub mod aliyun;
+pub mod aliyun_vms;
 pub mod apns;
 pub mod common;
 pub mod dingtalk;
@@ -126,6 +127,11 @@ pub trait Provider: Send + Sync {
     /// it, so such a message never touches the provider's health.
     fn cannot_carry(&self, _m: &Claimed) -> Option<String> {
         None
+    }
+    /// Limits per recipient the provider's service enforces itself (Aliyun VMS per callee):
+    /// Herald keeps under them, so that the service never has to refuse.
+    fn recipient_limits(&self) -> &[crate::config::Rate] {
+        &[]
     }
     /// Whether [`Provider::endpoint`] keeps health per endpoint for this provider.
     fn per_endpoint(&self) -> bool {

@@ -74,6 +74,8 @@ pub struct Registry {
     pub pollers: Vec<Arc<AliyunProvider>>,
     /// The first `webpush` provider's VAPID public key: browsers subscribe with it.
     pub vapid_public_key: Option<String>,
+    /// Per-recipient budgets of providers that have them (Aliyun VMS callees).
+    pub recipients: super::limiter::RecipientLimits,
 }
 
 impl Registry {
@@ -101,6 +103,7 @@ impl Registry {
             receipts: HashMap::new(),
             pollers: Vec::new(),
             vapid_public_key: None,
+            recipients: Default::default(),
         };
         for (i, p) in cfg.providers.iter().enumerate() {
             let expected = match p.kind {
@@ -115,7 +118,7 @@ impl Registry {
                 ProviderKind::Webpush | ProviderKind::Fcm | ProviderKind::Apns => {
                     Some(Channel::Push)
                 }
-                ProviderKind::TwilioVoice => Some(Channel::Voice),
+                ProviderKind::TwilioVoice | ProviderKind::AliyunVms => Some(Channel::Voice),
             };
             match expected {
                 None => {
@@ -232,6 +235,27 @@ impl Registry {
                     )?;
                     r.twilio_receipts(p);
                     (Arc::new(t), vec![])
+                }
+                ProviderKind::AliyunVms => {
+                    let token = p.credentials.get("receipt_token").cloned();
+                    if token.is_none() {
+                        return Err(format!(
+                            "providers `{}`: Aliyun voice reports need credentials.receipt_token (the report URL then ends in ?token=…)",
+                            p.id
+                        ));
+                    }
+                    r.receipts
+                        .insert(p.id.clone(), ReceiptAuth::Aliyun { token });
+                    (
+                        Arc::new(
+                            crate::providers::aliyun_vms::AliyunVmsProvider::from_config(
+                                p,
+                                vendor.clone(),
+                                templates.clone(),
+                            )?,
+                        ),
+                        vec![],
+                    )
                 }
                 ProviderKind::Fcm => (
                     Arc::new(crate::providers::fcm::FcmProvider::from_config(

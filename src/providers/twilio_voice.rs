@@ -24,17 +24,28 @@ pub struct TwilioVoiceProvider {
     http: reqwest::Client,
 }
 
-/// The TwiML of a call saying `text` (XML-escaped) in `language`, twice, as pages do.
-pub fn twiml(text: &str, language: &str) -> String {
-    let esc = text
-        .replace('&', "&amp;")
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
-        .replace('"', "&quot;");
+        .replace('"', "&quot;")
+}
+
+/// The TwiML of a call saying `text` (XML-escaped) in `language`, twice, as pages do. With
+/// `gather` (an action URL), the saying is inside a `<Gather>` of one key, posted there.
+pub fn twiml(text: &str, language: &str, gather: Option<&str>) -> String {
+    let esc = xml_escape(text);
     let lang = language.replace(['"', '<', '>', '&'], "");
-    format!(
-        "<Response><Say language=\"{lang}\">{esc}</Say><Pause length=\"1\"/><Say language=\"{lang}\">{esc}</Say></Response>"
-    )
+    let say = format!(
+        "<Say language=\"{lang}\">{esc}</Say><Pause length=\"1\"/><Say language=\"{lang}\">{esc}</Say>"
+    );
+    match gather {
+        None => format!("<Response>{say}</Response>"),
+        Some(action) => format!(
+            "<Response><Gather numDigits=\"1\" timeout=\"10\" method=\"POST\" action=\"{}\">{say}</Gather><Say language=\"{lang}\">No key was pressed.</Say></Response>",
+            xml_escape(action)
+        ),
+    }
 }
 
 impl TwilioVoiceProvider {
@@ -76,10 +87,16 @@ impl Provider for TwilioVoiceProvider {
 
     async fn send(&self, m: &Claimed) -> Result<Receipt, SendError> {
         let text = text_of(m, NO_VOICE_TEXT)?;
+        // A key is collected only where Twilio can post it back (a public URL is set).
+        let gather = self
+            .status_callback
+            .as_ref()
+            .filter(|_| crate::core::keypress::wanted(&m.metadata))
+            .map(|cb| format!("{cb}/keypress"));
         let mut form = vec![
             ("To", m.to.clone()),
             ("From", self.from.clone()),
-            ("Twiml", twiml(&text, &self.language)),
+            ("Twiml", twiml(&text, &self.language, gather.as_deref())),
             ("MachineDetection", "Enable".to_string()),
         ];
         if let Some(cb) = &self.status_callback {
@@ -103,10 +120,16 @@ mod tests {
 
     #[test]
     fn twiml_says_the_text_escaped() {
+        let g = twiml("page", "en-US", Some("https://h.example/k?a=1&b=2"));
+        assert!(g.starts_with("<Response><Gather numDigits=\"1\""), "{g}");
+        assert!(
+            g.contains("action=\"https://h.example/k?a=1&amp;b=2\""),
+            "{g}"
+        );
         assert_eq!(
-            twiml("db <01> & co", "en-US"),
+            twiml("db <01> & co", "en-US", None),
             "<Response><Say language=\"en-US\">db &lt;01&gt; &amp; co</Say><Pause length=\"1\"/><Say language=\"en-US\">db &lt;01&gt; &amp; co</Say></Response>"
         );
-        assert!(twiml("x", "zh\"CN").contains("language=\"zhCN\""));
+        assert!(twiml("x", "zh\"CN", None).contains("language=\"zhCN\""));
     }
 }

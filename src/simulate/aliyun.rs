@@ -63,7 +63,7 @@ fn china_time(ms: i64) -> time::OffsetDateTime {
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
-fn fmt_time(ms: i64) -> String {
+pub(super) fn fmt_time(ms: i64) -> String {
     let t = china_time(ms);
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
@@ -83,6 +83,9 @@ fn valid_phone(p: &str) -> bool {
     let d = d.strip_prefix("0086").unwrap_or(d);
     d.len() >= 8 && d.len() <= 15 && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
 }
+
+/// dyvmsapi actions (the voice service shares the RPC checks).
+const VOICE_ACTIONS: [&str; 3] = ["SingleCallByTts", "SingleCallByVoice", "IvrCall"];
 
 pub async fn rpc(
     State(sim): State<Shared>,
@@ -108,7 +111,11 @@ pub async fn rpc(
     );
     let (status, resp) = handle(&sim, method.as_str(), &params).await;
     let accepted = resp["Code"] == "OK";
-    sim.record("aliyun", accepted, request, status, resp.clone());
+    let voice = params
+        .iter()
+        .any(|(k, v)| k == "Action" && VOICE_ACTIONS.contains(&v.as_str()));
+    let name = if voice { "aliyun_vms" } else { "aliyun" };
+    sim.record(name, accepted, request, status, resp.clone());
     (
         StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
         Json(resp),
@@ -179,10 +186,13 @@ async fn handle(sim: &Shared, method: &str, params: &[(String, String)]) -> (u16
             "Specified parameter Version is not valid.",
         );
     }
-    if let Some(hit) = sim.fault("aliyun").await {
+    let action = get("Action").unwrap_or("");
+    let voice = VOICE_ACTIONS.contains(&action);
+    if let Some(hit) = sim.fault(if voice { "aliyun_vms" } else { "aliyun" }).await {
         return fault_answer(hit);
     }
     match get("Action") {
+        Some(a) if voice => super::aliyun_vms::call(sim, a, get),
         Some("SendSms") => send_sms(sim, get, now),
         Some("QuerySendDetails") => query(sim, get, now),
         _ => answer(

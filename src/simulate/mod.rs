@@ -5,6 +5,7 @@
 //! (`PUT /_sim/faults/{provider}`: error rate, fixed error code, latency, outage, 429).
 
 mod aliyun;
+mod aliyun_vms;
 pub mod apns;
 pub mod fcm;
 mod robots;
@@ -36,6 +37,9 @@ pub struct SimArgs {
     /// Where to push Aliyun SmsReport batches (Herald's /v1/receipts/aliyun/{provider}).
     #[arg(long)]
     pub aliyun_report_url: Option<String>,
+    /// Where to push Aliyun voice reports (Herald's /v1/receipts/aliyun/{vms provider}).
+    #[arg(long)]
+    pub aliyun_voice_report_url: Option<String>,
     #[arg(long, default_value = "ACsimulator000000000000000000000000")]
     pub twilio_account_sid: String,
     #[arg(long, default_value = "sim-auth-token")]
@@ -333,7 +337,7 @@ pub fn router(sim: Shared) -> Router {
         .with_state(sim)
 }
 
-const PROVIDERS: [&str; 11] = [
+const PROVIDERS: [&str; 12] = [
     "aliyun",
     "twilio",
     "dingtalk",
@@ -345,6 +349,7 @@ const PROVIDERS: [&str; 11] = [
     "fcm",
     "fcm_token",
     "apns",
+    "aliyun_vms",
 ];
 
 async fn requests(State(sim): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {

@@ -231,15 +231,45 @@ fn place_call(sim: &Shared, sid: &str, get: &dyn Fn(&str) -> Option<String>) -> 
         _ => {}
     }
     let csid = format!("CA{}", hex::encode(rand::random::<[u8; 16]>()));
+    // A number ending 0006 presses 1 when the call gathers a key.
+    let gather = get("Twiml")
+        .and_then(|t| gather_action(&t))
+        .filter(|_| to.ends_with("0006"));
     if let Some(cb) = get("StatusCallback") {
         let (sim, csid, to, from) = (sim.clone(), csid.clone(), to.clone(), from.clone());
-        tokio::spawn(async move { call_ended(sim, cb, csid, to, from).await });
+        tokio::spawn(async move {
+            if let Some(action) = gather {
+                tokio::time::sleep(sim.args.report_delay / 2).await;
+                let params = vec![
+                    ("CallSid".to_string(), csid.clone()),
+                    ("Digits".into(), "1".into()),
+                    ("AccountSid".into(), sim.args.twilio_account_sid.clone()),
+                    ("CallStatus".into(), "in-progress".into()),
+                ];
+                signed_post(&sim, &action, &params).await;
+            }
+            call_ended(sim, cb, csid, to, from).await
+        });
     }
     (
         201,
         json!({"sid": csid, "account_sid": sid, "to": to, "from": from, "status": "queued",
                "direction": "outbound-api", "api_version": "2010-04-01",
                "uri": format!("/2010-04-01/Accounts/{sid}/Calls/{csid}.json")}),
+    )
+}
+
+/// The `action` of a `<Gather>` in TwiML, unescaped.
+fn gather_action(twiml: &str) -> Option<String> {
+    let g = &twiml[twiml.find("<Gather")?..];
+    let g = &g[..g.find('>')?];
+    let a = &g[g.find("action=\"")? + 8..];
+    let a = &a[..a.find('"')?];
+    Some(
+        a.replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
     )
 }
 

@@ -63,6 +63,16 @@ pub trait Receipts: Send + Sync + 'static {
         until: i64,
         limit: usize,
     ) -> Result<Vec<AwaitingReceipt>, StoreError>;
+    /// Notes something a provider reported about a delivery it made without settling it (a
+    /// key pressed during a call, an answering machine): the delivery's `reason`. Returns
+    /// the delivery and message ids, or `None` when no delivery of `provider` has that id.
+    async fn note_delivery(
+        &self,
+        provider: &str,
+        provider_message_id: &str,
+        note: DeliveryReason,
+        at: crate::core::types::Millis,
+    ) -> Result<Option<(String, String)>, StoreError>;
 }
 
 /// The inbox channel's items, per user.

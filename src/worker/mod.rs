@@ -403,6 +403,37 @@ impl Dispatcher {
                 return;
             }
         }
+        // A recipient the provider itself limits (a callee's calls per minute, hour, day):
+        // wait for a slot rather than be refused.
+        let per_recipient = provider.recipient_limits();
+        if !per_recipient.is_empty() {
+            let key = format!("recipient:{}:{}", provider.id(), c.to);
+            let wait = if self.cluster.shared() {
+                self.cluster
+                    .take_rate_slot(&key, per_recipient, now)
+                    .await
+                    .unwrap_or(Some(1000))
+            } else {
+                self.providers
+                    .recipients
+                    .try_acquire(&key, per_recipient, now)
+                    .err()
+                    .map(|d| d.as_millis() as i64)
+            };
+            if let Some(w) = wait {
+                self.deferred("recipient_budget");
+                self.finish(
+                    &c,
+                    None,
+                    Step::Defer {
+                        at: (now + w).min(c.expires_at),
+                    },
+                    now,
+                )
+                .await;
+                return;
+            }
+        }
         self.metrics.in_flight.inc();
         let started = Instant::now();
         let result = provider.send(&c).await;

@@ -63,6 +63,19 @@ pub async fn apply_receipt(
         .bind(r.at)
         .execute(&mut *tx)
         .await?;
+    // Why the report failed it, on the delivery (its `reason`).
+    if let Some(e) = &r.error {
+        sqlx::query(
+            "INSERT INTO delivery_notes (delivery_id, code, detail, at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (delivery_id) DO UPDATE SET code = EXCLUDED.code, detail = EXCLUDED.detail, at = EXCLUDED.at",
+        )
+        .bind(&delivery_id)
+        .bind(&e.code)
+        .bind(&e.detail)
+        .bind(r.at)
+        .execute(&mut *tx)
+        .await?;
+    }
     if rules::receipt_reopens_failover(r.delivered) {
         sqlx::query(
             "UPDATE deliveries SET status = 'pending', updated_at = $2
@@ -132,5 +145,31 @@ impl Receipts for PgStore {
         limit: usize,
     ) -> Result<Vec<AwaitingReceipt>, StoreError> {
         awaiting_receipts(&self.pool, provider, from, until, limit).await
+    }
+    async fn note_delivery(
+        &self,
+        provider: &str,
+        provider_message_id: &str,
+        note: DeliveryReason,
+        at: crate::core::types::Millis,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query(
+            "WITH d AS (SELECT id, message_id FROM deliveries WHERE provider = $1 AND provider_message_id = $2 LIMIT 1),
+                  n AS (INSERT INTO delivery_notes (delivery_id, code, detail, at)
+                        SELECT id, $3, $4, $5 FROM d
+                        ON CONFLICT (delivery_id) DO UPDATE SET code = EXCLUDED.code, detail = EXCLUDED.detail, at = EXCLUDED.at)
+             SELECT id, message_id FROM d",
+        )
+        .bind(provider)
+        .bind(provider_message_id)
+        .bind(&note.code)
+        .bind(&note.detail)
+        .bind(at)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => Ok(Some((r.try_get(0)?, r.try_get(1)?))),
+            None => Ok(None),
+        }
     }
 }

@@ -48,6 +48,14 @@ pub fn apply_receipt(c: &Connection, r: &ReceiptReport) -> Result<ReceiptOutcome
         "UPDATE deliveries SET status = ?2, updated_at = ?3 WHERE id = ?1",
         params![delivery_id, status, r.at],
     )?;
+    // Why the report failed it, on the delivery (its `reason`).
+    if let Some(e) = &r.error {
+        c.execute(
+            "INSERT INTO delivery_notes (delivery_id, code, detail, at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (delivery_id) DO UPDATE SET code = excluded.code, detail = excluded.detail, at = excluded.at",
+            params![delivery_id, e.code, e.detail, r.at],
+        )?;
+    }
     if rules::receipt_reopens_failover(r.delivered) {
         c.execute(
             "UPDATE deliveries SET status = 'pending', updated_at = ?2
@@ -94,10 +102,45 @@ pub fn awaiting_receipts(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+fn note_delivery(
+    c: &Connection,
+    provider: &str,
+    pmid: &str,
+    note: &DeliveryReason,
+    at: i64,
+) -> Result<Option<(String, String)>, StoreError> {
+    let found: Option<(String, String)> = c
+        .query_row(
+            "SELECT id, message_id FROM deliveries WHERE provider = ?1 AND provider_message_id = ?2",
+            params![provider, pmid],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    if let Some((id, _)) = &found {
+        c.execute(
+            "INSERT INTO delivery_notes (delivery_id, code, detail, at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (delivery_id) DO UPDATE SET code = excluded.code, detail = excluded.detail, at = excluded.at",
+            params![id, note.code, note.detail, at],
+        )?;
+    }
+    Ok(found)
+}
+
 #[async_trait]
 impl Receipts for SqliteStore {
     async fn apply_receipt(&self, r: ReceiptReport) -> Result<ReceiptOutcome, StoreError> {
         self.write(move |c| apply_receipt(c, &r)).await
+    }
+    async fn note_delivery(
+        &self,
+        provider: &str,
+        provider_message_id: &str,
+        note: DeliveryReason,
+        at: crate::core::types::Millis,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let (p, m) = (provider.to_string(), provider_message_id.to_string());
+        self.write(move |c| note_delivery(c, &p, &m, &note, at))
+            .await
     }
     async fn awaiting_receipts(
         &self,

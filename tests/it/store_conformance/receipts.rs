@@ -84,6 +84,15 @@ pub async fn receipts_apply_once_and_only_to_sent_deliveries(s: Arc<dyn Store>) 
     }
     let v = s.get_message(&id).await.unwrap().unwrap();
     assert_eq!(v.deliveries[0].status.as_str(), "failed", "{v:?}");
+    let why = v.deliveries[0]
+        .reason
+        .as_ref()
+        .map(|r| (r.code.as_str(), r.detail.as_str()));
+    assert_eq!(
+        why,
+        Some(("UNDELIV", "handset off")),
+        "the report's reason is kept: {v:?}"
+    );
     assert_eq!(v.deliveries[1].status.as_str(), "queued", "{v:?}");
     let next = s.claim(claim("a", 10, now_millis() + 1)).await.unwrap();
     assert_eq!(next.len(), 1);
@@ -117,7 +126,36 @@ pub async fn receipts_apply_once_and_only_to_sent_deliveries(s: Arc<dyn Store>) 
         }
         other => panic!("{other:?}"),
     }
+    // A note about a call (a key pressed) lands on its delivery without settling anything.
+    let note = |code: &str| herald::store::DeliveryReason {
+        code: code.into(),
+        detail: "pressed 1".into(),
+    };
+    assert_eq!(
+        s.note_delivery("p", "biz-2", note("keypress"), now_millis())
+            .await
+            .unwrap(),
+        Some((dlv_single.clone(), single_id.clone()))
+    );
+    assert_eq!(
+        s.note_delivery("q", "biz-2", note("keypress"), now_millis())
+            .await
+            .unwrap(),
+        None,
+        "only the provider that made the delivery"
+    );
+    assert_eq!(
+        s.note_delivery("p", "biz-unknown", note("keypress"), now_millis())
+            .await
+            .unwrap(),
+        None
+    );
     let v = s.get_message(&single_id).await.unwrap().unwrap();
+    assert_eq!(
+        v.deliveries[0].reason.as_ref().map(|r| r.code.as_str()),
+        Some("keypress"),
+        "{v:?}"
+    );
     assert_eq!(v.status.as_str(), "delivered", "{v:?}");
     assert!(
         s.awaiting_receipts("p", 0, now_millis() + 60_000, 10)

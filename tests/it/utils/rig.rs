@@ -24,6 +24,9 @@ pub fn sim_args(listen: &str, herald_base: &str) -> SimArgs {
         aliyun_report_url: Some(format!(
             "{herald_base}/v1/receipts/aliyun/aliyun-main?token=sim-receipt-token"
         )),
+        aliyun_voice_report_url: Some(format!(
+            "{herald_base}/v1/receipts/aliyun/aliyun-vms?token=sim-receipt-token"
+        )),
         twilio_account_sid: "ACsim0000000000000000000000000000".into(),
         twilio_auth_token: "twilio-token-secret-value".into(),
         dingtalk_access_token: "tok-1".into(),
