@@ -124,37 +124,48 @@ impl Rpc {
         })
     }
 
+    /// The signed form body of one call (every common parameter added, then `Signature`).
+    pub fn body(
+        &self,
+        action: &str,
+        mut params: Vec<(String, String)>,
+        nonce: &str,
+        timestamp: &str,
+    ) -> String {
+        for (k, v) in [
+            ("AccessKeyId", self.key_id.expose()),
+            ("Action", action),
+            ("Format", "JSON"),
+            ("RegionId", self.region.as_str()),
+            ("SignatureMethod", "HMAC-SHA1"),
+            ("SignatureNonce", nonce),
+            ("SignatureVersion", "1.0"),
+            ("Timestamp", timestamp),
+            ("Version", "2017-05-25"),
+        ] {
+            params.push((k.to_string(), v.to_string()));
+        }
+        let sig = aliyun_rpc_signature("POST", &params, self.key_secret.expose());
+        params.push(("Signature".into(), sig));
+        params
+            .iter()
+            .map(|(k, v)| format!("{}={}", aliyun_encode(k), aliyun_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
     /// Signs and sends one RPC call; returns the JSON body with its HTTP status.
     pub async fn call(
         &self,
         action: &str,
-        mut params: Vec<(String, String)>,
+        params: Vec<(String, String)>,
     ) -> Result<(u16, Value), SendError> {
         let ts = time::OffsetDateTime::now_utc()
             .format(time::macros::format_description!(
                 "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
             ))
             .unwrap_or_default();
-        for (k, v) in [
-            ("AccessKeyId", self.key_id.expose().to_string()),
-            ("Action", action.to_string()),
-            ("Format", "JSON".into()),
-            ("RegionId", self.region.clone()),
-            ("SignatureMethod", "HMAC-SHA1".into()),
-            ("SignatureNonce", new_id("n")),
-            ("SignatureVersion", "1.0".into()),
-            ("Timestamp", ts),
-            ("Version", "2017-05-25".into()),
-        ] {
-            params.push((k.to_string(), v));
-        }
-        let sig = aliyun_rpc_signature("POST", &params, self.key_secret.expose());
-        params.push(("Signature".into(), sig));
-        let body: String = params
-            .iter()
-            .map(|(k, v)| format!("{}={}", aliyun_encode(k), aliyun_encode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
+        let body = self.body(action, params, &new_id("n"), &ts);
         let resp = self
             .http
             .post(format!("{}/", self.base.endpoint))
