@@ -107,37 +107,22 @@ impl Registry {
         };
         for (i, p) in cfg.providers.iter().enumerate() {
             let expected = match p.kind {
-                ProviderKind::Aliyun | ProviderKind::Twilio => Some(Channel::Sms),
-                ProviderKind::Smtp => Some(Channel::Email),
-                ProviderKind::Webhook => Some(Channel::Webhook),
+                ProviderKind::Aliyun | ProviderKind::Twilio => Channel::Sms,
+                ProviderKind::Smtp => Channel::Email,
+                ProviderKind::Webhook => Channel::Webhook,
                 ProviderKind::Dingtalk
                 | ProviderKind::Feishu
                 | ProviderKind::Wecom
                 | ProviderKind::Slack
-                | ProviderKind::Teams => Some(Channel::Chat),
-                ProviderKind::Webpush | ProviderKind::Fcm | ProviderKind::Apns => {
-                    Some(Channel::Push)
-                }
-                ProviderKind::TwilioVoice | ProviderKind::AliyunVms => Some(Channel::Voice),
+                | ProviderKind::Teams => Channel::Chat,
+                ProviderKind::Webpush | ProviderKind::Fcm | ProviderKind::Apns => Channel::Push,
+                ProviderKind::TwilioVoice | ProviderKind::AliyunVms => Channel::Voice,
             };
-            match expected {
-                None => {
-                    return Err(format!(
-                        "providers[{i}] `{}`: kind `{}` is not available in this version of Herald",
-                        p.id,
-                        serde_json::to_value(p.kind)
-                            .ok()
-                            .and_then(|v| v.as_str().map(String::from))
-                            .unwrap_or_default()
-                    ));
-                }
-                Some(ch) if ch != p.channel => {
-                    return Err(format!(
-                        "providers[{i}] `{}`: this kind serves channel `{ch}`, not `{}`",
-                        p.id, p.channel
-                    ));
-                }
-                Some(_) => {}
+            if expected != p.channel {
+                return Err(format!(
+                    "providers[{i}] `{}`: this kind serves channel `{expected}`, not `{}`",
+                    p.id, p.channel
+                ));
             }
             let (provider, default_limits): (Arc<dyn Provider>, Vec<crate::config::Rate>) = match p
                 .kind

@@ -68,9 +68,9 @@ fn config_check_refuses_what_serve_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         (
-            "kind not built",
+            "missing credential",
             "[[providers]]\nid = \"p\"\nchannel = \"push\"\nkind = \"fcm\"\n",
-            "fcm",
+            "service_account_json",
         ),
         (
             "misspelt credential",
