@@ -1,10 +1,12 @@
 //! Domain types and pure decisions. Nothing here does I/O or knows about HTTP or SQL.
 
 pub mod addresses;
+pub mod alerts;
 pub mod circuit;
 pub mod contact;
 pub mod contact_checks;
 pub mod fair;
+pub mod incident;
 pub mod keypress;
 pub mod message;
 pub mod next_step;

@@ -1,0 +1,7 @@
+//! Alerts in: Alertmanager's webhook and PagerDuty Events v2 payloads, and the routes that
+//! say what incident an alert belongs to and who is paged. Pure.
+
+pub mod am;
+pub mod events;
+pub mod matchers;
+pub mod routes;
