@@ -200,14 +200,56 @@ pub trait Contacts: Send + Sync + 'static {
     async fn delete_contact(&self, id: &str, actor: &str, now: i64) -> Result<bool, StoreError>;
 }
 
+/// Incidents: what alerts become, their occurrences, timeline and the pages they owe.
+#[async_trait]
+pub trait Incidents: Send + Sync + 'static {
+    /// Applies alert batches in one transaction: each goes to the open incident under its
+    /// key, or opens one when something new fires. Repeats change nothing.
+    async fn ingest(&self, batches: Vec<AlertBatch>) -> Result<Vec<Ingested>, StoreError>;
+    /// The open incident under `dedup_key`, if any.
+    async fn open_incident(&self, dedup_key: &str) -> Result<Option<IncidentRecord>, StoreError>;
+    async fn get_incident(&self, id: &str) -> Result<Option<IncidentView>, StoreError>;
+    /// Newest first.
+    async fn list_incidents(&self, f: IncidentFilter) -> Result<Vec<IncidentRecord>, StoreError>;
+    /// Acknowledges or resolves, with who and why (on the timeline). A resolve owes the
+    /// resolved notice when the incident was opened with `notify_resolved`.
+    async fn act_incident(
+        &self,
+        id: &str,
+        action: IncidentAction,
+        actor: &str,
+        reason: &str,
+        now: crate::core::types::Millis,
+    ) -> Result<Acted, StoreError>;
+    /// Incidents whose pages or resolved notice are owed, oldest first.
+    async fn owed_notices(&self, limit: usize) -> Result<Vec<IncidentRecord>, StoreError>;
+    /// The owed notice was handed to the queue as these messages.
+    async fn notices_sent(
+        &self,
+        id: &str,
+        kind: NoticeKind,
+        message_ids: Vec<String>,
+        now: crate::core::types::Millis,
+    ) -> Result<(), StoreError>;
+}
+
 /// Every domain: what a backend is. Implemented for whatever implements them all.
 pub trait Store:
-    Queue + Messages + Receipts + Inbox + Keys + Operations + Cluster + Retention + Contacts
+    Queue + Messages + Receipts + Inbox + Keys + Operations + Cluster + Retention + Contacts + Incidents
 {
 }
 
 impl<T> Store for T where
-    T: Queue + Messages + Receipts + Inbox + Keys + Operations + Cluster + Retention + Contacts
+    T: Queue
+        + Messages
+        + Receipts
+        + Inbox
+        + Keys
+        + Operations
+        + Cluster
+        + Retention
+        + Contacts
+        + Incidents
 {
 }
 
@@ -223,6 +265,7 @@ pub struct Domains {
     pub operations: std::sync::Arc<dyn Operations>,
     pub cluster: std::sync::Arc<dyn Cluster>,
     pub contacts: std::sync::Arc<dyn Contacts>,
+    pub incidents: std::sync::Arc<dyn Incidents>,
 }
 
 impl Domains {
@@ -236,6 +279,7 @@ impl Domains {
             operations: store.clone(),
             cluster: store.clone(),
             contacts: store.clone(),
+            incidents: store.clone(),
         }
     }
 }

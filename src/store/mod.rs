@@ -12,6 +12,7 @@
 //! | cluster | [`Cluster`] | heartbeats, dead nodes, job leases, shared rate slots |
 //! | retention | [`Retention`] | deleting what is past its keep-time |
 //! | contacts | [`Contacts`] | the people `to.user` names: addresses and preferences |
+//! | incidents | [`Incidents`] | what alerts become: occurrences, timeline, owed pages |
 //!
 //! [`Store`] is the sum of them all, so a backend is one type implementing every domain:
 //! `sqlite::SqliteStore` (one writer thread with group commit, pooled readers) and
@@ -31,16 +32,18 @@
 
 pub(crate) mod assemble;
 mod domains;
+mod incident_types;
 pub mod postgres;
 pub mod rules;
 pub mod sqlite;
 mod types;
 
 pub use domains::{
-    Cluster, Contacts, Domains, Inbox, Keys, Messages, Operations, Queue, Receipts, Retention,
-    Store,
+    Cluster, Contacts, Domains, Inbox, Incidents, Keys, Messages, Operations, Queue, Receipts,
+    Retention, Store,
 };
 
+pub use incident_types::*;
 pub use types::*;
 
 /// Stored data that cannot be read back as what it should be.

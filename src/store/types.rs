@@ -8,10 +8,10 @@ use crate::core::types::{
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
-fn ts<S: Serializer>(ms: &Millis, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ts<S: Serializer>(ms: &Millis, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&rfc3339(*ms))
 }
-fn ts_opt<S: Serializer>(ms: &Option<Millis>, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ts_opt<S: Serializer>(ms: &Option<Millis>, s: S) -> Result<S::Ok, S::Error> {
     match ms {
         Some(m) => s.serialize_str(&rfc3339(*m)),
         None => s.serialize_none(),

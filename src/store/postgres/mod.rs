@@ -6,6 +6,7 @@ mod cluster;
 mod complete;
 mod contacts;
 mod inbox;
+mod incidents;
 mod keys;
 mod messages;
 mod operations;
@@ -57,6 +58,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "contacts",
         include_str!("../../../migrations/postgres/0006_contacts.sql"),
+    ),
+    (
+        7,
+        "incidents",
+        include_str!("../../../migrations/postgres/0007_incidents.sql"),
     ),
 ];
 

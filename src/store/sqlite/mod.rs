@@ -4,6 +4,7 @@
 mod cluster;
 mod contacts;
 mod inbox;
+mod incidents;
 mod keys;
 mod messages;
 mod operations;
@@ -61,6 +62,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "contacts",
         include_str!("../../../migrations/sqlite/0007_contacts.sql"),
+    ),
+    (
+        8,
+        "incidents",
+        include_str!("../../../migrations/sqlite/0008_incidents.sql"),
     ),
 ];
 

@@ -110,6 +110,7 @@ macro_rules! conformance {
 mod cluster;
 mod contacts;
 mod inbox;
+mod incidents;
 mod keys;
 mod messages;
 mod operations;

@@ -1,0 +1,133 @@
+//! What crosses the [`super::Incidents`] trait.
+
+use crate::core::incident::{Occurrence, Severity, Status};
+use crate::core::types::Millis;
+use serde::Serialize;
+use serde_json::Value;
+
+/// An incident as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IncidentRecord {
+    pub id: String,
+    /// A short number a person can type (`#42`), unique in this storage.
+    pub number: i64,
+    #[serde(skip)]
+    pub dedup_key: String,
+    pub source: String,
+    pub route: String,
+    pub service: String,
+    pub severity: Severity,
+    pub status: Status,
+    pub title: String,
+    pub details: Value,
+    #[serde(serialize_with = "super::types::ts")]
+    pub opened_at: Millis,
+    #[serde(serialize_with = "super::types::ts_opt")]
+    pub acknowledged_at: Option<Millis>,
+    pub acknowledged_by: Option<String>,
+    #[serde(serialize_with = "super::types::ts_opt")]
+    pub resolved_at: Option<Millis>,
+    pub resolved_by: Option<String>,
+    /// `pending` (pages not yet handed to the queue), `paged`, or `none` (suppressed).
+    pub page_state: String,
+    /// `none`, `pending` (a resolved notice is owed) or `sent`.
+    pub notice_state: String,
+    #[serde(serialize_with = "super::types::ts")]
+    pub updated_at: Millis,
+}
+
+/// What opens an incident, when a batch finds none open under its key.
+#[derive(Debug, Clone)]
+pub struct NewIncident {
+    pub id: String,
+    pub source: String,
+    pub route: String,
+    pub service: String,
+    pub severity: Severity,
+    pub title: String,
+    pub details: Value,
+    /// Suppressed incidents (a maintenance window) page no one.
+    pub suppressed: bool,
+    /// Whether a resolved notice is owed when it resolves.
+    pub notify_resolved: bool,
+}
+
+/// The alerts of one payload that belong to one incident key.
+#[derive(Debug, Clone)]
+pub struct AlertBatch {
+    pub dedup_key: String,
+    /// The payload holds the whole current set (absent occurrences have resolved).
+    pub complete: bool,
+    pub occurrences: Vec<Occurrence>,
+    pub open: NewIncident,
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ingested {
+    /// A new incident (pages are owed).
+    Opened(String),
+    /// An open incident took new or resolved occurrences.
+    Updated(String),
+    /// Its last occurrence resolved: the incident did.
+    Resolved(String),
+    /// Nothing changed (a repeat), or only resolved alerts of no open incident.
+    Unchanged,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncidentAction {
+    Acknowledge,
+    Resolve,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Acted {
+    Done(IncidentRecord),
+    /// Already in a state the action does not apply to (acknowledging a resolved one).
+    NotNow(IncidentRecord),
+    NotFound,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineEntry {
+    #[serde(serialize_with = "super::types::ts")]
+    pub at: Millis,
+    pub kind: String,
+    pub actor: String,
+    pub detail: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IncidentMessage {
+    pub message_id: String,
+    /// `page` or `resolved`.
+    pub kind: String,
+}
+
+/// One incident with all it holds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IncidentView {
+    #[serde(flatten)]
+    pub incident: IncidentRecord,
+    pub occurrences: Vec<Occurrence>,
+    pub messages: Vec<IncidentMessage>,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct IncidentFilter {
+    pub status: Option<Status>,
+    pub severity: Option<Severity>,
+    pub service: Option<String>,
+    /// Cursor: incidents numbered below this one (newest first).
+    pub before_number: Option<i64>,
+    pub limit: usize,
+}
+
+/// Which owed notices were handed to the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeKind {
+    Page,
+    Resolved,
+}

@@ -1,0 +1,247 @@
+//! Conformance, incidents: alert batches open one incident per key, occurrences resolve it,
+//! a resolved incident never reopens, actions move it once, owed notices are tracked.
+
+use super::*;
+use herald::core::incident::{Occurrence, Severity, Status};
+use herald::store::{
+    Acted, AlertBatch, IncidentAction, IncidentFilter, Ingested, NewIncident, NoticeKind,
+};
+
+fn occ(fp: &str, starts: i64, firing: bool) -> Occurrence {
+    Occurrence {
+        fingerprint: fp.into(),
+        starts_at: starts,
+        status: if firing { "firing" } else { "resolved" }.into(),
+        ends_at: (!firing).then_some(starts + 1),
+        labels: serde_json::json!({"alertname": fp}),
+        annotations: serde_json::json!({}),
+        generator_url: String::new(),
+    }
+}
+
+fn batch(key: &str, occs: Vec<Occurrence>, severity: Severity) -> AlertBatch {
+    AlertBatch {
+        dedup_key: key.into(),
+        complete: true,
+        occurrences: occs,
+        open: NewIncident {
+            id: new_id("inc"),
+            source: "alertmanager".into(),
+            route: "r".into(),
+            service: "db".into(),
+            severity,
+            title: "DiskFull".into(),
+            details: serde_json::json!({"group": key}),
+            suppressed: false,
+            notify_resolved: true,
+        },
+        at: now_millis(),
+    }
+}
+
+pub async fn alert_batches_make_incidents_once(s: Arc<dyn Store>) {
+    let first = s
+        .ingest(vec![batch(
+            "k1",
+            vec![occ("a", 1, true), occ("b", 1, true), occ("c", 1, true)],
+            Severity::P1,
+        )])
+        .await
+        .unwrap();
+    let Ingested::Opened(id) = &first[0] else {
+        panic!("{first:?}")
+    };
+    // The same payload again (an HA peer, a retry): nothing changes.
+    let again = s
+        .ingest(vec![batch(
+            "k1",
+            vec![occ("a", 1, true), occ("b", 1, true), occ("c", 1, true)],
+            Severity::P1,
+        )])
+        .await
+        .unwrap();
+    assert_eq!(again, vec![Ingested::Unchanged]);
+    // One resolves: still open with two firing; a P0 alert raises the severity.
+    let r = s
+        .ingest(vec![batch(
+            "k1",
+            vec![
+                occ("a", 1, true),
+                occ("b", 1, true),
+                occ("c", 1, false),
+                occ("d", 2, true),
+            ],
+            Severity::P0,
+        )])
+        .await
+        .unwrap();
+    assert_eq!(r, vec![Ingested::Updated(id.clone())]);
+    let v = s.get_incident(id).await.unwrap().unwrap();
+    assert_eq!(v.incident.status, Status::Triggered);
+    assert_eq!(v.incident.severity, Severity::P0);
+    assert_eq!(v.incident.page_state, "pending");
+    assert_eq!(v.occurrences.iter().filter(|o| o.firing()).count(), 3);
+    assert!(
+        v.timeline.iter().any(|e| e.kind == "severity_raised"),
+        "{:?}",
+        v.timeline
+    );
+    assert_eq!(v.incident.number, 1);
+
+    // Pages handed to the queue.
+    assert_eq!(s.owed_notices(10).await.unwrap().len(), 1);
+    s.notices_sent(id, NoticeKind::Page, vec!["msg_1".into()], now_millis())
+        .await
+        .unwrap();
+    s.notices_sent(id, NoticeKind::Page, vec!["msg_1".into()], now_millis())
+        .await
+        .unwrap();
+    assert!(s.owed_notices(10).await.unwrap().is_empty());
+
+    // Everything resolves: the incident does, a resolved notice is owed.
+    let r = s
+        .ingest(vec![batch(
+            "k1",
+            vec![occ("a", 1, false), occ("b", 1, false), occ("d", 2, false)],
+            Severity::P1,
+        )])
+        .await
+        .unwrap();
+    assert_eq!(r, vec![Ingested::Resolved(id.clone())]);
+    let owed = s.owed_notices(10).await.unwrap();
+    assert_eq!((owed.len(), owed[0].notice_state.as_str()), (1, "pending"));
+    s.notices_sent(id, NoticeKind::Resolved, vec!["msg_2".into()], now_millis())
+        .await
+        .unwrap();
+    let v = s.get_incident(id).await.unwrap().unwrap();
+    assert_eq!(v.incident.status, Status::Resolved);
+    assert_eq!(v.messages.len(), 2);
+    assert!(s.open_incident("k1").await.unwrap().is_none());
+
+    // A new firing of the same group opens a new incident; the resolved one stays resolved.
+    let r = s
+        .ingest(vec![batch("k1", vec![occ("a", 50, true)], Severity::P2)])
+        .await
+        .unwrap();
+    let Ingested::Opened(id2) = &r[0] else {
+        panic!("{r:?}")
+    };
+    assert_ne!(id2, id);
+    assert_eq!(s.open_incident("k1").await.unwrap().unwrap().number, 2);
+    // Resolved alerts of no open incident open nothing.
+    assert_eq!(
+        s.ingest(vec![batch("k2", vec![occ("z", 1, false)], Severity::P1)])
+            .await
+            .unwrap(),
+        vec![Ingested::Unchanged]
+    );
+
+    // Acknowledge once, then resolve; acknowledging a resolved one is refused.
+    let Acted::Done(a) = s
+        .act_incident(
+            id2,
+            IncidentAction::Acknowledge,
+            "ann",
+            "on it",
+            now_millis(),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (a.status, a.acknowledged_by.as_deref()),
+        (Status::Acknowledged, Some("ann"))
+    );
+    assert!(matches!(
+        s.act_incident(id2, IncidentAction::Acknowledge, "bob", "", now_millis())
+            .await
+            .unwrap(),
+        Acted::NotNow(_)
+    ));
+    let Acted::Done(r) = s
+        .act_incident(id2, IncidentAction::Resolve, "ann", "fixed", now_millis())
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(r.status, Status::Resolved);
+    assert!(matches!(
+        s.act_incident("inc_none", IncidentAction::Resolve, "x", "", 0)
+            .await
+            .unwrap(),
+        Acted::NotFound
+    ));
+
+    // Listing: newest first, filters, cursor.
+    let all = s
+        .list_incidents(IncidentFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.iter().map(|i| i.number).collect::<Vec<_>>(), [2, 1]);
+    let page = s
+        .list_incidents(IncidentFilter {
+            limit: 10,
+            before_number: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    let p0 = s
+        .list_incidents(IncidentFilter {
+            limit: 10,
+            severity: Some(Severity::P0),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(p0.len(), 1);
+    let open = s
+        .list_incidents(IncidentFilter {
+            limit: 10,
+            status: Some(Status::Triggered),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(open.is_empty());
+}
+
+/// Two writers taking the same new group at once (two nodes, an HA pair) open one incident.
+pub async fn concurrent_batches_for_one_key_open_one_incident(s: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.ingest(vec![batch("same", vec![occ("a", 1, true)], Severity::P0)])
+                .await
+                .unwrap()
+        }));
+    }
+    let mut opened = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap()[0], Ingested::Opened(_)) {
+            opened += 1;
+        }
+    }
+    assert_eq!(opened, 1);
+    let all = s
+        .list_incidents(IncidentFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+}
+
+conformance!(
+    alert_batches_make_incidents_once,
+    concurrent_batches_for_one_key_open_one_incident
+);
