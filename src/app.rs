@@ -140,6 +140,8 @@ pub async fn start(
         wake: wake.clone(),
         inbox_events,
         keypresses: broadcast::channel(1024).0,
+        routes: Arc::new(cfg.compiled_routes()?),
+        pager_wake: Arc::new(Notify::new()),
         workers_beat: workers_beat.clone(),
         shutdown: CancellationToken::new(),
         mode: mode.clone(),
@@ -165,6 +167,8 @@ pub async fn start(
             completer: crate::worker::completer::Completer::start(store.clone()),
         })
     });
+    // A node that does not dispatch does not page either (pages wait for one that does).
+    let pager = cfg.dispatch.enabled.then(|| state.clone());
     // Spans name the path only: query strings may carry receipt tokens.
     let app = router(state).layer(
         tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
@@ -191,6 +195,7 @@ pub async fn start(
         // both get the grace period to finish what they started.
         let worker = dispatcher.map(|d| tokio::spawn(d.run(stop2.clone())));
         let maintenance = tokio::spawn(maintenance(store2.clone(), stop2.clone()));
+        let pager = pager.map(|p| tokio::spawn(crate::worker::pager::run(p)));
         let refresher = tokio::spawn(refresh(
             store2.clone(),
             providers.clone(),
@@ -255,6 +260,9 @@ pub async fn start(
             tracing::error!("the dispatcher panicked; its leases expire and are taken over");
         }
         maintenance.abort();
+        if let Some(p) = pager {
+            p.abort();
+        }
         refresher.abort();
         pollers.abort();
         replayer.abort();

@@ -86,6 +86,25 @@ pub struct Metrics {
     pub retention_deleted: Family<WhatLabels, Counter>,
     pub receipts: Family<ReceiptLabels, Counter>,
     pub deferred: Family<ReasonLabels, Counter>,
+    /// Alerts taken in, by source and outcome (`opened`, `updated`, `resolved`, `unchanged`).
+    pub alerts: Family<AlertLabels, Counter>,
+    /// Alert payloads refused with a 4xx, by source and problem code (alert on any).
+    pub alerts_refused: Family<AlertLabels, Counter>,
+    /// Incidents opened, by severity.
+    pub incidents_opened: Family<SeverityLabels, Counter>,
+    /// Time from an incident opening to its pages being in the queue.
+    pub alert_to_page: Histogram,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    pub source: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeverityLabels {
+    pub severity: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -274,7 +293,35 @@ impl Metrics {
              (the budget shared by the cluster)",
             deferred.clone(),
         );
+        let alerts = Family::<AlertLabels, Counter>::default();
+        r.register(
+            "alerts_received",
+            "Alerts taken in (Alertmanager, Events v2), by what they did: opened, updated, resolved, unchanged",
+            alerts.clone(),
+        );
+        let alerts_refused = Family::<AlertLabels, Counter>::default();
+        r.register(
+            "alert_payloads_refused",
+            "Alert payloads answered with a 4xx (never retried by Alertmanager: alert on any), by problem code",
+            alerts_refused.clone(),
+        );
+        let incidents_opened = Family::<SeverityLabels, Counter>::default();
+        r.register(
+            "incidents_opened",
+            "Incidents opened, by severity",
+            incidents_opened.clone(),
+        );
+        let alert_to_page = latency_histogram();
+        r.register(
+            "alert_to_page_seconds",
+            "Time from an incident opening to its pages being queued",
+            alert_to_page.clone(),
+        );
         Metrics {
+            alerts,
+            alerts_refused,
+            incidents_opened,
+            alert_to_page,
             deferred,
             backup_last_success,
             backup_interval,

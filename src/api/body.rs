@@ -57,3 +57,18 @@ pub async fn read_typed<T: serde::de::DeserializeOwned>(
     let value = read_json(body, limit).await?;
     crate::core::validate::decode_as(value).map_err(|e| ApiError::validation(vec![e]))
 }
+
+/// [`read_json`], an empty body read as `{}` (actions whose fields are all optional).
+pub async fn read_json_or_empty(body: Body, limit: u64) -> Result<Value, ApiError> {
+    let bytes = axum::body::to_bytes(body, limit as usize)
+        .await
+        .map_err(|_| ApiError::too_large(limit))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Object(Default::default()));
+    }
+    let v = parse_json(&bytes)?;
+    if !v.is_object() {
+        return Err(ApiError::field("body", "must be a JSON object"));
+    }
+    Ok(v)
+}

@@ -1,10 +1,12 @@
 //! The HTTP API (SPEC §2): one file per resource, one shared state.
 
+mod alerts;
 pub mod auth;
 pub mod body;
 mod contacts;
 mod dead_letters;
 mod inbox;
+mod incidents;
 mod keys;
 mod messages;
 mod operators;
@@ -43,6 +45,10 @@ pub struct AppState {
     pub chat_targets: Arc<std::collections::HashMap<String, &'static str>>,
     pub wake: Arc<Notify>,
     pub inbox_events: broadcast::Sender<InboxItem>,
+    /// `[[alert_routes]]`, compiled.
+    pub routes: Arc<Vec<crate::core::alerts::routes::Route>>,
+    /// Wakes the pager (an incident owes pages).
+    pub pager_wake: Arc<Notify>,
     /// Keys pressed during calls (acknowledging a page by phone).
     pub keypresses: broadcast::Sender<crate::core::keypress::Keypress>,
     /// When the dispatcher last had a claim answered or every slot busy (Unix ms; 0 before
@@ -137,6 +143,15 @@ pub fn router(state: AppState) -> Router {
             get(operators::get_mode).put(operators::set_mode),
         )
         .route("/v1/nodes", get(operators::nodes))
+        .route("/v1/alerts/alertmanager", post(alerts::alertmanager))
+        .route("/v1/alerts/events", post(alerts::events))
+        .route("/v1/incidents", get(incidents::list))
+        .route("/v1/incidents/{id}", get(incidents::get_one))
+        .route(
+            "/v1/incidents/{id}/acknowledge",
+            post(incidents::acknowledge),
+        )
+        .route("/v1/incidents/{id}/resolve", post(incidents::resolve))
         .route("/v1/receipts/twilio/{provider}", post(receipts::twilio))
         .route("/v1/receipts/aliyun/{provider}", post(receipts::aliyun))
         .route(

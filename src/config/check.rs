@@ -107,6 +107,49 @@ impl Config {
                 ));
             }
         }
+        self.compiled_routes()?;
         Ok(())
+    }
+
+    /// `[[alert_routes]]` compiled; errors name the route's field. Chat groups must be chat
+    /// providers; ids, tokens and routing keys unique.
+    pub fn compiled_routes(&self) -> Result<Vec<crate::core::alerts::routes::Route>, ConfigError> {
+        let mut out: Vec<crate::core::alerts::routes::Route> = Vec::new();
+        for (i, r) in self.alert_routes.iter().enumerate() {
+            let at = format!("alert_routes[{i}]");
+            let invalid = |message: String| ConfigError::Invalid {
+                key: at.clone(),
+                message,
+            };
+            let route = crate::core::alerts::routes::Route::compile(r, &at).map_err(invalid)?;
+            if out.iter().any(|o| o.cfg.id == r.id) {
+                return Err(invalid(format!("duplicate route id `{}`", r.id)));
+            }
+            for c in &r.chat {
+                if !self
+                    .providers
+                    .iter()
+                    .any(|p| p.id == *c && p.channel == Channel::Chat)
+                {
+                    return Err(invalid(format!("chat `{c}` is not a chat provider")));
+                }
+            }
+            if let Some(t) = &r.template
+                && !self.templates.iter().any(|x| x.id == *t)
+            {
+                return Err(invalid(format!("template `{t}` is not configured")));
+            }
+            let same = |a: &Option<Secret>, b: &Option<Secret>| matches!((a, b), (Some(x), Some(y)) if x.expose() == y.expose());
+            if out
+                .iter()
+                .any(|o| same(&o.cfg.routing_key, &r.routing_key) || same(&o.cfg.token, &r.token))
+            {
+                return Err(invalid(
+                    "its token or routing_key is another route's: each must be its own".into(),
+                ));
+            }
+            out.push(route);
+        }
+        Ok(out)
     }
 }

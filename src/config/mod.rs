@@ -32,6 +32,8 @@ pub struct Config {
     pub api_keys: Vec<ApiKeyConfig>,
     pub providers: Vec<ProviderConfig>,
     pub templates: Vec<crate::templates::TemplateConfig>,
+    /// Where alerts go: `[[alert_routes]]` (see docs/alerts.md).
+    pub alert_routes: Vec<crate::core::alerts::routes::RouteConfig>,
     pub backup: BackupConfig,
     pub drill: DrillConfig,
     pub retention: RetentionConfig,

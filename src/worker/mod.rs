@@ -5,6 +5,7 @@ pub mod completer;
 mod fairness;
 pub mod lanes;
 pub mod nodes;
+pub mod pager;
 pub mod receipts;
 mod record;
 pub mod retention;

@@ -2,6 +2,7 @@
 //! say what incident an alert belongs to and who is paged. Pure.
 
 pub mod am;
+pub mod batches;
 pub mod events;
 pub mod matchers;
 pub mod routes;

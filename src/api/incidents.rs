@@ -1,0 +1,187 @@
+//! `/v1/incidents`: list (status, severity, service, cursor), one with its occurrences,
+//! messages and timeline, acknowledge and resolve (operator; audited, and on the timeline).
+
+use super::{AppState, Caller, page_limit};
+use crate::core::incident::{Severity, Status};
+use crate::core::types::{Role, now_millis, rfc3339};
+use crate::error::ApiError;
+use crate::store::{Acted, AuditEntry, IncidentAction, IncidentFilter, IncidentView};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    who.require(Role::Viewer)?;
+    let status = match q.get("status").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            ApiError::field("status", "must be triggered, acknowledged or resolved")
+        })?),
+    };
+    let severity = match q.get("severity").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(
+            Severity::parse(s)
+                .ok_or_else(|| ApiError::field("severity", "must be P0, P1, P2 or P3"))?,
+        ),
+    };
+    let before_number = match q.get("after").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(a) => Some(a.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            ApiError::field("after", "must be an incident number from next_after")
+        })?),
+    };
+    let service = q.get("service").filter(|s| !s.is_empty()).cloned();
+    if service.as_ref().is_some_and(|s| s.len() > 200) {
+        return Err(ApiError::field("service", "must be at most 200 characters"));
+    }
+    let limit = page_limit(q.get("limit").map(String::as_str))?;
+    let items = state
+        .store
+        .incidents
+        .list_incidents(IncidentFilter {
+            status,
+            severity,
+            service,
+            before_number,
+            limit,
+        })
+        .await?;
+    Ok(super::page(items, limit, |i| i.number.to_string()))
+}
+
+/// An incident as the API shows it (times in RFC 3339).
+fn shown(v: IncidentView) -> Value {
+    let mut out = json!(v.incident);
+    out["occurrences"] = v
+        .occurrences
+        .iter()
+        .map(|o| {
+            json!({"fingerprint": o.fingerprint, "status": o.status,
+                   "starts_at": (o.starts_at > 0).then(|| rfc3339(o.starts_at)),
+                   "ends_at": o.ends_at.map(rfc3339),
+                   "labels": o.labels, "annotations": o.annotations, "generator_url": o.generator_url})
+        })
+        .collect();
+    out["messages"] = json!(v.messages);
+    out["timeline"] = json!(v.timeline);
+    out
+}
+
+pub async fn get_one(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    who.require(Role::Viewer)?;
+    let v = state
+        .store
+        .incidents
+        .get_incident(&id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "incident `{}`",
+                id.chars().take(64).collect::<String>()
+            ))
+        })?;
+    Ok(Json(shown(v)).into_response())
+}
+
+async fn act(
+    state: AppState,
+    who: super::auth::Principal,
+    id: String,
+    body: Body,
+    action: IncidentAction,
+) -> Result<Response, ApiError> {
+    who.require(Role::Operator)?;
+    let v = super::body::read_json_or_empty(body, state.cfg.server.max_body.0).await?;
+    let reason = match v.get("reason") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(r)) if r.chars().count() <= 500 => r.clone(),
+        Some(_) => {
+            return Err(ApiError::field(
+                "reason",
+                "must be a string of at most 500 characters",
+            ));
+        }
+    };
+    let now = now_millis();
+    match state
+        .store
+        .incidents
+        .act_incident(&id, action, &who.name, &reason, now)
+        .await?
+    {
+        Acted::Done(i) => {
+            let name = if action == IncidentAction::Acknowledge {
+                "incident.acknowledge"
+            } else {
+                "incident.resolve"
+            };
+            state
+                .store
+                .operations
+                .audit(AuditEntry {
+                    id: 0,
+                    at: now,
+                    actor: who.name.clone(),
+                    action: name.into(),
+                    target: i.id.clone(),
+                    before: None,
+                    after: Some(json!({"status": i.status})),
+                    reason: (!reason.is_empty()).then_some(reason),
+                })
+                .await?;
+            if action == IncidentAction::Resolve {
+                state.pager_wake.notify_one();
+            }
+            Ok(Json(json!(i)).into_response())
+        }
+        Acted::NotNow(i) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "incident_state",
+            format!(
+                "incident #{} is {}: it cannot be {}",
+                i.number,
+                i.status.as_str(),
+                if action == IncidentAction::Acknowledge {
+                    "acknowledged"
+                } else {
+                    "resolved"
+                }
+            ),
+        )),
+        Acted::NotFound => Err(ApiError::not_found(format!(
+            "incident `{}`",
+            id.chars().take(64).collect::<String>()
+        ))),
+    }
+}
+
+pub async fn acknowledge(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    act(state, who, id, body, IncidentAction::Acknowledge).await
+}
+
+pub async fn resolve(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    act(state, who, id, body, IncidentAction::Resolve).await
+}

@@ -1,0 +1,277 @@
+//! The pager: incidents owe pages when they open and a resolved notice when they resolve.
+//! What is owed is kept with the incident (written in the intake's own transaction), and
+//! handed to the queue here as ordinary messages — so pages get retries, failover,
+//! degradation and priority lanes — each under an idempotency key of (incident, notice,
+//! recipient): a crash between the two, or two nodes paging the same incident, never
+//! pages twice. Woken by the intake; a sweep every 2 s catches the rest.
+
+use crate::api::AppState;
+use crate::core::alerts::routes::Route;
+use crate::core::incident::Severity;
+use crate::core::message::{Idempotency, NewMessage};
+use crate::core::types::{Channel, now_millis};
+use crate::core::validate::{self, Context};
+use crate::store::{Accepted, IncidentRecord, NoticeKind};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// The first line people see: severity, number, title.
+pub fn headline(i: &IncidentRecord) -> String {
+    format!("[{}] #{} {}", i.severity, i.number, i.title)
+}
+
+/// The page's text: the headline, the service, the description and the links people need.
+pub fn page_text(i: &IncidentRecord) -> String {
+    let mut lines = vec![headline(i), format!("service: {}", i.service)];
+    let ann = &i.details["annotations"];
+    if let Some(d) = ann["description"].as_str().filter(|d| !d.is_empty()) {
+        lines.push(d.chars().take(300).collect());
+    }
+    if let Some(r) = ann["runbook_url"].as_str().filter(|r| !r.is_empty()) {
+        lines.push(format!("runbook: {r}"));
+    }
+    if let Some(g) = i.details["generator_url"]
+        .as_str()
+        .filter(|g| !g.is_empty())
+    {
+        lines.push(format!("source: {g}"));
+    }
+    lines.join("\n")
+}
+
+/// Who gets what: `(recipient key, message body)` for each user and chat group of the route.
+fn notices(
+    i: &IncidentRecord,
+    route: &Route,
+    kind: NoticeKind,
+    usable: &dyn Fn(&str, Channel) -> bool,
+) -> Vec<(String, Value)> {
+    let resolved = kind == NoticeKind::Resolved;
+    let (subject, text) = if resolved {
+        (
+            format!("[RESOLVED] #{} {}", i.number, i.title),
+            format!(
+                "Resolved: #{} {} (service {})",
+                i.number, i.title, i.service
+            ),
+        )
+    } else {
+        (headline(i), page_text(i))
+    };
+    let priority = if resolved {
+        "normal"
+    } else {
+        i.severity.priority().as_str()
+    };
+    let metadata = json!({
+        "incident": i.id, "incident_number": i.number, "category": "incident",
+        "collapse_key": format!("inc-{}", i.number),
+    });
+    let content = |body: &mut Value| match (&route.cfg.template, resolved) {
+        (Some(t), false) => {
+            body["template"] = json!(t);
+            body["params"] = json!({
+                "id": i.id, "number": i.number, "title": i.title, "severity": i.severity,
+                "service": i.service, "status": i.status, "details": i.details, "text": text,
+            });
+        }
+        _ => body["content"] = json!({"subject": subject, "text": text}),
+    };
+    let mut out = Vec::new();
+    for u in &route.cfg.users {
+        let mut channels: Vec<Channel> = route
+            .channels_for(i.severity)
+            .into_iter()
+            .filter(|c| !(resolved && *c == Channel::Voice))
+            .filter(|c| usable(u, *c))
+            .collect();
+        if channels.is_empty() {
+            channels.push(Channel::Inbox);
+        }
+        let mut body = json!({"to": {"user": u}, "channels": channels, "priority": priority,
+                              "strategy": "all", "metadata": metadata});
+        content(&mut body);
+        out.push((format!("user:{u}"), body));
+    }
+    if i.severity <= Severity::P2 {
+        for c in &route.cfg.chat {
+            let mut body = json!({"to": {"chat": c}, "channels": ["chat"], "priority": priority,
+                                  "metadata": metadata});
+            content(&mut body);
+            out.push((format!("chat:{c}"), body));
+        }
+    }
+    out
+}
+
+/// Whether the contact can be reached on `channel` (an address there and a provider).
+fn reachable(
+    state: &AppState,
+    contact: Option<&crate::core::contact::Contact>,
+    c: Channel,
+) -> bool {
+    if !state.channels.contains(&c) {
+        return false;
+    }
+    match (c, contact) {
+        (Channel::Inbox, _) => true,
+        (_, None) => false,
+        (Channel::Sms | Channel::Voice, Some(k)) => !k.phones.is_empty(),
+        (Channel::Email, Some(k)) => !k.emails.is_empty(),
+        (Channel::Chat, Some(k)) => !k.chat.is_empty(),
+        (Channel::Push, Some(k)) => {
+            !(k.push.webpush.is_empty() && k.push.fcm.is_empty() && k.push.apns.is_empty())
+        }
+        (Channel::Webhook, _) => false,
+    }
+}
+
+/// Hands one owed notice of `i` to the queue; the ids of the messages it became.
+async fn hand_over(
+    state: &AppState,
+    i: &IncidentRecord,
+    route: &Route,
+    kind: NoticeKind,
+) -> Result<Vec<String>, String> {
+    let mut contacts = std::collections::HashMap::new();
+    for u in &route.cfg.users {
+        let c = state
+            .store
+            .contacts
+            .get_contact(u)
+            .await
+            .map_err(|e| e.to_string())?;
+        contacts.insert(u.clone(), c.map(|r| r.contact));
+    }
+    let usable =
+        |u: &str, c: Channel| reachable(state, contacts.get(u).and_then(|x| x.as_ref()), c);
+    let mut batch: Vec<NewMessage> = Vec::new();
+    for (who, body) in notices(i, route, kind, &usable) {
+        let req = match validate::decode(body) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(incident = i.id, who, error = ?e, "a page could not be made");
+                continue;
+            }
+        };
+        let user = req.to.user.clone();
+        let ctx = Context {
+            contact: user
+                .as_ref()
+                .and_then(|u| contacts.get(u))
+                .and_then(|c| c.as_ref()),
+            now: now_millis(),
+            channels_available: &state.channels,
+            hosts: &state.hosts,
+            sender: "herald-incidents",
+            templates: &state.templates,
+            chat_targets: &state.chat_targets,
+            degrade: &state.cfg.degrade,
+            recipient_limits: &state.cfg.limits.recipient,
+        };
+        let idem = Idempotency {
+            scope: "herald.incidents".into(),
+            key: format!(
+                "{}:{}:{who}",
+                i.id,
+                if kind == NoticeKind::Page {
+                    "page"
+                } else {
+                    "resolved"
+                }
+            ),
+            body_hash: "incident".into(),
+        };
+        match validate::validate(req, &ctx, Some(idem)) {
+            Ok(m) => batch.push(m),
+            Err(errs) => {
+                tracing::error!(incident = i.id, who, errors = ?errs, "a page was refused; check the route's users and channels")
+            }
+        }
+    }
+    let accepted = state
+        .store
+        .queue
+        .accept(batch)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut ids = Vec::new();
+    for a in accepted {
+        match a {
+            Accepted::New(r) | Accepted::Existing(r) => ids.push(r.id),
+            Accepted::RecipientLimited { channel, .. } => {
+                tracing::warn!(incident = i.id, %channel, "a page was over a recipient limit: not sent")
+            }
+            Accepted::Mismatch => {}
+        }
+    }
+    state.wake.notify_one();
+    Ok(ids)
+}
+
+/// Hands every owed notice to the queue; returns how many incidents were served.
+pub async fn sweep(state: &AppState) -> usize {
+    let owed = match state.store.incidents.owed_notices(100).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read owed pages");
+            return 0;
+        }
+    };
+    let mut served = 0;
+    for i in &owed {
+        let Some(route) = state.routes.iter().find(|r| r.cfg.id == i.route) else {
+            // The route left the configuration: nobody to page; nothing stays owed.
+            for k in [NoticeKind::Page, NoticeKind::Resolved] {
+                let _ = state
+                    .store
+                    .incidents
+                    .notices_sent(&i.id, k, vec![], now_millis())
+                    .await;
+            }
+            continue;
+        };
+        let mut kinds = Vec::new();
+        if i.page_state == "pending" {
+            kinds.push(NoticeKind::Page);
+        }
+        if i.notice_state == "pending" {
+            kinds.push(NoticeKind::Resolved);
+        }
+        for k in kinds {
+            match hand_over(state, i, route, k).await {
+                Ok(ids) => {
+                    if k == NoticeKind::Page {
+                        let waited = (now_millis() - i.opened_at).max(0) as f64 / 1000.0;
+                        state.metrics.alert_to_page.observe(waited);
+                    }
+                    if let Err(e) = state
+                        .store
+                        .incidents
+                        .notices_sent(&i.id, k, ids, now_millis())
+                        .await
+                    {
+                        tracing::warn!(incident = i.id, error = %e, "pages handed over but not marked; they will be recognised next time");
+                    }
+                    served += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(incident = i.id, error = %e, "pages not handed over yet; retrying")
+                }
+            }
+        }
+    }
+    served
+}
+
+/// Runs until shutdown: a sweep when woken, and every 2 s.
+pub async fn run(state: AppState) {
+    loop {
+        sweep(&state).await;
+        tokio::select! {
+            _ = state.pager_wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = state.shutdown.cancelled() => return,
+        }
+    }
+}
