@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every Herald test on a fresh Debian machine: installs what the tests need (a C
-# compiler for the bundled SQLite, PostgreSQL, an SMTP server, promtool, Firefox ESR), then runs unit,
+# compiler for the bundled SQLite, PostgreSQL, an SMTP server, Prometheus and Alertmanager, Firefox ESR), then runs unit,
 # property and integration tests (real SQLite files, real HTTP on loopback, the real binary
 # killed with -9), then Schemathesis against the API's OpenAPI document.
 set -euo pipefail
@@ -11,7 +11,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/herald-target}"
 
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
-command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)   # promtool checks the alert rules and /metrics
+command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)   # promtool checks the rules and /metrics; Prometheus fires real alerts
+command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)   # real Alertmanagers (one, and an HA pair) send to Herald
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 # unshare/mount (a private hosts file for the SSRF test) and prlimit (a 1,024-file limit for
 # the slow-client test) come with util-linux and mount.

@@ -126,8 +126,16 @@ impl Rig {
 
     /// [`Rig::start`], the tweak also told the APNs simulator's URL and certificate (PEM).
     pub async fn start_with_apns(tweak: impl FnOnce(&mut Config, &str, &ApnsState)) -> Rig {
-        let sim_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let herald_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_at(herald_l, tweak).await
+    }
+
+    /// [`Rig::start_with_apns`] with Herald on a listener of the caller's.
+    pub async fn start_at(
+        herald_l: tokio::net::TcpListener,
+        tweak: impl FnOnce(&mut Config, &str, &ApnsState),
+    ) -> Rig {
+        let sim_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let sim = format!("http://{}", sim_l.local_addr().unwrap());
         let herald_base = format!("http://{}", herald_l.local_addr().unwrap());
         let (_, state) = spawn_shared(sim_args(&sim, &herald_base), sim_l);
