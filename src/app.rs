@@ -141,6 +141,7 @@ pub async fn start(
         inbox_events,
         keypresses: broadcast::channel(1024).0,
         routes: Arc::new(cfg.compiled_routes()?),
+        heartbeats: Arc::new(cfg.compiled_heartbeats()?),
         pager_wake: Arc::new(Notify::new()),
         workers_beat: workers_beat.clone(),
         shutdown: CancellationToken::new(),
@@ -169,6 +170,7 @@ pub async fn start(
     });
     // A node that does not dispatch does not page either (pages wait for one that does).
     let pager = cfg.dispatch.enabled.then(|| state.clone());
+    let heartbeat_checker = state.clone();
     // Spans name the path only: query strings may carry receipt tokens.
     let app = router(state).layer(
         tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
@@ -196,6 +198,7 @@ pub async fn start(
         let worker = dispatcher.map(|d| tokio::spawn(d.run(stop2.clone())));
         let maintenance = tokio::spawn(maintenance(store2.clone(), stop2.clone()));
         let pager = pager.map(|p| tokio::spawn(crate::worker::pager::run(p)));
+        let heartbeats = tokio::spawn(crate::worker::heartbeats::run(heartbeat_checker));
         let refresher = tokio::spawn(refresh(
             store2.clone(),
             providers.clone(),
@@ -263,6 +266,7 @@ pub async fn start(
         if let Some(p) = pager {
             p.abort();
         }
+        heartbeats.abort();
         refresher.abort();
         pollers.abort();
         replayer.abort();

@@ -126,6 +126,30 @@ pub async fn alertmanager(
     })?;
     let (payload, alerts) =
         am::check(payload).map_err(|e| refused(&state, SRC, ApiError::validation(e)))?;
+    // Alerts a heartbeat takes as its ping (Alertmanager's always-firing Watchdog) ping it
+    // and page no one.
+    let mut alerts = alerts;
+    let now = now_millis();
+    let mut pinged = Vec::new();
+    alerts.retain(|a| {
+        let hb = state.heartbeats.iter().find(|h| {
+            !h.watchdog.is_empty()
+                && crate::core::alerts::matchers::all_match(&h.watchdog, &a.alert.labels)
+        });
+        match hb {
+            Some(h) => {
+                if a.alert.status == "firing" {
+                    pinged.push(h.cfg.id.clone());
+                }
+                false
+            }
+            None => true,
+        }
+    });
+    pinged.dedup();
+    for id in &pinged {
+        state.store.incidents.ping_heartbeat(id, now).await?;
+    }
     let may_use = |r: &Route| only.as_ref().is_none_or(|id| *id == r.cfg.id);
     let batches = batches::from_alertmanager(
         &state.routes,

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod body;
 mod contacts;
 mod dead_letters;
+mod heartbeats;
 mod inbox;
 mod incidents;
 mod keys;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub inbox_events: broadcast::Sender<InboxItem>,
     /// `[[alert_routes]]`, compiled.
     pub routes: Arc<Vec<crate::core::alerts::routes::Route>>,
+    /// `[[heartbeats]]`, compiled.
+    pub heartbeats: Arc<Vec<crate::core::alerts::heartbeats::Heartbeat>>,
     /// Wakes the pager (an incident owes pages).
     pub pager_wake: Arc<Notify>,
     /// Keys pressed during calls (acknowledging a page by phone).
@@ -145,6 +148,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/nodes", get(operators::nodes))
         .route("/v1/alerts/alertmanager", post(alerts::alertmanager))
         .route("/v1/alerts/events", post(alerts::events))
+        .route("/v1/heartbeats", get(heartbeats::list))
+        .route("/v1/heartbeats/{id}/ping", post(heartbeats::ping))
         .route("/v1/incidents", get(incidents::list))
         .route("/v1/incidents/{id}", get(incidents::get_one))
         .route(

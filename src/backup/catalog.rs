@@ -252,6 +252,11 @@ pub const TABLES: &[Table] = &[
         key: &["incident_id", "n"],
     },
     Table {
+        name: "heartbeats",
+        columns: &[("id", T), ("last_ping", I), ("pings", I)],
+        key: &["id"],
+    },
+    Table {
         name: "incident_messages",
         columns: &[("incident_id", T), ("message_id", T), ("kind", T)],
         key: &["incident_id", "message_id"],

@@ -108,7 +108,33 @@ impl Config {
             }
         }
         self.compiled_routes()?;
+        self.compiled_heartbeats()?;
         Ok(())
+    }
+
+    /// `[[heartbeats]]` compiled; errors name the field; ids unique.
+    pub fn compiled_heartbeats(
+        &self,
+    ) -> Result<Vec<crate::core::alerts::heartbeats::Heartbeat>, ConfigError> {
+        let routes: Vec<&str> = self.alert_routes.iter().map(|r| r.id.as_str()).collect();
+        let mut out: Vec<crate::core::alerts::heartbeats::Heartbeat> = Vec::new();
+        for (i, h) in self.heartbeats.iter().enumerate() {
+            let at = format!("heartbeats[{i}]");
+            let hb = crate::core::alerts::heartbeats::Heartbeat::compile(h, &at, &routes).map_err(
+                |message| ConfigError::Invalid {
+                    key: at.clone(),
+                    message,
+                },
+            )?;
+            if out.iter().any(|o| o.cfg.id == h.id) {
+                return Err(ConfigError::Invalid {
+                    key: at,
+                    message: format!("duplicate heartbeat id `{}`", h.id),
+                });
+            }
+            out.push(hb);
+        }
+        Ok(out)
     }
 
     /// `[[alert_routes]]` compiled; errors name the route's field. Chat groups must be chat

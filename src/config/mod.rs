@@ -34,6 +34,8 @@ pub struct Config {
     pub templates: Vec<crate::templates::TemplateConfig>,
     /// Where alerts go: `[[alert_routes]]` (see docs/alerts.md).
     pub alert_routes: Vec<crate::core::alerts::routes::RouteConfig>,
+    /// Dead man's switches: `[[heartbeats]]`.
+    pub heartbeats: Vec<crate::core::alerts::heartbeats::HeartbeatConfig>,
     pub backup: BackupConfig,
     pub drill: DrillConfig,
     pub retention: RetentionConfig,

@@ -223,6 +223,18 @@ pub trait Incidents: Send + Sync + 'static {
     ) -> Result<Acted, StoreError>;
     /// Incidents whose pages or resolved notice are owed, oldest first.
     async fn owed_notices(&self, limit: usize) -> Result<Vec<IncidentRecord>, StoreError>;
+    /// The last ping of each heartbeat in `ids`; one never seen starts its clock at `now`.
+    async fn heartbeat_pings(
+        &self,
+        ids: Vec<String>,
+        now: crate::core::types::Millis,
+    ) -> Result<Vec<(String, crate::core::types::Millis)>, StoreError>;
+    /// Records a ping (never moving the last ping back).
+    async fn ping_heartbeat(
+        &self,
+        id: &str,
+        now: crate::core::types::Millis,
+    ) -> Result<(), StoreError>;
     /// The owed notice was handed to the queue as these messages.
     async fn notices_sent(
         &self,

@@ -3,6 +3,7 @@
 
 pub mod completer;
 mod fairness;
+pub mod heartbeats;
 pub mod lanes;
 pub mod nodes;
 pub mod pager;

@@ -64,7 +64,7 @@ async fn sms_texts(rig: &Rig) -> Vec<String> {
 }
 
 async fn wait_texts(rig: &Rig, n: usize) -> Vec<String> {
-    for _ in 0..200 {
+    for _ in 0..600 {
         let t = sms_texts(rig).await;
         if t.len() >= n {
             return t;
@@ -345,4 +345,75 @@ async fn operators_acknowledge_and_resolve_incidents_with_a_reason() {
     // The P2 page went by email, which no provider here sends: the contact's inbox took it.
     let (_, inbox) = h.get("/v1/inbox/oncall-1").await;
     assert!(!inbox["data"].as_array().unwrap().is_empty(), "{inbox}");
+}
+
+#[tokio::test]
+async fn a_silent_heartbeat_opens_an_incident_and_a_ping_resolves_it() {
+    use herald::core::alerts::heartbeats::HeartbeatConfig;
+    let rig = Rig::start(|c, sim| {
+        c.providers = sms_providers(sim);
+        c.alert_routes = vec![route("db", &["team=\"db\""])];
+        c.heartbeats = vec![HeartbeatConfig {
+            id: "nightly-backup".into(),
+            interval: herald::config::Dur::secs(1),
+            grace: herald::config::Dur::secs(1),
+            severity: "P0".into(),
+            route: "db".into(),
+            watchdog: vec!["alertname=\"Watchdog\"".into()],
+        }];
+    })
+    .await;
+    let h = &rig.herald;
+    h.call(
+        Method::PUT,
+        "/v1/contacts/oncall-1",
+        Some(json!({"phones": ["+15005550123"]})),
+    )
+    .await;
+    let (code, r) = h
+        .call(Method::POST, "/v1/heartbeats/nightly-backup/ping", None)
+        .await;
+    assert_eq!(code, 200, "{r}");
+    let (code, _) = h
+        .call(Method::POST, "/v1/heartbeats/unknown/ping", None)
+        .await;
+    assert_eq!(code, 404);
+    // Alertmanager's Watchdog counts as a ping and pages no one.
+    for _ in 0..3 {
+        let wd = json!({"status": "firing", "labels": {"alertname": "Watchdog", "team": "db"}, "annotations": {},
+            "startsAt": "2026-12-01T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": "wd"});
+        let (code, r) = post_am(&rig, am_payload(vec![wd])).await;
+        assert_eq!(code, 200, "{r}");
+        assert_eq!(r["incidents"], json!([]), "{r}");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let (_, hb) = h.get("/v1/heartbeats").await;
+    assert_eq!(hb["data"][0]["status"], "ok", "{hb}");
+    // Silent past interval + grace: an incident, and the page.
+    let texts = wait_texts(&rig, 1).await;
+    assert!(
+        texts[0].starts_with("[P0] #1 Heartbeat nightly-backup is silent"),
+        "{texts:?}"
+    );
+    let (_, list) = h.get("/v1/incidents").await;
+    assert_eq!(
+        (
+            list["data"][0]["source"].as_str(),
+            list["data"][0]["status"].as_str()
+        ),
+        (Some("heartbeat"), Some("triggered"))
+    );
+    let (_, hb) = h.get("/v1/heartbeats").await;
+    assert_eq!(hb["data"][0]["status"], "silent", "{hb}");
+    // A ping resolves it.
+    h.call(Method::POST, "/v1/heartbeats/nightly-backup/ping", None)
+        .await;
+    let texts = wait_texts(&rig, 2).await;
+    assert!(
+        texts[1].starts_with("Resolved: #1 Heartbeat nightly-backup"),
+        "{texts:?}"
+    );
+    let (_, list) = h.get("/v1/incidents").await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    assert_eq!(list["data"][0]["status"], "resolved");
 }

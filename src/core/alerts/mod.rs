@@ -4,5 +4,6 @@
 pub mod am;
 pub mod batches;
 pub mod events;
+pub mod heartbeats;
 pub mod matchers;
 pub mod routes;

@@ -252,6 +252,41 @@ async fn ingest_one(c: &mut PgConnection, b: &AlertBatch) -> Result<Ingested, St
 
 #[async_trait]
 impl Incidents for PgStore {
+    async fn heartbeat_pings(
+        &self,
+        ids: Vec<String>,
+        now: Millis,
+    ) -> Result<Vec<(String, Millis)>, StoreError> {
+        sqlx::query(
+            "INSERT INTO heartbeats (id, last_ping, pings) SELECT id, $2, 0 FROM UNNEST($1::TEXT[]) AS t(id)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&ids)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        let rows = sqlx::query("SELECT id, last_ping FROM heartbeats WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    async fn ping_heartbeat(&self, id: &str, now: Millis) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO heartbeats (id, last_ping, pings) VALUES ($1, $2, 1)
+             ON CONFLICT (id) DO UPDATE SET last_ping = GREATEST(heartbeats.last_ping, EXCLUDED.last_ping),
+                                            pings = heartbeats.pings + 1",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn ingest(&self, batches: Vec<AlertBatch>) -> Result<Vec<Ingested>, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Every key's lock first, in one order, then the numbering lock when opening: no two

@@ -64,6 +64,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "incidents",
         include_str!("../../../migrations/postgres/0007_incidents.sql"),
     ),
+    (
+        8,
+        "heartbeats",
+        include_str!("../../../migrations/postgres/0008_heartbeats.sql"),
+    ),
 ];
 
 /// Accept requests gathered into one transaction at most.

@@ -390,8 +390,42 @@ fn sent(
     Ok(())
 }
 
+fn pings(c: &Connection, ids: &[String], now: Millis) -> Result<Vec<(String, Millis)>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        c.prepare_cached(
+            "INSERT OR IGNORE INTO heartbeats (id, last_ping, pings) VALUES (?1, ?2, 0)",
+        )?
+        .execute(params![id, now])?;
+        let last: i64 = c
+            .prepare_cached("SELECT last_ping FROM heartbeats WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))?;
+        out.push((id.clone(), last));
+    }
+    Ok(out)
+}
+
 #[async_trait]
 impl Incidents for SqliteStore {
+    async fn heartbeat_pings(
+        &self,
+        ids: Vec<String>,
+        now: Millis,
+    ) -> Result<Vec<(String, Millis)>, StoreError> {
+        self.write(move |c| pings(c, &ids, now)).await
+    }
+    async fn ping_heartbeat(&self, id: &str, now: Millis) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO heartbeats (id, last_ping, pings) VALUES (?1, ?2, 1)
+                 ON CONFLICT (id) DO UPDATE SET last_ping = MAX(last_ping, excluded.last_ping), pings = pings + 1",
+            )?
+            .execute(params![id, now])?;
+            Ok(())
+        })
+        .await
+    }
     async fn ingest(&self, batches: Vec<AlertBatch>) -> Result<Vec<Ingested>, StoreError> {
         self.write(move |c| batches.iter().map(|b| ingest_one(c, b)).collect())
             .await

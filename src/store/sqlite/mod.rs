@@ -68,6 +68,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "incidents",
         include_str!("../../../migrations/sqlite/0008_incidents.sql"),
     ),
+    (
+        9,
+        "heartbeats",
+        include_str!("../../../migrations/sqlite/0009_heartbeats.sql"),
+    ),
 ];
 
 pub struct SqliteStore {

@@ -241,7 +241,21 @@ pub async fn concurrent_batches_for_one_key_open_one_incident(s: Arc<dyn Store>)
     assert_eq!(all.len(), 1);
 }
 
+/// Heartbeats: a clock starts when first seen; pings move it forward, never back.
+pub async fn heartbeat_pings_start_and_move_forward(s: Arc<dyn Store>) {
+    let ids = vec!["a".to_string(), "b".to_string()];
+    let first = s.heartbeat_pings(ids.clone(), 1_000).await.unwrap();
+    assert_eq!(first.len(), 2);
+    assert!(first.iter().all(|(_, t)| *t == 1_000));
+    s.ping_heartbeat("a", 5_000).await.unwrap();
+    s.ping_heartbeat("a", 4_000).await.unwrap();
+    let later = s.heartbeat_pings(ids, 9_000).await.unwrap();
+    let get = |id: &str| later.iter().find(|(i, _)| i == id).unwrap().1;
+    assert_eq!((get("a"), get("b")), (5_000, 1_000));
+}
+
 conformance!(
+    heartbeat_pings_start_and_move_forward,
     alert_batches_make_incidents_once,
     concurrent_batches_for_one_key_open_one_incident
 );
