@@ -18,7 +18,7 @@ pub struct Payload {
     pub receiver: String,
     #[serde(default)]
     pub group_labels: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, rename = "externalURL")]
     pub external_url: String,
     pub alerts: Vec<Alert>,
 }
@@ -60,8 +60,8 @@ pub fn check(p: Payload) -> Result<(Payload, Vec<Checked>), Vec<FieldError>> {
             "must be \"4\" (Alertmanager's webhook payload version)",
         ));
     }
-    if p.group_key.is_empty() || p.group_key.len() > 4096 {
-        errs.push(FieldError::new("groupKey", "must be 1 to 4096 characters"));
+    if p.group_key.is_empty() || p.group_key.chars().count() > 1024 {
+        errs.push(FieldError::new("groupKey", "must be 1 to 1024 characters"));
     }
     if !matches!(p.status.as_str(), "firing" | "resolved") {
         errs.push(FieldError::new("status", "must be firing or resolved"));

@@ -249,6 +249,10 @@ mod tests {
         assert_eq!(b[1].open.route, "rest");
         assert_eq!(b[1].open.severity, Severity::P3);
         assert_ne!(b[0].dedup_key, b[1].dedup_key);
+        assert_eq!(
+            b[0].open.details["external_url"], "http://am",
+            "Alertmanager spells it externalURL"
+        );
         assert_eq!(b[0].dedup_key, am_key("db", "{}:{alertname=\"x\"}"));
         let (p, a) = payload(json!([alert("a1", "db", "warning", "firing")]), 3);
         let b = from_alertmanager(
