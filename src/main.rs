@@ -75,6 +75,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Providers { cmd } => herald::cli::client::providers(cmd).await,
         Command::Mode { cmd } => herald::cli::client::mode(cmd).await,
         Command::Contacts { cmd } => herald::cli::contacts::run(cmd).await,
+        Command::Incidents { cmd } => herald::cli::incidents::run(cmd).await,
         Command::Backup { cmd } => herald::cli::backup::run(cmd).await,
         Command::Drill { cmd } => herald::drill::run(cmd).await,
         Command::Bench(a) => herald::cli::bench::run(a).await,

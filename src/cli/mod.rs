@@ -8,6 +8,7 @@ pub mod bench_failover;
 pub mod bench_push;
 pub mod client;
 pub mod contacts;
+pub mod incidents;
 pub mod sink;
 
 use clap::{Args, Parser, Subcommand};
@@ -95,6 +96,11 @@ pub enum Command {
     Contacts {
         #[command(subcommand)]
         cmd: contacts::ContactsCmd,
+    },
+    /// Incidents: list, get, ack, resolve.
+    Incidents {
+        #[command(subcommand)]
+        cmd: incidents::IncidentsCmd,
     },
     /// Backups: create, list, verify, restore (work on storage directly, like `serve`).
     Backup {

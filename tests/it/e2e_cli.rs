@@ -327,3 +327,41 @@ fn output_into_a_closed_pipe_ends_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incidents_are_read_and_handled_from_the_command_line() {
+    let h = TestHerald::start_with(|c| {
+        c.alert_routes = vec![herald::core::alerts::routes::RouteConfig {
+            id: "ops".into(),
+            users: vec!["u-1".into()],
+            routing_key: Some(herald::config::Secret::new("cli-routing-key-0123456789")),
+            ..Default::default()
+        }];
+    })
+    .await;
+    let r = h
+        .http
+        .post(h.url("/v1/alerts/events"))
+        .json(&serde_json::json!({"routing_key": "cli-routing-key-0123456789", "event_action": "trigger",
+            "payload": {"summary": "cron failed", "source": "cron01", "severity": "warning"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let env = [("HERALD_URL", h.base.as_str()), ("HERALD_API_KEY", ADMIN)];
+    let out = herald(&["incidents", "list", "--status", "triggered"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let list: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    let id = list["data"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(list["data"][0]["title"], "cron failed");
+    let out = herald(&["incidents", "ack", &id, "--reason", "mine"], &env);
+    assert!(text(&out.stdout).contains("\"acknowledged\""), "{}", text(&out.stdout));
+    let out = herald(&["incidents", "resolve", &id], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = herald(&["incidents", "get", &id], &env);
+    assert!(text(&out.stdout).contains("\"resolved\""), "{}", text(&out.stdout));
+    let out = herald(&["incidents", "list", "--severity", "P9"], &env);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("severity"), "{}", text(&out.stderr));
+    h.stop().await;
+}
