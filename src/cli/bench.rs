@@ -66,6 +66,10 @@ pub struct BenchArgs {
     /// contact's browser subscription (pushes/s, CPU per push)
     #[arg(long)]
     pub push: bool,
+    /// Instead: Alertmanager payloads of 1 (--requests of them, over --concurrency
+    /// connections), 100 and 1,000 alerts, each a new group (an incident opened): alerts/s.
+    #[arg(long)]
+    pub alerts: bool,
 }
 
 pub(crate) const KEY: &str = "bench-admin-key-0123456789abcdef";
@@ -207,6 +211,9 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     }
     if a.push {
         return super::bench_push::run(&a).await;
+    }
+    if a.alerts {
+        return super::bench_alerts::run(&a).await;
     }
     if a.nodes > 1 && a.database_url.is_none() {
         bail!("--nodes above 1 needs --database-url: SQLite serves one node");

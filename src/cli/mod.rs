@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod bench;
+pub mod bench_alerts;
 pub mod bench_e2e;
 pub mod bench_failover;
 pub mod bench_push;

@@ -127,29 +127,42 @@ pub struct Merge {
 /// `truncatedAlerts` is 0), a firing occurrence absent from it has left the group and is
 /// resolved at `now`. Repeats change nothing.
 pub fn merge(known: &[Occurrence], seen: &[Occurrence], complete: bool, now: Millis) -> Merge {
+    use std::collections::HashMap;
     let mut out = Merge::default();
-    let key = |o: &Occurrence| (o.fingerprint.clone(), o.starts_at);
     let mut state: Vec<Occurrence> = known.to_vec();
+    // Occurrences by (fingerprint, startsAt): a payload of a thousand alerts is merged in
+    // linear time.
+    let mut at: HashMap<(&str, Millis), usize> = HashMap::with_capacity(known.len() + seen.len());
+    for (i, k) in known.iter().enumerate() {
+        at.insert((k.fingerprint.as_str(), k.starts_at), i);
+    }
+    let mut present = vec![false; known.len()];
     for s in seen {
-        match state.iter_mut().find(|k| key(k) == key(s)) {
-            Some(k) if k.firing() && !s.firing() => {
-                k.status = "resolved".into();
-                k.ends_at = s.ends_at.or(Some(now));
-                out.upserts.push(k.clone());
+        match at.get(&(s.fingerprint.as_str(), s.starts_at)).copied() {
+            Some(i) => {
+                if let Some(p) = present.get_mut(i) {
+                    *p = true;
+                }
+                let k = &mut state[i];
+                if k.firing() && !s.firing() {
+                    k.status = "resolved".into();
+                    k.ends_at = s.ends_at.or(Some(now));
+                    out.upserts.push(k.clone());
+                }
             }
-            Some(_) => {}
             None => {
                 if s.firing() {
                     out.new_firing = true;
                 }
+                at.insert((s.fingerprint.as_str(), s.starts_at), state.len());
                 state.push(s.clone());
                 out.upserts.push(s.clone());
             }
         }
     }
     if complete {
-        for k in state.iter_mut() {
-            if k.firing() && !seen.iter().any(|s| key(s) == key(k)) {
+        for (i, k) in state.iter_mut().enumerate().take(known.len()) {
+            if k.firing() && !present[i] {
                 k.status = "resolved".into();
                 k.ends_at = Some(now);
                 out.upserts.push(k.clone());

@@ -163,6 +163,29 @@ pub fn recipient_refusal(
 
 /// Checks that every migration file of a backend is registered, in order (for each
 /// backend's tests).
+/// The timeline entries of occurrences written by one batch: one for those that fire and
+/// one for those that resolve (counts and the first fingerprints), not one per alert.
+pub fn occurrence_events(
+    upserts: &[crate::core::incident::Occurrence],
+) -> Vec<(&'static str, serde_json::Value)> {
+    let mut out = Vec::new();
+    for (kind, firing) in [("alerts_firing", true), ("alerts_resolved", false)] {
+        let these: Vec<&str> = upserts
+            .iter()
+            .filter(|o| o.firing() == firing)
+            .map(|o| o.fingerprint.as_str())
+            .collect();
+        if !these.is_empty() {
+            let first: Vec<&str> = these.iter().take(20).copied().collect();
+            out.push((
+                kind,
+                serde_json::json!({"count": these.len(), "fingerprints": first}),
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 pub fn assert_migrations_registered(dir: &str, registered: &[(i64, &str, &str)]) {
     let files = std::fs::read_dir(dir)

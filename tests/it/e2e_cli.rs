@@ -355,13 +355,25 @@ async fn incidents_are_read_and_handled_from_the_command_line() {
     let id = list["data"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(list["data"][0]["title"], "cron failed");
     let out = herald(&["incidents", "ack", &id, "--reason", "mine"], &env);
-    assert!(text(&out.stdout).contains("\"acknowledged\""), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("\"acknowledged\""),
+        "{}",
+        text(&out.stdout)
+    );
     let out = herald(&["incidents", "resolve", &id], &env);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = herald(&["incidents", "get", &id], &env);
-    assert!(text(&out.stdout).contains("\"resolved\""), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("\"resolved\""),
+        "{}",
+        text(&out.stdout)
+    );
     let out = herald(&["incidents", "list", "--severity", "P9"], &env);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("severity"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("severity"),
+        "{}",
+        text(&out.stderr)
+    );
     h.stop().await;
 }

@@ -199,20 +199,9 @@ async fn ingest_one(c: &mut PgConnection, b: &AlertBatch) -> Result<Ingested, St
         .bind(b.at)
         .execute(&mut *c)
         .await?;
-        let kind = if o.firing() {
-            "alert_firing"
-        } else {
-            "alert_resolved"
-        };
-        event(
-            c,
-            &id,
-            b.at,
-            kind,
-            &b.open.source,
-            json!({"fingerprint": o.fingerprint, "labels": o.labels}),
-        )
-        .await?;
+    }
+    for (kind, detail) in crate::store::rules::occurrence_events(&m.upserts) {
+        event(c, &id, b.at, kind, &b.open.source, detail).await?;
     }
     if let Some(i) = &open
         && b.open.severity < i.severity
@@ -238,11 +227,13 @@ async fn ingest_one(c: &mut PgConnection, b: &AlertBatch) -> Result<Ingested, St
         resolve(c, &id, &b.open.source, "every alert resolved", b.at).await?;
         return Ok(Ingested::Resolved(id));
     }
-    sqlx::query("UPDATE incidents SET updated_at = $2 WHERE id = $1")
-        .bind(&id)
-        .bind(b.at)
-        .execute(&mut *c)
-        .await?;
+    if open.is_some() {
+        sqlx::query("UPDATE incidents SET updated_at = $2 WHERE id = $1")
+            .bind(&id)
+            .bind(b.at)
+            .execute(&mut *c)
+            .await?;
+    }
     Ok(if open.is_none() {
         Ingested::Opened(id)
     } else {

@@ -202,19 +202,9 @@ fn ingest_one(c: &Connection, b: &AlertBatch) -> Result<Ingested, StoreError> {
     }
     for o in &m.upserts {
         upsert(c, &id, o, b.at)?;
-        let kind = if o.firing() {
-            "alert_firing"
-        } else {
-            "alert_resolved"
-        };
-        event(
-            c,
-            &id,
-            b.at,
-            kind,
-            &b.open.source,
-            json!({"fingerprint": o.fingerprint, "labels": o.labels}),
-        )?;
+    }
+    for (kind, detail) in crate::store::rules::occurrence_events(&m.upserts) {
+        event(c, &id, b.at, kind, &b.open.source, detail)?;
     }
     // A more severe alert raises the incident's severity.
     if let Some(i) = &open
@@ -238,10 +228,12 @@ fn ingest_one(c: &Connection, b: &AlertBatch) -> Result<Ingested, StoreError> {
         resolve(c, &id, &b.open.source, "every alert resolved", b.at)?;
         return Ok(Ingested::Resolved(id));
     }
-    c.execute(
-        "UPDATE incidents SET updated_at = ?2 WHERE id = ?1",
-        params![id, b.at],
-    )?;
+    if open.is_some() {
+        c.execute(
+            "UPDATE incidents SET updated_at = ?2 WHERE id = ?1",
+            params![id, b.at],
+        )?;
+    }
     Ok(if open.is_none() {
         Ingested::Opened(id)
     } else {
