@@ -38,6 +38,15 @@ async fn shipped_rules_and_live_metrics_pass_promtool() {
         .await;
     h.wait_status(r["id"].as_str().unwrap(), "sent").await;
     h.send(json!({"to": {}, "content": {"text": "x"}})).await;
+    // An alert payload refused (the rules watch those).
+    let (code, _) = h
+        .call(
+            reqwest::Method::POST,
+            "/v1/alerts/alertmanager",
+            Some(json!({"version": "3"})),
+        )
+        .await;
+    assert_eq!(code, 422);
     let text = h.metrics().await;
     let mut child = Command::new(&tool)
         .args(["check", "metrics"])
