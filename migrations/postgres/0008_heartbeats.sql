@@ -5,3 +5,15 @@ CREATE TABLE heartbeats (
     last_ping BIGINT NOT NULL,
     pings     BIGINT NOT NULL
 );
+
+-- Maintenance windows: alerts matching every matcher between the two times open incidents
+-- marked suppressed (no pages).
+CREATE TABLE maintenance_windows (
+    id         TEXT PRIMARY KEY,
+    matchers   TEXT NOT NULL,
+    starts_at  BIGINT NOT NULL,
+    ends_at    BIGINT NOT NULL,
+    reason     TEXT NOT NULL,
+    actor      TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);

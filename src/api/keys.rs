@@ -31,7 +31,8 @@ pub async fn create(
     who.require(Role::Admin)?;
     let req: CreateKey = read_typed(body, state.cfg.server.max_body.0).await?;
     let name = req.name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+    // Control characters are refused anywhere, also where trimming would hide them.
+    if name.is_empty() || name.chars().count() > 100 || req.name.chars().any(char::is_control) {
         return Err(ApiError::field(
             "name",
             "must be 1 to 100 printable characters",

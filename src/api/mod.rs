@@ -9,6 +9,7 @@ mod heartbeats;
 mod inbox;
 mod incidents;
 mod keys;
+mod maintenance;
 mod messages;
 mod operators;
 mod ops;
@@ -150,6 +151,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/alerts/events", post(alerts::events))
         .route("/v1/heartbeats", get(heartbeats::list))
         .route("/v1/heartbeats/{id}/ping", post(heartbeats::ping))
+        .route(
+            "/v1/maintenance-windows",
+            get(maintenance::list).post(maintenance::create),
+        )
+        .route("/v1/maintenance-windows/{id}", delete(maintenance::delete))
         .route("/v1/incidents", get(incidents::list))
         .route("/v1/incidents/{id}", get(incidents::get_one))
         .route(

@@ -252,6 +252,19 @@ pub const TABLES: &[Table] = &[
         key: &["incident_id", "n"],
     },
     Table {
+        name: "maintenance_windows",
+        columns: &[
+            ("id", T),
+            ("matchers", T),
+            ("starts_at", I),
+            ("ends_at", I),
+            ("reason", T),
+            ("actor", T),
+            ("created_at", I),
+        ],
+        key: &["id"],
+    },
+    Table {
         name: "heartbeats",
         columns: &[("id", T), ("last_ping", I), ("pings", I)],
         key: &["id"],

@@ -235,6 +235,14 @@ pub trait Incidents: Send + Sync + 'static {
         id: &str,
         now: crate::core::types::Millis,
     ) -> Result<(), StoreError>;
+    async fn put_maintenance(&self, w: MaintenanceWindow) -> Result<(), StoreError>;
+    /// Windows that have not ended by `now`, by start.
+    async fn maintenance_windows(
+        &self,
+        now: crate::core::types::Millis,
+    ) -> Result<Vec<MaintenanceWindow>, StoreError>;
+    /// False when there was none.
+    async fn delete_maintenance(&self, id: &str) -> Result<bool, StoreError>;
     /// The owed notice was handed to the queue as these messages.
     async fn notices_sent(
         &self,

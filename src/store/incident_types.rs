@@ -131,3 +131,19 @@ pub enum NoticeKind {
     Page,
     Resolved,
 }
+
+/// A maintenance window: alerts matching all its matchers between its times open incidents
+/// marked suppressed, which page no one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MaintenanceWindow {
+    pub id: String,
+    pub matchers: Vec<String>,
+    #[serde(serialize_with = "super::types::ts")]
+    pub starts_at: Millis,
+    #[serde(serialize_with = "super::types::ts")]
+    pub ends_at: Millis,
+    pub reason: String,
+    pub actor: String,
+    #[serde(serialize_with = "super::types::ts")]
+    pub created_at: Millis,
+}

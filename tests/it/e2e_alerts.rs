@@ -417,3 +417,76 @@ async fn a_silent_heartbeat_opens_an_incident_and_a_ping_resolves_it() {
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
     assert_eq!(list["data"][0]["status"], "resolved");
 }
+
+#[tokio::test]
+async fn alerts_during_a_maintenance_window_open_suppressed_incidents_that_page_no_one() {
+    let rig = start().await;
+    let h = &rig.herald;
+    let later = herald::core::types::rfc3339(herald::core::types::now_millis() + 3_600_000);
+    let (code, w) = h
+        .call(Method::POST, "/v1/maintenance-windows",
+              Some(json!({"matchers": ["team=\"db\"", "instance=~\"db0[12]\""], "ends_at": later, "reason": "db upgrade"})))
+        .await;
+    assert_eq!(code, 201, "{w}");
+    let (code, e) = h
+        .call(Method::POST, "/v1/maintenance-windows",
+              Some(json!({"matchers": ["team="], "starts_at": later, "ends_at": "2020-01-01T00:00:00Z", "reason": ""})))
+        .await;
+    assert_eq!(code, 422, "{e}");
+    let fields: Vec<&str> = e["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x["field"].as_str())
+        .collect();
+    assert_eq!(fields, ["ends_at", "reason"], "{e}");
+    let (_, r) = post_am(
+        &rig,
+        am_payload(vec![am_alert("db01", "firing", "critical")]),
+    )
+    .await;
+    let id = r["incidents"][0].as_str().unwrap().to_string();
+    let (_, inc) = h.get(&format!("/v1/incidents/{id}")).await;
+    assert_eq!(
+        (inc["status"].as_str(), inc["page_state"].as_str()),
+        (Some("triggered"), Some("none")),
+        "{inc}"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(sms_texts(&rig).await.is_empty(), "suppressed: nobody paged");
+    // Another instance is outside the window's matchers: paged.
+    let mut other = am_payload(vec![am_alert("db09", "firing", "critical")]);
+    other["groupKey"] = json!("{}:{instance=\"db09\"}");
+    post_am(&rig, other).await;
+    wait_texts(&rig, 1).await;
+    let (_, list) = h.get("/v1/maintenance-windows").await;
+    assert_eq!(list["data"][0]["reason"], "db upgrade");
+    let wid = w["id"].as_str().unwrap();
+    let (code, _) = h
+        .call(
+            Method::DELETE,
+            &format!("/v1/maintenance-windows/{wid}"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 204);
+    let (code, _) = h
+        .call(
+            Method::DELETE,
+            &format!("/v1/maintenance-windows/{wid}"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 404);
+    let (_, audit) = h.get("/v1/audit?limit=5").await;
+    let actions: Vec<&str> = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"maintenance.create") && actions.contains(&"maintenance.delete"),
+        "{actions:?}"
+    );
+}

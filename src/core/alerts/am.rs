@@ -66,6 +66,12 @@ pub fn check(p: Payload) -> Result<(Payload, Vec<Checked>), Vec<FieldError>> {
     if !matches!(p.status.as_str(), "firing" | "resolved") {
         errs.push(FieldError::new("status", "must be firing or resolved"));
     }
+    if p.truncated_alerts > 1_000_000_000 {
+        errs.push(FieldError::new(
+            "truncatedAlerts",
+            "must be at most 1000000000",
+        ));
+    }
     if p.alerts.len() > MAX_ALERTS {
         errs.push(FieldError::new(
             "alerts",

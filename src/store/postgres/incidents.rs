@@ -243,6 +243,55 @@ async fn ingest_one(c: &mut PgConnection, b: &AlertBatch) -> Result<Ingested, St
 
 #[async_trait]
 impl Incidents for PgStore {
+    async fn put_maintenance(&self, w: MaintenanceWindow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO maintenance_windows (id, matchers, starts_at, ends_at, reason, actor, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&w.id)
+        .bind(json!(w.matchers).to_string())
+        .bind(w.starts_at)
+        .bind(w.ends_at)
+        .bind(&w.reason)
+        .bind(&w.actor)
+        .bind(w.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn maintenance_windows(&self, now: Millis) -> Result<Vec<MaintenanceWindow>, StoreError> {
+        sqlx::query(
+            "SELECT id, matchers, starts_at, ends_at, reason, actor, created_at FROM maintenance_windows
+             WHERE ends_at > $1 ORDER BY starts_at, id COLLATE \"C\"",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(MaintenanceWindow {
+                id: r.try_get(0)?,
+                matchers: serde_json::from_str(&r.try_get::<String, _>(1)?).map_err(corrupt)?,
+                starts_at: r.try_get(2)?,
+                ends_at: r.try_get(3)?,
+                reason: r.try_get(4)?,
+                actor: r.try_get(5)?,
+                created_at: r.try_get(6)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn delete_maintenance(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query("DELETE FROM maintenance_windows WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            > 0)
+    }
+
     async fn heartbeat_pings(
         &self,
         ids: Vec<String>,

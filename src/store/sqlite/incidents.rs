@@ -397,8 +397,62 @@ fn pings(c: &Connection, ids: &[String], now: Millis) -> Result<Vec<(String, Mil
     Ok(out)
 }
 
+fn windows(c: &Connection, now: Millis) -> Result<Vec<MaintenanceWindow>, StoreError> {
+    let rows = c
+        .prepare_cached(
+            "SELECT id, matchers, starts_at, ends_at, reason, actor, created_at FROM maintenance_windows
+             WHERE ends_at > ?1 ORDER BY starts_at, id",
+        )?
+        .query_map([now], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, i64>(6)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(|(id, m, starts_at, ends_at, reason, actor, created_at)| {
+            Ok(MaintenanceWindow {
+                id,
+                matchers: serde_json::from_str(&m).map_err(corrupt)?,
+                starts_at,
+                ends_at,
+                reason,
+                actor,
+                created_at,
+            })
+        })
+        .collect()
+}
+
 #[async_trait]
 impl Incidents for SqliteStore {
+    async fn put_maintenance(&self, w: MaintenanceWindow) -> Result<(), StoreError> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO maintenance_windows (id, matchers, starts_at, ends_at, reason, actor, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![w.id, json!(w.matchers).to_string(), w.starts_at, w.ends_at, w.reason, w.actor, w.created_at],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+    async fn maintenance_windows(&self, now: Millis) -> Result<Vec<MaintenanceWindow>, StoreError> {
+        self.read(move |c| windows(c, now)).await
+    }
+    async fn delete_maintenance(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.write(move |c| {
+            Ok(c.execute("DELETE FROM maintenance_windows WHERE id = ?1", [id])? > 0)
+        })
+        .await
+    }
     async fn heartbeat_pings(
         &self,
         ids: Vec<String>,

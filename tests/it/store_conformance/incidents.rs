@@ -254,7 +254,37 @@ pub async fn heartbeat_pings_start_and_move_forward(s: Arc<dyn Store>) {
     assert_eq!((get("a"), get("b")), (5_000, 1_000));
 }
 
+/// Maintenance windows: listed until they end, deleted once.
+pub async fn maintenance_windows_are_kept_until_they_end(s: Arc<dyn Store>) {
+    let w = |id: &str, starts: i64, ends: i64| herald::store::MaintenanceWindow {
+        id: id.into(),
+        matchers: vec!["team=\"db\"".into()],
+        starts_at: starts,
+        ends_at: ends,
+        reason: "upgrade".into(),
+        actor: "ops".into(),
+        created_at: 1,
+    };
+    s.put_maintenance(w("mw_b", 200, 900)).await.unwrap();
+    s.put_maintenance(w("mw_a", 100, 500)).await.unwrap();
+    let on = s.maintenance_windows(400).await.unwrap();
+    assert_eq!(
+        on.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(),
+        ["mw_a", "mw_b"]
+    );
+    assert_eq!(on[0].matchers, ["team=\"db\""]);
+    assert_eq!(
+        s.maintenance_windows(600).await.unwrap().len(),
+        1,
+        "an ended window is gone"
+    );
+    assert!(s.delete_maintenance("mw_b").await.unwrap());
+    assert!(!s.delete_maintenance("mw_b").await.unwrap());
+    assert!(s.maintenance_windows(600).await.unwrap().is_empty());
+}
+
 conformance!(
+    maintenance_windows_are_kept_until_they_end,
     heartbeat_pings_start_and_move_forward,
     alert_batches_make_incidents_once,
     concurrent_batches_for_one_key_open_one_incident
