@@ -330,3 +330,69 @@ async fn a_dispatcher_whose_claims_hang_is_not_ready() {
     ready(200).await;
     node.stop().await;
 }
+
+/// The heartbeat check runs on one node at a time; killed with -9, its lease (5 s) passes to
+/// another node, which still opens the incident of a heartbeat that went silent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_silent_heartbeat_opens_its_incident_after_the_checking_node_is_killed() {
+    let db = fresh_db().await;
+    let extra = format!(
+        "[storage]\nurl = \"{db}\"\n[[alert_routes]]\nid = \"ops\"\nusers = [\"u-1\"]\n\
+         [[heartbeats]]\nid = \"etl\"\ninterval = \"5s\"\ngrace = \"3s\"\nroute = \"ops\"\n"
+    );
+    let (da, db_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = HeraldProcess::start(da.path(), &extra).await;
+    // A takes the checker's lease first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let b = HeraldProcess::start(db_dir.path(), &extra).await;
+    let http = crate::utils::http();
+    let r = http
+        .post(format!("{}/v1/heartbeats/etl/ping", a.base))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let pinged = Instant::now();
+    a.kill9();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let opened = loop {
+        let list = crate::utils::process::get_json(&b.base, "/v1/incidents").await;
+        if let Some(i) = list["data"].as_array().and_then(|d| d.first()).cloned() {
+            break i;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no incident on the surviving node"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let after = pinged.elapsed();
+    assert_eq!(
+        (opened["source"].as_str(), opened["service"].as_str()),
+        (Some("heartbeat"), Some("etl")),
+        "{opened}"
+    );
+    assert!(
+        after >= Duration::from_secs(8),
+        "not before interval + grace: {after:?}"
+    );
+    eprintln!(
+        "heartbeat silent 8 s (interval 5 s + grace 3 s): incident opened on the surviving node {after:?} after the last ping"
+    );
+    // A ping to the surviving node resolves it.
+    http.post(format!("{}/v1/heartbeats/etl/ping", b.base))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let list = crate::utils::process::get_json(&b.base, "/v1/incidents").await;
+        if list["data"][0]["status"] == "resolved" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not resolved: {list}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
