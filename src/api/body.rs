@@ -72,3 +72,39 @@ pub async fn read_json_or_empty(body: Body, limit: u64) -> Result<Value, ApiErro
     }
     Ok(v)
 }
+
+/// White space as JSON Schema's `\s` knows it (ECMAScript's WhiteSpace and LineTerminator):
+/// what the OpenAPI document's patterns mean, so trimming agrees with them (Rust's
+/// `char::is_whitespace` also takes U+0085 and leaves out U+FEFF).
+pub fn schema_space(c: char) -> bool {
+    matches!(
+        c,
+        '\u{9}'..='\u{d}'
+            | ' '
+            | '\u{a0}'
+            | '\u{1680}'
+            | '\u{2000}'..='\u{200a}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{202f}'
+            | '\u{205f}'
+            | '\u{3000}'
+            | '\u{feff}'
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::schema_space;
+
+    #[test]
+    fn trimming_agrees_with_the_documents_patterns() {
+        assert_eq!(" \u{feff}why\u{3000}".trim_matches(schema_space), "why");
+        assert_eq!(
+            "\u{85}".trim_matches(schema_space),
+            "\u{85}",
+            "NEL is not \\s in JSON Schema"
+        );
+        assert!(!schema_space('x') && schema_space('\n') && schema_space('\u{a0}'));
+    }
+}

@@ -30,7 +30,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     who.require(Role::Admin)?;
     let req: CreateKey = read_typed(body, state.cfg.server.max_body.0).await?;
-    let name = req.name.trim();
+    let name = req.name.trim_matches(super::body::schema_space);
     // Control characters are refused anywhere, also where trimming would hide them.
     if name.is_empty() || name.chars().count() > 100 || req.name.chars().any(char::is_control) {
         return Err(ApiError::field(

@@ -132,7 +132,12 @@ pub async fn create(
         }
     };
     let reason = match v.get("reason").and_then(Value::as_str) {
-        Some(r) if !r.trim().is_empty() && r.chars().count() <= 500 => r.to_string(),
+        Some(r)
+            if !r.trim_matches(super::body::schema_space).is_empty()
+                && r.chars().count() <= 500 =>
+        {
+            r.to_string()
+        }
         _ => {
             field("reason", "say why, in 1 to 500 characters".into());
             String::new()

@@ -29,7 +29,7 @@ struct ModeBody {
 }
 
 fn check_reason(r: &str) -> Result<String, ApiError> {
-    let r = r.trim();
+    let r = r.trim_matches(super::body::schema_space);
     if r.is_empty() || r.chars().count() > 500 {
         return Err(ApiError::field("reason", "say why, in 1 to 500 characters"));
     }
