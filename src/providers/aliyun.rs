@@ -212,21 +212,7 @@ pub fn phone_for_aliyun(e164: &str) -> String {
 
 #[async_trait]
 impl Provider for AliyunProvider {
-    fn id(&self) -> &str {
-        &self.rpc.base.id
-    }
-    fn kind(&self) -> &'static str {
-        "aliyun"
-    }
-    fn channel(&self) -> Channel {
-        Channel::Sms
-    }
-    fn priority(&self) -> u32 {
-        self.rpc.base.priority
-    }
-    fn weight(&self) -> u32 {
-        self.rpc.base.weight
-    }
+    crate::provider_basics!("aliyun", Channel::Sms, rpc.base);
 
     fn cannot_carry(&self, m: &Claimed) -> Option<String> {
         m.template
@@ -253,23 +239,37 @@ impl Provider for AliyunProvider {
             ("OutId".into(), m.lease.delivery_id.clone()),
         ];
         let (status, json) = self.call("SendSms", params).await?;
-        let code = json["Code"].as_str().unwrap_or("");
-        if code == "OK" {
-            return Ok(Receipt {
-                provider_message_id: json["BizId"].as_str().map(String::from),
-            });
-        }
-        let detail = format!("{code}: {}", json["Message"].as_str().unwrap_or(""));
-        let code = if code.is_empty() {
-            format!("http_{status}")
-        } else {
-            code.to_string()
-        };
-        let retry_after = code
-            .starts_with("Throttling")
-            .then_some(Duration::from_secs(1));
-        Err(error(classify(&code, status), code, detail, retry_after))
+        outcome(status, &json, "BizId", classify, &[])
     }
+}
+
+/// An RPC answer made a result: `Code` `OK` is sent (the id in `id_field`); anything else
+/// fails, whatever the HTTP status, classed by `classify`, retried no sooner than `waits`
+/// says for its code (throttling: a second).
+pub fn outcome(
+    status: u16,
+    json: &Value,
+    id_field: &str,
+    classify: fn(&str, u16) -> C,
+    waits: &[(&str, Duration)],
+) -> Result<Receipt, SendError> {
+    let code = json["Code"].as_str().unwrap_or("");
+    if code == "OK" {
+        return Ok(Receipt {
+            provider_message_id: json[id_field].as_str().map(String::from),
+        });
+    }
+    let detail = format!("{code}: {}", json["Message"].as_str().unwrap_or(""));
+    let code = if code.is_empty() {
+        format!("http_{status}")
+    } else {
+        code.to_string()
+    };
+    let retry_after = lookup(waits, &code).or_else(|| {
+        code.starts_with("Throttling")
+            .then_some(Duration::from_secs(1))
+    });
+    Err(error(classify(&code, status), code, detail, retry_after))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! (1/min, 5/h, 20/day by default) is kept by Herald so that Aliyun never has to refuse.
 
 use super::aliyun::{Rpc, template_param};
-use super::common::{check_keys, error, lookup, opt_string};
+use super::common::{check_keys, lookup, opt_string};
 use super::{Provider, Receipt, SendError};
 use crate::config::{ProviderConfig, Rate};
 use crate::core::types::{Channel, ErrorClass as C};
@@ -197,21 +197,7 @@ const NO_TTS: &str = "Aliyun calls say approved TTS templates only: the message'
 
 #[async_trait]
 impl Provider for AliyunVmsProvider {
-    fn id(&self) -> &str {
-        &self.rpc.base.id
-    }
-    fn kind(&self) -> &'static str {
-        "aliyun_vms"
-    }
-    fn channel(&self) -> Channel {
-        Channel::Voice
-    }
-    fn priority(&self) -> u32 {
-        self.rpc.base.priority
-    }
-    fn weight(&self) -> u32 {
-        self.rpc.base.weight
-    }
+    crate::provider_basics!("aliyun_vms", Channel::Voice, rpc.base);
     fn recipient_limits(&self) -> &[Rate] {
         &self.callee_limits
     }
@@ -227,25 +213,14 @@ impl Provider for AliyunVmsProvider {
         })?;
         let (action, params) = self.request(m, tts);
         let (status, json) = self.rpc.call(action, params).await?;
-        let code = json["Code"].as_str().unwrap_or("");
-        if code == "OK" {
-            return Ok(Receipt {
-                provider_message_id: json["CallId"].as_str().map(String::from),
-            });
-        }
-        let detail = format!("{code}: {}", json["Message"].as_str().unwrap_or(""));
-        let code = if code.is_empty() {
-            format!("http_{status}")
-        } else {
-            code.to_string()
-        };
         // Flow control: not again within the minute.
-        let retry_after = match code.as_str() {
-            "isv.BUSINESS_LIMIT_CONTROL" => Some(Duration::from_secs(60)),
-            c if c.starts_with("Throttling") => Some(Duration::from_secs(1)),
-            _ => None,
-        };
-        Err(error(classify(&code, status), code, detail, retry_after))
+        super::aliyun::outcome(
+            status,
+            &json,
+            "CallId",
+            classify,
+            &[("isv.BUSINESS_LIMIT_CONTROL", Duration::from_secs(60))],
+        )
     }
 }
 

@@ -230,8 +230,7 @@ impl ApnsProvider {
     }
 
     /// The payload: the notification, cut to fit 4 KiB (body halved until it does).
-    fn payload(m: &Claimed) -> Vec<u8> {
-        let n = Notification::of(m);
+    fn payload(m: &Claimed, n: &Notification) -> Vec<u8> {
         let doc = |body: &str| {
             let mut aps = json!({"alert": {"title": n.title, "body": body}, "sound": "default", "thread-id": n.tag});
             if m.priority == Priority::Critical {
@@ -258,6 +257,7 @@ impl ApnsProvider {
         device: &ApnsToken,
         jwt: &str,
         body: &[u8],
+        collapse: Option<&str>,
     ) -> Result<(Option<String>, u16, String, Option<Duration>), SendError> {
         let base = if device.environment == "sandbox" {
             &self.sandbox
@@ -276,9 +276,7 @@ impl ApnsProvider {
             .header("apns-id", apns_id(&m.lease.delivery_id))
             .header("content-type", "application/json")
             .timeout(self.base.timeout);
-        if let Some(k) = Notification::of(m).collapse_key
-            && k.len() <= 64
-        {
+        if let Some(k) = collapse {
             req = req.header("apns-collapse-id", k);
         }
         let resp = req.body(body.to_vec()).send().await.map_err(|e| {
@@ -311,10 +309,11 @@ impl ApnsProvider {
         m: &Claimed,
         device: &ApnsToken,
         body: &[u8],
+        collapse: Option<&str>,
     ) -> Result<Option<String>, SendError> {
         let mut jwt = self.provider_token(None)?;
         for round in 0..2 {
-            let (id, status, reason, wait) = self.send_one(m, device, &jwt, body).await?;
+            let (id, status, reason, wait) = self.send_one(m, device, &jwt, body, collapse).await?;
             if status == 200 {
                 return Ok(id);
             }
@@ -371,7 +370,9 @@ impl Provider for ApnsProvider {
 
     async fn send(&self, m: &Claimed) -> Result<Receipt, SendError> {
         let target = push::target(m)?;
-        let body = Self::payload(m);
+        let n = Notification::of(m);
+        let body = Self::payload(m, &n);
+        let collapse = n.collapse_key.as_deref().filter(|k| k.len() <= 64);
         if body.len() > MAX_PAYLOAD {
             return Err(SendError::Rejected {
                 code: "apns_payloadtoolarge".into(),
@@ -381,7 +382,7 @@ impl Provider for ApnsProvider {
         let mut outcomes = push::Outcomes::default();
         let mut dropped = Vec::new();
         for device in &target.apns {
-            let r = self.push_device(m, device, &body).await;
+            let r = self.push_device(m, device, &body, collapse).await;
             if r.as_ref().is_err_and(|e| gone(e.code())) {
                 dropped.push(device.token.clone());
             }

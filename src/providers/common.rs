@@ -8,8 +8,12 @@ use std::time::Duration;
 #[macro_export]
 macro_rules! provider_basics {
     ($kind:literal, $channel:expr) => {
+        $crate::provider_basics!($kind, $channel, base);
+    };
+    // The [`Base`] at another place (`rpc.base`).
+    ($kind:literal, $channel:expr, $($base:ident).+) => {
         fn id(&self) -> &str {
-            &self.base.id
+            &self.$($base).+.id
         }
         fn kind(&self) -> &'static str {
             $kind
@@ -18,10 +22,10 @@ macro_rules! provider_basics {
             $channel
         }
         fn priority(&self) -> u32 {
-            self.base.priority
+            self.$($base).+.priority
         }
         fn weight(&self) -> u32 {
-            self.base.weight
+            self.$($base).+.weight
         }
     };
 }

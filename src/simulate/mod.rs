@@ -1,5 +1,6 @@
-//! `herald simulate`: loopback endpoints that behave like Aliyun SMS, Twilio, DingTalk,
-//! Feishu, WeCom and Slack. They check signatures and auth as the real services do, answer
+//! `herald simulate`: loopback endpoints that behave like Aliyun SMS and voice, Twilio (SMS
+//! and calls), DingTalk, Feishu, WeCom, Slack, Teams, a Web Push service, FCM and (on a TLS
+//! listener of its own) APNs. They check signatures and auth as the real services do, answer
 //! with the documented success and error bodies, send receipts the way the real services do,
 //! record every request (readable at `GET /_sim/requests`), and take faults on command
 //! (`PUT /_sim/faults/{provider}`: error rate, fixed error code, latency, outage, 429).

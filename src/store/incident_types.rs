@@ -132,6 +132,27 @@ pub enum NoticeKind {
     Resolved,
 }
 
+impl NoticeKind {
+    /// What both backends write when it is handed over: (the state set, the state it must
+    /// be in, the `incident_messages.kind`, the timeline entry).
+    pub fn columns(self) -> (&'static str, &'static str, &'static str, &'static str) {
+        match self {
+            NoticeKind::Page => (
+                "page_state = 'paged'",
+                "page_state = 'pending'",
+                "page",
+                "paged",
+            ),
+            NoticeKind::Resolved => (
+                "notice_state = 'sent'",
+                "notice_state = 'pending'",
+                "resolved",
+                "resolved_notice",
+            ),
+        }
+    }
+}
+
 /// A maintenance window: alerts matching all its matchers between its times open incidents
 /// marked suppressed, which page no one.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -484,14 +484,7 @@ impl Incidents for PgStore {
         message_ids: Vec<String>,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let (set, was, name) = match kind {
-            NoticeKind::Page => ("page_state = 'paged'", "page_state = 'pending'", "page"),
-            NoticeKind::Resolved => (
-                "notice_state = 'sent'",
-                "notice_state = 'pending'",
-                "resolved",
-            ),
-        };
+        let (set, was, name, entry) = kind.columns();
         let mut tx = self.pool.begin().await?;
         let changed = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE incidents SET {set} WHERE id = $1 AND {was}"
@@ -512,16 +505,11 @@ impl Incidents for PgStore {
             .await?;
         }
         if changed > 0 {
-            let kind = if name == "page" {
-                "paged"
-            } else {
-                "resolved_notice"
-            };
             event(
                 &mut tx,
                 id,
                 now,
-                kind,
+                entry,
                 "system",
                 json!({"messages": message_ids}),
             )

@@ -349,14 +349,7 @@ fn sent(
     ids: &[String],
     now: Millis,
 ) -> Result<(), StoreError> {
-    let (column, name) = match kind {
-        NoticeKind::Page => ("page_state = 'paged'", "page"),
-        NoticeKind::Resolved => ("notice_state = 'sent'", "resolved"),
-    };
-    let was = match kind {
-        NoticeKind::Page => "page_state = 'pending'",
-        NoticeKind::Resolved => "notice_state = 'pending'",
-    };
+    let (column, was, name, entry) = kind.columns();
     let changed = c.execute(
         &format!("UPDATE incidents SET {column} WHERE id = ?1 AND {was}"),
         [id],
@@ -366,18 +359,7 @@ fn sent(
             .execute(params![id, m, name])?;
     }
     if changed > 0 {
-        event(
-            c,
-            id,
-            now,
-            if name == "page" {
-                "paged"
-            } else {
-                "resolved_notice"
-            },
-            "system",
-            json!({"messages": ids}),
-        )?;
+        event(c, id, now, entry, "system", json!({"messages": ids}))?;
     }
     Ok(())
 }
