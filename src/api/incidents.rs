@@ -40,7 +40,7 @@ pub async fn list(
         })?),
     };
     let service = q.get("service").filter(|s| !s.is_empty()).cloned();
-    if service.as_ref().is_some_and(|s| s.len() > 200) {
+    if service.as_ref().is_some_and(|s| s.chars().count() > 200) {
         return Err(ApiError::field("service", "must be at most 200 characters"));
     }
     let limit = page_limit(q.get("limit").map(String::as_str))?;
