@@ -151,7 +151,7 @@ pub async fn alertmanager(
         state.store.incidents.ping_heartbeat(id, now).await?;
     }
     let may_use = |r: &Route| only.as_ref().is_none_or(|id| *id == r.cfg.id);
-    let mut batches = batches::from_alertmanager(
+    let batches = batches::from_alertmanager(
         &state.routes,
         &payload,
         &alerts,
@@ -162,7 +162,6 @@ pub async fn alertmanager(
     let done = if batches.is_empty() {
         Vec::new()
     } else {
-        super::maintenance::suppress(&state, &mut batches).await?;
         commit(&state, SRC, batches).await?
     };
     let incidents: Vec<&str> = done
@@ -223,14 +222,13 @@ pub async fn events(State(state): State<AppState>, body: Body) -> Result<Respons
     let key = batches::events_key(&route.cfg.id, &dedup);
     match ev.action {
         events::Action::Trigger => {
-            let mut b = vec![batches::from_event(
+            let b = vec![batches::from_event(
                 route,
                 &ev,
                 &dedup,
                 new_id("inc"),
                 now_millis(),
             )];
-            super::maintenance::suppress(&state, &mut b).await?;
             commit(&state, "events", b).await?;
         }
         events::Action::Acknowledge | events::Action::Resolve => {

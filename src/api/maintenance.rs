@@ -2,54 +2,16 @@
 //! incidents marked suppressed, which page no one. Created and deleted by operators, audited.
 
 use super::{AppState, Caller};
-use crate::core::alerts::matchers::{Matcher, all_match};
+use crate::core::alerts::matchers::Matcher;
 use crate::core::types::{Role, new_id, now_millis, parse_rfc3339};
 use crate::error::ApiError;
-use crate::store::{AlertBatch, AuditEntry, MaintenanceWindow};
+use crate::store::{AuditEntry, MaintenanceWindow};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
-
-/// Marks the batches that would open an incident during a window as suppressed.
-pub async fn suppress(state: &AppState, batches: &mut [AlertBatch]) -> Result<(), ApiError> {
-    let now = now_millis();
-    let windows: Vec<Vec<Matcher>> = state
-        .store
-        .incidents
-        .maintenance_windows(now)
-        .await?
-        .into_iter()
-        .filter(|w| w.starts_at <= now)
-        .map(|w| {
-            w.matchers
-                .iter()
-                .filter_map(|m| Matcher::parse(m).ok())
-                .collect()
-        })
-        .collect();
-    if windows.is_empty() {
-        return Ok(());
-    }
-    for b in batches.iter_mut() {
-        let labels: BTreeMap<String, String> = b
-            .occurrences
-            .iter()
-            .find(|o| o.firing())
-            .and_then(|o| serde_json::from_value(o.labels.clone()).ok())
-            .unwrap_or_default();
-        if windows
-            .iter()
-            .any(|ms| !ms.is_empty() && all_match(ms, &labels))
-        {
-            b.open.suppressed = true;
-        }
-    }
-    Ok(())
-}
 
 pub async fn list(
     State(state): State<AppState>,

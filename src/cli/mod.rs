@@ -6,6 +6,7 @@ pub mod bench;
 pub mod bench_alerts;
 pub mod bench_e2e;
 pub mod bench_failover;
+pub mod bench_http;
 pub mod bench_push;
 pub mod client;
 pub mod contacts;

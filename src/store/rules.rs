@@ -161,8 +161,6 @@ pub fn recipient_refusal(
     })
 }
 
-/// Checks that every migration file of a backend is registered, in order (for each
-/// backend's tests).
 /// The timeline entries of occurrences written by one batch: one for those that fire and
 /// one for those that resolve (counts and the first fingerprints), not one per alert.
 pub fn occurrence_events(
@@ -186,6 +184,41 @@ pub fn occurrence_events(
     out
 }
 
+/// Marks as suppressed the batches that arrive while a maintenance window is on and whose
+/// first firing alert matches all of the window's matchers (they would open an incident
+/// that pages no one). Applied inside the ingest transaction, so a window created on any
+/// node counts from its commit on.
+pub fn suppress(windows: &[super::MaintenanceWindow], batches: &mut [super::AlertBatch]) {
+    use crate::core::alerts::matchers::{Matcher, all_match};
+    let on: Vec<(Millis, Millis, Vec<Matcher>)> = windows
+        .iter()
+        .map(|w| {
+            let ms = w.matchers.iter().filter_map(|m| Matcher::parse(m).ok());
+            (w.starts_at, w.ends_at, ms.collect::<Vec<_>>())
+        })
+        .filter(|(_, _, ms)| !ms.is_empty())
+        .collect();
+    if on.is_empty() {
+        return;
+    }
+    for b in batches.iter_mut() {
+        let labels: std::collections::BTreeMap<String, String> = b
+            .occurrences
+            .iter()
+            .find(|o| o.firing())
+            .and_then(|o| serde_json::from_value(o.labels.clone()).ok())
+            .unwrap_or_default();
+        if on
+            .iter()
+            .any(|(from, to, ms)| *from <= b.at && b.at < *to && all_match(ms, &labels))
+        {
+            b.open.suppressed = true;
+        }
+    }
+}
+
+/// Checks that every migration file of a backend is registered, in order (for each
+/// backend's tests).
 #[cfg(test)]
 pub fn assert_migrations_registered(dir: &str, registered: &[(i64, &str, &str)]) {
     let files = std::fs::read_dir(dir)
@@ -220,6 +253,77 @@ pub fn contact_write(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn batch(at: Millis, labels: serde_json::Value, status: &str) -> super::super::AlertBatch {
+        use crate::core::incident::{Occurrence, Severity};
+        super::super::AlertBatch {
+            dedup_key: "k".into(),
+            complete: true,
+            occurrences: vec![Occurrence {
+                fingerprint: "f".into(),
+                starts_at: at,
+                status: status.into(),
+                ends_at: None,
+                labels,
+                annotations: serde_json::json!({}),
+                generator_url: String::new(),
+            }],
+            open: super::super::NewIncident {
+                id: "inc_1".into(),
+                source: "alertmanager".into(),
+                route: "r".into(),
+                service: "s".into(),
+                severity: Severity::P1,
+                title: "t".into(),
+                details: serde_json::json!({}),
+                suppressed: false,
+                notify_resolved: true,
+            },
+            at,
+        }
+    }
+
+    fn window(from: Millis, to: Millis, matchers: &[&str]) -> super::super::MaintenanceWindow {
+        super::super::MaintenanceWindow {
+            id: "mw_1".into(),
+            matchers: matchers.iter().map(|m| m.to_string()).collect(),
+            starts_at: from,
+            ends_at: to,
+            reason: "r".into(),
+            actor: "a".into(),
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_window_suppresses_what_it_matches_while_it_is_on() {
+        let db = serde_json::json!({"team": "db", "alertname": "Down"});
+        let web = serde_json::json!({"team": "web"});
+        let ws = [window(100, 200, &["team=\"db\""])];
+        let mut bs = vec![
+            batch(150, db.clone(), "firing"),
+            batch(150, web, "firing"),
+            batch(99, db.clone(), "firing"),
+            batch(200, db.clone(), "firing"),
+            batch(150, db.clone(), "resolved"),
+        ];
+        suppress(&ws, &mut bs);
+        let got: Vec<bool> = bs.iter().map(|b| b.open.suppressed).collect();
+        // on at its start, off at its end; a batch with nothing firing has no labels to match
+        assert_eq!(got, [true, false, false, false, false]);
+    }
+
+    #[test]
+    fn a_window_without_usable_matchers_suppresses_nothing() {
+        let mut bs = vec![batch(150, serde_json::json!({"a": "b"}), "firing")];
+        suppress(
+            &[window(0, 1_000, &[]), window(0, 1_000, &["not a matcher"])],
+            &mut bs,
+        );
+        assert!(!bs[0].open.suppressed);
+        suppress(&[window(0, 1_000, &["a=~\"b|c\""])], &mut bs);
+        assert!(bs[0].open.suppressed);
+    }
 
     #[test]
     fn the_limit_counts_what_is_in_the_window() {

@@ -241,6 +241,30 @@ async fn ingest_one(c: &mut PgConnection, b: &AlertBatch) -> Result<Ingested, St
     })
 }
 
+/// The windows not yet over at `now` (some may not have begun).
+async fn windows(c: &mut PgConnection, now: Millis) -> Result<Vec<MaintenanceWindow>, StoreError> {
+    sqlx::query(
+        "SELECT id, matchers, starts_at, ends_at, reason, actor, created_at FROM maintenance_windows
+         WHERE ends_at > $1 ORDER BY starts_at, id COLLATE \"C\"",
+    )
+    .bind(now)
+    .fetch_all(&mut *c)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(MaintenanceWindow {
+            id: r.try_get(0)?,
+            matchers: serde_json::from_str(&r.try_get::<String, _>(1)?).map_err(corrupt)?,
+            starts_at: r.try_get(2)?,
+            ends_at: r.try_get(3)?,
+            reason: r.try_get(4)?,
+            actor: r.try_get(5)?,
+            created_at: r.try_get(6)?,
+        })
+    })
+    .collect()
+}
+
 #[async_trait]
 impl Incidents for PgStore {
     async fn put_maintenance(&self, w: MaintenanceWindow) -> Result<(), StoreError> {
@@ -261,26 +285,8 @@ impl Incidents for PgStore {
     }
 
     async fn maintenance_windows(&self, now: Millis) -> Result<Vec<MaintenanceWindow>, StoreError> {
-        sqlx::query(
-            "SELECT id, matchers, starts_at, ends_at, reason, actor, created_at FROM maintenance_windows
-             WHERE ends_at > $1 ORDER BY starts_at, id COLLATE \"C\"",
-        )
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(MaintenanceWindow {
-                id: r.try_get(0)?,
-                matchers: serde_json::from_str(&r.try_get::<String, _>(1)?).map_err(corrupt)?,
-                starts_at: r.try_get(2)?,
-                ends_at: r.try_get(3)?,
-                reason: r.try_get(4)?,
-                actor: r.try_get(5)?,
-                created_at: r.try_get(6)?,
-            })
-        })
-        .collect()
+        let mut c = self.pool.acquire().await?;
+        windows(&mut c, now).await
     }
 
     async fn delete_maintenance(&self, id: &str) -> Result<bool, StoreError> {
@@ -340,6 +346,9 @@ impl Incidents for PgStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        let mut batches = batches;
+        let since = batches.iter().map(|b| b.at).min().unwrap_or(0);
+        crate::store::rules::suppress(&windows(&mut tx, since).await?, &mut batches);
         let mut out = Vec::with_capacity(batches.len());
         for b in &batches {
             out.push(ingest_one(&mut tx, b).await?);

@@ -161,11 +161,9 @@ fn ingest_one(c: &Connection, b: &AlertBatch) -> Result<Ingested, StoreError> {
         Some(i) => i.id.clone(),
         None if m.new_firing => {
             let n = &b.open;
-            let number: i64 = c.query_row(
-                "SELECT COALESCE(MAX(number), 0) + 1 FROM incidents",
-                [],
-                |r| r.get(0),
-            )?;
+            let number: i64 = c
+                .prepare_cached("SELECT COALESCE(MAX(number), 0) + 1 FROM incidents")?
+                .query_row([], |r| r.get(0))?;
             c.prepare_cached(
                 "INSERT INTO incidents (id, number, dedup_key, source, route, service, severity, status, title, details,
                      opened_at, page_state, notice_state, notify_resolved, updated_at)
@@ -211,10 +209,8 @@ fn ingest_one(c: &Connection, b: &AlertBatch) -> Result<Ingested, StoreError> {
         && b.open.severity < i.severity
         && m.new_firing
     {
-        c.execute(
-            "UPDATE incidents SET severity = ?2, updated_at = ?3 WHERE id = ?1",
-            params![id, b.open.severity.as_str(), b.at],
-        )?;
+        c.prepare_cached("UPDATE incidents SET severity = ?2, updated_at = ?3 WHERE id = ?1")?
+            .execute(params![id, b.open.severity.as_str(), b.at])?;
         event(
             c,
             &id,
@@ -229,10 +225,8 @@ fn ingest_one(c: &Connection, b: &AlertBatch) -> Result<Ingested, StoreError> {
         return Ok(Ingested::Resolved(id));
     }
     if open.is_some() {
-        c.execute(
-            "UPDATE incidents SET updated_at = ?2 WHERE id = ?1",
-            params![id, b.at],
-        )?;
+        c.prepare_cached("UPDATE incidents SET updated_at = ?2 WHERE id = ?1")?
+            .execute(params![id, b.at])?;
     }
     Ok(if open.is_none() {
         Ingested::Opened(id)
@@ -455,8 +449,13 @@ impl Incidents for SqliteStore {
         .await
     }
     async fn ingest(&self, batches: Vec<AlertBatch>) -> Result<Vec<Ingested>, StoreError> {
-        self.write(move |c| batches.iter().map(|b| ingest_one(c, b)).collect())
-            .await
+        let mut batches = batches;
+        self.write(move |c| {
+            let since = batches.iter().map(|b| b.at).min().unwrap_or(0);
+            crate::store::rules::suppress(&windows(c, since)?, &mut batches);
+            batches.iter().map(|b| ingest_one(c, b)).collect()
+        })
+        .await
     }
     async fn open_incident(&self, dedup_key: &str) -> Result<Option<IncidentRecord>, StoreError> {
         let k = dedup_key.to_string();

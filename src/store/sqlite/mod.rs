@@ -73,6 +73,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "heartbeats",
         include_str!("../../../migrations/sqlite/0009_heartbeats.sql"),
     ),
+    (
+        10,
+        "incident_tables_clustered",
+        include_str!("../../../migrations/sqlite/0010_incident_tables_clustered.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
