@@ -10,6 +10,7 @@ pub mod incident;
 pub mod keypress;
 pub mod message;
 pub mod next_step;
+pub mod oncall;
 pub mod progress;
 pub mod quiet;
 pub mod ratelimit;

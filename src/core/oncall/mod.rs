@@ -1,0 +1,6 @@
+//! On-call: who is on call when (schedules), and whom an incident pages next (escalation).
+//! Pure decisions; storage and timers live elsewhere.
+
+pub mod escalation;
+pub mod schedule;
+pub mod schedule_doc;
