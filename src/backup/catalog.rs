@@ -184,6 +184,18 @@ pub const TABLES: &[Table] = &[
         key: &["provider"],
     },
     Table {
+        name: "oncall_documents",
+        columns: &[
+            ("kind", T),
+            ("id", T),
+            ("body", T),
+            ("version", I),
+            ("created_at", I),
+            ("updated_at", I),
+        ],
+        key: &["kind", "id"],
+    },
+    Table {
         name: "contacts",
         columns: &[
             ("id", T),

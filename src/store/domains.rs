@@ -200,6 +200,38 @@ pub trait Contacts: Send + Sync + 'static {
     async fn delete_contact(&self, id: &str, actor: &str, now: i64) -> Result<bool, StoreError>;
 }
 
+/// On-call documents (schedules, escalation policies): JSON bodies checked by the API,
+/// stored with a version; every change audited as `{kind}.create|update|delete`.
+#[async_trait]
+pub trait OnCall: Send + Sync + 'static {
+    async fn get_doc(&self, kind: DocKind, id: &str) -> Result<Option<DocRecord>, StoreError>;
+    /// By id, after the cursor `after`, at most `limit`.
+    async fn list_docs(
+        &self,
+        kind: DocKind,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<DocRecord>, StoreError>;
+    /// Writes it when what is stored matches `expect`; `None` when it does not.
+    async fn put_doc(
+        &self,
+        kind: DocKind,
+        id: &str,
+        body: serde_json::Value,
+        expect: Expect,
+        actor: &str,
+        now: i64,
+    ) -> Result<Option<DocRecord>, StoreError>;
+    /// Deletes it; false when there was none. Audited.
+    async fn delete_doc(
+        &self,
+        kind: DocKind,
+        id: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+}
+
 /// Incidents: what alerts become, their occurrences, timeline and the pages they owe.
 #[async_trait]
 pub trait Incidents: Send + Sync + 'static {
@@ -255,7 +287,17 @@ pub trait Incidents: Send + Sync + 'static {
 
 /// Every domain: what a backend is. Implemented for whatever implements them all.
 pub trait Store:
-    Queue + Messages + Receipts + Inbox + Keys + Operations + Cluster + Retention + Contacts + Incidents
+    Queue
+    + Messages
+    + Receipts
+    + Inbox
+    + Keys
+    + Operations
+    + Cluster
+    + Retention
+    + Contacts
+    + Incidents
+    + OnCall
 {
 }
 
@@ -270,6 +312,7 @@ impl<T> Store for T where
         + Retention
         + Contacts
         + Incidents
+        + OnCall
 {
 }
 
@@ -286,6 +329,7 @@ pub struct Domains {
     pub cluster: std::sync::Arc<dyn Cluster>,
     pub contacts: std::sync::Arc<dyn Contacts>,
     pub incidents: std::sync::Arc<dyn Incidents>,
+    pub oncall: std::sync::Arc<dyn OnCall>,
 }
 
 impl Domains {
@@ -300,6 +344,7 @@ impl Domains {
             cluster: store.clone(),
             contacts: store.clone(),
             incidents: store.clone(),
+            oncall: store.clone(),
         }
     }
 }

@@ -168,3 +168,32 @@ pub struct MaintenanceWindow {
     #[serde(serialize_with = "super::types::ts")]
     pub created_at: Millis,
 }
+
+/// What an on-call document is: a schedule or an escalation policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocKind {
+    Schedule,
+    Policy,
+}
+
+impl DocKind {
+    /// The stored kind, also the audit action's prefix (`schedule.create` …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocKind::Schedule => "schedule",
+            DocKind::Policy => "escalation_policy",
+        }
+    }
+}
+
+/// A stored on-call document: its JSON as the API took it, with a version for safe edits.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DocRecord {
+    pub id: String,
+    pub body: Value,
+    pub version: i64,
+    #[serde(serialize_with = "super::types::ts")]
+    pub created_at: Millis,
+    #[serde(serialize_with = "super::types::ts")]
+    pub updated_at: Millis,
+}

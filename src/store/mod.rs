@@ -13,6 +13,7 @@
 //! | retention | [`Retention`] | deleting what is past its keep-time |
 //! | contacts | [`Contacts`] | the people `to.user` names: addresses and preferences |
 //! | incidents | [`Incidents`] | what alerts become: occurrences, timeline, owed pages |
+//! | on-call | [`OnCall`] | schedules and escalation policies (versioned JSON documents) |
 //!
 //! [`Store`] is the sum of them all, so a backend is one type implementing every domain:
 //! `sqlite::SqliteStore` (one writer thread with group commit, pooled readers) and
@@ -39,8 +40,8 @@ pub mod sqlite;
 mod types;
 
 pub use domains::{
-    Cluster, Contacts, Domains, Inbox, Incidents, Keys, Messages, Operations, Queue, Receipts,
-    Retention, Store,
+    Cluster, Contacts, Domains, Inbox, Incidents, Keys, Messages, OnCall, Operations, Queue,
+    Receipts, Retention, Store,
 };
 
 pub use incident_types::*;

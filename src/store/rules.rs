@@ -234,20 +234,38 @@ pub fn assert_migrations_registered(dir: &str, registered: &[(i64, &str, &str)])
     }
 }
 
-/// What a contact write stores over `before` when it `expect`s that state: the new version
-/// and creation time, or `None` when what is stored does not match (both backends).
-pub fn contact_write(
+/// What a versioned write (a contact, an on-call document) stores over what it finds —
+/// `before` as (version, created_at) — when it `expect`s that state: the new version and
+/// creation time, or `None` when what is stored does not match (both backends).
+pub fn versioned_write(
     expect: super::Expect,
-    before: Option<&super::ContactRecord>,
+    before: Option<(i64, crate::core::types::Millis)>,
     now: crate::core::types::Millis,
 ) -> Option<(i64, crate::core::types::Millis)> {
     use super::Expect;
     let fits = match (expect, before) {
         (Expect::Absent, None) | (Expect::Any, _) => true,
-        (Expect::Version(v), Some(b)) => b.version == v,
+        (Expect::Version(v), Some((version, _))) => version == v,
         _ => false,
     };
-    fits.then(|| before.map_or((1, now), |b| (b.version + 1, b.created_at)))
+    fits.then(|| before.map_or((1, now), |(v, created)| (v + 1, created)))
+}
+
+/// The top-level fields of a JSON document that a write changes (what the audit log of an
+/// on-call document keeps; the values stay in the document).
+pub fn changed_keys(before: Option<&serde_json::Value>, after: &serde_json::Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let old = before.and_then(|b| b.as_object()).unwrap_or(&empty);
+    let new = after.as_object().unwrap_or(&empty);
+    let mut keys: Vec<String> = old
+        .keys()
+        .chain(new.keys())
+        .filter(|k| old.get(*k) != new.get(*k))
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
 }
 
 #[cfg(test)]
@@ -434,23 +452,27 @@ mod tests {
     }
 
     #[test]
-    fn contact_writes_fit_only_what_they_expect() {
-        use crate::store::{ContactRecord, Expect};
-        let stored = ContactRecord {
-            contact: Default::default(),
-            version: 3,
-            created_at: 10,
-            updated_at: 20,
-        };
-        assert_eq!(contact_write(Expect::Absent, None, 99), Some((1, 99)));
-        assert_eq!(contact_write(Expect::Absent, Some(&stored), 99), None);
-        assert_eq!(contact_write(Expect::Any, Some(&stored), 99), Some((4, 10)));
-        assert_eq!(contact_write(Expect::Any, None, 99), Some((1, 99)));
+    fn versioned_writes_fit_only_what_they_expect() {
+        use crate::store::Expect;
+        let stored = Some((3, 10));
+        assert_eq!(versioned_write(Expect::Absent, None, 99), Some((1, 99)));
+        assert_eq!(versioned_write(Expect::Absent, stored, 99), None);
+        assert_eq!(versioned_write(Expect::Any, stored, 99), Some((4, 10)));
+        assert_eq!(versioned_write(Expect::Any, None, 99), Some((1, 99)));
         assert_eq!(
-            contact_write(Expect::Version(3), Some(&stored), 99),
+            versioned_write(Expect::Version(3), stored, 99),
             Some((4, 10))
         );
-        assert_eq!(contact_write(Expect::Version(2), Some(&stored), 99), None);
-        assert_eq!(contact_write(Expect::Version(1), None, 99), None);
+        assert_eq!(versioned_write(Expect::Version(2), stored, 99), None);
+        assert_eq!(versioned_write(Expect::Version(1), None, 99), None);
+    }
+
+    #[test]
+    fn changed_keys_name_what_differs() {
+        let a = serde_json::json!({"name": "x", "layers": [1], "gone": true});
+        let b = serde_json::json!({"name": "x", "layers": [2], "new": 1});
+        assert_eq!(changed_keys(Some(&a), &b), ["gone", "layers", "new"]);
+        assert_eq!(changed_keys(None, &a), ["gone", "layers", "name"]);
+        assert!(changed_keys(Some(&a), &a).is_empty());
     }
 }

@@ -70,9 +70,11 @@ impl Contacts for PgStore {
         .as_ref()
         .map(to_record)
         .transpose()?;
-        let Some((version, created_at)) =
-            crate::store::rules::contact_write(expect, before.as_ref(), now)
-        else {
+        let Some((version, created_at)) = crate::store::rules::versioned_write(
+            expect,
+            before.as_ref().map(|b| (b.version, b.created_at)),
+            now,
+        ) else {
             return Ok(None);
         };
         let body = serde_json::to_string(&contact).map_err(corrupt)?;

@@ -9,6 +9,7 @@ mod inbox;
 mod incidents;
 mod keys;
 mod messages;
+mod oncall;
 mod operations;
 mod queue;
 mod receipts;
@@ -68,6 +69,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "heartbeats",
         include_str!("../../../migrations/postgres/0008_heartbeats.sql"),
+    ),
+    (
+        9,
+        "oncall_documents",
+        include_str!("../../../migrations/postgres/0009_oncall_documents.sql"),
     ),
 ];
 

@@ -56,9 +56,11 @@ fn put(
     now: Millis,
 ) -> Result<Option<ContactRecord>, StoreError> {
     let before = get(c, &contact.id)?;
-    let Some((version, created_at)) =
-        crate::store::rules::contact_write(expect, before.as_ref(), now)
-    else {
+    let Some((version, created_at)) = crate::store::rules::versioned_write(
+        expect,
+        before.as_ref().map(|b| (b.version, b.created_at)),
+        now,
+    ) else {
         return Ok(None);
     };
     let body = serde_json::to_string(contact).map_err(corrupt)?;

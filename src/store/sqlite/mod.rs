@@ -7,6 +7,7 @@ mod inbox;
 mod incidents;
 mod keys;
 mod messages;
+mod oncall;
 mod operations;
 mod queue;
 mod receipts;
@@ -77,6 +78,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "incident_tables_clustered",
         include_str!("../../../migrations/sqlite/0010_incident_tables_clustered.sql"),
+    ),
+    (
+        11,
+        "oncall_documents",
+        include_str!("../../../migrations/sqlite/0011_oncall_documents.sql"),
     ),
 ];
 

@@ -1,6 +1,7 @@
 //! The behaviour every `Store` must have, written against `dyn Store` so each backend runs
 //! the same suite: one module per storage domain (`queue`, `messages`, `receipts`, `inbox`,
-//! `keys`, `operations`, `cluster`, `retention`, `contacts`), each run on SQLite and PostgreSQL.
+//! `keys`, `operations`, `cluster`, `retention`, `contacts`, `incidents`, `oncall`), each run on
+//! SQLite and PostgreSQL.
 
 use herald::core::message::{Content, Idempotency, NewDelivery, NewMessage};
 use herald::core::next_step::{FailReason, Step};
@@ -113,6 +114,7 @@ mod inbox;
 mod incidents;
 mod keys;
 mod messages;
+mod oncall;
 mod operations;
 mod queue;
 mod receipts;
