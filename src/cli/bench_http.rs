@@ -52,16 +52,25 @@ impl Conn {
             }
             self.fill().await?;
         };
-        while self.buf.len() < head_end + length {
+        let end = head_end
+            .checked_add(length)
+            .context("a Content-Length beyond memory")?;
+        while self.buf.len() < end {
             self.fill().await?;
         }
-        self.buf.drain(..head_end + length);
+        self.buf.drain(..end);
         Ok(status)
     }
 
     async fn fill(&mut self) -> Result<()> {
         let mut chunk = [0u8; 8192];
-        let n = self.stream.read(&mut chunk).await?;
+        // A server that stops answering fails the request instead of hanging the run.
+        let n = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            self.stream.read(&mut chunk),
+        )
+        .await
+        .context("no answer within 60 s")??;
         if n == 0 {
             bail!("the server closed the connection");
         }
@@ -82,6 +91,10 @@ fn parse_head(head: &str) -> Result<(u16, usize)> {
         .and_then(|l| l.split(' ').nth(1))
         .and_then(|s| s.parse().ok())
         .context("no status line")?;
+    // 1xx, 204 and 304 answers carry no body (RFC 9112 §6.3), whatever they say.
+    if (100..200).contains(&status) || status == 204 || status == 304 {
+        return Ok((status, 0));
+    }
     let length = lines
         .filter_map(|l| l.split_once(':'))
         .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
@@ -104,6 +117,11 @@ mod tests {
         );
         assert!(parse_head("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked").is_err());
         assert!(parse_head("garbage").is_err());
+        assert_eq!(parse_head("HTTP/1.1 204 No Content").unwrap(), (204, 0));
+        assert_eq!(
+            parse_head("HTTP/1.1 304 Not Modified\r\ncontent-length: 10").unwrap(),
+            (304, 0)
+        );
     }
 
     #[tokio::test]

@@ -184,10 +184,12 @@ pub fn occurrence_events(
     out
 }
 
-/// Marks as suppressed the batches that arrive while a maintenance window is on and whose
-/// first firing alert matches all of the window's matchers (they would open an incident
-/// that pages no one). Applied inside the ingest transaction, so a window created on any
-/// node counts from its commit on.
+/// Marks as suppressed the batches that arrive (by their time, `at`) while a maintenance
+/// window is on and whose first firing alert matches all of the window's matchers (they
+/// would open an incident that pages no one). Applied inside the ingest transaction, so a
+/// window committed on any node applies to every batch after it. A silent heartbeat (a dead
+/// man's switch) is never suppressed: maintenance of what it watches is not a reason for
+/// the watcher to go unheard.
 pub fn suppress(windows: &[super::MaintenanceWindow], batches: &mut [super::AlertBatch]) {
     use crate::core::alerts::matchers::{Matcher, all_match};
     let on: Vec<(Millis, Millis, Vec<Matcher>)> = windows
@@ -201,7 +203,7 @@ pub fn suppress(windows: &[super::MaintenanceWindow], batches: &mut [super::Aler
     if on.is_empty() {
         return;
     }
-    for b in batches.iter_mut() {
+    for b in batches.iter_mut().filter(|b| b.open.source != "heartbeat") {
         let labels: std::collections::BTreeMap<String, String> = b
             .occurrences
             .iter()
@@ -341,6 +343,11 @@ mod tests {
         assert!(!bs[0].open.suppressed);
         suppress(&[window(0, 1_000, &["a=~\"b|c\""])], &mut bs);
         assert!(bs[0].open.suppressed);
+        // a heartbeat's incident is heard even inside a window that matches it
+        let mut hb = vec![batch(150, serde_json::json!({"a": "b"}), "firing")];
+        hb[0].open.source = "heartbeat".into();
+        suppress(&[window(0, 1_000, &["a=\"b\""])], &mut hb);
+        assert!(!hb[0].open.suppressed);
     }
 
     #[test]

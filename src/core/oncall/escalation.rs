@@ -59,8 +59,9 @@ pub fn after(p: &Policy, at_pos: Position, fired: Millis) -> Option<(Position, M
     ))
 }
 
-/// The response time of each severity (the seeds: P0 at once, P1 within 15 min, P2 1 h,
-/// P3 4 h), used as each step's delay when a policy does not set its own.
+/// How long a step waits for an acknowledgement before the next, by severity, when a
+/// policy does not set its own: the seeds' response times (P1 within 15 min, P2 1 h, P3
+/// 4 h); P0 pages its first step at once and waits 5 min before the next.
 pub fn default_delay(s: Severity) -> Millis {
     const MIN: Millis = 60_000;
     match s {

@@ -4,8 +4,10 @@
 //!
 //! Shifts of days and weeks are counted in the schedule's civil time, so a daily 09:00
 //! handoff stays at 09:00 local across a DST change (that shift is 23 or 25 hours long). A
-//! handoff time a DST change skips is taken as the first instant after the gap; one it
-//! repeats, as its first occurrence. Shifts of hours are counted in elapsed time.
+//! handoff time a DST change skips is moved forward by the gap (02:30 on a night that jumps
+//! from 02:00 to 03:00 hands off at 03:30); one it repeats is taken at its first occurrence.
+//! Shifts of hours are counted in elapsed time. The edges of a layer's rules are wall-clock
+//! times: on a night that repeats an hour, a rule ending inside it ends at both occurrences.
 
 use crate::core::types::Millis;
 use jiff::civil::{Date, DateTime, Time, Weekday};
@@ -61,7 +63,8 @@ pub struct Schedule {
     pub overrides: Vec<Override>,
 }
 
-/// The instant a local date-time names in `tz` (gaps: after the gap; folds: the first).
+/// The instant a local date-time names in `tz` (in a gap: moved forward by the gap's
+/// length; in a fold: the first).
 fn instant(tz: &TimeZone, dt: DateTime) -> Option<Millis> {
     tz.to_ambiguous_zoned(dt)
         .compatible()

@@ -83,7 +83,7 @@ fn new_york_fall_back_makes_one_shift_25_hours() {
 }
 
 #[test]
-fn a_handoff_inside_the_skipped_hour_comes_right_after_the_gap() {
+fn a_handoff_inside_the_skipped_hour_moves_forward_by_the_gap() {
     // Berlin: 2026-03-29 02:00 CET → 03:00 CEST. A 02:30 handoff does not exist that day.
     let s = one_layer("Europe/Berlin", three(Shift::Days(1), "2026-03-28T02:30"));
     assert_eq!(who(&s, "2026-03-28T01:30:00Z"), ["ana"], "02:30 CET");

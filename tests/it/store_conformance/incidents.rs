@@ -283,9 +283,44 @@ pub async fn maintenance_windows_are_kept_until_they_end(s: Arc<dyn Store>) {
     assert!(s.maintenance_windows(600).await.unwrap().is_empty());
 }
 
+/// Maintenance windows are applied inside the ingest transaction on both backends: a batch
+/// matching a window that is on opens a suppressed incident (no pages owed); one outside
+/// it, or not matching, opens a normal one; a heartbeat's is never suppressed.
+pub async fn ingest_suppresses_what_an_open_window_matches(s: Arc<dyn Store>) {
+    let now = now_millis();
+    s.put_maintenance(herald::store::MaintenanceWindow {
+        id: "mw_1".into(),
+        matchers: vec!["alertname=~\"db-.*\"".into()],
+        starts_at: now - 1_000,
+        ends_at: now + 60_000,
+        reason: "upgrade".into(),
+        actor: "ops".into(),
+        created_at: now - 1_000,
+    })
+    .await
+    .unwrap();
+    let inside = batch("k-in", vec![occ("db-disk", 1, true)], Severity::P1);
+    let other = batch("k-other", vec![occ("web-5xx", 1, true)], Severity::P1);
+    let mut later = batch("k-later", vec![occ("db-cpu", 1, true)], Severity::P1);
+    later.at = now + 60_000;
+    let mut hb = batch("k-hb", vec![occ("db-watchdog", 1, true)], Severity::P0);
+    hb.open.source = "heartbeat".into();
+    let done = s.ingest(vec![inside, other, later, hb]).await.unwrap();
+    let mut states = Vec::new();
+    for d in done {
+        let Ingested::Opened(id) = d else {
+            panic!("each opens an incident: {d:?}")
+        };
+        let v = s.get_incident(&id).await.unwrap().unwrap();
+        states.push(v.incident.page_state.clone());
+    }
+    assert_eq!(states, ["none", "pending", "pending", "pending"]);
+}
+
 conformance!(
     maintenance_windows_are_kept_until_they_end,
     heartbeat_pings_start_and_move_forward,
     alert_batches_make_incidents_once,
-    concurrent_batches_for_one_key_open_one_incident
+    concurrent_batches_for_one_key_open_one_incident,
+    ingest_suppresses_what_an_open_window_matches,
 );
