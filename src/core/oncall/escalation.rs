@@ -106,12 +106,6 @@ pub fn notifications(rules: &[Rule], fired: Millis, fallback: &str) -> Vec<(Stri
     out
 }
 
-/// After an acknowledgement times out, escalation starts again at the step that was
-/// acknowledged, in the same pass.
-pub fn on_ack_timeout(acknowledged_at: Position) -> Position {
-    acknowledged_at
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,10 +240,5 @@ mod tests {
             [("sms".to_string(), 5)],
             "no rules: the fallback at once"
         );
-    }
-
-    #[test]
-    fn an_ack_timeout_returns_to_the_acknowledged_step() {
-        assert_eq!(on_ack_timeout(pos(1, 2)), pos(1, 2));
     }
 }

@@ -11,6 +11,7 @@
 //! ```
 
 use super::schedule::{Layer, Override, Rotation, Rule, Schedule, Shift};
+use crate::core::addresses::valid_user;
 use crate::core::types::parse_rfc3339;
 use crate::core::validate::FieldError;
 use jiff::civil::{DateTime, Time, Weekday};
@@ -96,15 +97,6 @@ fn start_of(s: &str) -> Result<DateTime, String> {
     Ok(date.to_datetime(time_of_day(time).map_err(|_| bad())?))
 }
 
-fn person(v: &str) -> Result<(), String> {
-    let ok = !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic());
-    if ok {
-        Ok(())
-    } else {
-        Err("must be a contact id (1 to 64 visible ASCII characters)".into())
-    }
-}
-
 impl ScheduleDoc {
     /// The contact ids it names (the API checks they exist).
     pub fn people(&self) -> Vec<(String, &str)> {
@@ -180,7 +172,7 @@ impl ScheduleDoc {
                 );
             }
             for (j, p) in l.participants.iter().enumerate() {
-                if let Err(m) = person(p) {
+                if let Err(m) = valid_user(p) {
                     bad(f(&format!("participants[{j}]")), m);
                 }
             }
@@ -221,11 +213,11 @@ impl ScheduleDoc {
             {
                 bad(f("end"), "must be after start".into());
             }
-            if let Err(m) = person(&o.person) {
+            if let Err(m) = valid_user(&o.person) {
                 bad(f("person"), m);
             }
             if let Some(r) = &o.replaces {
-                if let Err(m) = person(r) {
+                if let Err(m) = valid_user(r) {
                     bad(f("replaces"), m);
                 } else if *r == o.person {
                     bad(f("replaces"), "must be someone other than person".into());
