@@ -11,6 +11,7 @@ mod incidents;
 mod keys;
 mod maintenance;
 mod messages;
+mod oncall;
 mod operators;
 mod ops;
 mod receipts;
@@ -163,6 +164,27 @@ pub fn router(state: AppState) -> Router {
             post(incidents::acknowledge),
         )
         .route("/v1/incidents/{id}/resolve", post(incidents::resolve))
+        .route(
+            "/v1/schedules",
+            post(oncall::create_schedule).get(oncall::list_schedules),
+        )
+        .route(
+            "/v1/schedules/{id}",
+            get(oncall::get_schedule)
+                .put(oncall::put_schedule)
+                .delete(oncall::delete_schedule),
+        )
+        .route("/v1/schedules/{id}/on-call", get(oncall::schedule_on_call))
+        .route(
+            "/v1/escalation-policies",
+            post(oncall::create_policy).get(oncall::list_policies),
+        )
+        .route(
+            "/v1/escalation-policies/{id}",
+            get(oncall::get_policy)
+                .put(oncall::put_policy)
+                .delete(oncall::delete_policy),
+        )
         .route("/v1/receipts/twilio/{provider}", post(receipts::twilio))
         .route("/v1/receipts/aliyun/{provider}", post(receipts::aliyun))
         .route(

@@ -8,6 +8,7 @@
 
 use super::*;
 use crate::core::message::NewMessage;
+use crate::core::types::Millis;
 use async_trait::async_trait;
 
 /// The queue: accepting messages, claiming due deliveries under a lease, recording outcomes
@@ -285,6 +286,85 @@ pub trait Incidents: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 }
 
+/// Escalations: each open incident's position in its policy, due time and lease, and the
+/// pages it made (each once, by key). Any node fires a due escalation after claiming it;
+/// every change raises the row's fence, and a holder with a stale fence changes nothing.
+#[async_trait]
+pub trait Escalations: Send + Sync + 'static {
+    /// Begins the escalation of an incident at step 0 (nothing when it has one already).
+    async fn start_escalation(
+        &self,
+        incident_id: &str,
+        policy_id: &str,
+        due_at: Millis,
+    ) -> Result<bool, StoreError>;
+    async fn get_escalation(&self, incident_id: &str) -> Result<Option<EscalationRow>, StoreError>;
+    /// Takes up to `limit` rows due by `now` that nobody holds (or whose lease ran out),
+    /// leased to `owner` until `now + lease_ms`, each with a new fence.
+    async fn claim_escalations(
+        &self,
+        owner: &str,
+        now: Millis,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<EscalationRow>, StoreError>;
+    /// Records the pages of one firing (when the fence still holds): those of the same
+    /// incident, step, pass and round already recorded are returned instead (a firing
+    /// finished by another node pages the people the first one chose). Pages to a phone get
+    /// a reply code unique for that phone among its pages since `codes_since`.
+    async fn reserve_pages(
+        &self,
+        incident_id: &str,
+        fence: i64,
+        pages: Vec<PageRow>,
+        codes_since: Millis,
+    ) -> Result<Option<Vec<PageRow>>, StoreError>;
+    /// Moves the row (when the fence still holds) and records what the firing sent, on the
+    /// incident's timeline too. False: the fence was lost; nothing changed.
+    async fn advance_escalation(
+        &self,
+        incident_id: &str,
+        fence: i64,
+        to: EscalationMove,
+        fired: Fired,
+        now: Millis,
+    ) -> Result<bool, StoreError>;
+    /// Sets the row from outside (acknowledged, snoozed, escalated now, resolved), raising
+    /// its fence; `ack` also keeps the first acknowledgement's time. False: no row.
+    async fn set_escalation(
+        &self,
+        incident_id: &str,
+        to: EscalationMove,
+        ack: bool,
+        now: Millis,
+    ) -> Result<bool, StoreError>;
+    /// An acknowledged incident goes back to triggered (its acknowledgement timed out).
+    async fn retrigger_incident(
+        &self,
+        incident_id: &str,
+        actor: &str,
+        reason: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError>;
+    /// Every page of an incident, oldest first.
+    async fn pages_of(&self, incident_id: &str) -> Result<Vec<PageRow>, StoreError>;
+    /// The page a reply from `address` means: with a code, the newest page to that phone
+    /// with that code since `since`; without, the newest page to it since `since` whose
+    /// incident is still triggered.
+    async fn page_for_reply(
+        &self,
+        address: &str,
+        code: Option<i64>,
+        since: Millis,
+    ) -> Result<Option<PageRow>, StoreError>;
+    /// The figures of incidents opened in `[since, until)` that are not drills.
+    async fn incident_times(
+        &self,
+        since: Millis,
+        until: Millis,
+    ) -> Result<Vec<IncidentTimes>, StoreError>;
+}
+
 /// Every domain: what a backend is. Implemented for whatever implements them all.
 pub trait Store:
     Queue
@@ -298,6 +378,7 @@ pub trait Store:
     + Contacts
     + Incidents
     + OnCall
+    + Escalations
 {
 }
 
@@ -313,6 +394,7 @@ impl<T> Store for T where
         + Contacts
         + Incidents
         + OnCall
+        + Escalations
 {
 }
 
@@ -330,6 +412,7 @@ pub struct Domains {
     pub contacts: std::sync::Arc<dyn Contacts>,
     pub incidents: std::sync::Arc<dyn Incidents>,
     pub oncall: std::sync::Arc<dyn OnCall>,
+    pub escalations: std::sync::Arc<dyn Escalations>,
 }
 
 impl Domains {
@@ -345,6 +428,7 @@ impl Domains {
             contacts: store.clone(),
             incidents: store.clone(),
             oncall: store.clone(),
+            escalations: store.clone(),
         }
     }
 }

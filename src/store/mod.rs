@@ -14,6 +14,7 @@
 //! | contacts | [`Contacts`] | the people `to.user` names: addresses and preferences |
 //! | incidents | [`Incidents`] | what alerts become: occurrences, timeline, owed pages |
 //! | on-call | [`OnCall`] | schedules and escalation policies (versioned JSON documents) |
+//! | escalations | [`Escalations`] | each incident's place in its policy, leased and fenced; pages and reply codes |
 //!
 //! [`Store`] is the sum of them all, so a backend is one type implementing every domain:
 //! `sqlite::SqliteStore` (one writer thread with group commit, pooled readers) and
@@ -33,6 +34,7 @@
 
 pub(crate) mod assemble;
 mod domains;
+mod escalation_types;
 mod incident_types;
 pub mod postgres;
 pub mod rules;
@@ -40,10 +42,11 @@ pub mod sqlite;
 mod types;
 
 pub use domains::{
-    Cluster, Contacts, Domains, Inbox, Incidents, Keys, Messages, OnCall, Operations, Queue,
-    Receipts, Retention, Store,
+    Cluster, Contacts, Domains, Escalations, Inbox, Incidents, Keys, Messages, OnCall, Operations,
+    Queue, Receipts, Retention, Store,
 };
 
+pub use escalation_types::*;
 pub use incident_types::*;
 pub use types::*;
 

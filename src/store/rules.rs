@@ -221,6 +221,43 @@ pub fn suppress(windows: &[super::MaintenanceWindow], batches: &mut [super::Aler
 
 /// Checks that every migration file of a backend is registered, in order (for each
 /// backend's tests).
+/// The reply code a new page to a phone gets: the code that phone already has for the same
+/// incident, else the smallest number from 1 its recent pages (`used`) do not hold.
+pub fn reply_code(same_incident: Option<i64>, used: &[i64]) -> i64 {
+    if let Some(c) = same_incident {
+        return c;
+    }
+    (1..).find(|n| !used.contains(n)).unwrap_or(1)
+}
+
+/// `(state, step, pass, due)` an escalation move writes, given the row's step and pass (a
+/// wait or the end keeps where the row stands, and `None` keeps its due time).
+pub fn escalation_target(
+    to: super::EscalationMove,
+    step: i64,
+    pass: i64,
+) -> (&'static str, i64, i64, Option<Millis>) {
+    use super::EscalationMove;
+    match to {
+        EscalationMove::Next { step, pass, due } => ("active", step, pass, Some(due)),
+        EscalationMove::Wait { due } => ("waiting", step, pass, Some(due)),
+        EscalationMove::Done => ("done", step, pass, None),
+    }
+}
+
+#[cfg(test)]
+mod reply_code_tests {
+    use super::reply_code;
+
+    #[test]
+    fn a_phone_keeps_its_code_per_incident_and_gets_the_smallest_free_one_otherwise() {
+        assert_eq!(reply_code(None, &[]), 1);
+        assert_eq!(reply_code(None, &[1, 2, 4]), 3);
+        assert_eq!(reply_code(None, &[2, 3]), 1);
+        assert_eq!(reply_code(Some(4), &[1, 2, 3, 4]), 4);
+    }
+}
+
 #[cfg(test)]
 pub fn assert_migrations_registered(dir: &str, registered: &[(i64, &str, &str)]) {
     let files = std::fs::read_dir(dir)

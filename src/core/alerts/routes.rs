@@ -25,6 +25,10 @@ pub struct RouteConfig {
     /// Contacts paged (`to.user`).
     #[serde(default)]
     pub users: Vec<String>,
+    /// The escalation policy (`/v1/escalation-policies`) that pages people, step by step,
+    /// until someone acknowledges. With it, `users` and `chat` are told at once as well.
+    #[serde(default)]
+    pub escalation_policy: Option<String>,
     /// Chat providers (group robots) told.
     #[serde(default)]
     pub chat: Vec<String>,
@@ -97,8 +101,15 @@ impl Route {
                 return Err(format!("{at}.users[{i}]: `{u}` is not a contact id"));
             }
         }
-        if cfg.users.is_empty() && cfg.chat.is_empty() {
-            return Err(format!("{at}: pages nobody: give `users` or `chat`"));
+        if let Some(p) = &cfg.escalation_policy
+            && crate::core::addresses::valid_user(p).is_err()
+        {
+            return Err(format!("{at}.escalation_policy: `{p}` is not a policy id"));
+        }
+        if cfg.users.is_empty() && cfg.chat.is_empty() && cfg.escalation_policy.is_none() {
+            return Err(format!(
+                "{at}: pages nobody: give `escalation_policy`, `users` or `chat`"
+            ));
         }
         Ok(Route {
             cfg: cfg.clone(),

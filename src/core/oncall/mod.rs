@@ -2,5 +2,6 @@
 //! Pure decisions; storage and timers live elsewhere.
 
 pub mod escalation;
+pub mod policy_doc;
 pub mod schedule;
 pub mod schedule_doc;

@@ -82,7 +82,7 @@ async fn occurrences(c: &mut PgConnection, id: &str) -> Result<Vec<Occurrence>, 
     .collect()
 }
 
-async fn event(
+pub(super) async fn event(
     c: &mut PgConnection,
     id: &str,
     at: Millis,

@@ -5,6 +5,7 @@
 mod cluster;
 mod complete;
 mod contacts;
+mod escalations;
 mod inbox;
 mod incidents;
 mod keys;
@@ -74,6 +75,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "oncall_documents",
         include_str!("../../../migrations/postgres/0009_oncall_documents.sql"),
+    ),
+    (
+        10,
+        "escalations",
+        include_str!("../../../migrations/postgres/0010_escalations.sql"),
     ),
 ];
 

@@ -96,7 +96,7 @@ fn occurrences(c: &Connection, id: &str) -> Result<Vec<Occurrence>, StoreError> 
         .collect()
 }
 
-fn event(
+pub(super) fn event(
     c: &Connection,
     id: &str,
     at: Millis,

@@ -3,6 +3,7 @@
 
 mod cluster;
 mod contacts;
+mod escalations;
 mod inbox;
 mod incidents;
 mod keys;
@@ -83,6 +84,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         11,
         "oncall_documents",
         include_str!("../../../migrations/sqlite/0011_oncall_documents.sql"),
+    ),
+    (
+        12,
+        "escalations",
+        include_str!("../../../migrations/sqlite/0012_escalations.sql"),
     ),
 ];
 

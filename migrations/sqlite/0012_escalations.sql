@@ -1,0 +1,38 @@
+-- Escalations: each incident with a policy has one row saying which step fires next and
+-- when, who holds it (a lease, with a fence raised by every claim and change), and the
+-- figures MTTA is computed from. Pages: one row per message sent to a person for a step,
+-- keyed as the message's idempotency key; reply codes are bound to the phone paged.
+CREATE TABLE escalations (
+    incident_id    TEXT PRIMARY KEY,
+    policy_id      TEXT NOT NULL,
+    state          TEXT NOT NULL,
+    step           INTEGER NOT NULL,
+    pass           INTEGER NOT NULL,
+    round          INTEGER NOT NULL,
+    fired_step     INTEGER,
+    fired_pass     INTEGER,
+    due_at         INTEGER NOT NULL,
+    lease_owner    TEXT,
+    lease_until    INTEGER,
+    fence          INTEGER NOT NULL,
+    first_page_at  INTEGER,
+    first_ack_at   INTEGER,
+    first_ack_step INTEGER
+) WITHOUT ROWID;
+CREATE INDEX escalations_due ON escalations (due_at) WHERE state <> 'done';
+
+CREATE TABLE pages (
+    key         TEXT PRIMARY KEY,
+    incident_id TEXT NOT NULL,
+    step        INTEGER NOT NULL,
+    pass        INTEGER NOT NULL,
+    round       INTEGER NOT NULL,
+    person      TEXT NOT NULL,
+    method      TEXT NOT NULL,
+    address     TEXT,
+    reply_code  INTEGER,
+    message_id  TEXT,
+    created_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX pages_incident ON pages (incident_id, step, pass, round);
+CREATE INDEX pages_address ON pages (address, created_at) WHERE address IS NOT NULL;
