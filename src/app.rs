@@ -143,6 +143,7 @@ pub async fn start(
         routes: Arc::new(cfg.compiled_routes()?),
         heartbeats: Arc::new(cfg.compiled_heartbeats()?),
         pager_wake: Arc::new(Notify::new()),
+        escalator_wake: Arc::new(Notify::new()),
         workers_beat: workers_beat.clone(),
         shutdown: CancellationToken::new(),
         mode: mode.clone(),
@@ -197,6 +198,12 @@ pub async fn start(
         // both get the grace period to finish what they started.
         let worker = dispatcher.map(|d| tokio::spawn(d.run(stop2.clone())));
         let maintenance = tokio::spawn(maintenance(store2.clone(), stop2.clone()));
+        let escalator = pager
+            .clone()
+            .map(|p| tokio::spawn(crate::worker::escalator::run(p)));
+        let listener_keys = pager
+            .clone()
+            .map(|p| tokio::spawn(crate::worker::replies::keypresses(p)));
         let pager = pager.map(|p| tokio::spawn(crate::worker::pager::run(p)));
         let heartbeats = tokio::spawn(crate::worker::heartbeats::run(heartbeat_checker));
         let refresher = tokio::spawn(refresh(
@@ -263,7 +270,7 @@ pub async fn start(
             tracing::error!("the dispatcher panicked; its leases expire and are taken over");
         }
         maintenance.abort();
-        if let Some(p) = pager {
+        for p in [pager, escalator, listener_keys].into_iter().flatten() {
             p.abort();
         }
         heartbeats.abort();

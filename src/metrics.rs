@@ -94,6 +94,36 @@ pub struct Metrics {
     pub incidents_opened: Family<SeverityLabels, Counter>,
     /// Time from an incident opening to its pages being in the queue.
     pub alert_to_page: Histogram,
+    /// How late each escalation step fired after it was due.
+    pub escalation_fire_lag: Histogram,
+    /// Pages queued by escalation steps, by contact method.
+    pub pages: Family<MethodLabels, Counter>,
+    /// Time to acknowledge (first page to first human acknowledgement), by severity.
+    pub incident_tta: Family<SeverityLabels, Histogram>,
+    /// Time to resolve (opened to resolved), by severity.
+    pub incident_ttr: Family<SeverityLabels, Histogram>,
+    /// Replies and link uses, by how they came and what they did.
+    pub acks: Family<AckLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    pub method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AckLabels {
+    /// `api`, `link`, `sms`, `voice`.
+    pub via: String,
+    /// `acknowledged`, `resolved`, `ignored`, `refused`.
+    pub outcome: String,
+}
+
+fn response_histogram() -> Histogram {
+    Histogram::new([
+        10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0,
+        86400.0,
+    ])
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -317,7 +347,46 @@ impl Metrics {
             "Time from an incident opening to its pages being queued",
             alert_to_page.clone(),
         );
+        let escalation_fire_lag = latency_histogram();
+        r.register(
+            "escalation_fire_lag_seconds",
+            "How late each escalation step fired after it was due (node deaths show as lease-long lags)",
+            escalation_fire_lag.clone(),
+        );
+        let pages = Family::<MethodLabels, Counter>::default();
+        r.register(
+            "pages",
+            "Pages queued by escalation steps, by contact method",
+            pages.clone(),
+        );
+        let incident_tta = Family::<SeverityLabels, Histogram>::new_with_constructor(
+            response_histogram as fn() -> Histogram,
+        );
+        r.register(
+            "incident_time_to_acknowledge_seconds",
+            "First page to first human acknowledgement, by severity (drills excluded)",
+            incident_tta.clone(),
+        );
+        let incident_ttr = Family::<SeverityLabels, Histogram>::new_with_constructor(
+            response_histogram as fn() -> Histogram,
+        );
+        r.register(
+            "incident_time_to_resolve_seconds",
+            "Incident opened to resolved, by severity (drills excluded)",
+            incident_ttr.clone(),
+        );
+        let acks = Family::<AckLabels, Counter>::default();
+        r.register(
+            "incident_answers",
+            "Acknowledgements and resolutions by people, by how they came (api, link, sms, voice) and outcome",
+            acks.clone(),
+        );
         Metrics {
+            escalation_fire_lag,
+            pages,
+            incident_tta,
+            incident_ttr,
+            acks,
             alerts,
             alerts_refused,
             incidents_opened,

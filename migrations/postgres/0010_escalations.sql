@@ -36,3 +36,10 @@ CREATE TABLE pages (
 );
 CREATE INDEX pages_incident ON pages (incident_id, step, pass, round);
 CREATE INDEX pages_address ON pages (address, created_at) WHERE address IS NOT NULL;
+
+-- Acknowledge links that have acted (a link works once).
+CREATE TABLE spent_links (
+    nonce    TEXT PRIMARY KEY,
+    spent_at BIGINT NOT NULL
+);
+CREATE INDEX pages_message ON pages (message_id) WHERE message_id IS NOT NULL;

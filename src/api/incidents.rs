@@ -3,9 +3,9 @@
 
 use super::{AppState, Caller, page_limit};
 use crate::core::incident::{Severity, Status};
-use crate::core::types::{Role, now_millis, rfc3339};
+use crate::core::types::{Role, rfc3339};
 use crate::error::ApiError;
-use crate::store::{Acted, AuditEntry, IncidentAction, IncidentFilter, IncidentView};
+use crate::store::{Acted, IncidentAction, IncidentFilter, IncidentView};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -93,7 +93,28 @@ pub async fn get_one(
                 id.chars().take(64).collect::<String>()
             ))
         })?;
-    Ok(Json(shown(v)).into_response())
+    let esc = state
+        .store
+        .escalations
+        .get_escalation(&v.incident.id)
+        .await?;
+    let pages = state.store.escalations.pages_of(&v.incident.id).await?;
+    let mut out = shown(v);
+    out["escalation"] = json!(esc);
+    out["pages"] = json!(pages);
+    Ok(Json(out).into_response())
+}
+
+/// The optional `reason` of an action's body (at most 500 characters).
+pub(super) fn reason_of(v: &Value) -> Result<String, ApiError> {
+    match v.get("reason") {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(r)) if r.chars().count() <= 500 => Ok(r.clone()),
+        Some(_) => Err(ApiError::field(
+            "reason",
+            "must be a string of at most 500 characters",
+        )),
+    }
 }
 
 async fn act(
@@ -105,67 +126,45 @@ async fn act(
 ) -> Result<Response, ApiError> {
     who.require(Role::Operator)?;
     let v = super::body::read_json_or_empty(body, state.cfg.server.max_body.0).await?;
-    let reason = match v.get("reason") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(r)) if r.chars().count() <= 500 => r.clone(),
-        Some(_) => {
-            return Err(ApiError::field(
-                "reason",
-                "must be a string of at most 500 characters",
-            ));
-        }
-    };
-    let now = now_millis();
-    match state
-        .store
-        .incidents
-        .act_incident(&id, action, &who.name, &reason, now)
-        .await?
+    let reason = reason_of(&v)?;
+    match crate::worker::answer::answer(
+        &state,
+        &id,
+        action,
+        &who.name,
+        crate::worker::answer::Via::Api,
+        &reason,
+    )
+    .await?
     {
-        Acted::Done(i) => {
-            let name = if action == IncidentAction::Acknowledge {
-                "incident.acknowledge"
-            } else {
-                "incident.resolve"
-            };
-            state
-                .store
-                .operations
-                .audit(AuditEntry {
-                    id: 0,
-                    at: now,
-                    actor: who.name.clone(),
-                    action: name.into(),
-                    target: i.id.clone(),
-                    before: None,
-                    after: Some(json!({"status": i.status})),
-                    reason: (!reason.is_empty()).then_some(reason),
-                })
-                .await?;
-            if action == IncidentAction::Resolve {
-                state.pager_wake.notify_one();
-            }
-            Ok(Json(json!(i)).into_response())
-        }
-        Acted::NotNow(i) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "incident_state",
-            format!(
-                "incident #{} is {}: it cannot be {}",
-                i.number,
-                i.status.as_str(),
-                if action == IncidentAction::Acknowledge {
-                    "acknowledged"
-                } else {
-                    "resolved"
-                }
-            ),
-        )),
-        Acted::NotFound => Err(ApiError::not_found(format!(
-            "incident `{}`",
-            id.chars().take(64).collect::<String>()
-        ))),
+        Acted::Done(i) => Ok(Json(json!(i)).into_response()),
+        Acted::NotNow(i) => Err(not_now(&i, action)),
+        Acted::NotFound => Err(gone(&id)),
     }
+}
+
+pub(super) fn gone(id: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "incident `{}`",
+        id.chars().take(64).collect::<String>()
+    ))
+}
+
+fn not_now(i: &crate::store::IncidentRecord, action: IncidentAction) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "incident_state",
+        format!(
+            "incident #{} is {}: it cannot be {}",
+            i.number,
+            i.status.as_str(),
+            if action == IncidentAction::Acknowledge {
+                "acknowledged"
+            } else {
+                "resolved"
+            }
+        ),
+    )
 }
 
 pub async fn acknowledge(

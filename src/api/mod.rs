@@ -1,17 +1,20 @@
 //! The HTTP API (SPEC §2): one file per resource, one shared state.
 
+mod ack_links;
 mod alerts;
 pub mod auth;
 pub mod body;
 mod contacts;
 mod dead_letters;
 mod heartbeats;
+mod inbound;
 mod inbox;
+mod incident_ops;
 mod incidents;
 mod keys;
 mod maintenance;
 mod messages;
-mod oncall;
+pub mod oncall;
 mod operators;
 mod ops;
 mod receipts;
@@ -54,6 +57,8 @@ pub struct AppState {
     pub heartbeats: Arc<Vec<crate::core::alerts::heartbeats::Heartbeat>>,
     /// Wakes the pager (an incident owes pages).
     pub pager_wake: Arc<Notify>,
+    /// Wakes the escalator (an escalation was started or made due now).
+    pub escalator_wake: Arc<Notify>,
     /// Keys pressed during calls (acknowledging a page by phone).
     pub keypresses: broadcast::Sender<crate::core::keypress::Keypress>,
     /// When the dispatcher last had a claim answered or every slot busy (Unix ms; 0 before
@@ -164,6 +169,9 @@ pub fn router(state: AppState) -> Router {
             post(incidents::acknowledge),
         )
         .route("/v1/incidents/{id}/resolve", post(incidents::resolve))
+        .route("/v1/incidents/{id}/escalate", post(incident_ops::escalate))
+        .route("/v1/incidents/{id}/snooze", post(incident_ops::snooze))
+        .route("/v1/incidents/stats", get(incident_ops::stats))
         .route(
             "/v1/schedules",
             post(oncall::create_schedule).get(oncall::list_schedules),
@@ -185,6 +193,8 @@ pub fn router(state: AppState) -> Router {
                 .put(oncall::put_policy)
                 .delete(oncall::delete_policy),
         )
+        .route("/v1/inbound/{provider}", post(inbound::inbound))
+        .route("/a/{token}", get(ack_links::show).post(ack_links::act))
         .route("/v1/receipts/twilio/{provider}", post(receipts::twilio))
         .route("/v1/receipts/aliyun/{provider}", post(receipts::aliyun))
         .route(

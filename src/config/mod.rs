@@ -3,11 +3,13 @@
 
 mod check;
 mod load;
+mod oncall;
 mod provider;
 mod retention;
 mod units;
 
 pub use load::{ConfigError, load, load_from_str};
+pub use oncall::OnCallConfig;
 pub use provider::{ProviderConfig, ProviderKind, redact_robot_url};
 pub use retention::RetentionConfig;
 pub use units::{ByteSize, Dur, Rate, Secret};
@@ -36,6 +38,8 @@ pub struct Config {
     pub alert_routes: Vec<crate::core::alerts::routes::RouteConfig>,
     /// Dead man's switches: `[[heartbeats]]`.
     pub heartbeats: Vec<crate::core::alerts::heartbeats::HeartbeatConfig>,
+    /// Escalation, replies and acknowledge links: `[oncall]` (see docs/oncall.md).
+    pub oncall: OnCallConfig,
     pub backup: BackupConfig,
     pub drill: DrillConfig,
     pub retention: RetentionConfig,

@@ -357,6 +357,16 @@ pub trait Escalations: Send + Sync + 'static {
         code: Option<i64>,
         since: Millis,
     ) -> Result<Option<PageRow>, StoreError>;
+    /// The newest page to `address` since `since`, whatever its incident's state.
+    async fn last_page_to(
+        &self,
+        address: &str,
+        since: Millis,
+    ) -> Result<Option<PageRow>, StoreError>;
+    /// The page a message was made for (a keypress during its call names the message).
+    async fn page_of_message(&self, message_id: &str) -> Result<Option<PageRow>, StoreError>;
+    /// Spends an acknowledge link's nonce: true the first time only.
+    async fn spend_link(&self, nonce: &str, now: Millis) -> Result<bool, StoreError>;
     /// The figures of incidents opened in `[since, until)` that are not drills.
     async fn incident_times(
         &self,

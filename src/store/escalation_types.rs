@@ -89,6 +89,7 @@ pub enum EscalationMove {
     Next {
         step: i64,
         pass: i64,
+        round: i64,
         due: Millis,
     },
     /// Nothing fires before `due` (acknowledged, snoozed).
@@ -110,13 +111,4 @@ pub struct Fired {
 }
 
 /// One incident's figures for MTTA/MTTR.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IncidentTimes {
-    pub service: String,
-    pub severity: String,
-    pub opened_at: Millis,
-    pub first_page_at: Option<Millis>,
-    pub first_ack_at: Option<Millis>,
-    pub first_ack_step: Option<i64>,
-    pub resolved_at: Option<Millis>,
-}
+pub type IncidentTimes = crate::core::oncall::stats::Times;

@@ -230,18 +230,22 @@ pub fn reply_code(same_incident: Option<i64>, used: &[i64]) -> i64 {
     (1..).find(|n| !used.contains(n)).unwrap_or(1)
 }
 
-/// `(state, step, pass, due)` an escalation move writes, given the row's step and pass (a
-/// wait or the end keeps where the row stands, and `None` keeps its due time).
+/// `(state, step, pass, round, due)` an escalation move writes, given where the row stands
+/// (a wait or the end keeps its place, and `None` keeps its due time).
 pub fn escalation_target(
     to: super::EscalationMove,
-    step: i64,
-    pass: i64,
-) -> (&'static str, i64, i64, Option<Millis>) {
+    (step, pass, round): (i64, i64, i64),
+) -> (&'static str, i64, i64, i64, Option<Millis>) {
     use super::EscalationMove;
     match to {
-        EscalationMove::Next { step, pass, due } => ("active", step, pass, Some(due)),
-        EscalationMove::Wait { due } => ("waiting", step, pass, Some(due)),
-        EscalationMove::Done => ("done", step, pass, None),
+        EscalationMove::Next {
+            step,
+            pass,
+            round,
+            due,
+        } => ("active", step, pass, round, Some(due)),
+        EscalationMove::Wait { due } => ("waiting", step, pass, round, Some(due)),
+        EscalationMove::Done => ("done", step, pass, round, None),
     }
 }
 

@@ -1,7 +1,9 @@
 //! The dispatcher: claims due deliveries in batches under a lease, sends each through the
 //! provider the registry picks, and records the step the pure `next_step` decides.
 
+pub mod answer;
 pub mod completer;
+pub mod escalator;
 mod fairness;
 pub mod heartbeats;
 pub mod lanes;
@@ -9,6 +11,7 @@ pub mod nodes;
 pub mod pager;
 pub mod receipts;
 mod record;
+pub mod replies;
 pub mod retention;
 
 use crate::core::fair::Pass;

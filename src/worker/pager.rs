@@ -105,7 +105,7 @@ fn notices(
 }
 
 /// Whether the contact can be reached on `channel` (an address there and a provider).
-fn reachable(
+pub fn reachable(
     state: &AppState,
     contact: Option<&crate::core::contact::Contact>,
     c: Channel,
@@ -145,12 +145,93 @@ async fn hand_over(
     }
     let usable =
         |u: &str, c: Channel| reachable(state, contacts.get(u).and_then(|x| x.as_ref()), c);
+    let kind_name = if kind == NoticeKind::Page {
+        "page"
+    } else {
+        "resolved"
+    };
+    let owed: Vec<(String, Value, String)> = notices(i, route, kind, &usable)
+        .into_iter()
+        .map(|(who, body)| {
+            let key = format!("{}:{kind_name}:{who}", i.id);
+            (who, body, key)
+        })
+        .collect();
+    let mut owed = owed;
+    if kind == NoticeKind::Resolved {
+        owed.extend(resolved_to_paged(state, i, &mut contacts).await?);
+    }
+    let ids = accept(state, &i.id, owed, &contacts).await?;
+    Ok(ids.into_iter().map(|(_, id)| id).collect())
+}
+
+/// The resolved notice for the people an escalation paged (each person and method once;
+/// no calls), beside the route's own recipients.
+async fn resolved_to_paged(
+    state: &AppState,
+    i: &IncidentRecord,
+    contacts: &mut std::collections::HashMap<String, Option<crate::core::contact::Contact>>,
+) -> Result<Vec<(String, Value, String)>, String> {
+    let pages = state
+        .store
+        .escalations
+        .pages_of(&i.id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for p in pages {
+        if p.method == "voice" || !seen.insert((p.person.clone(), p.method.clone())) {
+            continue;
+        }
+        let to = match p.person.strip_prefix("chat:") {
+            Some(c) => json!({"chat": c}),
+            None => {
+                if !contacts.contains_key(&p.person) {
+                    let c = state
+                        .store
+                        .contacts
+                        .get_contact(&p.person)
+                        .await
+                        .ok()
+                        .flatten();
+                    contacts.insert(p.person.clone(), c.map(|r| r.contact));
+                }
+                json!({"user": p.person})
+            }
+        };
+        let body = json!({
+            "to": to, "channels": [p.method], "priority": "normal",
+            "content": {"subject": format!("[RESOLVED] #{} {}", i.number, i.title),
+                        "text": format!("Resolved: #{} {} (service {})", i.number, i.title, i.service)},
+            "metadata": {"incident": i.id, "category": "incident"},
+        });
+        out.push((
+            p.person.clone(),
+            body,
+            format!("{}:resolved:page:{}:{}", i.id, p.person, p.method),
+        ));
+    }
+    Ok(out)
+}
+
+/// Validates and queues messages made for an incident — `(who, body, idempotency key)` —
+/// under the scope `herald.incidents`, so the same key never makes a second message. The
+/// `(key, message id)` of each accepted; refused ones are logged (a route or policy naming
+/// a person who cannot be reached), never retried.
+pub async fn accept(
+    state: &AppState,
+    incident: &str,
+    owed: Vec<(String, Value, String)>,
+    contacts: &std::collections::HashMap<String, Option<crate::core::contact::Contact>>,
+) -> Result<Vec<(String, String)>, String> {
     let mut batch: Vec<NewMessage> = Vec::new();
-    for (who, body) in notices(i, route, kind, &usable) {
+    let mut keys: Vec<String> = Vec::new();
+    for (who, body, key) in owed {
         let req = match validate::decode(body) {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!(incident = i.id, who, error = ?e, "a page could not be made");
+                tracing::error!(incident, who, error = ?e, "a page could not be made");
                 continue;
             }
         };
@@ -171,21 +252,16 @@ async fn hand_over(
         };
         let idem = Idempotency {
             scope: "herald.incidents".into(),
-            key: format!(
-                "{}:{}:{who}",
-                i.id,
-                if kind == NoticeKind::Page {
-                    "page"
-                } else {
-                    "resolved"
-                }
-            ),
+            key: key.clone(),
             body_hash: "incident".into(),
         };
         match validate::validate(req, &ctx, Some(idem)) {
-            Ok(m) => batch.push(m),
+            Ok(m) => {
+                batch.push(m);
+                keys.push(key);
+            }
             Err(errs) => {
-                tracing::error!(incident = i.id, who, errors = ?errs, "a page was refused; check the route's users and channels")
+                tracing::error!(incident, who, errors = ?errs, "a page was refused; check the route's or policy's people and channels")
             }
         }
     }
@@ -196,11 +272,11 @@ async fn hand_over(
         .await
         .map_err(|e| e.to_string())?;
     let mut ids = Vec::new();
-    for a in accepted {
+    for (a, key) in accepted.into_iter().zip(keys) {
         match a {
-            Accepted::New(r) | Accepted::Existing(r) => ids.push(r.id),
+            Accepted::New(r) | Accepted::Existing(r) => ids.push((key, r.id)),
             Accepted::RecipientLimited { channel, .. } => {
-                tracing::warn!(incident = i.id, %channel, "a page was over a recipient limit: not sent")
+                tracing::warn!(incident, %channel, "a page was over a recipient limit: not sent")
             }
             Accepted::Mismatch => {}
         }
@@ -239,6 +315,22 @@ pub async fn sweep(state: &AppState) -> usize {
             kinds.push(NoticeKind::Resolved);
         }
         for k in kinds {
+            if k == NoticeKind::Page
+                && let Some(policy) = &route.cfg.escalation_policy
+            {
+                match state
+                    .store
+                    .escalations
+                    .start_escalation(&i.id, policy, now_millis())
+                    .await
+                {
+                    Ok(_) => state.escalator_wake.notify_one(),
+                    Err(e) => {
+                        tracing::warn!(incident = i.id, error = %e, "escalation not started yet; retrying");
+                        continue;
+                    }
+                }
+            }
             match hand_over(state, i, route, k).await {
                 Ok(ids) => {
                     if k == NoticeKind::Page {

@@ -34,6 +34,9 @@ pub struct Policy {
 pub struct Position {
     pub step: usize,
     pub pass: u32,
+    /// How many times the escalation re-entered (an acknowledgement timed out, a snooze
+    /// ended): a re-entry pages the same step again, under new keys.
+    pub round: u32,
 }
 
 /// What follows the firing of `at_pos` at `fired`: the next position and when it is due,
@@ -45,7 +48,7 @@ pub fn after(p: &Policy, at_pos: Position, fired: Millis) -> Option<(Position, M
         return Some((
             Position {
                 step: at_pos.step + 1,
-                pass: at_pos.pass,
+                ..at_pos
             },
             due,
         ));
@@ -54,6 +57,7 @@ pub fn after(p: &Policy, at_pos: Position, fired: Millis) -> Option<(Position, M
         Position {
             step: 0,
             pass: at_pos.pass + 1,
+            round: at_pos.round,
         },
         due,
     ))
@@ -76,9 +80,72 @@ pub fn default_delay(s: Severity) -> Millis {
 /// method never makes a second message, whichever node fires the step and however often.
 pub fn page_key(incident: &str, pos: Position, person: &str, method: &str) -> String {
     format!(
-        "page:{incident}:{}:{}:{person}:{method}",
-        pos.step, pos.pass
+        "page:{incident}:{}:{}:{}:{person}:{method}",
+        pos.step, pos.pass, pos.round
     )
+}
+
+/// What the incident is when its escalation comes due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncidentNow {
+    /// Gone, or resolved: nobody more is paged.
+    Over,
+    Triggered,
+    Acknowledged {
+        at: Millis,
+    },
+}
+
+/// What a due escalation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// It ends (the incident is over).
+    Stop,
+    /// Nothing fires before then (an acknowledgement holding).
+    WaitUntil(Millis),
+    /// Page this position; `retrigger`: the acknowledgement timed out, the incident goes
+    /// back to triggered first.
+    Fire { pos: Position, retrigger: bool },
+}
+
+/// The rule of a due escalation row. `waiting` rows were acknowledged or snoozed until
+/// their due time; `next` is the position that fires next, `fired` the last one fired (where
+/// a re-entry starts, in a new round).
+pub fn decide(
+    waiting: bool,
+    next: Position,
+    fired: Option<Position>,
+    incident: IncidentNow,
+    ack_timeout: Millis,
+    now: Millis,
+) -> Decision {
+    let reenter = || {
+        let at = fired.unwrap_or(next);
+        Position {
+            round: next.round + 1,
+            ..at
+        }
+    };
+    match (incident, waiting) {
+        (IncidentNow::Over, _) => Decision::Stop,
+        (IncidentNow::Triggered, false) => Decision::Fire {
+            pos: next,
+            retrigger: false,
+        },
+        // A snooze ended, or an operator escalated a waiting incident.
+        (IncidentNow::Triggered, true) => Decision::Fire {
+            pos: reenter(),
+            retrigger: false,
+        },
+        // Acknowledged while a step was pending: hold until the acknowledgement times out.
+        (IncidentNow::Acknowledged { at }, false) if at.saturating_add(ack_timeout) > now => {
+            Decision::WaitUntil(at.saturating_add(ack_timeout))
+        }
+        (IncidentNow::Acknowledged { .. }, _) => Decision::Fire {
+            pos: reenter(),
+            retrigger: true,
+        },
+    }
 }
 
 /// A contact's notification rule: `method` is used once `after` has passed since the page
@@ -124,7 +191,11 @@ mod tests {
         }
     }
     fn pos(step: usize, pass: u32) -> Position {
-        Position { step, pass }
+        Position {
+            step,
+            pass,
+            round: 0,
+        }
     }
 
     #[test]
@@ -192,15 +263,136 @@ mod tests {
     }
 
     #[test]
+    fn a_triggered_incident_fires_the_next_step() {
+        let d = decide(
+            false,
+            pos(1, 0),
+            Some(pos(0, 0)),
+            IncidentNow::Triggered,
+            10,
+            100,
+        );
+        assert_eq!(
+            d,
+            Decision::Fire {
+                pos: pos(1, 0),
+                retrigger: false
+            }
+        );
+    }
+
+    #[test]
+    fn an_incident_over_stops_whatever_the_row_says() {
+        for waiting in [false, true] {
+            assert_eq!(
+                decide(waiting, pos(0, 0), None, IncidentNow::Over, 10, 100),
+                Decision::Stop
+            );
+        }
+    }
+
+    #[test]
+    fn an_acknowledgement_holds_until_it_times_out_then_reenters_where_it_was_acknowledged() {
+        let acked = IncidentNow::Acknowledged { at: 50 };
+        // Acknowledged after step 0 fired, step 1 pending: wait for the timeout.
+        assert_eq!(
+            decide(false, pos(1, 0), Some(pos(0, 0)), acked, 100, 120),
+            Decision::WaitUntil(150)
+        );
+        // The timeout passed: step 0 again, in a new round, and the incident re-triggers.
+        let again = Position {
+            round: 1,
+            ..pos(0, 0)
+        };
+        assert_eq!(
+            decide(true, pos(1, 0), Some(pos(0, 0)), acked, 100, 150),
+            Decision::Fire {
+                pos: again,
+                retrigger: true
+            }
+        );
+        // Already past the timeout when first seen: re-enter at once.
+        assert_eq!(
+            decide(false, pos(1, 0), Some(pos(0, 0)), acked, 100, 151),
+            Decision::Fire {
+                pos: again,
+                retrigger: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_snooze_that_ends_on_a_triggered_incident_reenters_without_retriggering() {
+        let d = decide(
+            true,
+            pos(2, 1),
+            Some(pos(1, 1)),
+            IncidentNow::Triggered,
+            100,
+            500,
+        );
+        assert_eq!(
+            d,
+            Decision::Fire {
+                pos: Position {
+                    round: 1,
+                    ..pos(1, 1)
+                },
+                retrigger: false
+            }
+        );
+        // Nothing fired yet (snoozed at once): the re-entry is the first step.
+        let d = decide(true, pos(0, 0), None, IncidentNow::Triggered, 100, 500);
+        assert_eq!(
+            d,
+            Decision::Fire {
+                pos: Position {
+                    round: 1,
+                    ..pos(0, 0)
+                },
+                retrigger: false
+            }
+        );
+    }
+
+    #[test]
+    fn rounds_carry_through_the_steps_that_follow() {
+        let p = policy(&[10, 20], 0);
+        let r1 = Position {
+            round: 1,
+            ..pos(0, 0)
+        };
+        assert_eq!(
+            after(&p, r1, 0),
+            Some((
+                Position {
+                    round: 1,
+                    ..pos(1, 0)
+                },
+                10
+            ))
+        );
+    }
+
+    #[test]
     fn page_keys_differ_by_every_part() {
         let base = page_key("inc_1", pos(0, 0), "ana", "sms");
-        assert_eq!(base, "page:inc_1:0:0:ana:sms");
+        assert_eq!(base, "page:inc_1:0:0:0:ana:sms");
         for other in [
             page_key("inc_2", pos(0, 0), "ana", "sms"),
             page_key("inc_1", pos(1, 0), "ana", "sms"),
             page_key("inc_1", pos(0, 1), "ana", "sms"),
             page_key("inc_1", pos(0, 0), "ben", "sms"),
             page_key("inc_1", pos(0, 0), "ana", "voice"),
+            page_key(
+                "inc_1",
+                Position {
+                    round: 1,
+                    ..pos(0, 0)
+                },
+                "ana",
+                "sms",
+            ),
         ] {
             assert_ne!(other, base);
         }

@@ -228,7 +228,8 @@ impl Escalations for PgStore {
             Some(r) if r.fence == fence => r,
             _ => return Ok(false),
         };
-        let (state, step, pass, due) = rules::escalation_target(to, row.step, row.pass);
+        let (state, step, pass, round, due) =
+            rules::escalation_target(to, (row.step, row.pass, row.round));
         let (fs, fp) = match fired.at {
             Some((s, p)) => (Some(s), Some(p)),
             None => (row.fired_step, row.fired_pass),
@@ -236,7 +237,8 @@ impl Escalations for PgStore {
         sqlx::query(
             "UPDATE escalations SET state = $2, step = $3, pass = $4, due_at = COALESCE($5, due_at),
                 fired_step = $6, fired_pass = $7, lease_owner = NULL, lease_until = NULL,
-                first_page_at = CASE WHEN $8 THEN COALESCE(first_page_at, $9) ELSE first_page_at END
+                first_page_at = CASE WHEN $8 THEN COALESCE(first_page_at, $9) ELSE first_page_at END,
+                round = $10
              WHERE incident_id = $1",
         )
         .bind(id)
@@ -248,6 +250,7 @@ impl Escalations for PgStore {
         .bind(fp)
         .bind(!fired.messages.is_empty())
         .bind(now)
+        .bind(round)
         .execute(&mut *tx)
         .await?;
         for (key, m) in &fired.messages {
@@ -283,12 +286,14 @@ impl Escalations for PgStore {
         let Some(row) = locked(&mut tx, id).await? else {
             return Ok(false);
         };
-        let (state, step, pass, due) = rules::escalation_target(to, row.step, row.pass);
+        let (state, step, pass, round, due) =
+            rules::escalation_target(to, (row.step, row.pass, row.round));
         sqlx::query(
             "UPDATE escalations SET state = $2, step = $3, pass = $4, due_at = COALESCE($5, due_at),
                 fence = fence + 1, lease_owner = NULL, lease_until = NULL,
                 first_ack_step = CASE WHEN $6 AND first_ack_at IS NULL THEN fired_step ELSE first_ack_step END,
-                first_ack_at = CASE WHEN $6 THEN COALESCE(first_ack_at, $7) ELSE first_ack_at END
+                first_ack_at = CASE WHEN $6 THEN COALESCE(first_ack_at, $7) ELSE first_ack_at END,
+                round = $8
              WHERE incident_id = $1",
         )
         .bind(id)
@@ -298,6 +303,7 @@ impl Escalations for PgStore {
         .bind(due)
         .bind(ack)
         .bind(now)
+        .bind(round)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -378,6 +384,47 @@ impl Escalations for PgStore {
             .as_ref()
             .map(page)
             .transpose()
+    }
+
+    async fn last_page_to(
+        &self,
+        address: &str,
+        since: Millis,
+    ) -> Result<Option<PageRow>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PAGE} FROM pages WHERE address = $1 AND created_at >= $2 ORDER BY created_at DESC LIMIT 1"
+        )))
+        .bind(address)
+        .bind(since)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(page)
+        .transpose()
+    }
+
+    async fn page_of_message(&self, message_id: &str) -> Result<Option<PageRow>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PAGE} FROM pages WHERE message_id = $1 LIMIT 1"
+        )))
+        .bind(message_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(page)
+        .transpose()
+    }
+
+    async fn spend_link(&self, nonce: &str, now: Millis) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "INSERT INTO spent_links (nonce, spent_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
+        )
+        .bind(nonce)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n > 0)
     }
 
     async fn incident_times(

@@ -163,7 +163,8 @@ fn advance(
     if row.fence != fence {
         return Ok(false);
     }
-    let (state, step, pass, due) = rules::escalation_target(to, row.step, row.pass);
+    let (state, step, pass, round, due) =
+        rules::escalation_target(to, (row.step, row.pass, row.round));
     let (fs, fp) = match fired.at {
         Some((s, p)) => (Some(s), Some(p)),
         None => (row.fired_step, row.fired_pass),
@@ -172,10 +173,13 @@ fn advance(
     c.prepare_cached(
         "UPDATE escalations SET state = ?2, step = ?3, pass = ?4, due_at = COALESCE(?5, due_at),
             fired_step = ?6, fired_pass = ?7, lease_owner = NULL, lease_until = NULL,
-            first_page_at = CASE WHEN ?8 THEN COALESCE(first_page_at, ?9) ELSE first_page_at END
+            first_page_at = CASE WHEN ?8 THEN COALESCE(first_page_at, ?9) ELSE first_page_at END,
+            round = ?10
          WHERE incident_id = ?1",
     )?
-    .execute(params![id, state, step, pass, due, fs, fp, paged, now])?;
+    .execute(params![
+        id, state, step, pass, due, fs, fp, paged, now, round
+    ])?;
     for (key, m) in &fired.messages {
         c.prepare_cached("UPDATE pages SET message_id = ?2 WHERE key = ?1")?
             .execute(params![key, m])?;
@@ -200,15 +204,17 @@ fn set(
     let Some(row) = get(c, id)? else {
         return Ok(false);
     };
-    let (state, step, pass, due) = rules::escalation_target(to, row.step, row.pass);
+    let (state, step, pass, round, due) =
+        rules::escalation_target(to, (row.step, row.pass, row.round));
     c.prepare_cached(
         "UPDATE escalations SET state = ?2, step = ?3, pass = ?4, due_at = COALESCE(?5, due_at),
             fence = fence + 1, lease_owner = NULL, lease_until = NULL,
             first_ack_step = CASE WHEN ?6 AND first_ack_at IS NULL THEN fired_step ELSE first_ack_step END,
-            first_ack_at = CASE WHEN ?6 THEN COALESCE(first_ack_at, ?7) ELSE first_ack_at END
+            first_ack_at = CASE WHEN ?6 THEN COALESCE(first_ack_at, ?7) ELSE first_ack_at END,
+            round = ?8
          WHERE incident_id = ?1",
     )?
-    .execute(params![id, state, step, pass, due, ack, now])?;
+    .execute(params![id, state, step, pass, due, ack, now, round])?;
     Ok(true)
 }
 
@@ -378,6 +384,43 @@ impl Escalations for SqliteStore {
         let address = address.to_string();
         self.read(move |c| for_reply(c, &address, code, since))
             .await
+    }
+    async fn last_page_to(
+        &self,
+        address: &str,
+        since: Millis,
+    ) -> Result<Option<PageRow>, StoreError> {
+        let a = address.to_string();
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {PAGE} FROM pages WHERE address = ?1 AND created_at >= ?2 ORDER BY created_at DESC LIMIT 1"
+            ))?
+            .query_row(params![a, since], page)
+            .optional()?)
+        })
+        .await
+    }
+    async fn page_of_message(&self, message_id: &str) -> Result<Option<PageRow>, StoreError> {
+        let m = message_id.to_string();
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {PAGE} FROM pages WHERE message_id = ?1 LIMIT 1"
+            ))?
+            .query_row([m], page)
+            .optional()?)
+        })
+        .await
+    }
+    async fn spend_link(&self, nonce: &str, now: Millis) -> Result<bool, StoreError> {
+        let n = nonce.to_string();
+        self.write(move |c| {
+            Ok(c.prepare_cached(
+                "INSERT OR IGNORE INTO spent_links (nonce, spent_at) VALUES (?1, ?2)",
+            )?
+            .execute(params![n, now])?
+                > 0)
+        })
+        .await
     }
     async fn incident_times(
         &self,

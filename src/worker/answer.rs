@@ -1,0 +1,206 @@
+//! A person's answer to an incident — acknowledge or resolve — however it came (the API,
+//! a signed link, an SMS reply, a key pressed during a call): one path, so each is on the
+//! timeline and in the audit log with who and how, holds or ends the escalation, is
+//! counted for MTTA/MTTR, and the others paged are told.
+
+use crate::api::AppState;
+use crate::core::types::{Millis, now_millis};
+use crate::metrics::{AckLabels, SeverityLabels};
+use crate::store::{Acted, AuditEntry, EscalationMove, IncidentAction, IncidentRecord, StoreError};
+use serde_json::{Value, json};
+use std::collections::{BTreeSet, HashMap};
+
+/// How an answer came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Api,
+    Link,
+    Sms,
+    Voice,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Api => "api",
+            Via::Link => "link",
+            Via::Sms => "sms",
+            Via::Voice => "voice",
+        }
+    }
+}
+
+/// Acts on the incident as `actor` and does everything that follows when it took effect.
+pub async fn answer(
+    state: &AppState,
+    incident: &str,
+    action: IncidentAction,
+    actor: &str,
+    via: Via,
+    reason: &str,
+) -> Result<Acted, StoreError> {
+    let now = now_millis();
+    let said = if reason.is_empty() {
+        format!("via {}", via.as_str())
+    } else {
+        format!("via {}: {reason}", via.as_str())
+    };
+    let acted = state
+        .store
+        .incidents
+        .act_incident(incident, action, actor, &said, now)
+        .await?;
+    let outcome = match (&acted, action) {
+        (Acted::Done(_), IncidentAction::Acknowledge) => "acknowledged",
+        (Acted::Done(_), IncidentAction::Resolve) => "resolved",
+        _ => "refused",
+    };
+    state
+        .metrics
+        .acks
+        .get_or_create(&AckLabels {
+            via: via.as_str().into(),
+            outcome: outcome.into(),
+        })
+        .inc();
+    let Acted::Done(i) = &acted else {
+        return Ok(acted);
+    };
+    state
+        .store
+        .operations
+        .audit(AuditEntry {
+            id: 0,
+            at: now,
+            actor: actor.into(),
+            action: format!(
+                "incident.{}",
+                if outcome == "resolved" {
+                    "resolve"
+                } else {
+                    "acknowledge"
+                }
+            ),
+            target: i.id.clone(),
+            before: None,
+            after: Some(json!({"status": i.status, "via": via.as_str()})),
+            reason: (!reason.is_empty()).then(|| reason.to_string()),
+        })
+        .await?;
+    after_answer(state, i, action, actor, via, now).await?;
+    Ok(acted)
+}
+
+/// The escalation, the figures and the notices that follow an answer that took effect.
+async fn after_answer(
+    state: &AppState,
+    i: &IncidentRecord,
+    action: IncidentAction,
+    actor: &str,
+    via: Via,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let drill = i.source == "drill";
+    let labels = SeverityLabels {
+        severity: i.severity.as_str().into(),
+    };
+    let esc = state.store.escalations.get_escalation(&i.id).await?;
+    match action {
+        IncidentAction::Acknowledge => {
+            let until = now.saturating_add(state.cfg.oncall.ack_timeout_for(i.severity));
+            if let Some(e) = &esc {
+                state
+                    .store
+                    .escalations
+                    .set_escalation(&i.id, EscalationMove::Wait { due: until }, true, now)
+                    .await?;
+                if e.first_ack_at.is_none()
+                    && !drill
+                    && let Some(first) = e.first_page_at
+                {
+                    let tta = (now - first).max(0) as f64 / 1000.0;
+                    state
+                        .metrics
+                        .incident_tta
+                        .get_or_create(&labels)
+                        .observe(tta);
+                }
+            }
+            tell_others(state, i, actor, via, esc.as_ref().map_or(0, |e| e.round)).await;
+        }
+        IncidentAction::Resolve => {
+            if esc.is_some() {
+                state
+                    .store
+                    .escalations
+                    .set_escalation(&i.id, EscalationMove::Done, false, now)
+                    .await?;
+            }
+            if !drill {
+                let ttr = (now - i.opened_at).max(0) as f64 / 1000.0;
+                state
+                    .metrics
+                    .incident_ttr
+                    .get_or_create(&labels)
+                    .observe(ttr);
+            }
+            // The pager sends the resolved notice the store now owes.
+            state.pager_wake.notify_one();
+        }
+    }
+    Ok(())
+}
+
+/// "Acknowledged by X": everyone paged for the incident but the one who answered, once
+/// per person and method (no calls: a voice page's person is told by SMS if they got one).
+async fn tell_others(state: &AppState, i: &IncidentRecord, actor: &str, via: Via, round: i64) {
+    let pages = match state.store.escalations.pages_of(&i.id).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(incident = i.id, error = %e, "cannot read who was paged; nobody told of the acknowledgement");
+            return;
+        }
+    };
+    let told: BTreeSet<(String, String)> = pages
+        .iter()
+        .filter(|p| p.person != actor && p.method != "voice")
+        .map(|p| (p.person.clone(), p.method.clone()))
+        .collect();
+    if told.is_empty() {
+        return;
+    }
+    let text = format!(
+        "#{} {} acknowledged by {actor} ({}).",
+        i.number,
+        i.title,
+        via.as_str()
+    );
+    let mut owed: Vec<(String, Value, String)> = Vec::new();
+    let mut contacts = HashMap::new();
+    for (person, method) in told {
+        let to = match person.strip_prefix("chat:") {
+            Some(c) => json!({"chat": c}),
+            None => json!({"user": person}),
+        };
+        let body = json!({
+            "to": to, "channels": [method], "priority": "normal",
+            "content": {"subject": format!("[ACK] #{} {}", i.number, i.title), "text": text},
+            "metadata": {"incident": i.id, "category": "incident"},
+        });
+        let key = format!("{}:acked:{round}:{person}:{method}", i.id);
+        if !person.starts_with("chat:") && !contacts.contains_key(&person) {
+            let c = state
+                .store
+                .contacts
+                .get_contact(&person)
+                .await
+                .ok()
+                .flatten();
+            contacts.insert(person.clone(), c.map(|r| r.contact));
+        }
+        owed.push((person, body, key));
+    }
+    if let Err(e) = super::pager::accept(state, &i.id, owed, &contacts).await {
+        tracing::warn!(incident = i.id, error = %e, "the others paged were not told of the acknowledgement");
+    }
+}

@@ -1,0 +1,377 @@
+//! The escalator: every node, each `[oncall] tick`, claims the escalations that are due
+//! (under a lease, with a fence) and fires them — who the step names (contacts, whoever a
+//! schedule has on call now, chat groups), one page per person and contact method under
+//! the page's key, then the row moves to the next step. A node killed mid-step leaves its
+//! lease to run out; the next claimant finds the pages already recorded under the same
+//! keys and the messages already queued under the same idempotency keys, so nobody is
+//! paged twice.
+
+use super::pager::{headline, page_text, reachable};
+use crate::api::AppState;
+use crate::core::alerts::routes::default_channels;
+use crate::core::incident::Status;
+use crate::core::oncall::ack_link::{self, Claims};
+use crate::core::oncall::escalation::{
+    Decision, IncidentNow, Position, Target, after, decide, page_key,
+};
+use crate::core::oncall::policy_doc::PolicyDoc;
+use crate::core::types::{Channel, Millis, new_id, now_millis};
+use crate::store::{
+    DocKind, EscState, EscalationMove, EscalationRow, Fired, IncidentRecord, PageRow, StoreError,
+};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Rows claimed per tick.
+const CLAIM: usize = 50;
+
+fn position(row: &EscalationRow) -> (Position, Option<Position>) {
+    let p = |s: i64, pass: i64| Position {
+        step: s.max(0) as usize,
+        pass: pass.max(0) as u32,
+        round: row.round.max(0) as u32,
+    };
+    (
+        p(row.step, row.pass),
+        row.fired_step
+            .map(|s| p(s, row.fired_pass.unwrap_or(row.pass))),
+    )
+}
+
+/// Claims and fires what is due; how many rows were handled.
+pub async fn tick(state: &AppState) -> usize {
+    let now = now_millis();
+    let lease = state.cfg.oncall.lease.0.as_millis() as i64;
+    let rows = match state
+        .store
+        .escalations
+        .claim_escalations(&state.node_id, now, lease, CLAIM)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot claim due escalations");
+            return 0;
+        }
+    };
+    let n = rows.len();
+    for row in rows {
+        if let Err(e) = fire(state, &row).await {
+            tracing::warn!(incident = row.incident_id, error = %e, "escalation step not finished; it is taken again when its lease ends");
+        }
+    }
+    n
+}
+
+async fn fire(state: &AppState, row: &EscalationRow) -> Result<(), StoreError> {
+    let now = now_millis();
+    let esc = &state.store.escalations;
+    let view = state.store.incidents.get_incident(&row.incident_id).await?;
+    let Some(i) = view.map(|v| v.incident) else {
+        esc.advance_escalation(
+            &row.incident_id,
+            row.fence,
+            EscalationMove::Done,
+            Fired::default(),
+            now,
+        )
+        .await?;
+        return Ok(());
+    };
+    let status = match i.status {
+        Status::Resolved => IncidentNow::Over,
+        Status::Triggered => IncidentNow::Triggered,
+        Status::Acknowledged => IncidentNow::Acknowledged {
+            at: i.acknowledged_at.unwrap_or(now),
+        },
+    };
+    let (next, fired) = position(row);
+    let timeout = state.cfg.oncall.ack_timeout_for(i.severity);
+    let decision = decide(
+        row.state == EscState::Waiting,
+        next,
+        fired,
+        status,
+        timeout,
+        now,
+    );
+    let (pos, retrigger) = match decision {
+        Decision::Stop => {
+            esc.advance_escalation(
+                &i.id,
+                row.fence,
+                EscalationMove::Done,
+                Fired::default(),
+                now,
+            )
+            .await?;
+            return Ok(());
+        }
+        Decision::WaitUntil(due) => {
+            esc.advance_escalation(
+                &i.id,
+                row.fence,
+                EscalationMove::Wait { due },
+                Fired::default(),
+                now,
+            )
+            .await?;
+            return Ok(());
+        }
+        Decision::Fire { pos, retrigger } => (pos, retrigger),
+    };
+    state
+        .metrics
+        .escalation_fire_lag
+        .observe((now - row.due_at).max(0) as f64 / 1000.0);
+    if retrigger {
+        esc.retrigger_incident(&i.id, "system", "acknowledgement timed out", now)
+            .await?;
+    }
+    let Some(policy) = load_policy(state, &row.policy_id).await? else {
+        tracing::error!(
+            incident = i.id,
+            policy = row.policy_id,
+            "the incident's escalation policy is gone: nobody more is paged"
+        );
+        let summary = json!({"error": format!("escalation policy `{}` not found", row.policy_id)});
+        let fired = Fired {
+            summary: Some(summary),
+            ..Fired::default()
+        };
+        esc.advance_escalation(&i.id, row.fence, EscalationMove::Done, fired, now)
+            .await?;
+        return Ok(());
+    };
+    let policy = policy.compile(i.severity);
+    let Some(step) = policy.steps.get(pos.step) else {
+        esc.advance_escalation(
+            &i.id,
+            row.fence,
+            EscalationMove::Done,
+            Fired::default(),
+            now,
+        )
+        .await?;
+        return Ok(());
+    };
+    let (wanted, contacts) = pages_for(state, &i, pos, &step.targets, now).await?;
+    let since = now - state.cfg.oncall.reply_code_window.0.as_millis() as i64;
+    let Some(pages) = esc.reserve_pages(&i.id, row.fence, wanted, since).await? else {
+        return Ok(()); // another node holds it now
+    };
+    let owed: Vec<(String, Value, String)> = pages
+        .iter()
+        .map(|p| (p.person.clone(), body_of(state, &i, p, now), p.key.clone()))
+        .collect();
+    let messages = super::pager::accept(state, &i.id, owed, &contacts)
+        .await
+        .map_err(StoreError::Unavailable)?;
+    for p in &pages {
+        if messages.iter().any(|(k, _)| *k == p.key) {
+            state
+                .metrics
+                .pages
+                .get_or_create(&crate::metrics::MethodLabels {
+                    method: p.method.clone(),
+                })
+                .inc();
+        }
+    }
+    let to = match after(&policy, pos, now) {
+        Some((n, due)) => EscalationMove::Next {
+            step: n.step as i64,
+            pass: n.pass as i64,
+            round: n.round as i64,
+            due,
+        },
+        None => EscalationMove::Done,
+    };
+    let people: Vec<Value> = pages
+        .iter()
+        .map(|p| json!({"person": p.person, "method": p.method}))
+        .collect();
+    let fired = Fired {
+        at: Some((pos.step as i64, pos.pass as i64)),
+        messages,
+        summary: Some(json!({
+            "step": pos.step + 1, "pass": pos.pass + 1, "round": pos.round,
+            "pages": people, "late_ms": (now - row.due_at).max(0),
+        })),
+    };
+    esc.advance_escalation(&i.id, row.fence, to, fired, now)
+        .await?;
+    Ok(())
+}
+
+async fn load_policy(state: &AppState, id: &str) -> Result<Option<PolicyDoc>, StoreError> {
+    let Some(r) = state.store.oncall.get_doc(DocKind::Policy, id).await? else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_value(r.body).ok())
+}
+
+type Contacts = HashMap<String, Option<crate::core::contact::Contact>>;
+
+/// The pages a step makes now: each person the targets name (schedules resolved at `now`),
+/// once, on each contact method of the incident's severity they can be reached on.
+async fn pages_for(
+    state: &AppState,
+    i: &IncidentRecord,
+    pos: Position,
+    targets: &[Target],
+    now: Millis,
+) -> Result<(Vec<PageRow>, Contacts), StoreError> {
+    let mut people: Vec<String> = Vec::new();
+    let mut chats: Vec<String> = Vec::new();
+    for t in targets {
+        match t {
+            Target::Contact(c) => people.push(c.clone()),
+            Target::Schedule(s) => match crate::api::oncall::on_call_at(state, s, now).await {
+                Ok(Some(p)) => people.extend(p),
+                Ok(None) => tracing::warn!(
+                    incident = i.id,
+                    schedule = s,
+                    "a step names a schedule that is gone"
+                ),
+                Err(e) => {
+                    tracing::warn!(incident = i.id, schedule = s, error = ?e, "a schedule could not be read")
+                }
+            },
+            Target::Chat(c) => chats.push(c.clone()),
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    people.retain(|p| seen.insert(p.clone()));
+    let channels = state
+        .routes
+        .iter()
+        .find(|r| r.cfg.id == i.route)
+        .map(|r| r.channels_for(i.severity))
+        .unwrap_or_else(|| default_channels(i.severity));
+    let mut contacts: Contacts = HashMap::new();
+    let mut out = Vec::new();
+    let page = |person: &str, method: Channel, address: Option<String>| PageRow {
+        key: page_key(&i.id, pos, person, method.as_str()),
+        incident_id: i.id.clone(),
+        step: pos.step as i64,
+        pass: pos.pass as i64,
+        round: pos.round as i64,
+        person: person.to_string(),
+        method: method.as_str().to_string(),
+        address,
+        reply_code: None,
+        message_id: None,
+        created_at: now,
+    };
+    for p in &people {
+        let c = state
+            .store
+            .contacts
+            .get_contact(p)
+            .await?
+            .map(|r| r.contact);
+        let mut methods: Vec<Channel> = channels
+            .iter()
+            .copied()
+            .filter(|m| *m != Channel::Chat && reachable(state, c.as_ref(), *m))
+            .collect();
+        if methods.is_empty() {
+            methods.push(Channel::Inbox);
+        }
+        for m in methods {
+            let phone = matches!(m, Channel::Sms | Channel::Voice)
+                .then(|| c.as_ref().and_then(|c| c.phones.first().cloned()))
+                .flatten();
+            out.push(page(p, m, phone));
+        }
+        contacts.insert(p.clone(), c);
+    }
+    for c in chats {
+        out.push(page(&format!("chat:{c}"), Channel::Chat, None));
+    }
+    Ok((out, contacts))
+}
+
+/// The link a person opens to answer, when `[oncall]` has a public URL.
+fn link(state: &AppState, i: &IncidentRecord, person: &str, now: Millis) -> Option<String> {
+    let cfg = &state.cfg.oncall;
+    let (base, secret) = (cfg.public_url.as_ref()?, cfg.link_secret.as_ref()?);
+    let claims = Claims {
+        i: i.id.clone(),
+        p: person.to_string(),
+        e: now.saturating_add(cfg.link_ttl.0.as_millis() as i64),
+        n: new_id("ln"),
+    };
+    let token = ack_link::make(secret.expose().as_bytes(), &claims);
+    Some(format!("{}/a/{token}", base.trim_end_matches('/')))
+}
+
+/// The message a page becomes.
+fn body_of(state: &AppState, i: &IncidentRecord, p: &PageRow, now: Millis) -> Value {
+    let drill = if i.source == "drill" { "[DRILL] " } else { "" };
+    let code = p.reply_code.unwrap_or(0);
+    let mut metadata = json!({
+        "incident": i.id, "incident_number": i.number, "category": "incident",
+        "page_key": p.key, "collapse_key": format!("inc-{}", i.number),
+    });
+    let (subject, text) = match p.method.as_str() {
+        "voice" => {
+            metadata["voice_keypress"] = json!(true);
+            (
+                headline(i),
+                format!(
+                    "{drill}This is a Herald page. {} incident {}: {}. Press 4 to acknowledge, 6 to resolve.",
+                    i.severity, i.number, i.title
+                ),
+            )
+        }
+        "sms" => {
+            let mut t = format!(
+                "{drill}{}\nReply {code}a to acknowledge, {code}r to resolve",
+                page_text(i)
+            );
+            let allowed = p
+                .address
+                .as_deref()
+                .is_some_and(|a| ack_link::links_allowed(a, &state.cfg.oncall.no_links_for));
+            if allowed && let Some(l) = link(state, i, &p.person, now) {
+                t.push_str(&format!("\n{l}"));
+            }
+            (headline(i), t)
+        }
+        "chat" => (headline(i), format!("{drill}{}", page_text(i))),
+        _ => {
+            let mut t = format!("{drill}{}", page_text(i));
+            if let Some(l) = link(state, i, &p.person, now) {
+                t.push_str(&format!("\n\nAcknowledge or resolve: {l}"));
+            }
+            (format!("{drill}{}", headline(i)), t)
+        }
+    };
+    if p.reply_code.is_some() {
+        metadata["reply_code"] = json!(code);
+    }
+    let to = match p.person.strip_prefix("chat:") {
+        Some(c) => json!({"chat": c}),
+        None => json!({"user": p.person}),
+    };
+    json!({
+        "to": to, "channels": [p.method], "priority": i.severity.priority().as_str(),
+        "content": {"subject": subject, "text": text}, "metadata": metadata,
+    })
+}
+
+/// Runs until shutdown: a tick each `[oncall] tick`, at once when woken.
+pub async fn run(state: AppState) {
+    let every = state.cfg.oncall.tick.0.max(Duration::from_millis(50));
+    loop {
+        while tick(&state).await == CLAIM {}
+        tokio::select! {
+            _ = state.escalator_wake.notified() => {}
+            _ = tokio::time::sleep(every) => {}
+            _ = state.shutdown.cancelled() => return,
+        }
+    }
+}

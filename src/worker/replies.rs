@@ -1,0 +1,178 @@
+//! Answers that come back on the channel a page went out on: SMS replies (Twilio inbound
+//! webhooks, Aliyun SmsUp pushes) and keys pressed during a page's call. A reply from a
+//! number that was never paged is ignored, unanswered (no loop with another robot); answers
+//! to paged numbers are bounded per hour; STOP ends SMS pages to the number.
+
+use super::answer::{Via, answer};
+use crate::api::AppState;
+use crate::core::oncall::reply::{self, Act, Reply};
+use crate::core::types::{Millis, now_millis};
+use crate::metrics::AckLabels;
+use crate::store::{Acted, Expect, IncidentAction, PageRow, StoreError};
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
+/// Answers sent to each phone in the last hour (this node's share of the bound).
+static ANSWERED: LazyLock<Mutex<HashMap<String, Vec<Millis>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn action(a: Act) -> IncidentAction {
+    match a {
+        Act::Acknowledge => IncidentAction::Acknowledge,
+        Act::Resolve => IncidentAction::Resolve,
+    }
+}
+
+fn ignored(state: &AppState, via: Via) {
+    state
+        .metrics
+        .acks
+        .get_or_create(&AckLabels {
+            via: via.as_str().into(),
+            outcome: "ignored".into(),
+        })
+        .inc();
+}
+
+/// Whether an answer may go to `phone` now (bounded per hour).
+fn may_answer(state: &AppState, phone: &str) -> bool {
+    let mut m = ANSWERED.lock().unwrap_or_else(|p| p.into_inner());
+    if m.len() > 10_000 {
+        m.retain(|_, v| v.last().is_some_and(|t| now_millis() - t < 3_600_000));
+    }
+    let sent = m.entry(phone.to_string()).or_default();
+    reply::may_answer(sent, now_millis(), state.cfg.oncall.replies_per_hour)
+}
+
+/// Handles one SMS from `phone`; the answer to send back, if any. `once` names the reply
+/// (the provider's message id): a provider's retry of the same reply does nothing again.
+pub async fn sms(
+    state: &AppState,
+    phone: &str,
+    text: &str,
+    once: &str,
+) -> Result<Option<String>, StoreError> {
+    let since = now_millis() - state.cfg.oncall.reply_code_window.0.as_millis() as i64;
+    let esc = &state.store.escalations;
+    let parsed = reply::parse(text);
+    let page = match parsed {
+        Reply::Code(c, _) => esc.page_for_reply(phone, Some(c), since).await?,
+        Reply::Bare(_) | Reply::Stop | Reply::Unknown => {
+            esc.page_for_reply(phone, None, since).await?
+        }
+    };
+    // A number with no page since `since` is not answered at all.
+    let last = esc.last_page_to(phone, since).await?;
+    let known = last.is_some();
+    if !known {
+        tracing::info!(phone = %crate::log_escape::escape_line(phone), "an SMS from a number never paged: ignored");
+        ignored(state, Via::Sms);
+        return Ok(None);
+    }
+    if !esc
+        .spend_link(&format!("reply:{once}"), now_millis())
+        .await?
+    {
+        return Ok(None); // the provider sent the same reply again
+    }
+    let said = match (parsed, &page) {
+        (Reply::Stop, _) => stop(state, phone, page.as_ref().or(last.as_ref())).await?,
+        (Reply::Unknown, _) => {
+            ignored(state, Via::Sms);
+            "Herald did not understand. Reply with the code of a page and a or r, e.g. 3a.".into()
+        }
+        (Reply::Code(c, _), None) => {
+            ignored(state, Via::Sms);
+            format!("No page to this phone has code {c} now.")
+        }
+        (Reply::Bare(_), None) => {
+            ignored(state, Via::Sms);
+            "No page to this phone waits for an answer.".into()
+        }
+        (Reply::Code(_, a) | Reply::Bare(a), Some(p)) => {
+            act_on(state, p, a, Via::Sms, &format!("reply {}", text.trim())).await?
+        }
+    };
+    Ok(may_answer(state, phone).then_some(said))
+}
+
+/// Acts on a page's incident as the person it went to; the sentence answered.
+async fn act_on(
+    state: &AppState,
+    p: &PageRow,
+    a: Act,
+    via: Via,
+    said: &str,
+) -> Result<String, StoreError> {
+    let verb = match a {
+        Act::Acknowledge => "acknowledged",
+        Act::Resolve => "resolved",
+    };
+    Ok(
+        match answer(state, &p.incident_id, action(a), &p.person, via, said).await? {
+            Acted::Done(i) => format!("#{} {verb} by you. Thank you.", i.number),
+            Acted::NotNow(i) => format!("#{} is {} already.", i.number, i.status.as_str()),
+            Acted::NotFound => "That incident is gone.".into(),
+        },
+    )
+}
+
+/// STOP: the contact paged on this phone gets no more SMS (its opt-out, audited).
+async fn stop(state: &AppState, phone: &str, page: Option<&PageRow>) -> Result<String, StoreError> {
+    let person = page.map(|p| p.person.clone());
+    if let Some(person) = person
+        && let Some(r) = state.store.contacts.get_contact(&person).await?
+    {
+        let mut c = r.contact.clone();
+        if !c.preferences.opt_out.channels.iter().any(|x| x == "sms") {
+            c.preferences.opt_out.channels.push("sms".into());
+            let _ = state
+                .store
+                .contacts
+                .put_contact(
+                    c,
+                    Expect::Version(r.version),
+                    &format!("sms:{phone}"),
+                    now_millis(),
+                )
+                .await?;
+        }
+        tracing::warn!(
+            contact = person,
+            "STOP received: no more SMS pages to this contact"
+        );
+    }
+    Ok("You will get no more SMS from Herald. Ask your operator to turn them back on.".into())
+}
+
+/// Acknowledges or resolves from the keys pressed during a page's call (4 and 6).
+pub async fn keypresses(state: AppState) {
+    let mut rx = state.keypresses.subscribe();
+    loop {
+        let k = tokio::select! {
+            r = rx.recv() => r,
+            _ = state.shutdown.cancelled() => return,
+        };
+        let k = match k {
+            Ok(k) => k,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "keypresses missed (too many at once)");
+                continue;
+            }
+            Err(_) => return,
+        };
+        let Some(a) = reply::keypress(&k.digits) else {
+            continue;
+        };
+        match state.store.escalations.page_of_message(&k.message_id).await {
+            Ok(Some(p)) => {
+                let said = format!("pressed {}", k.digits);
+                if let Err(e) = act_on(&state, &p, a, Via::Voice, &said).await {
+                    tracing::warn!(error = %e, "a keypress could not be applied");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "a keypress could not be matched to a page"),
+        }
+    }
+}
