@@ -144,6 +144,7 @@ pub async fn start(
         heartbeats: Arc::new(cfg.compiled_heartbeats()?),
         pager_wake: Arc::new(Notify::new()),
         escalator_wake: Arc::new(Notify::new()),
+        reply_answers: Default::default(),
         workers_beat: workers_beat.clone(),
         shutdown: CancellationToken::new(),
         mode: mode.clone(),

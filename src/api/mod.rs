@@ -57,6 +57,8 @@ pub struct AppState {
     pub heartbeats: Arc<Vec<crate::core::alerts::heartbeats::Heartbeat>>,
     /// Wakes the pager (an incident owes pages).
     pub pager_wake: Arc<Notify>,
+    /// Answers sent to each phone's replies in the last hour (this node's bound).
+    pub reply_answers: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<i64>>>>,
     /// Wakes the escalator (an escalation was started or made due now).
     pub escalator_wake: Arc<Notify>,
     /// Keys pressed during calls (acknowledging a page by phone).

@@ -9,6 +9,7 @@ mod aliyun;
 mod aliyun_vms;
 pub mod apns;
 pub mod fcm;
+mod replies;
 mod robots;
 mod twilio;
 pub mod webpush;
@@ -327,6 +328,8 @@ pub fn router(sim: Shared) -> Router {
         .route("/_sim/fcm/expire-tokens", post(fcm::expire_tokens))
         .route("/_sim/apns", get(apns::info))
         .route("/_sim/apns/expire", post(apns::expire))
+        .route("/_sim/twilio/reply", post(replies::twilio))
+        .route("/_sim/aliyun/reply", post(replies::aliyun))
         .route("/_sim/health", get(|| async { "ok" }))
         .route("/_sim/requests", get(requests).delete(clear_requests))
         .route("/_sim/stats", get(stats))

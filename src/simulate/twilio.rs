@@ -231,18 +231,23 @@ fn place_call(sim: &Shared, sid: &str, get: &dyn Fn(&str) -> Option<String>) -> 
         _ => {}
     }
     let csid = format!("CA{}", hex::encode(rand::random::<[u8; 16]>()));
-    // A number ending 0006 presses 1 when the call gathers a key.
-    let gather = get("Twiml")
-        .and_then(|t| gather_action(&t))
-        .filter(|_| to.ends_with("0006"));
+    // When the call gathers a key, a number ending 0006 presses 1, 0007 presses 4
+    // (acknowledge a page), 0008 presses 6 (resolve); others press nothing.
+    let key = match &to[to.len().saturating_sub(4)..] {
+        "0006" => Some("1"),
+        "0007" => Some("4"),
+        "0008" => Some("6"),
+        _ => None,
+    };
+    let gather = get("Twiml").and_then(|t| gather_action(&t)).zip(key);
     if let Some(cb) = get("StatusCallback") {
         let (sim, csid, to, from) = (sim.clone(), csid.clone(), to.clone(), from.clone());
         tokio::spawn(async move {
-            if let Some(action) = gather {
+            if let Some((action, key)) = gather {
                 tokio::time::sleep(sim.args.report_delay / 2).await;
                 let params = vec![
                     ("CallSid".to_string(), csid.clone()),
-                    ("Digits".into(), "1".into()),
+                    ("Digits".into(), key.into()),
                     ("AccountSid".into(), sim.args.twilio_account_sid.clone()),
                     ("CallStatus".into(), "in-progress".into()),
                 ];

@@ -6,15 +6,9 @@
 use super::answer::{Via, answer};
 use crate::api::AppState;
 use crate::core::oncall::reply::{self, Act, Reply};
-use crate::core::types::{Millis, now_millis};
+use crate::core::types::now_millis;
 use crate::metrics::AckLabels;
 use crate::store::{Acted, Expect, IncidentAction, PageRow, StoreError};
-use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
-
-/// Answers sent to each phone in the last hour (this node's share of the bound).
-static ANSWERED: LazyLock<Mutex<HashMap<String, Vec<Millis>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
 
 fn action(a: Act) -> IncidentAction {
     match a {
@@ -36,7 +30,10 @@ fn ignored(state: &AppState, via: Via) {
 
 /// Whether an answer may go to `phone` now (bounded per hour).
 fn may_answer(state: &AppState, phone: &str) -> bool {
-    let mut m = ANSWERED.lock().unwrap_or_else(|p| p.into_inner());
+    let mut m = state
+        .reply_answers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     if m.len() > 10_000 {
         m.retain(|_, v| v.last().is_some_and(|t| now_millis() - t < 3_600_000));
     }
