@@ -6,6 +6,7 @@ pub mod auth;
 pub mod body;
 mod contacts;
 mod dead_letters;
+mod drills;
 mod heartbeats;
 mod inbound;
 mod inbox;
@@ -174,6 +175,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/incidents/{id}/escalate", post(incident_ops::escalate))
         .route("/v1/incidents/{id}/snooze", post(incident_ops::snooze))
         .route("/v1/incidents/stats", get(incident_ops::stats))
+        .route("/v1/drills/page", post(drills::page))
         .route(
             "/v1/schedules",
             post(oncall::create_schedule).get(oncall::list_schedules),
@@ -254,14 +256,17 @@ async fn head_limits(
 
 /// Every error is problem+json: an answer the framework made itself (a path segment that is
 /// not UTF-8, a body over a route's limit: plain text) is rewritten with its text as the
-/// detail. A JSON body a route chose (`/readyz`'s checks with its 503) is left as it is.
+/// detail. A JSON body a route chose (`/readyz`'s checks with its 503) is left as it is, and
+/// so is an HTML page (`/a/{token}` answers the people who open a link with pages).
 async fn problem_only(resp: axum::response::Response) -> axum::response::Response {
     use axum::http::{StatusCode, header};
     use axum::response::IntoResponse;
     let status = resp.status();
     let is_problem = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
         let v = v.as_bytes();
-        v.starts_with(b"application/problem+json") || v.starts_with(b"application/json")
+        v.starts_with(b"application/problem+json")
+            || v.starts_with(b"application/json")
+            || v.starts_with(b"text/html")
     });
     if !(status.is_client_error() || status.is_server_error()) || is_problem {
         return resp;

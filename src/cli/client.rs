@@ -177,14 +177,14 @@ pub async fn mode(cmd: ModeCmd) -> Result<()> {
     Ok(())
 }
 
-pub(super) struct Client {
+pub(crate) struct Client {
     base: String,
     key: String,
     http: reqwest::Client,
 }
 
 impl Client {
-    pub(super) fn new(a: &ClientArgs) -> Result<Self> {
+    pub(crate) fn new(a: &ClientArgs) -> Result<Self> {
         let key = a
             .api_key
             .clone()
@@ -200,7 +200,7 @@ impl Client {
         })
     }
 
-    pub(super) async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,

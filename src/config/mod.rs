@@ -82,6 +82,10 @@ pub struct DrillConfig {
     pub max_lost: u64,
     /// Messages delivered twice (at-least-once allows some when a node dies mid-call).
     pub max_duplicates: u64,
+    /// Paging drill: longest time from the drill incident opening to its first page.
+    pub max_time_to_page: Dur,
+    /// Paging drill: longest time from the first page to a person's acknowledgement.
+    pub max_time_to_ack: Dur,
 }
 
 impl Default for DrillConfig {
@@ -91,6 +95,8 @@ impl Default for DrillConfig {
             max_recover: Dur::secs(30),
             max_lost: 0,
             max_duplicates: 200,
+            max_time_to_page: Dur::secs(30),
+            max_time_to_ack: Dur::secs(15 * 60),
         }
     }
 }

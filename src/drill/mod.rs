@@ -5,6 +5,7 @@
 //! Markdown) and exits non-zero when a target of `[drill]` is missed.
 
 pub mod harness;
+mod page;
 pub mod pg;
 mod report;
 mod scenarios;
@@ -31,6 +32,9 @@ pub enum Scenario {
     StorageOutage,
     /// The node and its database are lost; a backup taken under load is restored.
     Restore,
+    /// A drill incident is paged through a running gateway by `--policy`; the drill waits
+    /// for a person to acknowledge it and reports time to page and to acknowledge.
+    Page,
 }
 
 impl Scenario {
@@ -40,6 +44,7 @@ impl Scenario {
             Scenario::NodeKill => "node-kill",
             Scenario::StorageOutage => "storage-outage",
             Scenario::Restore => "restore",
+            Scenario::Page => "page",
         }
     }
 }
@@ -62,14 +67,28 @@ pub struct DrillArgs {
     /// Keep the drill's folder (configs, data, logs) and print where it is.
     #[arg(long)]
     pub keep: bool,
+    /// page: the escalation policy that pages the drill.
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// page: the drill incident's severity.
+    #[arg(long, default_value = "P1")]
+    pub severity: String,
+    /// page: the running gateway (and an operator key) the drill goes through.
+    #[command(flatten)]
+    pub client: crate::cli::ClientArgs,
 }
 
 pub async fn run(cmd: DrillCmd) -> Result<()> {
     let DrillCmd::Run(a) = cmd;
     let (cfg, _) = crate::config::load(a.config.config.as_deref())?;
     eprintln!("drill {}: starting", a.scenario.name());
-    let mut report = scenarios::run(&a).await?;
-    report.judge(&cfg.drill);
+    let report = if a.scenario == Scenario::Page {
+        page::run(&a, &cfg.drill).await?
+    } else {
+        let mut r = scenarios::run(&a).await?;
+        r.judge(&cfg.drill);
+        r
+    };
     for line in report.summary_lines() {
         crate::cli::out(line);
     }

@@ -109,6 +109,14 @@ impl Report {
             if self.passed { "PASSED" } else { "FAILED" },
             self.duration_ms as f64 / 1000.0
         )];
+        if self.scenario == "page" {
+            l.extend(self.extra.iter().map(|(k, v)| format!("  {k}: {v}")));
+            l.extend(self.checks.iter().map(|c| {
+                let mark = if c.ok { "ok" } else { "MISSED" };
+                format!("  [{mark}] {}: {} (target {})", c.name, c.value, c.target)
+            }));
+            return l;
+        }
         l.push(format!(
             "  accepted {}  delivered {}  lost {}  duplicates {}  refused {}",
             self.accepted, self.delivered, self.lost, self.duplicates, self.refused

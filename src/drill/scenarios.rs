@@ -20,6 +20,9 @@ pub async fn run(a: &DrillArgs) -> Result<Report> {
         Scenario::NodeKill => node_kill(&w, a, &mut d).await,
         Scenario::StorageOutage => storage_outage(&w, a, &mut d).await,
         Scenario::Restore => restore(&w, a, &mut d).await,
+        Scenario::Page => Err(anyhow::anyhow!(
+            "the page drill runs against a gateway, not a rehearsal rig"
+        )),
     };
     if let Err(e) = &r {
         eprintln!("drill {} broke off: {e:#}", a.scenario.name());

@@ -174,6 +174,8 @@ pub struct Sim {
     pub vapid_seen: Mutex<HashMap<String, i64>>,
     pub fcm: Mutex<fcm::FcmState>,
     pub apns: Mutex<apns::ApnsState>,
+    /// A phone that answers pages by itself (`PUT /_sim/twilio/auto-reply`).
+    pub auto_reply: Mutex<Option<replies::AutoReply>>,
     pub http: reqwest::Client,
 }
 
@@ -193,6 +195,7 @@ impl Sim {
             vapid_seen: Mutex::default(),
             fcm: Mutex::default(),
             apns: Mutex::default(),
+            auto_reply: Mutex::default(),
             http: {
                 crate::tls::init();
                 reqwest::Client::new()
@@ -329,6 +332,10 @@ pub fn router(sim: Shared) -> Router {
         .route("/_sim/apns", get(apns::info))
         .route("/_sim/apns/expire", post(apns::expire))
         .route("/_sim/twilio/reply", post(replies::twilio))
+        .route(
+            "/_sim/twilio/auto-reply",
+            axum::routing::put(replies::set_auto_reply).delete(replies::clear_auto_reply),
+        )
         .route("/_sim/aliyun/reply", post(replies::aliyun))
         .route("/_sim/health", get(|| async { "ok" }))
         .route("/_sim/requests", get(requests).delete(clear_requests))

@@ -3,6 +3,9 @@
 //! parameter), `POST /_sim/aliyun/reply` an SmsUp batch as Aliyun does (a JSON array with a
 //! `sequence_id`, the national number without `+86`). Both answer with what Herald said.
 //! Body: `{"url": "<herald inbound URL>", "from": "+15005550006", "body": "3a"}`.
+//! `PUT /_sim/twilio/auto-reply {"url", "delay_ms", "action": "a"}` makes every phone the
+//! Twilio simulator sends a page to (a text with `Reply N… to acknowledge`) answer `Na` by
+//! itself after the delay, as a person on call would; `DELETE` stops it.
 
 use super::Shared;
 use crate::providers::signing::twilio_signature;
@@ -110,4 +113,84 @@ pub async fn aliyun(State(sim): State<Shared>, Json(v): Json<Value>) -> Response
     let batch = json!([{"phone_number": national, "content": body, "send_time": send_time,
                         "dest_code": "1234", "sequence_id": seq, "sign_name": "Herald"}]);
     relay(sim.http.post(url).json(&batch).send().await).await
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct AutoReply {
+    pub url: String,
+    #[serde(default = "half_second")]
+    pub delay_ms: u64,
+    /// `a` (acknowledge) or `r` (resolve).
+    #[serde(default = "ack")]
+    pub action: String,
+}
+
+fn half_second() -> u64 {
+    500
+}
+fn ack() -> String {
+    "a".into()
+}
+
+pub async fn set_auto_reply(State(sim): State<Shared>, Json(a): Json<AutoReply>) -> Response {
+    if !local(&a.url) || !matches!(a.action.as_str(), "a" | "r") || a.delay_ms > 600_000 {
+        return (
+            StatusCode::BAD_REQUEST,
+            "a loopback url, action a or r, delay_ms at most 600000",
+        )
+            .into_response();
+    }
+    *sim.auto_reply.lock().unwrap_or_else(|p| p.into_inner()) = Some(a);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+pub async fn clear_auto_reply(State(sim): State<Shared>) -> Response {
+    *sim.auto_reply.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// The reply code a page's text asks for (`Reply 3a to acknowledge`).
+fn code_of(body: &str) -> Option<String> {
+    let at = body.find("Reply ")? + 6;
+    let code: String = body[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    (!code.is_empty() && body[at + code.len()..].starts_with("a to acknowledge")).then_some(code)
+}
+
+/// When auto-reply is on and `body` is a page, answers it from `to` after the delay.
+pub fn maybe_auto_reply(sim: &Shared, to: &str, body: &str) {
+    let Some(a) = sim
+        .auto_reply
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+    else {
+        return;
+    };
+    let Some(code) = code_of(body) else {
+        return;
+    };
+    let (sim, to) = (sim.clone(), to.to_string());
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(a.delay_ms)).await;
+        let v = json!({"url": a.url, "from": to, "body": format!("{code}{}", a.action)});
+        let _ = twilio(State(sim), Json(v)).await;
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::code_of;
+
+    #[test]
+    fn the_code_a_page_asks_for() {
+        assert_eq!(
+            code_of("[P1] #3 x\nReply 12a to acknowledge, 12r to resolve"),
+            Some("12".into())
+        );
+        assert_eq!(code_of("Resolved: #3"), None);
+        assert_eq!(code_of("Reply 1r to resolve"), None);
+    }
 }

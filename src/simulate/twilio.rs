@@ -164,6 +164,7 @@ fn create_message(sim: &Shared, sid: &str, get: &dyn Fn(&str) -> Option<String>)
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc2822)
         .unwrap_or_default();
+    super::replies::maybe_auto_reply(sim, &to, &body);
     if let Some(cb) = get("StatusCallback") {
         let (sim, msid, to, from) = (
             sim.clone(),

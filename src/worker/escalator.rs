@@ -156,7 +156,7 @@ async fn fire(state: &AppState, row: &EscalationRow) -> Result<(), StoreError> {
         .await?;
         return Ok(());
     };
-    let (wanted, contacts) = pages_for(state, &i, pos, &step.targets, now).await?;
+    let (wanted, contacts) = pages_for(state, &i, pos, &step.targets, &row.policy_id, now).await?;
     let since = now - state.cfg.oncall.reply_code_window.0.as_millis() as i64;
     let Some(pages) = esc.reserve_pages(&i.id, row.fence, wanted, since).await? else {
         return Ok(()); // another node holds it now
@@ -221,6 +221,7 @@ async fn pages_for(
     i: &IncidentRecord,
     pos: Position,
     targets: &[Target],
+    policy: &str,
     now: Millis,
 ) -> Result<(Vec<PageRow>, Contacts), StoreError> {
     let mut people: Vec<String> = Vec::new();
@@ -244,10 +245,18 @@ async fn pages_for(
     }
     let mut seen = std::collections::HashSet::new();
     people.retain(|p| seen.insert(p.clone()));
+    // The incident's route says the channels per severity; a drill (no route) takes those of
+    // the first route that names its policy.
     let channels = state
         .routes
         .iter()
         .find(|r| r.cfg.id == i.route)
+        .or_else(|| {
+            state
+                .routes
+                .iter()
+                .find(|r| r.cfg.escalation_policy.as_deref() == Some(policy))
+        })
         .map(|r| r.channels_for(i.severity))
         .unwrap_or_else(|| default_channels(i.severity));
     let mut contacts: Contacts = HashMap::new();
@@ -277,6 +286,16 @@ async fn pages_for(
             .copied()
             .filter(|m| *m != Channel::Chat && reachable(state, c.as_ref(), *m))
             .collect();
+        // Nothing of the severity's channels reaches them: the first that does, of SMS,
+        // push, email, then the inbox (always there).
+        if methods.is_empty() {
+            let fallback = [Channel::Sms, Channel::Push, Channel::Email, Channel::Inbox];
+            methods.extend(
+                fallback
+                    .into_iter()
+                    .find(|m| reachable(state, c.as_ref(), *m)),
+            );
+        }
         if methods.is_empty() {
             methods.push(Channel::Inbox);
         }

@@ -677,3 +677,86 @@ async fn escalate_pages_the_next_step_now_and_snooze_holds_it() {
         .unwrap();
     assert_eq!(e["reason"], "ana is on a plane", "{audit}");
 }
+
+/// `herald drill run page` through a running gateway: `[drill]` targets from a config file.
+fn drill(rig: &Rig, max_ack: &str) -> (bool, String, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("drill.toml");
+    std::fs::write(
+        &cfg,
+        format!("[drill]\nmax_time_to_page = \"10s\"\nmax_time_to_ack = \"{max_ack}\"\n"),
+    )
+    .unwrap();
+    let report = dir.path().join("page.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["drill", "run", "page", "--policy", "db-policy", "--config"])
+        .arg(&cfg)
+        .arg("--report")
+        .arg(&report)
+        .env("HERALD_URL", &rig.herald.base)
+        .env("HERALD_API_KEY", crate::utils::ADMIN)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap_or_default())
+        .unwrap_or(Value::Null);
+    (out.status.success(), text, r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_paging_drill_reports_its_figures_and_fails_when_nobody_answers_in_time() {
+    let rig = start(
+        Setup {
+            step_delay: 30,
+            ..Setup::default()
+        },
+        |_| {},
+    )
+    .await;
+    let r = rig
+        .http
+        .put(format!("{}/_sim/twilio/auto-reply", rig.sim))
+        .json(&json!({"url": rig.herald.url("/v1/inbound/twilio-backup"), "delay_ms": 700}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let rig2 = &rig;
+    let (ok, out, report) = tokio::task::block_in_place(|| drill(rig2, "30s"));
+    assert!(ok, "{out}");
+    assert!(out.contains("drill page: PASSED"), "{out}");
+    let e = &report["extra"];
+    assert_eq!(e["acknowledged_by"], "ana", "{report}");
+    assert_eq!(e["steps_needed"], 1);
+    assert_eq!(e["how"], "via sms: reply 1a");
+    let tta = e["time_to_acknowledge_ms"].as_i64().unwrap();
+    assert!(tta >= 700, "the simulated person waited 700 ms: {tta}");
+    let t = texts(&rig).await;
+    assert!(to(&t, ANA)[0].starts_with("[DRILL] [P1]"), "{t:?}");
+    let id = e["incident"].as_str().unwrap();
+    assert_eq!(
+        incident(&rig, id).await["status"],
+        "resolved",
+        "the drill cleans up"
+    );
+    let (_, stats) = rig.herald.get("/v1/incidents/stats").await;
+    assert_eq!(
+        stats["overall"]["incidents"], 0,
+        "drills are not in MTTA/MTTR: {stats}"
+    );
+
+    // Nobody answers within the target: the drill fails (exit 1) and says why.
+    rig.http
+        .delete(format!("{}/_sim/twilio/auto-reply", rig.sim))
+        .send()
+        .await
+        .unwrap();
+    let (ok, out, report) = tokio::task::block_in_place(|| drill(rig2, "2s"));
+    assert!(!ok, "{out}");
+    assert!(out.contains("[MISSED] time to acknowledge"), "{out}");
+    assert_eq!(report["passed"], false);
+}
