@@ -81,8 +81,12 @@ async fn commit(
                 "opened"
             }
             Ingested::Updated(_) => "updated",
-            Ingested::Resolved(_) => {
+            Ingested::Resolved(id) => {
                 opened = true; // a resolved notice is owed
+                let (st, id) = (state.clone(), id.clone());
+                tokio::spawn(
+                    async move { crate::worker::answer::resolved_elsewhere(&st, &id).await },
+                );
                 "resolved"
             }
             Ingested::Unchanged => "unchanged",
@@ -246,6 +250,7 @@ pub async fn events(State(state): State<AppState>, body: Body) -> Result<Respons
                     .await?;
                 if matches!(acted, Acted::Done(_)) && action == IncidentAction::Resolve {
                     state.pager_wake.notify_one();
+                    crate::worker::answer::resolved_elsewhere(&state, &open.id).await;
                 }
             }
             state

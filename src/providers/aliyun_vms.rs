@@ -175,8 +175,12 @@ impl AliyunVmsProvider {
                 ("CalledShowNumber".into(), show.clone()),
                 ("StartCode".into(), tts.to_string()),
                 ("StartTtsParams".into(), params),
-                ("MenuKeyMap.1.Key".into(), "1".into()),
+                // The keys a page's call announces: 4 acknowledges, 6 resolves (both
+                // answered with the acknowledgement prompt).
+                ("MenuKeyMap.1.Key".into(), "4".into()),
                 ("MenuKeyMap.1.Code".into(), ack.clone()),
+                ("MenuKeyMap.2.Key".into(), "6".into()),
+                ("MenuKeyMap.2.Code".into(), ack.clone()),
                 ("ByeCode".into(), ack.clone()),
                 ("Timeout".into(), "10000".into()),
             ]);

@@ -3,7 +3,7 @@
 //! checks, the per-callee flow control (1/min, 5/h, 20/day), then the reports Aliyun pushes:
 //! VoiceCallReport progress and a final VoiceReport. The callee's last digits script the
 //! call: `0001` hung up early, `0002` busy, `0003` no answer, `0004` invalid number, `0008`
-//! no key in time, `0006` presses 1 (IvrCall); others hear the whole message.
+//! no key in time, `0006` presses the menu's first key (IvrCall); others hear the whole message.
 
 use super::{Shared, request_id};
 use serde_json::{Value, json};
@@ -151,7 +151,8 @@ pub fn call<'a>(sim: &Shared, action: &str, get: impl Fn(&str) -> Option<&'a str
         rand::random::<u32>()
     );
     let out_id = get("OutId").unwrap_or("").to_string();
-    let presses = action == "IvrCall" && callee.ends_with("0006");
+    let presses = (action == "IvrCall" && callee.ends_with("0006"))
+        .then(|| get("MenuKeyMap.1.Key").unwrap_or("1").to_string());
     if let Some(url) = sim.args.aliyun_voice_report_url.clone() {
         let (sim, call_id, callee) = (sim.clone(), call_id.clone(), callee.to_string());
         tokio::spawn(async move { report(sim, url, call_id, out_id, callee, presses).await });
@@ -170,7 +171,7 @@ async fn report(
     call_id: String,
     out_id: String,
     callee: String,
-    presses: bool,
+    presses: Option<String>,
 ) {
     let tail = &callee[callee.len().saturating_sub(4)..];
     let status = match tail {
@@ -186,17 +187,17 @@ async fn report(
         .iter()
         .map(|s| json!({"call_id": call_id, "status_code": s, "status_time": at, "out_id": out_id}))
         .collect();
-    if presses {
-        progress.push(json!({"call_id": call_id, "status_code": "300000", "dtmf": "1", "status_time": at, "out_id": out_id}));
+    if let Some(key) = &presses {
+        progress.push(json!({"call_id": call_id, "status_code": "300000", "dtmf": key, "status_time": at, "out_id": out_id}));
     }
     progress.push(
         json!({"call_id": call_id, "status_code": "200100", "status_time": at, "out_id": out_id}),
     );
     let last = json!([{
         "call_id": call_id, "status_code": status, "status_msg": "simulated", "out_id": out_id,
-        "dtmf": if presses { "1" } else { "" }, "duration": "12", "callee": callee,
+        "dtmf": presses.clone().unwrap_or_default(), "duration": "12", "callee": callee,
         "caller": "", "originate_time": at, "end_time": at, "hangup_direction": "2",
-        "voice_type": if presses { "ivr" } else { "tts" }, "toll_type": "LOCAL",
+        "voice_type": if presses.is_some() { "ivr" } else { "tts" }, "toll_type": "LOCAL",
     }]);
     tokio::time::sleep(sim.args.report_delay).await;
     for batch in [Value::Array(progress), last] {

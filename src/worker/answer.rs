@@ -137,7 +137,7 @@ async fn after_answer(
                     .await?;
             }
             if !drill {
-                let ttr = (now - i.opened_at).max(0) as f64 / 1000.0;
+                let ttr = (i.resolved_at.unwrap_or(now) - i.opened_at).max(0) as f64 / 1000.0;
                 state
                     .metrics
                     .incident_ttr
@@ -149,6 +149,24 @@ async fn after_answer(
         }
     }
     Ok(())
+}
+
+/// An incident resolved by its alerts (Alertmanager, Events v2): its escalation ends and
+/// its time to resolve is counted, as for a person's resolve.
+pub async fn resolved_elsewhere(state: &AppState, id: &str) {
+    let i = match state.store.incidents.get_incident(id).await {
+        Ok(Some(v)) => v.incident,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(incident = id, error = %e, "cannot read a resolved incident; its escalation ends at its next step");
+            return;
+        }
+    };
+    let now = now_millis();
+    if let Err(e) = after_answer(state, &i, IncidentAction::Resolve, "alerts", Via::Api, now).await
+    {
+        tracing::warn!(incident = id, error = %e, "a resolved incident's escalation was not ended; it ends at its next step");
+    }
 }
 
 /// "Acknowledged by X": everyone paged for the incident but the one who answered, once

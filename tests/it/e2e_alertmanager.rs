@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 const TOKEN: &str = "am-bearer-token-0123456789abcdef";
 
-fn binary(env: &str, name: &str) -> String {
+pub fn binary(env: &str, name: &str) -> String {
     let p = std::env::var(env).unwrap_or_else(|_| name.into());
     match Command::new(&p).arg("--version").output() {
         Ok(o) if o.status.success() => p,
@@ -27,7 +27,7 @@ fn binary(env: &str, name: &str) -> String {
 }
 
 /// A child process killed when dropped.
-struct Peer(Child);
+pub struct Peer(Child);
 impl Drop for Peer {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -36,7 +36,7 @@ impl Drop for Peer {
 }
 
 /// An Alertmanager sending every group to Herald at `herald` (1 s group wait and interval).
-fn alertmanager(dir: &Path, herald: &str, web: u16, cluster: Option<(u16, u16)>) -> Peer {
+pub fn alertmanager(dir: &Path, herald: &str, web: u16, cluster: Option<(u16, u16)>) -> Peer {
     let bin = binary("HERALD_TEST_ALERTMANAGER", "prometheus-alertmanager");
     let cfg = dir.join(format!("am-{web}.yml"));
     std::fs::write(
@@ -70,7 +70,7 @@ fn alertmanager(dir: &Path, herald: &str, web: u16, cluster: Option<(u16, u16)>)
     Peer(cmd.spawn().unwrap())
 }
 
-async fn ready(http: &reqwest::Client, url: &str) {
+pub async fn ready(http: &reqwest::Client, url: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if http
@@ -168,25 +168,17 @@ async fn push(http: &reqwest::Client, am: u16, instances: &[&str], resolved: &[&
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_prometheus_rule_pages_through_alertmanager_and_its_end_resolves_the_incident() {
-    let prometheus = binary("HERALD_TEST_PROMETHEUS", "prometheus");
-    let dir = tempfile::tempdir().unwrap();
-    let rig = start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).await;
-    let herald = rig.herald.url("");
-    let (am_port, prom_port) = (free_port(), free_port());
-    let _am = alertmanager(dir.path(), &herald, am_port, None);
-    ready(&rig.http, &format!("http://127.0.0.1:{am_port}/-/ready")).await;
-    // The rule fires while Herald is in core_only mode (a series Prometheus scrapes from
-    // Herald itself, so the test can end it).
+/// Prometheus scraping Herald every second with one rule, `HeraldCoreOnly` (critical, team
+/// sre), that fires while Herald is in `core_only` mode, sent to the Alertmanager on `am_port`.
+pub fn prometheus_core_only_rule(bin: &str, dir: &Path, herald: &str, am_port: u16) -> Peer {
     let target = herald.trim_start_matches("http://").to_string();
     std::fs::write(
-        dir.path().join("rules.yml"),
+        dir.join("rules.yml"),
         "groups:\n  - name: herald-test\n    rules:\n      - alert: HeraldCoreOnly\n        expr: herald_mode{mode=\"core_only\"} == 1\n        for: 0s\n        labels: {severity: critical, team: sre}\n        annotations: {summary: \"Herald is in core_only mode\", runbook_url: \"https://runbooks.example/mode\"}\n",
     )
     .unwrap();
     std::fs::write(
-        dir.path().join("prometheus.yml"),
+        dir.join("prometheus.yml"),
         format!(
             "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [rules.yml]\n\
              alerting:\n  alertmanagers: [{{static_configs: [{{targets: ['127.0.0.1:{am_port}']}}]}}]\n\
@@ -194,6 +186,37 @@ async fn a_prometheus_rule_pages_through_alertmanager_and_its_end_resolves_the_i
         ),
     )
     .unwrap();
+    let prom_port = free_port();
+    Peer(
+        Command::new(bin)
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("prom-data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .arg("--rules.alert.resend-delay=2s")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prometheus_rule_pages_through_alertmanager_and_its_end_resolves_the_incident() {
+    let prometheus = binary("HERALD_TEST_PROMETHEUS", "prometheus");
+    let dir = tempfile::tempdir().unwrap();
+    let rig = start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).await;
+    let herald = rig.herald.url("");
+    let am_port = free_port();
+    let _am = alertmanager(dir.path(), &herald, am_port, None);
+    ready(&rig.http, &format!("http://127.0.0.1:{am_port}/-/ready")).await;
+    // The rule fires while Herald is in core_only mode (a series Prometheus scrapes from
+    // Herald itself, so the test can end it).
     let (code, r) = rig
         .herald
         .call(
@@ -204,23 +227,7 @@ async fn a_prometheus_rule_pages_through_alertmanager_and_its_end_resolves_the_i
         .await;
     assert_eq!(code, 200, "{r}");
     let started = Instant::now();
-    let _prom = Peer(
-        Command::new(prometheus)
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("prom-data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .arg("--rules.alert.resend-delay=2s")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _prom = prometheus_core_only_rule(&prometheus, dir.path(), &herald, am_port);
     let texts = wait_sms(&rig, 1, Duration::from_secs(90)).await;
     let paged_after = started.elapsed();
     assert!(

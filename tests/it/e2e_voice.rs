@@ -193,7 +193,7 @@ async fn a_key_pressed_on_a_call_is_noted_on_its_delivery() {
         c.templates = vec![page_template("TTS_D100")];
     })
     .await;
-    // Aliyun: an IvrCall; the callee presses 1.
+    // Aliyun: an IvrCall; the callee presses 4 (acknowledge).
     let mut body = page("+8613800130006");
     body["metadata"] = json!({"voice_keypress": true});
     let id = rig.send(body).await;
@@ -203,13 +203,13 @@ async fn a_key_pressed_on_a_call_is_noted_on_its_delivery() {
     assert_eq!(r["Action"], "IvrCall", "{r}");
     assert_eq!(
         (r["StartCode"].as_str(), r["MenuKeyMap.1.Key"].as_str()),
-        (Some("TTS_D100"), Some("1"))
+        (Some("TTS_D100"), Some("4"))
     );
     let m = rig
         .herald
         .wait_message(&id, |m| m["deliveries"][0]["reason"]["code"] == "keypress")
         .await;
-    assert_eq!(m["deliveries"][0]["reason"]["detail"], "pressed 1");
+    assert_eq!(m["deliveries"][0]["reason"]["detail"], "pressed 4");
 
     // Twilio: the TwiML gathers a key; the callee presses 1.
     let id = rig

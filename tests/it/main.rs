@@ -4,6 +4,7 @@
 
 mod utils;
 
+mod e2e_alert_oncall;
 mod e2e_alertmanager;
 mod e2e_alerts;
 mod e2e_auth;
