@@ -76,6 +76,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Mode { cmd } => herald::cli::client::mode(cmd).await,
         Command::Contacts { cmd } => herald::cli::contacts::run(cmd).await,
         Command::Incidents { cmd } => herald::cli::incidents::run(cmd).await,
+        Command::Oncall { cmd } => herald::cli::oncall::run(cmd).await,
+        Command::Apply { file, client } => herald::cli::oncall::apply(&file, &client).await,
         Command::Backup { cmd } => herald::cli::backup::run(cmd).await,
         Command::Drill { cmd } => herald::drill::run(cmd).await,
         Command::Bench(a) => herald::cli::bench::run(a).await,

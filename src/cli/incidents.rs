@@ -1,4 +1,4 @@
-//! `herald incidents list|get|ack|resolve`: incidents over the API.
+//! `herald incidents list|get|ack|resolve|escalate|snooze|stats`: incidents over the API.
 
 use super::ClientArgs;
 use super::client::{Client, path_segment, print, query};
@@ -38,6 +38,33 @@ pub enum IncidentsCmd {
         id: String,
         #[arg(long)]
         reason: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Page the next escalation step now (operator).
+    Escalate {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Acknowledge and hold the escalation for a while (operator), e.g. `--for 1h`.
+    Snooze {
+        id: String,
+        #[arg(long = "for", value_parser = crate::config::Dur::parse)]
+        duration: crate::config::Dur,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// MTTA/MTTR percentiles for a period (RFC 3339; default the last 30 days).
+    Stats {
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -90,6 +117,28 @@ pub async fn run(cmd: IncidentsCmd) -> Result<()> {
         IncidentsCmd::Resolve { id, reason, client } => {
             let (p, b) = act(&id, "resolve", reason);
             (client, Method::POST, p, b)
+        }
+        IncidentsCmd::Escalate { id, reason, client } => {
+            let (p, b) = act(&id, "escalate", reason);
+            (client, Method::POST, p, b)
+        }
+        IncidentsCmd::Snooze {
+            id,
+            duration,
+            reason,
+            client,
+        } => {
+            let (p, _) = act(&id, "snooze", None);
+            let body = json!({"duration_seconds": duration.0.as_secs(), "reason": reason.unwrap_or_default()});
+            (client, Method::POST, p, Some(body))
+        }
+        IncidentsCmd::Stats {
+            since,
+            until,
+            client,
+        } => {
+            let q = query(&[("since", since), ("until", until)]);
+            (client, Method::GET, format!("/v1/incidents/stats{q}"), None)
         }
     };
     let c = Client::new(&client)?;

@@ -11,6 +11,7 @@ pub mod bench_push;
 pub mod client;
 pub mod contacts;
 pub mod incidents;
+pub mod oncall;
 pub mod sink;
 
 use clap::{Args, Parser, Subcommand};
@@ -99,17 +100,28 @@ pub enum Command {
         #[command(subcommand)]
         cmd: contacts::ContactsCmd,
     },
-    /// Incidents: list, get, ack, resolve.
+    /// Incidents: list, get, ack, resolve, escalate, snooze, stats.
     Incidents {
         #[command(subcommand)]
         cmd: incidents::IncidentsCmd,
+    },
+    /// On-call: schedules and escalation policies (list, get, put, delete), who is on call.
+    Oncall {
+        #[command(subcommand)]
+        cmd: oncall::OncallCmd,
+    },
+    /// Upsert the contacts, schedules and escalation policies of a JSON file.
+    Apply {
+        file: String,
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Backups: create, list, verify, restore (work on storage directly, like `serve`).
     Backup {
         #[command(subcommand)]
         cmd: backup::BackupCmd,
     },
-    /// Disaster drills: provider-outage, node-kill, storage-outage, restore.
+    /// Drills: provider-outage, node-kill, storage-outage, restore, and page (a paging drill).
     Drill {
         #[command(subcommand)]
         cmd: crate::drill::DrillCmd,

@@ -26,6 +26,7 @@ mod e2e_isolation;
 mod e2e_log_injection;
 mod e2e_mobile_push;
 mod e2e_oncall;
+mod e2e_oncall_api;
 mod e2e_oncall_cluster;
 mod e2e_operators;
 mod e2e_outage;
