@@ -88,7 +88,24 @@ pub struct Preferences {
     pub opt_out: OptOut,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quiet_hours: Option<QuietHours>,
+    /// How an on-call page reaches this person: which channels, each after how long
+    /// (`[{"channel": "sms", "after_seconds": 0}, {"channel": "voice", "after_seconds": 120}]`).
+    /// Empty: the channels of the incident's route for its severity, all at once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paging: Vec<PagingRule>,
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagingRule {
+    pub channel: String,
+    #[serde(default)]
+    pub after_seconds: u64,
+}
+
+/// At most this many paging rules per contact, each waiting at most an hour.
+pub const MAX_PAGING_RULES: usize = 6;
+pub const MAX_PAGING_AFTER_SECONDS: u64 = 3600;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,6 +121,35 @@ pub struct OptOut {
 pub struct QuietHours {
     pub start: String,
     pub end: String,
+}
+
+fn check_paging(rules: &[PagingRule], errs: &mut Vec<FieldError>) {
+    if rules.len() > MAX_PAGING_RULES {
+        errs.push(FieldError::new(
+            "preferences.paging",
+            format!("at most {MAX_PAGING_RULES} rules"),
+        ));
+    }
+    let mut seen = Vec::new();
+    for (i, r) in rules.iter().enumerate() {
+        let f = |k: &str| format!("preferences.paging[{i}].{k}");
+        match r.channel.parse::<Channel>() {
+            Ok(Channel::Webhook | Channel::Chat) | Err(_) => errs.push(FieldError::new(
+                f("channel"),
+                "must be sms, voice, email, push or inbox",
+            )),
+            Ok(c) if seen.contains(&c) => {
+                errs.push(FieldError::new(f("channel"), "is listed twice"))
+            }
+            Ok(c) => seen.push(c),
+        }
+        if r.after_seconds > MAX_PAGING_AFTER_SECONDS {
+            errs.push(FieldError::new(
+                f("after_seconds"),
+                format!("must be 0 to {MAX_PAGING_AFTER_SECONDS}"),
+            ));
+        }
+    }
 }
 
 /// Where a push delivery goes, fixed at accept time: the contact's Web Push subscriptions,
@@ -224,6 +270,7 @@ impl Contact {
                 m,
             ));
         }
+        check_paging(&self.preferences.paging, &mut errs);
         if errs.is_empty() { Ok(()) } else { Err(errs) }
     }
 
@@ -474,5 +521,35 @@ mod tests {
         b.phones.push("+8613900139000".into());
         assert_eq!(changed_fields(Some(&a), &b), vec!["name", "phones"]);
         assert!(changed_fields(None, &a).contains(&"id".to_string()));
+    }
+
+    #[test]
+    fn paging_rules_name_usable_channels_once_within_an_hour() {
+        let mut c: Contact = serde_json::from_value(serde_json::json!({"id": "ana",
+            "preferences": {"paging": [{"channel": "sms"}, {"channel": "voice", "after_seconds": 120}]}}))
+        .unwrap();
+        assert!(c.validate(&|_| false).is_ok());
+        c.preferences.paging.push(PagingRule {
+            channel: "sms".into(),
+            after_seconds: 5,
+        });
+        c.preferences.paging.push(PagingRule {
+            channel: "webhook".into(),
+            after_seconds: 3601,
+        });
+        let fields: Vec<String> = c
+            .validate(&|_| false)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "preferences.paging[2].channel",
+                "preferences.paging[3].channel",
+                "preferences.paging[3].after_seconds"
+            ]
+        );
     }
 }

@@ -105,6 +105,7 @@ async fn after_answer(
         severity: i.severity.as_str().into(),
     };
     let esc = state.store.escalations.get_escalation(&i.id).await?;
+    cancel_waiting_pages(state, &i.id, actor).await;
     match action {
         IncidentAction::Acknowledge => {
             let until = now.saturating_add(state.cfg.oncall.ack_timeout_for(i.severity));
@@ -149,6 +150,24 @@ async fn after_answer(
         }
     }
     Ok(())
+}
+
+/// Pages not sent yet (a call a paging rule holds back two minutes, a retry waiting) are
+/// cancelled once someone answered: nobody is called about an incident already taken.
+async fn cancel_waiting_pages(state: &AppState, incident: &str, actor: &str) {
+    let Ok(pages) = state.store.escalations.pages_of(incident).await else {
+        return;
+    };
+    for m in pages.iter().filter_map(|p| p.message_id.as_deref()) {
+        match state.store.messages.get_message(m).await {
+            Ok(Some(v)) if v.status == crate::core::types::MessageStatus::Queued => {
+                if let Err(e) = state.store.messages.cancel(m, actor).await {
+                    tracing::warn!(incident, message = m, error = %e, "a waiting page was not cancelled");
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// An incident resolved by its alerts (Alertmanager, Events v2): its escalation ends and

@@ -12,10 +12,10 @@ use crate::core::alerts::routes::default_channels;
 use crate::core::incident::Status;
 use crate::core::oncall::ack_link::{self, Claims};
 use crate::core::oncall::escalation::{
-    Decision, IncidentNow, Position, Target, after, decide, page_key,
+    Decision, IncidentNow, Position, Rule, Target, after, decide, notifications, page_key,
 };
 use crate::core::oncall::policy_doc::PolicyDoc;
-use crate::core::types::{Channel, Millis, new_id, now_millis};
+use crate::core::types::{Channel, Millis, new_id, now_millis, rfc3339};
 use crate::store::{
     DocKind, EscState, EscalationMove, EscalationRow, Fired, IncidentRecord, PageRow, StoreError,
 };
@@ -163,7 +163,13 @@ async fn fire(state: &AppState, row: &EscalationRow) -> Result<(), StoreError> {
     };
     let owed: Vec<(String, Value, String)> = pages
         .iter()
-        .map(|p| (p.person.clone(), body_of(state, &i, p, now), p.key.clone()))
+        .map(|p| {
+            let mut body = body_of(state, &i, p, now);
+            if let Some(at) = later(contacts.get(&p.person).and_then(Option::as_ref), p) {
+                body["send_at"] = json!(rfc3339(at));
+            }
+            (p.person.clone(), body, p.key.clone())
+        })
         .collect();
     let messages = super::pager::accept(state, &i.id, owed, &contacts)
         .await
@@ -203,6 +209,25 @@ async fn fire(state: &AppState, row: &EscalationRow) -> Result<(), StoreError> {
     esc.advance_escalation(&i.id, row.fence, to, fired, now)
         .await?;
     Ok(())
+}
+
+/// When a page goes out if its person's paging rules delay its channel (voice after two
+/// minutes…), counted from when the step fired; `None`: at once.
+fn later(c: Option<&crate::core::contact::Contact>, p: &PageRow) -> Option<Millis> {
+    let rules: Vec<Rule> = c?
+        .preferences
+        .paging
+        .iter()
+        .map(|r| Rule {
+            method: r.channel.clone(),
+            after: (r.after_seconds.min(3600) * 1000) as i64,
+        })
+        .collect();
+    notifications(&rules, p.created_at, &p.method)
+        .into_iter()
+        .find(|(m, _)| *m == p.method)
+        .map(|(_, at)| at)
+        .filter(|at| *at > p.created_at)
 }
 
 async fn load_policy(state: &AppState, id: &str) -> Result<Option<PolicyDoc>, StoreError> {
@@ -281,7 +306,16 @@ async fn pages_for(
             .get_contact(p)
             .await?
             .map(|r| r.contact);
-        let mut methods: Vec<Channel> = channels
+        // The person's own paging rules choose the channels, where they have some.
+        let own: Vec<Channel> = c
+            .as_ref()
+            .map(|c| &c.preferences.paging)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.channel.parse::<Channel>().ok())
+            .collect();
+        let wanted = if own.is_empty() { &channels } else { &own };
+        let mut methods: Vec<Channel> = wanted
             .iter()
             .copied()
             .filter(|m| *m != Channel::Chat && reachable(state, c.as_ref(), *m))

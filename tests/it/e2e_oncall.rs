@@ -760,3 +760,55 @@ async fn the_paging_drill_reports_its_figures_and_fails_when_nobody_answers_in_t
     assert!(out.contains("[MISSED] time to acknowledge"), "{out}");
     assert_eq!(report["passed"], false);
 }
+
+#[tokio::test]
+async fn paging_rules_hold_the_call_back_and_an_answer_before_it_cancels_it() {
+    let rig = start(
+        Setup {
+            ana_phone: "+15005550107",
+            step_delay: 60,
+            voice: true,
+            ..Setup::default()
+        },
+        |_| {},
+    )
+    .await;
+    let (c, r) = rig
+        .herald
+        .call(
+            Method::PUT,
+            "/v1/contacts/ana",
+            Some(json!({"name": "ana", "phones": ["+15005550107"], "preferences": {"paging": [
+                {"channel": "sms", "after_seconds": 0}, {"channel": "voice", "after_seconds": 30}]}})),
+        )
+        .await;
+    assert_eq!(c, 200, "{r}");
+    let id = fire(&rig, "db01").await;
+    let t = wait_texts(&rig, |t| pages(t, "+15005550107") >= 1).await;
+    let inc = incident(&rig, &id).await;
+    let voice = inc["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["method"] == "voice")
+        .unwrap()
+        .clone();
+    let mid = voice["message_id"].as_str().unwrap();
+    let (_, m) = rig.herald.get(&format!("/v1/messages/{mid}")).await;
+    assert_eq!(m["status"], "queued", "the call waits 30 s: {m}");
+    let code = code_in(&to(&t, "+15005550107")[0]);
+    let (_, answer) = reply(&rig, "twilio", "+15005550107", &format!("{code}a")).await;
+    assert!(answer.contains("acknowledged by you"), "{answer}");
+    let (_, m) = rig.herald.get(&format!("/v1/messages/{mid}")).await;
+    assert_eq!(
+        m["status"], "cancelled",
+        "nobody is called about an incident taken: {m}"
+    );
+    let calls = rig
+        .requests("twilio")
+        .await
+        .into_iter()
+        .filter(|r| r["request"]["Twiml"].is_string())
+        .count();
+    assert_eq!(calls, 0);
+}
