@@ -15,14 +15,20 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-fn field<'a>(v: &'a Value, k: &str) -> Result<&'a str, Response> {
-    v[k].as_str().ok_or_else(|| {
-        (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": format!("`{k}` is required")})),
-        )
-            .into_response()
-    })
+/// `url`, `from` and `body` of a reply request, or the answer naming what is missing.
+fn fields(v: &Value) -> Result<(&str, &str, &str), Box<Response>> {
+    let get = |k: &str| {
+        v[k].as_str().ok_or_else(|| {
+            Box::new(
+                (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"error": format!("`{k}` is required")})),
+                )
+                    .into_response(),
+            )
+        })
+    };
+    Ok((get("url")?, get("from")?, get("body")?))
 }
 
 /// Only loopback receivers: the simulator never posts elsewhere.
@@ -48,9 +54,9 @@ async fn relay(r: reqwest::Result<reqwest::Response>) -> Response {
 }
 
 pub async fn twilio(State(sim): State<Shared>, Json(v): Json<Value>) -> Response {
-    let (url, from, body) = match (field(&v, "url"), field(&v, "from"), field(&v, "body")) {
-        (Ok(u), Ok(f), Ok(b)) => (u, f, b),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
+    let (url, from, body) = match fields(&v) {
+        Ok(f) => f,
+        Err(e) => return *e,
     };
     if !local(url) {
         return (StatusCode::BAD_REQUEST, "only loopback URLs").into_response();
@@ -86,9 +92,9 @@ pub async fn twilio(State(sim): State<Shared>, Json(v): Json<Value>) -> Response
 }
 
 pub async fn aliyun(State(sim): State<Shared>, Json(v): Json<Value>) -> Response {
-    let (url, from, body) = match (field(&v, "url"), field(&v, "from"), field(&v, "body")) {
-        (Ok(u), Ok(f), Ok(b)) => (u, f, b),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
+    let (url, from, body) = match fields(&v) {
+        Ok(f) => f,
+        Err(e) => return *e,
     };
     if !local(url) {
         return (StatusCode::BAD_REQUEST, "only loopback URLs").into_response();
