@@ -32,7 +32,56 @@ async fn shipped_rules_and_live_metrics_pass_promtool() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let h = TestHerald::start().await;
+    let h = TestHerald::start_with(|c| {
+        c.alert_routes = vec![herald::core::alerts::routes::RouteConfig {
+            id: "ops".into(),
+            escalation_policy: Some("ops".into()),
+            ..Default::default()
+        }];
+        c.oncall.tick = herald::config::Dur::millis(100);
+    })
+    .await;
+    // An incident paged by a policy and acknowledged (the on-call families get series).
+    let (c, _) = h
+        .call(
+            reqwest::Method::PUT,
+            "/v1/contacts/u",
+            Some(json!({"name": "u"})),
+        )
+        .await;
+    assert_eq!(c, 201);
+    let policy = json!({"id": "ops", "name": "Ops", "steps": [{"targets": [{"type": "contact", "id": "u"}]}]});
+    let (c, r) = h
+        .call(
+            reqwest::Method::POST,
+            "/v1/escalation-policies",
+            Some(policy),
+        )
+        .await;
+    assert_eq!(c, 201, "{r}");
+    let alert = json!({"version": "4", "groupKey": "g", "status": "firing", "receiver": "herald",
+        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am",
+        "alerts": [{"status": "firing", "labels": {"alertname": "X", "severity": "info"}, "annotations": {},
+                    "startsAt": "2026-12-01T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+                    "generatorURL": "", "fingerprint": "f1"}]});
+    let (c, r) = h
+        .call(
+            reqwest::Method::POST,
+            "/v1/alerts/alertmanager",
+            Some(alert),
+        )
+        .await;
+    assert_eq!(c, 200, "{r}");
+    let inc = r["incidents"][0].as_str().unwrap().to_string();
+    h.wait_metric("herald_pages_total", 1.0).await;
+    let (c, r) = h
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/incidents/{inc}/acknowledge"),
+            None,
+        )
+        .await;
+    assert_eq!(c, 200, "{r}");
     let (_, r) = h
         .send(json!({"to": {"user": "u"}, "content": {"text": "x"}}))
         .await;
