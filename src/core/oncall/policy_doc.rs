@@ -68,12 +68,8 @@ impl PolicyDoc {
     pub fn check(&self, chat_known: &dyn Fn(&str) -> bool) -> Vec<FieldError> {
         let mut errs = Vec::new();
         let mut bad = |f: String, m: String| errs.push(FieldError::new(f, m));
-        let name = self.name.trim();
-        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-            bad(
-                "name".into(),
-                "must be 1 to 200 characters, no control characters".into(),
-            );
+        if let Some(m) = super::name_fault(&self.name) {
+            bad("name".into(), m);
         }
         if self.repeat > MAX_REPEAT {
             bad("repeat".into(), format!("must be 0 to {MAX_REPEAT}"));
@@ -103,7 +99,9 @@ impl PolicyDoc {
                         }
                     }
                     "chat" => {
-                        if !chat_known(&t.id) {
+                        if let Err(m) = valid_user(&t.id) {
+                            bad(f("id"), m);
+                        } else if !chat_known(&t.id) {
                             bad(
                                 f("id"),
                                 format!("`{}` is not a chat provider of the configuration", t.id),

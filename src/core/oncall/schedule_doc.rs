@@ -90,6 +90,18 @@ fn time_of_day(s: &str) -> Result<Time, String> {
 fn start_of(s: &str) -> Result<DateTime, String> {
     let bad = || format!("`{s}` is not a local date and time such as 2026-01-05T09:00");
     let (date, time) = s.split_once('T').ok_or_else(bad)?;
+    // Only YYYY-MM-DD (the parser also takes other ISO 8601 forms the document does not name).
+    let shape = date.len() == 10
+        && date.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    if !shape {
+        return Err(bad());
+    }
     let date: jiff::civil::Date = date.parse().map_err(|_| bad())?;
     if date.year() < 2000 || date.year() > 2999 {
         return Err("must be a date in the years 2000 to 2999".into());
@@ -119,12 +131,8 @@ impl ScheduleDoc {
     pub fn compile(&self) -> Result<Schedule, Vec<FieldError>> {
         let mut errs = Vec::new();
         let mut bad = |f: String, m: String| errs.push(FieldError::new(f, m));
-        let name = self.name.trim();
-        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-            bad(
-                "name".into(),
-                "must be 1 to 200 characters, no control characters".into(),
-            );
+        if let Some(m) = super::name_fault(&self.name) {
+            bad("name".into(), m);
         }
         let tz = match TimeZone::get(&self.time_zone) {
             Ok(tz) if crate::core::contact_checks::known_time_zone(&self.time_zone) => Some(tz),
@@ -337,6 +345,20 @@ mod tests {
         let old = doc(json!({"name": "n", "time_zone": "UTC",
             "layers": [{"rotation": "daily", "start": "1969-01-01T00:00", "participants": ["a"]}]}));
         assert_eq!(fields(&old), ["layers[0].start"]);
+        // The start is YYYY-MM-DDTHH:MM and a day of the calendar, as the document's pattern says.
+        for (start, ok) in [
+            ("2028-02-29T23:59", true),
+            ("2000-02-29T00:00", true),
+            ("2026-02-29T09:00", false),
+            ("2100-02-29T09:00", false),
+            ("20260105T09:00", false),
+            ("2026-1-05T09:00", false),
+            ("2026-01-05T9:00", false),
+        ] {
+            let d = doc(json!({"name": "n", "time_zone": "UTC",
+                "layers": [{"rotation": "daily", "start": start, "participants": ["a"]}]}));
+            assert_eq!(fields(&d).is_empty(), ok, "{start}");
+        }
         let unknown = serde_json::from_value::<ScheduleDoc>(
             json!({"name": "n", "time_zone": "UTC", "color": "red"}),
         );
