@@ -32,7 +32,9 @@ Three things are handled here, and nothing else:
    own person (rules between fields), or a chat target that names no configured chat
    provider (the deployment); and a 409 when the document exists, changed, is in use or
    busy (stored data). For `GET /v1/incidents/stats`, a generated `since` that is not
-   before `until` (a rule between the two; `until` defaults to now: the clock).
+   before `until` (a rule between the two; `until` defaults to now: the clock). For
+   `POST /v1/drills/page`, a policy that does not exist (stored data). For contact writes,
+   also paging rules that name one channel twice (uniqueness of a field among objects).
 
 3. `after_call`: a test that switches the gateway to `core_only` or `read_only` is followed
    at once by a switch back to `normal`, so that later sends are not refused with 503
@@ -192,6 +194,8 @@ _CONTACT = [
     (r"^preferences\.quiet_hours\.(start|end)$", r"^missing field"),
     # A subscription added to a contact that holds 20 already: the stored data.
     (r"^push\.webpush$", r"^must hold at most 20 items$"),
+    # Paging rules name each channel once (uniqueness of one field among objects).
+    (r"^preferences\.paging\[\d+\]\.channel$", r"^is listed twice$"),
 ]
 
 EVENTS = "POST /v1/alerts/events"
@@ -268,6 +272,7 @@ def _contact_excused(case, response):
 SCHEDULE_WRITES = ("POST /v1/schedules", "PUT /v1/schedules/{id}")
 POLICY_WRITES = ("POST /v1/escalation-policies", "PUT /v1/escalation-policies/{id}")
 STATS = "GET /v1/incidents/stats"
+DRILL = "POST /v1/drills/page"
 # What a schedule or policy write may be refused for beyond the document. Stored data (any
 # phase, the examples' too: a policy's example pages the schedule of the schedule's example):
 # the contacts and schedules it names must exist.
@@ -321,6 +326,10 @@ def _keep(failure, case, response):
         return True
     if label in SCHEDULE_WRITES + POLICY_WRITES and _document_excused(case, response):
         _log("on-call document: stored data or a rule beyond the document", case, response)
+        return False
+    # A paging drill names a stored policy (the document's example too).
+    if label == DRILL and _errors_all(response, [(r"^policy$", r"^no escalation policy `[^`]*` exists$")]):
+        _log("drill: the policy is stored data", case, response)
         return False
     # since and until are each valid; that since comes first (until defaults to now: the clock)
     # is a rule between them.
