@@ -43,7 +43,14 @@ pub async fn inbound(
     match state.providers.receipt_auth(&provider) {
         Some(ReceiptAuth::Twilio { .. }) => twilio(&state, &provider, &uri, &headers, &body).await,
         Some(ReceiptAuth::Aliyun { token }) => {
-            if let Some(t) = token {
+            // SmsUp pushes carry no signature: the token in the URL is all that proves them,
+            // so a provider without one takes no replies.
+            let Some(t) = token else {
+                return Err(ApiError::unauthorized(
+                    "replies to this provider need its `receipt_token` in the configuration and in the SmsUp URL",
+                ));
+            };
+            {
                 let given = uri
                     .query()
                     .and_then(|q| {

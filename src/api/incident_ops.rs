@@ -89,9 +89,12 @@ pub async fn escalate(
             .retrigger_incident(&i.id, &who.name, &why, now)
             .await?;
     }
-    // Pending or held: the next step fires now. Run out: the last step again, in a new round.
+    // Pending or held: the next step fires now. Run out (the row's step is the one fired
+    // last): that step again, in a new round.
+    let fired_already = row.fired_step == Some(row.step) && row.fired_pass == Some(row.pass);
     let to = match row.state {
         EscState::Done => EscalationMove::Wait { due: now },
+        _ if fired_already => EscalationMove::Wait { due: now },
         _ => EscalationMove::Next {
             step: row.step,
             pass: row.pass,
@@ -146,6 +149,15 @@ pub async fn snooze(
     let i = view.incident;
     if i.status == Status::Resolved {
         return Err(over(i.number));
+    }
+    if state
+        .store
+        .escalations
+        .get_escalation(&i.id)
+        .await?
+        .is_none()
+    {
+        return Err(no_policy(i.number));
     }
     if i.status == Status::Triggered {
         let said = format!("snoozed for {seconds} s");

@@ -54,6 +54,7 @@ pub async fn run(a: &DrillArgs, t: &DrillConfig) -> Result<Report> {
     let give_up = started + page_max + ack_max;
     let mut timeline = vec![format!("+0 ms incident {id} opened on policy {policy}")];
     let mut last_step = 0;
+    let mut answered_at: Option<i64> = None;
     let view = loop {
         let v = c
             .call(Method::GET, &format!("/v1/incidents/{id}"), None, &[])
@@ -63,8 +64,17 @@ pub async fn run(a: &DrillArgs, t: &DrillConfig) -> Result<Report> {
             timeline.push(format!("+{} ms step {step} paged", now_millis() - started));
             last_step = step;
         }
-        if v["status"] != "triggered" || now_millis() > give_up {
+        // An answer shows in the status first and in the escalation's figures a moment
+        // later: wait for those (a few seconds at most).
+        let answered = v["status"] != "triggered";
+        let figures = !v["escalation"]["first_ack_at"].is_null() || v["status"] == "resolved";
+        if (answered && (figures || answered_at.is_some_and(|t| now_millis() - t > 5_000)))
+            || now_millis() > give_up
+        {
             break v;
+        }
+        if answered && answered_at.is_none() {
+            answered_at = Some(now_millis());
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };

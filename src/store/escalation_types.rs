@@ -102,9 +102,10 @@ pub enum EscalationMove {
 /// What a fired step records.
 #[derive(Debug, Clone, Default)]
 pub struct Fired {
-    /// The step and pass that fired, when pages went out.
-    pub at: Option<(i64, i64)>,
-    /// `(page key, message id)` of the messages the pages became.
+    /// The step, pass and round that fired, when pages went out.
+    pub at: Option<(i64, i64, i64)>,
+    /// `(page key, message id)` of the messages the pages became (recorded even when the
+    /// fence was lost: the messages exist).
     pub messages: Vec<(String, String)>,
     /// A line for the timeline (`paged step 2: ana (sms, voice)`).
     pub summary: Option<serde_json::Value>,

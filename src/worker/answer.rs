@@ -105,7 +105,6 @@ async fn after_answer(
         severity: i.severity.as_str().into(),
     };
     let esc = state.store.escalations.get_escalation(&i.id).await?;
-    cancel_waiting_pages(state, &i.id, actor).await;
     match action {
         IncidentAction::Acknowledge => {
             let until = now.saturating_add(state.cfg.oncall.ack_timeout_for(i.severity));
@@ -149,6 +148,9 @@ async fn after_answer(
             state.pager_wake.notify_one();
         }
     }
+    // After the escalation moved (its fence raised): a step being fired now cannot add a
+    // page this misses — its own move fails and it cancels what it queued.
+    cancel_waiting_pages(state, &i.id, actor).await;
     Ok(())
 }
 

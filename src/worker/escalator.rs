@@ -125,10 +125,6 @@ async fn fire(state: &AppState, row: &EscalationRow) -> Result<(), StoreError> {
         .metrics
         .escalation_fire_lag
         .observe((now - row.due_at).max(0) as f64 / 1000.0);
-    if retrigger {
-        esc.retrigger_incident(&i.id, "system", "acknowledgement timed out", now)
-            .await?;
-    }
     let Some(policy) = load_policy(state, &row.policy_id).await? else {
         tracing::error!(
             incident = i.id,
@@ -161,6 +157,12 @@ async fn fire(state: &AppState, row: &EscalationRow) -> Result<(), StoreError> {
     let Some(pages) = esc.reserve_pages(&i.id, row.fence, wanted, since).await? else {
         return Ok(()); // another node holds it now
     };
+    // The acknowledgement timed out: back to triggered, now that this node still holds the
+    // row (a stale holder never undoes a fresh answer).
+    if retrigger {
+        esc.retrigger_incident(&i.id, "system", "acknowledgement timed out", now)
+            .await?;
+    }
     let owed: Vec<(String, Value, String)> = pages
         .iter()
         .map(|p| {
@@ -199,16 +201,45 @@ async fn fire(state: &AppState, row: &EscalationRow) -> Result<(), StoreError> {
         .map(|p| json!({"person": p.person, "method": p.method}))
         .collect();
     let fired = Fired {
-        at: Some((pos.step as i64, pos.pass as i64)),
+        at: Some((pos.step as i64, pos.pass as i64, pos.round as i64)),
         messages,
         summary: Some(json!({
             "step": pos.step + 1, "pass": pos.pass + 1, "round": pos.round,
             "pages": people, "late_ms": (now - row.due_at).max(0),
         })),
     };
-    esc.advance_escalation(&i.id, row.fence, to, fired, now)
-        .await?;
+    let queued: Vec<String> = fired.messages.iter().map(|(_, m)| m.clone()).collect();
+    if !esc
+        .advance_escalation(&i.id, row.fence, to, fired, now)
+        .await?
+    {
+        // Someone answered (or escalated) while this step was being sent: what is still
+        // waiting to go out is cancelled if the incident no longer needs it.
+        let open = state.store.incidents.get_incident(&i.id).await?;
+        if open.is_none_or(|v| v.incident.status != Status::Triggered) {
+            for m in queued {
+                if let Ok(Some(v)) = state.store.messages.get_message(&m).await
+                    && v.status == crate::core::types::MessageStatus::Queued
+                {
+                    let _ = state.store.messages.cancel(&m, "system").await;
+                }
+            }
+        }
+    }
     Ok(())
+}
+
+/// A channel that reaches the contact and that they have not turned off (an SMS `STOP`
+/// adds `sms` to their opt-outs).
+fn usable(state: &AppState, c: Option<&crate::core::contact::Contact>, m: Channel) -> bool {
+    reachable(state, c, m)
+        && !c.is_some_and(|c| {
+            c.preferences
+                .opt_out
+                .channels
+                .iter()
+                .any(|o| o == m.as_str())
+        })
 }
 
 /// When a page goes out if its person's paging rules delay its channel (voice after two
@@ -318,17 +349,13 @@ async fn pages_for(
         let mut methods: Vec<Channel> = wanted
             .iter()
             .copied()
-            .filter(|m| *m != Channel::Chat && reachable(state, c.as_ref(), *m))
+            .filter(|m| *m != Channel::Chat && usable(state, c.as_ref(), *m))
             .collect();
         // Nothing of the severity's channels reaches them: the first that does, of SMS,
         // push, email, then the inbox (always there).
         if methods.is_empty() {
             let fallback = [Channel::Sms, Channel::Push, Channel::Email, Channel::Inbox];
-            methods.extend(
-                fallback
-                    .into_iter()
-                    .find(|m| reachable(state, c.as_ref(), *m)),
-            );
+            methods.extend(fallback.into_iter().find(|m| usable(state, c.as_ref(), *m)));
         }
         if methods.is_empty() {
             methods.push(Channel::Inbox);

@@ -66,12 +66,6 @@ pub async fn sms(
         ignored(state, Via::Sms);
         return Ok(None);
     }
-    if !esc
-        .spend_link(&format!("reply:{once}"), now_millis())
-        .await?
-    {
-        return Ok(None); // the provider sent the same reply again
-    }
     let said = match (parsed, &page) {
         (Reply::Stop, _) => stop(state, phone, page.as_ref().or(last.as_ref())).await?,
         (Reply::Unknown, _) => {
@@ -87,9 +81,18 @@ pub async fn sms(
             "No page to this phone waits for an answer.".into()
         }
         (Reply::Code(_, a) | Reply::Bare(a), Some(p)) => {
-            act_on(state, p, a, Via::Sms, &format!("reply {}", text.trim())).await?
+            let said: String = text.trim().chars().take(100).collect();
+            act_on(state, p, a, Via::Sms, &format!("reply {said}")).await?
         }
     };
+    // Spent once the reply has acted: a provider's resend of it (same id) is answered by
+    // nothing, and one that failed half-way is acted on again when resent.
+    if !esc
+        .spend_link(&format!("reply:{once}"), now_millis())
+        .await?
+    {
+        return Ok(None);
+    }
     Ok(may_answer(state, phone).then_some(said))
 }
 

@@ -812,3 +812,45 @@ async fn paging_rules_hold_the_call_back_and_an_answer_before_it_cancels_it() {
         .count();
     assert_eq!(calls, 0);
 }
+
+#[tokio::test]
+async fn escalating_a_policy_that_ran_out_pages_its_last_step_again_each_time() {
+    let rig = start(
+        Setup {
+            step_delay: 1,
+            repeat: 0,
+            ..Setup::default()
+        },
+        |_| {},
+    )
+    .await;
+    let id = fire(&rig, "db01").await;
+    wait_texts(&rig, |t| pages(t, BEN) >= 1).await;
+    for _ in 0..100 {
+        if incident(&rig, &id).await["escalation"]["state"] == "done" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for n in 2..=3 {
+        let (c, r) = rig
+            .herald
+            .call(Method::POST, &format!("/v1/incidents/{id}/escalate"), None)
+            .await;
+        assert_eq!(c, 202, "{r}");
+        wait_texts(&rig, |t| pages(t, BEN) >= n).await;
+        for _ in 0..50 {
+            if incident(&rig, &id).await["escalation"]["state"] == "done" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let inc = incident(&rig, &id).await;
+    assert_eq!(inc["escalation"]["round"], 2, "{inc}");
+    assert_eq!(
+        pages(&texts(&rig).await, ANA),
+        1,
+        "only the last step again"
+    );
+}

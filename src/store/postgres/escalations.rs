@@ -94,6 +94,29 @@ async fn code_for(
     Ok(rules::reply_code(same, &used))
 }
 
+async fn record_messages(
+    c: &mut PgConnection,
+    id: &str,
+    messages: &[(String, String)],
+) -> Result<(), StoreError> {
+    for (key, m) in messages {
+        sqlx::query("UPDATE pages SET message_id = $2 WHERE key = $1")
+            .bind(key)
+            .bind(m)
+            .execute(&mut *c)
+            .await?;
+        sqlx::query(
+            "INSERT INTO incident_messages (incident_id, message_id, kind) VALUES ($1, $2, 'page')
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(m)
+        .execute(&mut *c)
+        .await?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Escalations for PgStore {
     async fn start_escalation(
@@ -188,6 +211,17 @@ impl Escalations for PgStore {
         if !known.is_empty() {
             return Ok(Some(known));
         }
+        // Phones are locked in one order (two incidents paging the same phones never wait
+        // on each other crosswise).
+        let mut phones: Vec<String> = pages.iter().filter_map(|p| p.address.clone()).collect();
+        phones.sort();
+        phones.dedup();
+        for a in &phones {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('page-code:' || $1, 0))")
+                .bind(a)
+                .execute(&mut *tx)
+                .await?;
+        }
         let mut out = Vec::with_capacity(pages.len());
         for mut p in pages {
             if let Some(a) = p.address.clone() {
@@ -224,15 +258,27 @@ impl Escalations for PgStore {
         now: Millis,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // The incident first (as acknowledging locks it), then its escalation: the timeline
+        // numbering below never races a person's answer.
+        sqlx::query("SELECT 1 FROM incidents WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         let row = match locked(&mut tx, id).await? {
             Some(r) if r.fence == fence => r,
-            _ => return Ok(false),
+            Some(_) => {
+                record_messages(&mut tx, id, &fired.messages).await?;
+                tx.commit().await?;
+                return Ok(false);
+            }
+            None => return Ok(false),
         };
         let (state, step, pass, round, due) =
             rules::escalation_target(to, (row.step, row.pass, row.round));
-        let (fs, fp) = match fired.at {
-            Some((s, p)) => (Some(s), Some(p)),
-            None => (row.fired_step, row.fired_pass),
+        // The round fired is kept even when the policy ends with it.
+        let (fs, fp, round) = match fired.at {
+            Some((s, p, r)) => (Some(s), Some(p), round.max(r)),
+            None => (row.fired_step, row.fired_pass, round),
         };
         sqlx::query(
             "UPDATE escalations SET state = $2, step = $3, pass = $4, due_at = COALESCE($5, due_at),
@@ -253,21 +299,7 @@ impl Escalations for PgStore {
         .bind(round)
         .execute(&mut *tx)
         .await?;
-        for (key, m) in &fired.messages {
-            sqlx::query("UPDATE pages SET message_id = $2 WHERE key = $1")
-                .bind(key)
-                .bind(m)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "INSERT INTO incident_messages (incident_id, message_id, kind) VALUES ($1, $2, 'page')
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(id)
-            .bind(m)
-            .execute(&mut *tx)
-            .await?;
-        }
+        record_messages(&mut tx, id, &fired.messages).await?;
         if let Some(s) = fired.summary {
             event(&mut tx, id, now, "escalated", "system", s).await?;
         }

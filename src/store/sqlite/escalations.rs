@@ -161,13 +161,16 @@ fn advance(
         return Ok(false);
     };
     if row.fence != fence {
+        record_messages(c, id, &fired.messages)?;
         return Ok(false);
     }
     let (state, step, pass, round, due) =
         rules::escalation_target(to, (row.step, row.pass, row.round));
-    let (fs, fp) = match fired.at {
-        Some((s, p)) => (Some(s), Some(p)),
-        None => (row.fired_step, row.fired_pass),
+    // The round fired is kept even when the policy ends with it (a later re-entry starts
+    // the round after it).
+    let (fs, fp, round) = match fired.at {
+        Some((s, p, r)) => (Some(s), Some(p), round.max(r)),
+        None => (row.fired_step, row.fired_pass, round),
     };
     let paged = !fired.messages.is_empty();
     c.prepare_cached(
@@ -180,7 +183,19 @@ fn advance(
     .execute(params![
         id, state, step, pass, due, fs, fp, paged, now, round
     ])?;
-    for (key, m) in &fired.messages {
+    record_messages(c, id, &fired.messages)?;
+    if let Some(s) = fired.summary {
+        event(c, id, now, "escalated", "system", s)?;
+    }
+    Ok(true)
+}
+
+fn record_messages(
+    c: &Connection,
+    id: &str,
+    messages: &[(String, String)],
+) -> Result<(), StoreError> {
+    for (key, m) in messages {
         c.prepare_cached("UPDATE pages SET message_id = ?2 WHERE key = ?1")?
             .execute(params![key, m])?;
         c.prepare_cached(
@@ -188,10 +203,7 @@ fn advance(
         )?
         .execute(params![id, m])?;
     }
-    if let Some(s) = fired.summary {
-        event(c, id, now, "escalated", "system", s)?;
-    }
-    Ok(true)
+    Ok(())
 }
 
 fn set(

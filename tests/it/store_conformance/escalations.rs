@@ -118,7 +118,7 @@ pub async fn a_dead_holders_step_is_finished_by_the_next_with_the_same_pages(s: 
         due: later + 5_000,
     };
     let fired = Fired {
-        at: Some((0, 0)),
+        at: Some((0, 0, 0)),
         messages: vec![(first[0].key.clone(), "msg-1".into())],
         summary: Some(serde_json::json!({"step": 1})),
     };
