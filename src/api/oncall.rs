@@ -242,12 +242,19 @@ async fn put(
 /// Who still names the document: policies that page a schedule, routes that name a policy.
 async fn users_of(state: &AppState, kind: DocKind, id: &str) -> Result<Vec<String>, ApiError> {
     match kind {
-        DocKind::Policy => Ok(state
-            .routes
-            .iter()
-            .filter(|r| r.cfg.escalation_policy.as_deref() == Some(id))
-            .map(|r| format!("alert route `{}`", r.cfg.id))
-            .collect()),
+        DocKind::Policy => {
+            let mut out: Vec<String> = state
+                .routes
+                .iter()
+                .filter(|r| r.cfg.escalation_policy.as_deref() == Some(id))
+                .map(|r| format!("alert route `{}`", r.cfg.id))
+                .collect();
+            let running = state.store.escalations.escalations_using(id).await?;
+            if running > 0 {
+                out.push(format!("{running} open incident(s) escalating by it"));
+            }
+            Ok(out)
+        }
         DocKind::Schedule => {
             let mut out = Vec::new();
             let mut after = None;

@@ -365,6 +365,8 @@ pub trait Escalations: Send + Sync + 'static {
     ) -> Result<Option<PageRow>, StoreError>;
     /// The page a message was made for (a keypress during its call names the message).
     async fn page_of_message(&self, message_id: &str) -> Result<Option<PageRow>, StoreError>;
+    /// How many escalations still running (not done) follow the policy `policy_id`.
+    async fn escalations_using(&self, policy_id: &str) -> Result<i64, StoreError>;
     /// Spends an acknowledge link's nonce: true the first time only.
     async fn spend_link(&self, nonce: &str, now: Millis) -> Result<bool, StoreError>;
     /// The figures of incidents opened in `[since, until)` that are not drills.

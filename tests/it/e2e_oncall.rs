@@ -676,6 +676,17 @@ async fn escalate_pages_the_next_step_now_and_snooze_holds_it() {
         .find(|e| e["action"] == "incident.escalate")
         .unwrap();
     assert_eq!(e["reason"], "ana is on a plane", "{audit}");
+    // A policy an open incident escalates by stays (the route names it too).
+    let (c, r) = rig
+        .herald
+        .call(Method::DELETE, "/v1/escalation-policies/db-policy", None)
+        .await;
+    assert_eq!(c, 409, "{r}");
+    let detail = r["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains("alert route `db`") && detail.contains("1 open incident(s)"),
+        "{r}"
+    );
 }
 
 /// `herald drill run page` through a running gateway: `[drill]` targets from a config file.

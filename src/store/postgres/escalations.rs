@@ -447,6 +447,15 @@ impl Escalations for PgStore {
         .transpose()
     }
 
+    async fn escalations_using(&self, policy_id: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM escalations WHERE policy_id = $1 AND state <> 'done'",
+        )
+        .bind(policy_id)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     async fn spend_link(&self, nonce: &str, now: Millis) -> Result<bool, StoreError> {
         let n = sqlx::query(
             "INSERT INTO spent_links (nonce, spent_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",

@@ -423,6 +423,16 @@ impl Escalations for SqliteStore {
         })
         .await
     }
+    async fn escalations_using(&self, policy_id: &str) -> Result<i64, StoreError> {
+        let p = policy_id.to_string();
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT COUNT(*) FROM escalations WHERE policy_id = ?1 AND state <> 'done'",
+            )?
+            .query_row([p], |r| r.get(0))?)
+        })
+        .await
+    }
     async fn spend_link(&self, nonce: &str, now: Millis) -> Result<bool, StoreError> {
         let n = nonce.to_string();
         self.write(move |c| {

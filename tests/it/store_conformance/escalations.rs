@@ -63,6 +63,8 @@ pub async fn a_dead_holders_step_is_finished_by_the_next_with_the_same_pages(s: 
     let inc = open_incident(&s, "k1").await;
     let now = now_millis();
     assert!(s.start_escalation(&inc, "p", now).await.unwrap());
+    assert_eq!(s.escalations_using("p").await.unwrap(), 1);
+    assert_eq!(s.escalations_using("other").await.unwrap(), 0);
     assert!(!s.start_escalation(&inc, "p", now).await.unwrap(), "once");
     let a = s.claim_escalations("node-a", now, 1_000, 10).await.unwrap();
     assert_eq!(a.len(), 1);
