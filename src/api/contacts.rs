@@ -134,15 +134,7 @@ pub async fn put(
     let doc = read_json(body, state.cfg.server.max_body.0).await?;
     // A document that says which version it replaces (as a read returns it) replaces only
     // that one: an edit made in between is not overwritten unseen.
-    let expect = match doc.get("version") {
-        None | Some(Value::Null) => Expect::Any,
-        Some(v) => Expect::Version(v.as_i64().filter(|n| *n >= 1).ok_or_else(|| {
-            ApiError::field(
-                "version",
-                "must be the version read (a whole number from 1)",
-            )
-        })?),
-    };
+    let expect = super::expected_version(&doc)?;
     let c = contact_from(&state, doc, Some(&id))?;
     for _ in 0..EDIT_TRIES {
         let Some(r) = state

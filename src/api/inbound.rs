@@ -4,7 +4,6 @@
 //! the URL checked) answered `{"code":0}`, and Herald's answers go out as ordinary SMS.
 
 use super::AppState;
-use crate::core::message::Idempotency;
 use crate::error::ApiError;
 use crate::providers::registry::ReceiptAuth;
 use crate::providers::signing::constant_time_eq;
@@ -15,21 +14,19 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// A TwiML answer: the reply's answer as a `<Message>`, or none.
+fn twiml_text(answer: Option<&str>) -> String {
+    match answer {
+        Some(a) => format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message><Body>{}</Body></Message></Response>",
+            super::ack_links::esc(a)
+        ),
+        None => "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>".into(),
+    }
 }
 
 fn twiml(answer: Option<&str>) -> Response {
-    let body = match answer {
-        Some(a) => format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message><Body>{}</Body></Message></Response>",
-            xml_escape(a)
-        ),
-        None => "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>".into(),
-    };
+    let body = twiml_text(answer);
     ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
 }
 
@@ -142,41 +139,14 @@ async fn aliyun(state: &AppState, provider: &str, body: &[u8]) -> Result<Respons
     Ok(Json(json!({"code": 0, "msg": "接收成功"})).into_response())
 }
 
-/// Sends an answer to a reply as an ordinary SMS (Aliyun has no inline answer).
+/// Sends an answer to a reply as an ordinary SMS (Aliyun has no inline answer), once per
+/// reply (its idempotency key).
 async fn answer_by_sms(state: &AppState, phone: &str, text: &str, once: &str) {
     let body = json!({"to": {"phone": phone}, "channels": ["sms"], "priority": "high",
                       "content": {"text": text}, "metadata": {"category": "incident"}});
-    let req = match crate::core::validate::decode(body) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = ?e, "an answer to a reply could not be made");
-            return;
-        }
-    };
-    let ctx = crate::core::validate::Context {
-        contact: None,
-        now: crate::core::types::now_millis(),
-        channels_available: &state.channels,
-        hosts: &state.hosts,
-        sender: "herald-incidents",
-        templates: &state.templates,
-        chat_targets: &state.chat_targets,
-        degrade: &state.cfg.degrade,
-        recipient_limits: &state.cfg.limits.recipient,
-    };
-    let idem = Idempotency {
-        scope: "herald.incidents".into(),
-        key: format!("answer:{once}"),
-        body_hash: "answer".into(),
-    };
-    match crate::core::validate::validate(req, &ctx, Some(idem)) {
-        Ok(m) => {
-            if let Err(e) = state.store.queue.accept(vec![m]).await {
-                tracing::warn!(error = %e, "an answer to a reply was not queued");
-            }
-            state.wake.notify_one();
-        }
-        Err(e) => tracing::warn!(errors = ?e, "an answer to a reply was refused"),
+    let owed = vec![(phone.to_string(), body, format!("answer:{once}"))];
+    if let Err(e) = crate::worker::pager::accept(state, "reply", owed, &Default::default()).await {
+        tracing::warn!(error = %e, "an answer to a reply was not queued");
     }
 }
 
@@ -204,7 +174,11 @@ mod tests {
 
     #[test]
     fn twiml_answers_are_escaped() {
-        let r = xml_escape("<a & b>");
-        assert_eq!(r, "&lt;a &amp; b&gt;");
+        let r = twiml_text(Some("<a & b>"));
+        assert!(
+            r.ends_with("<Message><Body>&lt;a &amp; b&gt;</Body></Message></Response>"),
+            "{r}"
+        );
+        assert!(twiml_text(None).ends_with("<Response></Response>"));
     }
 }

@@ -332,6 +332,25 @@ pub fn page<T: serde::Serialize, C: serde::Serialize>(
     axum::Json(serde_json::json!({ "data": items, "next_after": next })).into_response()
 }
 
+/// What a replacing `PUT` expects to find: the `version` its document says it read (an edit
+/// made in between is then not overwritten unseen), or anything when it names none.
+pub fn expected_version(doc: &serde_json::Value) -> Result<crate::store::Expect, ApiError> {
+    use crate::store::Expect;
+    match doc.get("version") {
+        None | Some(serde_json::Value::Null) => Ok(Expect::Any),
+        Some(v) => v
+            .as_i64()
+            .filter(|n| *n >= 1)
+            .map(Expect::Version)
+            .ok_or_else(|| {
+                ApiError::field(
+                    "version",
+                    "must be the version read (a whole number from 1)",
+                )
+            }),
+    }
+}
+
 /// Paging parameters shared by list routes.
 pub fn page_limit(limit: Option<&str>) -> Result<usize, ApiError> {
     match limit {

@@ -190,15 +190,7 @@ async fn put(
     who.require(Role::Operator)?;
     check_id(&id)?;
     let doc = read_json(body, state.cfg.server.max_body.0).await?;
-    let expect = match doc.get("version") {
-        None | Some(Value::Null) => Expect::Any,
-        Some(v) => Expect::Version(v.as_i64().filter(|n| *n >= 1).ok_or_else(|| {
-            ApiError::field(
-                "version",
-                "must be the version read (a whole number from 1)",
-            )
-        })?),
-    };
+    let expect = super::expected_version(&doc)?;
     let (id, body) = document(&state, kind, doc, Some(&id)).await?;
     for _ in 0..EDIT_TRIES {
         let Some(r) = state

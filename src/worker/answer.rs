@@ -7,8 +7,8 @@ use crate::api::AppState;
 use crate::core::types::{Millis, now_millis};
 use crate::metrics::{AckLabels, SeverityLabels};
 use crate::store::{Acted, AuditEntry, EscalationMove, IncidentAction, IncidentRecord, StoreError};
-use serde_json::{Value, json};
-use std::collections::{BTreeSet, HashMap};
+use serde_json::json;
+use std::collections::HashMap;
 
 /// How an answer came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,53 +193,31 @@ pub async fn resolved_elsewhere(state: &AppState, id: &str) {
 /// "Acknowledged by X": everyone paged for the incident but the one who answered, once
 /// per person and method (no calls: a voice page's person is told by SMS if they got one).
 async fn tell_others(state: &AppState, i: &IncidentRecord, actor: &str, via: Via, round: i64) {
-    let pages = match state.store.escalations.pages_of(&i.id).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(incident = i.id, error = %e, "cannot read who was paged; nobody told of the acknowledgement");
-            return;
-        }
-    };
-    let told: BTreeSet<(String, String)> = pages
-        .iter()
-        .filter(|p| p.person != actor && p.method != "voice")
-        .map(|p| (p.person.clone(), p.method.clone()))
-        .collect();
-    if told.is_empty() {
-        return;
-    }
+    let subject = format!("[ACK] #{} {}", i.number, i.title);
     let text = format!(
         "#{} {} acknowledged by {actor} ({}).",
         i.number,
         i.title,
         via.as_str()
     );
-    let mut owed: Vec<(String, Value, String)> = Vec::new();
     let mut contacts = HashMap::new();
-    for (person, method) in told {
-        let to = match person.strip_prefix("chat:") {
-            Some(c) => json!({"chat": c}),
-            None => json!({"user": person}),
-        };
-        let body = json!({
-            "to": to, "channels": [method], "priority": "normal",
-            "content": {"subject": format!("[ACK] #{} {}", i.number, i.title), "text": text},
-            "metadata": {"incident": i.id, "category": "incident"},
-        });
-        let key = format!("{}:acked:{round}:{person}:{method}", i.id);
-        if !person.starts_with("chat:") && !contacts.contains_key(&person) {
-            let c = state
-                .store
-                .contacts
-                .get_contact(&person)
-                .await
-                .ok()
-                .flatten();
-            contacts.insert(person.clone(), c.map(|r| r.contact));
-        }
-        owed.push((person, body, key));
-    }
-    if let Err(e) = super::pager::accept(state, &i.id, owed, &contacts).await {
+    let what = format!("acked:{round}");
+    let told = super::pager::notices_to_paged(
+        state,
+        i,
+        &what,
+        Some(actor),
+        &subject,
+        &text,
+        &mut contacts,
+    )
+    .await;
+    let sent = match told {
+        Ok(owed) if owed.is_empty() => Ok(vec![]),
+        Ok(owed) => super::pager::accept(state, &i.id, owed, &contacts).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = sent {
         tracing::warn!(incident = i.id, error = %e, "the others paged were not told of the acknowledgement");
     }
 }

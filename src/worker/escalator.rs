@@ -433,10 +433,7 @@ fn body_of(state: &AppState, i: &IncidentRecord, p: &PageRow, now: Millis) -> Va
     if p.reply_code.is_some() {
         metadata["reply_code"] = json!(code);
     }
-    let to = match p.person.strip_prefix("chat:") {
-        Some(c) => json!({"chat": c}),
-        None => json!({"user": p.person}),
-    };
+    let to = super::pager::page_to(&p.person);
     json!({
         "to": to, "channels": [p.method], "priority": i.severity.priority().as_str(),
         "content": {"subject": subject, "text": text}, "metadata": metadata,

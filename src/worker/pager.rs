@@ -15,6 +15,14 @@ use crate::store::{Accepted, IncidentRecord, NoticeKind};
 use serde_json::{Value, json};
 use std::time::Duration;
 
+/// The `to` of a message for a person paged (`chat:<id>` names a chat group).
+pub fn page_to(person: &str) -> Value {
+    match person.strip_prefix("chat:") {
+        Some(c) => json!({"chat": c}),
+        None => json!({"user": person}),
+    }
+}
+
 /// The first line people see: severity, number, title.
 pub fn headline(i: &IncidentRecord) -> String {
     format!("[{}] #{} {}", i.severity, i.number, i.title)
@@ -165,12 +173,33 @@ async fn hand_over(
     Ok(ids.into_iter().map(|(_, id)| id).collect())
 }
 
-/// The resolved notice for the people an escalation paged (each person and method once;
-/// no calls), beside the route's own recipients.
+/// The resolved notice for the people an escalation paged, beside the route's own recipients.
 async fn resolved_to_paged(
     state: &AppState,
     i: &IncidentRecord,
-    contacts: &mut std::collections::HashMap<String, Option<crate::core::contact::Contact>>,
+    contacts: &mut Contacts,
+) -> Result<Vec<(String, Value, String)>, String> {
+    let subject = format!("[RESOLVED] #{} {}", i.number, i.title);
+    let text = format!(
+        "Resolved: #{} {} (service {})",
+        i.number, i.title, i.service
+    );
+    notices_to_paged(state, i, "resolved:page", None, &subject, &text, contacts).await
+}
+
+type Contacts = std::collections::HashMap<String, Option<crate::core::contact::Contact>>;
+
+/// One notice to everyone an escalation paged for `i` — each person and method once, no
+/// calls, `skip` left out — as `(who, body, key)` keyed `<incident>:<what>:<person>:<method>`;
+/// the contacts they name are loaded into `contacts` (what [`accept`] needs).
+pub async fn notices_to_paged(
+    state: &AppState,
+    i: &IncidentRecord,
+    what: &str,
+    skip: Option<&str>,
+    subject: &str,
+    text: &str,
+    contacts: &mut Contacts,
 ) -> Result<Vec<(String, Value, String)>, String> {
     let pages = state
         .store
@@ -178,39 +207,30 @@ async fn resolved_to_paged(
         .pages_of(&i.id)
         .await
         .map_err(|e| e.to_string())?;
-    let mut seen = std::collections::BTreeSet::new();
+    let told: std::collections::BTreeSet<(String, String)> = pages
+        .into_iter()
+        .filter(|p| p.method != "voice" && Some(p.person.as_str()) != skip)
+        .map(|p| (p.person, p.method))
+        .collect();
     let mut out = Vec::new();
-    for p in pages {
-        if p.method == "voice" || !seen.insert((p.person.clone(), p.method.clone())) {
-            continue;
+    for (person, method) in told {
+        if !person.starts_with("chat:") && !contacts.contains_key(&person) {
+            let c = state
+                .store
+                .contacts
+                .get_contact(&person)
+                .await
+                .ok()
+                .flatten();
+            contacts.insert(person.clone(), c.map(|r| r.contact));
         }
-        let to = match p.person.strip_prefix("chat:") {
-            Some(c) => json!({"chat": c}),
-            None => {
-                if !contacts.contains_key(&p.person) {
-                    let c = state
-                        .store
-                        .contacts
-                        .get_contact(&p.person)
-                        .await
-                        .ok()
-                        .flatten();
-                    contacts.insert(p.person.clone(), c.map(|r| r.contact));
-                }
-                json!({"user": p.person})
-            }
-        };
         let body = json!({
-            "to": to, "channels": [p.method], "priority": "normal",
-            "content": {"subject": format!("[RESOLVED] #{} {}", i.number, i.title),
-                        "text": format!("Resolved: #{} {} (service {})", i.number, i.title, i.service)},
+            "to": page_to(&person), "channels": [method], "priority": "normal",
+            "content": {"subject": subject, "text": text},
             "metadata": {"incident": i.id, "category": "incident"},
         });
-        out.push((
-            p.person.clone(),
-            body,
-            format!("{}:resolved:page:{}:{}", i.id, p.person, p.method),
-        ));
+        let key = format!("{}:{what}:{person}:{method}", i.id);
+        out.push((person, body, key));
     }
     Ok(out)
 }
