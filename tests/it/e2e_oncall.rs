@@ -865,3 +865,49 @@ async fn escalating_a_policy_that_ran_out_pages_its_last_step_again_each_time() 
         "only the last step again"
     );
 }
+
+#[tokio::test]
+async fn after_stop_the_person_is_paged_on_another_channel() {
+    let rig = start(
+        Setup {
+            step_delay: 1,
+            repeat: 1,
+            ..Setup::default()
+        },
+        |_| {},
+    )
+    .await;
+    let id = fire(&rig, "db01").await;
+    wait_texts(&rig, |t| pages(t, ANA) >= 1).await;
+    let (_, answer) = reply(&rig, "twilio", ANA, "STOP").await;
+    assert!(answer.contains("no more SMS"), "{answer}");
+    let (_, c) = rig.herald.get("/v1/contacts/ana").await;
+    assert_eq!(
+        c["preferences"]["opt_out"]["channels"],
+        json!(["sms"]),
+        "{c}"
+    );
+    // The second pass pages ana again: in her inbox, not by SMS.
+    for _ in 0..100 {
+        let inc = incident(&rig, &id).await;
+        if inc["pages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["person"] == "ana" && p["pass"] == 1)
+        {
+            let second = inc["pages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["person"] == "ana" && p["pass"] == 1)
+                .unwrap()
+                .clone();
+            assert_eq!(second["method"], "inbox", "{inc}");
+            assert_eq!(pages(&texts(&rig).await, ANA), 1, "one SMS before STOP");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("ana was never paged a second time");
+}
