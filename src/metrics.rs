@@ -104,6 +104,19 @@ pub struct Metrics {
     pub incident_ttr: Family<SeverityLabels, Histogram>,
     /// Replies and link uses, by how they came and what they did.
     pub acks: Family<AckLabels, Counter>,
+    /// Pages that went out inside a bundle of several, by contact method.
+    pub pages_bundled: Family<MethodLabels, Counter>,
+    /// Bundle messages (several pages or notices as one), by contact method.
+    pub bundles: Family<MethodLabels, Counter>,
+    /// 1 while a scope is in a storm (new incidents grouped into one), by scope.
+    pub storm_active: Family<ScopeLabels, Gauge>,
+    /// Storms begun, by scope.
+    pub storms: Family<ScopeLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScopeLabels {
+    pub scope: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -356,7 +369,7 @@ impl Metrics {
         let pages = Family::<MethodLabels, Counter>::default();
         r.register(
             "pages",
-            "Pages queued by escalation steps, by contact method",
+            "Pages queued by escalation steps as messages of their own (not bundled), by contact method",
             pages.clone(),
         );
         let incident_tta = Family::<SeverityLabels, Histogram>::new_with_constructor(
@@ -381,7 +394,31 @@ impl Metrics {
             "Acknowledgements and resolutions by people, by how they came (api, link, sms, voice) and outcome",
             acks.clone(),
         );
+        let pages_bundled = Family::<MethodLabels, Counter>::default();
+        r.register(
+            "pages_bundled",
+            "Pages that went out inside a bundle of several (one message to one person), by contact method",
+            pages_bundled.clone(),
+        );
+        let bundles = Family::<MethodLabels, Counter>::default();
+        r.register(
+            "page_bundles",
+            "Bundle messages sent (several pages or notices to one person as one), by contact method",
+            bundles.clone(),
+        );
+        let storm_active = Family::<ScopeLabels, Gauge>::default();
+        r.register(
+            "storm_active",
+            "1 while a scope is in an alert storm (new incidents grouped into one storm incident)",
+            storm_active.clone(),
+        );
+        let storms = Family::<ScopeLabels, Counter>::default();
+        r.register("storms", "Alert storms begun, by scope", storms.clone());
         Metrics {
+            pages_bundled,
+            bundles,
+            storm_active,
+            storms,
             escalation_fire_lag,
             pages,
             incident_tta,

@@ -6,7 +6,7 @@ use super::AppState;
 use crate::core::oncall::ack_link::{self, LinkError};
 use crate::core::types::now_millis;
 use crate::store::{Acted, IncidentAction, IncidentRecord};
-use crate::worker::answer::{Via, answer};
+use crate::worker::answer::{Via, answer, answer_all};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
@@ -93,6 +93,114 @@ fn describe(i: &IncidentRecord) -> String {
     )
 }
 
+fn unavailable() -> Response {
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again",
+        "<p>Herald cannot read its storage just now.</p>",
+    )
+}
+
+/// The incidents of a bundle, for its one link.
+async fn bundle_incidents(state: &AppState, id: &str) -> Result<Vec<IncidentRecord>, Response> {
+    let ids: Vec<String> = match state.store.bundles.get_bundle(id).await {
+        Ok(Some((b, rows))) => {
+            // The link answers the whole run of bundles, as the bundle's code does.
+            let Ok(earlier) = crate::worker::bundler::earlier_in_run(state, &b).await else {
+                return Err(unavailable());
+            };
+            rows.into_iter()
+                .map(|r| r.incident_id)
+                .chain(earlier)
+                .collect()
+        }
+        Ok(None) => {
+            return Err(page(
+                StatusCode::NOT_FOUND,
+                "Pages gone",
+                "<p>These pages no longer exist.</p>",
+            ));
+        }
+        Err(_) => return Err(unavailable()),
+    };
+    let mut out: Vec<IncidentRecord> = Vec::new();
+    for id in ids {
+        if out.iter().any(|i| i.id == id) {
+            continue;
+        }
+        match state.store.incidents.get_incident(&id).await {
+            Ok(Some(v)) => out.push(v.incident),
+            Ok(None) => {}
+            Err(_) => return Err(unavailable()),
+        }
+    }
+    out.sort_by_key(|i| (i.severity, i.number));
+    Ok(out)
+}
+
+async fn show_bundle(state: &AppState, id: &str, claims: &ack_link::Claims) -> Response {
+    let incidents = match bundle_incidents(state, id).await {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let open = incidents
+        .iter()
+        .filter(|i| i.status.as_str() != "resolved")
+        .count();
+    let list: String = incidents.iter().map(describe).collect();
+    let buttons = if open == 0 {
+        "<p>They are all resolved: nothing to do.</p>".to_string()
+    } else {
+        format!(
+            "<form method=\"post\"><input type=\"hidden\" name=\"incident\" value=\"bundle:{}\">\
+             <button name=\"action\" value=\"acknowledge\">Acknowledge all {open}</button>\
+             <button name=\"action\" value=\"resolve\">Resolve all {open}</button></form>\
+             <p class=\"meta\">You act as {}. The link works once.</p>",
+            esc(id),
+            esc(&claims.p)
+        )
+    };
+    page(
+        StatusCode::OK,
+        &format!("{} incidents", incidents.len()),
+        &format!("{buttons}{list}"),
+    )
+}
+
+async fn act_bundle(
+    state: &AppState,
+    id: &str,
+    claims: &ack_link::Claims,
+    action: IncidentAction,
+) -> Response {
+    let incidents = match bundle_incidents(state, id).await {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let ids: Vec<String> = incidents.iter().map(|i| i.id.clone()).collect();
+    let why = format!("link for {} incidents", ids.len());
+    match answer_all(state, &ids, action, &claims.p, Via::Link, &why).await {
+        Ok(r) => page(
+            StatusCode::OK,
+            &format!("{} incidents {}", r.done, verb(action)),
+            &format!(
+                "<p>Done: {} recorded as {}; {} were taken or resolved already.</p>",
+                r.done,
+                esc(&claims.p),
+                r.not_now
+            ),
+        ),
+        Err(_) => unavailable(),
+    }
+}
+
+fn verb(a: IncidentAction) -> &'static str {
+    match a {
+        IncidentAction::Acknowledge => "acknowledged",
+        IncidentAction::Resolve => "resolved",
+    }
+}
+
 pub async fn show(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     let Some(key) = secret(&state) else {
         return off();
@@ -101,6 +209,9 @@ pub async fn show(State(state): State<AppState>, Path(token): Path<String>) -> R
         Ok(c) => c,
         Err(e) => return refused(e),
     };
+    if let Some(b) = claims.i.strip_prefix("bundle:") {
+        return show_bundle(&state, b, &claims).await;
+    }
     let i = match state.store.incidents.get_incident(&claims.i).await {
         Ok(Some(v)) => v.incident,
         Ok(None) => {
@@ -190,6 +301,9 @@ pub async fn act(
                 "<p>Herald cannot write to its storage just now.</p>",
             );
         }
+    }
+    if let Some(b) = claims.i.strip_prefix("bundle:") {
+        return act_bundle(&state, b, &claims, action).await;
     }
     match answer(&state, &claims.i, action, &claims.p, Via::Link, "").await {
         Ok(Acted::Done(i)) => page(

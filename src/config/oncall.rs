@@ -30,6 +30,36 @@ pub struct OnCallConfig {
     /// Phone number prefixes whose SMS pages carry no link (`+86`: mainland China
     /// carriers refuse SMS with links).
     pub no_links_for: Vec<String>,
+    /// Pages due for one person on one contact method within this window go out as one
+    /// message. Keys `P0`…`P3`; defaults 5s, 30s, 2m, 5m; `0s` sends each page at once.
+    pub bundle_window: BTreeMap<String, Dur>,
+    /// While bundles keep coming for a person, each waits twice as long as the one before,
+    /// up to this (a storm reaches a phone as a handful of messages, not hundreds).
+    pub bundle_max_gap: Dur,
+    /// Storm detection: above a rate of new incidents, new ones are grouped into one.
+    pub storm: StormConfig,
+}
+
+/// `[oncall.storm]`: when `threshold` incidents open within `window` in one scope (a
+/// service, or all), Herald opens a storm incident and groups every new one of that scope
+/// into it until fewer than `threshold` join within a `window`. `threshold = 0`: off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StormConfig {
+    pub threshold: u32,
+    pub window: Dur,
+    /// `service` (one storm per service) or `all`.
+    pub scope: String,
+}
+
+impl Default for StormConfig {
+    fn default() -> Self {
+        StormConfig {
+            threshold: 0,
+            window: Dur::secs(60),
+            scope: "service".into(),
+        }
+    }
 }
 
 impl Default for OnCallConfig {
@@ -44,6 +74,9 @@ impl Default for OnCallConfig {
             link_secret: None,
             link_ttl: Dur::secs(24 * 3600),
             no_links_for: vec!["+86".into()],
+            bundle_window: BTreeMap::new(),
+            bundle_max_gap: Dur::secs(120),
+            storm: StormConfig::default(),
         }
     }
 }
@@ -63,13 +96,37 @@ impl OnCallConfig {
         }
     }
 
+    /// How long a page of this severity waits for others to the same person; 0: none.
+    pub fn bundle_window_for(&self, s: Severity) -> i64 {
+        if let Some(d) = self.bundle_window.get(s.as_str()) {
+            return d.0.as_millis() as i64;
+        }
+        match s {
+            Severity::P0 => 5_000,
+            Severity::P1 => 30_000,
+            Severity::P2 => 120_000,
+            Severity::P3 => 300_000,
+        }
+    }
+
     /// Faults, each naming its field.
     pub fn check(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for k in self.ack_timeout.keys() {
-            if Severity::parse(k).is_none() {
-                out.push(format!("oncall.ack_timeout: `{k}` is not P0, P1, P2 or P3"));
+        for (field, keys) in [
+            ("ack_timeout", &self.ack_timeout),
+            ("bundle_window", &self.bundle_window),
+        ] {
+            for k in keys.keys() {
+                if Severity::parse(k).is_none() {
+                    out.push(format!("oncall.{field}: `{k}` is not P0, P1, P2 or P3"));
+                }
             }
+        }
+        if self.storm.scope != "service" && self.storm.scope != "all" {
+            out.push("oncall.storm.scope: must be `service` or `all`".into());
+        }
+        if self.storm.threshold > 0 && self.storm.window.0.is_zero() {
+            out.push("oncall.storm.window: must be more than 0".into());
         }
         if self.tick.0.is_zero() {
             out.push("oncall.tick: must be more than 0".into());
@@ -107,6 +164,10 @@ mod tests {
         assert_eq!(c.ack_timeout_for(Severity::P3), 43_200_000);
         c.ack_timeout.insert("P0".into(), Dur::secs(5));
         assert_eq!(c.ack_timeout_for(Severity::P0), 5_000);
+        assert_eq!(c.bundle_window_for(Severity::P0), 5_000);
+        assert_eq!(c.bundle_window_for(Severity::P3), 300_000);
+        c.bundle_window.insert("P3".into(), Dur::secs(0));
+        assert_eq!(c.bundle_window_for(Severity::P3), 0);
         assert!(c.check().is_empty());
     }
 
@@ -114,10 +175,14 @@ mod tests {
     fn faults_name_their_field() {
         let mut c = OnCallConfig::default();
         c.ack_timeout.insert("P9".into(), Dur::secs(5));
+        c.bundle_window.insert("P7".into(), Dur::secs(5));
+        c.storm.scope = "region".into();
         c.public_url = Some("ftp://x".into());
         let f = c.check();
         assert!(f[0].starts_with("oncall.ack_timeout"));
         assert!(f.iter().any(|m| m.starts_with("oncall.public_url")));
         assert!(f.iter().any(|m| m.starts_with("oncall.link_secret")));
+        assert!(f.iter().any(|m| m.starts_with("oncall.bundle_window")));
+        assert!(f.iter().any(|m| m.starts_with("oncall.storm.scope")));
     }
 }

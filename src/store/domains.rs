@@ -377,6 +377,78 @@ pub trait Escalations: Send + Sync + 'static {
     ) -> Result<Vec<IncidentTimes>, StoreError>;
 }
 
+/// Storms and inhibition: what decides, before an incident is paged, whether it pages.
+#[async_trait]
+pub trait Storms: Send + Sync + 'static {
+    /// Before an incident owing pages is paged: inhibited by a firing alert, grouped into
+    /// its scope's storm (beginning one when `threshold` opened within the window — those
+    /// still triggered are grouped too, their escalations ended), or paged. Decided once:
+    /// an incident already inhibited or grouped says so again.
+    async fn triage(
+        &self,
+        id: &str,
+        rules: TriageRules,
+        now: Millis,
+    ) -> Result<Triaged, StoreError>;
+    /// Ends the storms of which fewer than `threshold` incidents opened within the last
+    /// `window_ms` (none began that recently); the storms ended.
+    async fn end_quiet_storms(
+        &self,
+        threshold: u32,
+        window_ms: i64,
+        now: Millis,
+    ) -> Result<Vec<StormRow>, StoreError>;
+    /// Storms going on now.
+    async fn active_storms(&self) -> Result<Vec<StormRow>, StoreError>;
+    /// The incidents grouped into a storm incident.
+    async fn storm_members(&self, storm_id: &str) -> Result<Vec<String>, StoreError>;
+    /// Incidents a resolved incident inhibited that still fire: they page now (inhibition
+    /// lifted, escalation begun afresh). Their ids.
+    async fn lift_inhibition(
+        &self,
+        source_id: &str,
+        now: Millis,
+    ) -> Result<Vec<String>, StoreError>;
+}
+
+/// Bundles: pages and notices held for one person and contact method, taken into one
+/// message each — every held row into exactly one bundle, whichever node takes it.
+#[async_trait]
+pub trait Bundles: Send + Sync + 'static {
+    /// Records notices to people paged, held for a bundle (a key already recorded: kept).
+    async fn hold_notices(&self, notices: Vec<PageRow>) -> Result<(), StoreError>;
+    /// Every row held for a bundle, oldest first.
+    async fn held_pages(&self, limit: usize) -> Result<Vec<PageRow>, StoreError>;
+    /// Bundles made since `since`, oldest first.
+    async fn bundles_since(&self, since: Millis) -> Result<Vec<BundleRow>, StoreError>;
+    /// Takes every row held for `b`'s person, method and kind that may go by `now` into
+    /// `b` (pages of incidents that no longer page — answered, grouped into a storm,
+    /// inhibited — are dropped instead). A bundle of several pages to a phone gets a reply
+    /// code unique for it since `codes_since`. `None`: nothing was left to take.
+    async fn take_bundle(
+        &self,
+        b: BundleRow,
+        now: Millis,
+        codes_since: Millis,
+    ) -> Result<Option<Bundle>, StoreError>;
+    /// Bundles made before `before` whose message was never recorded (a node died between).
+    async fn unsent_bundles(&self, before: Millis) -> Result<Vec<Bundle>, StoreError>;
+    /// Records the message a bundle became (on its incidents too).
+    async fn bundle_sent(&self, id: &str, message_id: &str, now: Millis) -> Result<(), StoreError>;
+    /// The bundle a reply code from `address` names, since `since`.
+    async fn bundle_for_reply(
+        &self,
+        address: &str,
+        code: i64,
+        since: Millis,
+    ) -> Result<Option<Bundle>, StoreError>;
+    /// The bundle a message was made for (a keypress during its call names the message).
+    async fn bundle_of_message(&self, message_id: &str) -> Result<Option<Bundle>, StoreError>;
+    async fn get_bundle(&self, id: &str) -> Result<Option<Bundle>, StoreError>;
+    /// Drops the pages still held for an incident (someone answered it): how many.
+    async fn drop_held(&self, incident_id: &str) -> Result<u64, StoreError>;
+}
+
 /// Every domain: what a backend is. Implemented for whatever implements them all.
 pub trait Store:
     Queue
@@ -391,6 +463,8 @@ pub trait Store:
     + Incidents
     + OnCall
     + Escalations
+    + Bundles
+    + Storms
 {
 }
 
@@ -407,6 +481,8 @@ impl<T> Store for T where
         + Incidents
         + OnCall
         + Escalations
+        + Bundles
+        + Storms
 {
 }
 
@@ -425,6 +501,8 @@ pub struct Domains {
     pub incidents: std::sync::Arc<dyn Incidents>,
     pub oncall: std::sync::Arc<dyn OnCall>,
     pub escalations: std::sync::Arc<dyn Escalations>,
+    pub bundles: std::sync::Arc<dyn Bundles>,
+    pub storms: std::sync::Arc<dyn Storms>,
 }
 
 impl Domains {
@@ -441,6 +519,8 @@ impl Domains {
             incidents: store.clone(),
             oncall: store.clone(),
             escalations: store.clone(),
+            bundles: store.clone(),
+            storms: store.clone(),
         }
     }
 }

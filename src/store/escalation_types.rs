@@ -80,7 +80,72 @@ pub struct PageRow {
     pub message_id: Option<String>,
     #[serde(serialize_with = "super::types::ts")]
     pub created_at: Millis,
+    /// `page`, or `notice` (acknowledged by someone, resolved) to a person paged.
+    pub kind: String,
+    /// What a notice says (one line of a bundle of notices).
+    pub note: Option<String>,
+    /// Not sent before then (a paging rule's delay: voice after two minutes).
+    #[serde(serialize_with = "super::types::ts_opt")]
+    pub not_before: Option<Millis>,
+    /// Held for a bundle, to go out by then at the latest; `None`: sent on its own at once.
+    #[serde(serialize_with = "super::types::ts_opt")]
+    pub hold_until: Option<Millis>,
+    /// The bundle it went out in (`-`: dropped, its incident answered before it went).
+    pub bundle_id: Option<String>,
 }
+
+impl PageRow {
+    /// A page as the escalator makes it: sent at once, no bundle yet.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        key: String,
+        incident_id: &str,
+        (step, pass, round): (i64, i64, i64),
+        person: &str,
+        method: &str,
+        address: Option<String>,
+        created_at: Millis,
+    ) -> PageRow {
+        PageRow {
+            key,
+            incident_id: incident_id.to_string(),
+            step,
+            pass,
+            round,
+            person: person.to_string(),
+            method: method.to_string(),
+            address,
+            reply_code: None,
+            message_id: None,
+            created_at,
+            kind: "page".into(),
+            note: None,
+            not_before: None,
+            hold_until: None,
+            bundle_id: None,
+        }
+    }
+}
+
+/// Pages (or notices) to one person on one contact method that went out as one message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BundleRow {
+    pub id: String,
+    pub person: String,
+    pub method: String,
+    /// `page` or `notice`, as its rows.
+    pub kind: String,
+    pub address: Option<String>,
+    /// The code that answers every incident in it (bundles of more than one page to a phone).
+    pub reply_code: Option<i64>,
+    pub size: i64,
+    pub message_id: Option<String>,
+    #[serde(serialize_with = "super::types::ts")]
+    pub created_at: Millis,
+}
+
+/// A bundle with the rows it took, oldest first.
+pub type Bundle = (BundleRow, Vec<PageRow>);
 
 /// Where a fired escalation goes next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,12 +28,17 @@ pub struct IncidentRecord {
     #[serde(serialize_with = "super::types::ts_opt")]
     pub resolved_at: Option<Millis>,
     pub resolved_by: Option<String>,
-    /// `pending` (pages not yet handed to the queue), `paged`, or `none` (suppressed).
+    /// `pending` (pages not yet handed to the queue), `paged`, or `none` (suppressed,
+    /// inhibited, grouped into a storm).
     pub page_state: String,
     /// `none`, `pending` (a resolved notice is owed) or `sent`.
     pub notice_state: String,
     #[serde(serialize_with = "super::types::ts")]
     pub updated_at: Millis,
+    /// The storm incident it was grouped into (it pages no one itself).
+    pub grouped_into: Option<String>,
+    /// The incident whose firing alert inhibits it (it pages no one while that fires).
+    pub inhibited_by: Option<String>,
 }
 
 /// What opens an incident, when a batch finds none open under its key.
@@ -196,4 +201,58 @@ pub struct DocRecord {
     pub created_at: Millis,
     #[serde(serialize_with = "super::types::ts")]
     pub updated_at: Millis,
+}
+
+/// What decides, before an incident is paged, whether it pages at all.
+#[derive(Debug, Clone, Default)]
+pub struct TriageRules {
+    /// Every route's inhibit rules.
+    pub inhibit: Vec<crate::core::alerts::inhibit::InhibitRule>,
+    /// Storm detection, when on.
+    pub storm: Option<StormRule>,
+}
+
+/// `[oncall.storm]` as the store applies it.
+#[derive(Debug, Clone)]
+pub struct StormRule {
+    pub threshold: u32,
+    pub window_ms: i64,
+    /// One storm per service (else one for all).
+    pub per_service: bool,
+    /// The id a storm incident opened now takes.
+    pub new_id: String,
+}
+
+impl StormRule {
+    /// The scope an incident of `service` falls in: `service:<name>` or `all`.
+    pub fn scope(&self, service: &str) -> String {
+        if self.per_service {
+            format!("service:{service}")
+        } else {
+            "all".into()
+        }
+    }
+}
+
+/// What triage decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Triaged {
+    /// Paged as usual.
+    Page,
+    /// A firing alert of this incident inhibits it: nobody is paged.
+    Inhibited(String),
+    /// Grouped into this storm incident (`started`: the storm began with it).
+    Grouped { storm: String, started: bool },
+}
+
+/// A storm: new incidents of one scope grouped into one incident while they come fast.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StormRow {
+    pub incident_id: String,
+    pub scope: String,
+    #[serde(serialize_with = "super::types::ts")]
+    pub started_at: Millis,
+    #[serde(serialize_with = "super::types::ts_opt")]
+    pub ended_at: Option<Millis>,
+    pub count: i64,
 }

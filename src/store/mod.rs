@@ -15,6 +15,8 @@
 //! | incidents | [`Incidents`] | what alerts become: occurrences, timeline, owed pages |
 //! | on-call | [`OnCall`] | schedules and escalation policies (versioned JSON documents) |
 //! | escalations | [`Escalations`] | each incident's place in its policy, leased and fenced; pages and reply codes |
+//! | storms | [`Storms`] | storm detection (new incidents grouped into one) and inhibition |
+//! | bundles | [`Bundles`] | pages and notices held for one person and method, sent as one message |
 //!
 //! [`Store`] is the sum of them all, so a backend is one type implementing every domain:
 //! `sqlite::SqliteStore` (one writer thread with group commit, pooled readers) and
@@ -42,8 +44,8 @@ pub mod sqlite;
 mod types;
 
 pub use domains::{
-    Cluster, Contacts, Domains, Escalations, Inbox, Incidents, Keys, Messages, OnCall, Operations,
-    Queue, Receipts, Retention, Store,
+    Bundles, Cluster, Contacts, Domains, Escalations, Inbox, Incidents, Keys, Messages, OnCall,
+    Operations, Queue, Receipts, Retention, Store, Storms,
 };
 
 pub use escalation_types::*;

@@ -184,6 +184,19 @@ pub fn occurrence_events(
     out
 }
 
+/// Sources of incidents that are never inhibited nor grouped into a storm: storms
+/// themselves, drills and silent heartbeats (a dead man's switch must always page).
+pub const TRIAGE_EXEMPT: [&str; 3] = ["storm", "drill", "heartbeat"];
+
+/// A storm incident's title: its running count and scope.
+pub fn storm_title(count: i64, scope: &str) -> String {
+    let scope = match scope.strip_prefix("service:") {
+        Some(s) => format!("service {s}"),
+        None => "all services".into(),
+    };
+    format!("Alert storm: {count} new incidents in {scope}")
+}
+
 /// Marks as suppressed the batches that arrive (by their time, `at`) while a maintenance
 /// window is on and whose first firing alert matches all of the window's matchers (they
 /// would open an incident that pages no one). Applied inside the ingest transaction, so a

@@ -91,6 +91,36 @@ pub async fn answer(
     Ok(acted)
 }
 
+/// What answering every incident of a bundle did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AnsweredAll {
+    pub done: usize,
+    /// Already in a state the answer does not apply to (resolved before).
+    pub not_now: usize,
+    pub gone: usize,
+}
+
+/// Answers each incident a bundle held (once each), as one person, the same way as one.
+pub async fn answer_all(
+    state: &AppState,
+    incidents: &[String],
+    action: IncidentAction,
+    actor: &str,
+    via: Via,
+    reason: &str,
+) -> Result<AnsweredAll, StoreError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = AnsweredAll::default();
+    for id in incidents.iter().filter(|i| seen.insert(i.as_str())) {
+        match answer(state, id, action, actor, via, reason).await? {
+            Acted::Done(_) => out.done += 1,
+            Acted::NotNow(_) => out.not_now += 1,
+            Acted::NotFound => out.gone += 1,
+        }
+    }
+    Ok(out)
+}
+
 /// The escalation, the figures and the notices that follow an answer that took effect.
 async fn after_answer(
     state: &AppState,
@@ -127,6 +157,7 @@ async fn after_answer(
                 }
             }
             tell_others(state, i, actor, via, esc.as_ref().map_or(0, |e| e.round)).await;
+            super::storms::answered(state, i, action, actor).await?;
         }
         IncidentAction::Resolve => {
             if esc.is_some() {
@@ -144,6 +175,10 @@ async fn after_answer(
                     .get_or_create(&labels)
                     .observe(ttr);
             }
+            if actor != "alerts" {
+                super::storms::answered(state, i, action, actor).await?;
+            }
+            super::storms::resolved(state, i).await?;
             // The pager sends the resolved notice the store now owes.
             state.pager_wake.notify_one();
         }
@@ -154,9 +189,12 @@ async fn after_answer(
     Ok(())
 }
 
-/// Pages not sent yet (a call a paging rule holds back two minutes, a retry waiting) are
-/// cancelled once someone answered: nobody is called about an incident already taken.
+/// Pages not sent yet (held for a bundle, a call a paging rule holds back two minutes, a
+/// retry waiting) are dropped or cancelled once someone answered: nobody is called about an incident already taken.
 async fn cancel_waiting_pages(state: &AppState, incident: &str, actor: &str) {
+    if let Err(e) = state.store.bundles.drop_held(incident).await {
+        tracing::warn!(incident, error = %e, "held pages not dropped; the bundler drops them when it takes them");
+    }
     let Ok(pages) = state.store.escalations.pages_of(incident).await else {
         return;
     };
@@ -213,8 +251,7 @@ async fn tell_others(state: &AppState, i: &IncidentRecord, actor: &str, via: Via
     )
     .await;
     let sent = match told {
-        Ok(owed) if owed.is_empty() => Ok(vec![]),
-        Ok(owed) => super::pager::accept(state, &i.id, owed, &contacts).await,
+        Ok(owed) => super::bundler::notify(state, i, owed, &contacts).await,
         Err(e) => Err(e),
     };
     if let Err(e) = sent {

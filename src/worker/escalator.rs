@@ -6,16 +6,15 @@
 //! keys and the messages already queued under the same idempotency keys, so nobody is
 //! paged twice.
 
-use super::pager::{headline, page_text, reachable};
+use super::pager::reachable;
 use crate::api::AppState;
 use crate::core::alerts::routes::default_channels;
 use crate::core::incident::Status;
-use crate::core::oncall::ack_link::{self, Claims};
 use crate::core::oncall::escalation::{
     Decision, IncidentNow, Position, Rule, Target, after, decide, notifications, page_key,
 };
 use crate::core::oncall::policy_doc::PolicyDoc;
-use crate::core::types::{Channel, Millis, new_id, now_millis, rfc3339};
+use crate::core::types::{Channel, Millis, now_millis, rfc3339};
 use crate::store::{
     DocKind, EscState, EscalationMove, EscalationRow, Fired, IncidentRecord, PageRow, StoreError,
 };
@@ -152,7 +151,17 @@ async fn fire(state: &AppState, row: &EscalationRow) -> Result<(), StoreError> {
         .await?;
         return Ok(());
     };
-    let (wanted, contacts) = pages_for(state, &i, pos, &step.targets, &row.policy_id, now).await?;
+    let (mut wanted, contacts) =
+        pages_for(state, &i, pos, &step.targets, &row.policy_id, now).await?;
+    // Pages to people wait a short window for others to the same person (one message for
+    // many in a storm); chat groups are posted to at once.
+    let window = state.cfg.oncall.bundle_window_for(i.severity);
+    if window > 0 {
+        for p in wanted.iter_mut().filter(|p| p.method != "chat") {
+            p.not_before = later(contacts.get(&p.person).and_then(Option::as_ref), p);
+            p.hold_until = Some(p.not_before.unwrap_or(now).saturating_add(window));
+        }
+    }
     let since = now - state.cfg.oncall.reply_code_window.0.as_millis() as i64;
     let Some(pages) = esc.reserve_pages(&i.id, row.fence, wanted, since).await? else {
         return Ok(()); // another node holds it now
@@ -165,8 +174,9 @@ async fn fire(state: &AppState, row: &EscalationRow) -> Result<(), StoreError> {
     }
     let owed: Vec<(String, Value, String)> = pages
         .iter()
+        .filter(|p| p.hold_until.is_none())
         .map(|p| {
-            let mut body = body_of(state, &i, p, now);
+            let mut body = super::page_body::body_of(state, &i, p, now);
             if let Some(at) = later(contacts.get(&p.person).and_then(Option::as_ref), p) {
                 body["send_at"] = json!(rfc3339(at));
             }
@@ -317,18 +327,10 @@ async fn pages_for(
         .unwrap_or_else(|| default_channels(i.severity));
     let mut contacts: Contacts = HashMap::new();
     let mut out = Vec::new();
-    let page = |person: &str, method: Channel, address: Option<String>| PageRow {
-        key: page_key(&i.id, pos, person, method.as_str()),
-        incident_id: i.id.clone(),
-        step: pos.step as i64,
-        pass: pos.pass as i64,
-        round: pos.round as i64,
-        person: person.to_string(),
-        method: method.as_str().to_string(),
-        address,
-        reply_code: None,
-        message_id: None,
-        created_at: now,
+    let page = |person: &str, method: Channel, address: Option<String>| {
+        let key = page_key(&i.id, pos, person, method.as_str());
+        let at = (pos.step as i64, pos.pass as i64, pos.round as i64);
+        PageRow::new(key, &i.id, at, person, method.as_str(), address, now)
     };
     for p in &people {
         let c = state
@@ -374,77 +376,12 @@ async fn pages_for(
     Ok((out, contacts))
 }
 
-/// The link a person opens to answer, when `[oncall]` has a public URL.
-fn link(state: &AppState, i: &IncidentRecord, person: &str, now: Millis) -> Option<String> {
-    let cfg = &state.cfg.oncall;
-    let (base, secret) = (cfg.public_url.as_ref()?, cfg.link_secret.as_ref()?);
-    let claims = Claims {
-        i: i.id.clone(),
-        p: person.to_string(),
-        e: now.saturating_add(cfg.link_ttl.0.as_millis() as i64),
-        n: new_id("ln"),
-    };
-    let token = ack_link::make(secret.expose().as_bytes(), &claims);
-    Some(format!("{}/a/{token}", base.trim_end_matches('/')))
-}
-
-/// The message a page becomes.
-fn body_of(state: &AppState, i: &IncidentRecord, p: &PageRow, now: Millis) -> Value {
-    let drill = if i.source == "drill" { "[DRILL] " } else { "" };
-    let code = p.reply_code.unwrap_or(0);
-    let mut metadata = json!({
-        "incident": i.id, "incident_number": i.number, "category": "incident",
-        "page_key": p.key, "collapse_key": format!("inc-{}", i.number),
-    });
-    let (subject, text) = match p.method.as_str() {
-        "voice" => {
-            metadata["voice_keypress"] = json!(true);
-            (
-                headline(i),
-                format!(
-                    "{drill}This is a Herald page. {} incident {}: {}. Press 4 to acknowledge, 6 to resolve.",
-                    i.severity, i.number, i.title
-                ),
-            )
-        }
-        "sms" => {
-            let mut t = format!(
-                "{drill}{}\nReply {code}a to acknowledge, {code}r to resolve",
-                page_text(i)
-            );
-            let allowed = p
-                .address
-                .as_deref()
-                .is_some_and(|a| ack_link::links_allowed(a, &state.cfg.oncall.no_links_for));
-            if allowed && let Some(l) = link(state, i, &p.person, now) {
-                t.push_str(&format!("\n{l}"));
-            }
-            (headline(i), t)
-        }
-        "chat" => (headline(i), format!("{drill}{}", page_text(i))),
-        _ => {
-            let mut t = format!("{drill}{}", page_text(i));
-            if let Some(l) = link(state, i, &p.person, now) {
-                t.push_str(&format!("\n\nAcknowledge or resolve: {l}"));
-            }
-            (format!("{drill}{}", headline(i)), t)
-        }
-    };
-    if p.reply_code.is_some() {
-        metadata["reply_code"] = json!(code);
-    }
-    let to = super::pager::page_to(&p.person);
-    json!({
-        "to": to, "channels": [p.method], "priority": i.severity.priority().as_str(),
-        "content": {"subject": subject, "text": text}, "metadata": metadata,
-    })
-}
-
 /// Runs until shutdown: a tick each `[oncall] tick`, at once when woken.
 pub async fn run(state: AppState) {
     let every = state.cfg.oncall.tick.0.max(Duration::from_millis(50));
     loop {
         while tick(&state).await == CLAIM {}
+        super::bundler::tick(&state).await;
         tokio::select! {
             _ = state.escalator_wake.notified() => {}
             _ = tokio::time::sleep(every) => {}

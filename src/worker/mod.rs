@@ -2,17 +2,20 @@
 //! provider the registry picks, and records the step the pure `next_step` decides.
 
 pub mod answer;
+pub mod bundler;
 pub mod completer;
 pub mod escalator;
 mod fairness;
 pub mod heartbeats;
 pub mod lanes;
 pub mod nodes;
+pub mod page_body;
 pub mod pager;
 pub mod receipts;
 mod record;
 pub mod replies;
 pub mod retention;
+pub mod storms;
 
 use crate::core::fair::Pass;
 use fairness::EndpointSlots;

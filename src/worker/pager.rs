@@ -165,9 +165,10 @@ async fn hand_over(
             (who, body, key)
         })
         .collect();
-    let mut owed = owed;
     if kind == NoticeKind::Resolved {
-        owed.extend(resolved_to_paged(state, i, &mut contacts).await?);
+        // The people an escalation paged: their notices are bundled like their pages.
+        let paged = resolved_to_paged(state, i, &mut contacts).await?;
+        super::bundler::notify(state, i, paged, &contacts).await?;
     }
     let ids = accept(state, &i.id, owed, &contacts).await?;
     Ok(ids.into_iter().map(|(_, id)| id).collect())
@@ -335,6 +336,17 @@ pub async fn sweep(state: &AppState) -> usize {
             kinds.push(NoticeKind::Resolved);
         }
         for k in kinds {
+            // Inhibited or grouped into a storm: nobody is paged for it.
+            if k == NoticeKind::Page {
+                match super::storms::triage(state, i).await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::warn!(incident = i.id, error = %e, "incident not triaged yet; retrying");
+                        continue;
+                    }
+                }
+            }
             if k == NoticeKind::Page
                 && let Some(policy) = &route.cfg.escalation_policy
             {
@@ -380,6 +392,7 @@ pub async fn sweep(state: &AppState) -> usize {
 pub async fn run(state: AppState) {
     loop {
         sweep(&state).await;
+        super::storms::sweep(&state).await;
         tokio::select! {
             _ = state.pager_wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}

@@ -3,12 +3,12 @@
 //! number that was never paged is ignored, unanswered (no loop with another robot); answers
 //! to paged numbers are bounded per hour; STOP ends SMS pages to the number.
 
-use super::answer::{Via, answer};
+use super::answer::{Via, answer, answer_all};
 use crate::api::AppState;
 use crate::core::oncall::reply::{self, Act, Reply};
 use crate::core::types::now_millis;
 use crate::metrics::AckLabels;
-use crate::store::{Acted, Expect, IncidentAction, PageRow, StoreError};
+use crate::store::{Acted, BundleRow, Expect, IncidentAction, PageRow, StoreError};
 
 fn action(a: Act) -> IncidentAction {
     match a {
@@ -52,6 +52,25 @@ pub async fn sms(
     let since = now_millis() - state.cfg.oncall.reply_code_window.0.as_millis() as i64;
     let esc = &state.store.escalations;
     let parsed = reply::parse(text);
+    // A bundle's code answers every incident in it.
+    if let Reply::Code(c, a) = parsed
+        && esc.page_for_reply(phone, Some(c), since).await?.is_none()
+        && let Some((b, rows)) = state
+            .store
+            .bundles
+            .bundle_for_reply(phone, c, since)
+            .await?
+    {
+        let said: String = text.trim().chars().take(100).collect();
+        let told = act_on_all(state, &b, &rows, a, Via::Sms, &format!("reply {said}")).await?;
+        if !esc
+            .spend_link(&format!("reply:{once}"), now_millis())
+            .await?
+        {
+            return Ok(None);
+        }
+        return Ok(may_answer(state, phone).then_some(told));
+    }
     let page = match parsed {
         Reply::Code(c, _) => esc.page_for_reply(phone, Some(c), since).await?,
         Reply::Bare(_) | Reply::Stop | Reply::Unknown => {
@@ -117,6 +136,30 @@ async fn act_on(
     )
 }
 
+/// Acts on every incident of a bundle as the person it went to; the sentence answered.
+async fn act_on_all(
+    state: &AppState,
+    b: &BundleRow,
+    rows: &[PageRow],
+    a: Act,
+    via: Via,
+    said: &str,
+) -> Result<String, StoreError> {
+    let verb = match a {
+        Act::Acknowledge => "acknowledged",
+        Act::Resolve => "resolved",
+    };
+    let mut ids: Vec<String> = rows.iter().map(|r| r.incident_id.clone()).collect();
+    ids.extend(super::bundler::earlier_in_run(state, b).await?);
+    let r = answer_all(state, &ids, action(a), &b.person, via, said).await?;
+    let mut told = format!("{} incidents {verb} by you.", r.done);
+    if r.not_now > 0 {
+        told.push_str(&format!(" {} were taken or resolved already.", r.not_now));
+    }
+    told.push_str(" Thank you.");
+    Ok(told)
+}
+
 /// STOP: the contact paged on this phone gets no more SMS (its opt-out, audited).
 async fn stop(state: &AppState, phone: &str, page: Option<&PageRow>) -> Result<String, StoreError> {
     let person = page.map(|p| p.person.clone());
@@ -164,6 +207,21 @@ pub async fn keypresses(state: AppState) {
         let Some(a) = reply::keypress(&k.digits) else {
             continue;
         };
+        // A bundle's call answers every incident in it.
+        match state.store.bundles.bundle_of_message(&k.message_id).await {
+            Ok(Some((b, rows))) if rows.len() > 1 => {
+                let said = format!("pressed {}", k.digits);
+                if let Err(e) = act_on_all(&state, &b, &rows, a, Via::Voice, &said).await {
+                    tracing::warn!(error = %e, "a keypress could not be applied");
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "a keypress could not be matched to a bundle");
+                continue;
+            }
+        }
         match state.store.escalations.page_of_message(&k.message_id).await {
             Ok(Some(p)) => {
                 let said = format!("pressed {}", k.digits);

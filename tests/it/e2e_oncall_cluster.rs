@@ -1,7 +1,8 @@
 //! Escalation that no node death stops or doubles: three `herald serve` processes on one
 //! PostgreSQL, 50 incidents paged by step 1, one node killed with -9 at the moment their
 //! step 2 comes due. Another node pages every step 2; nobody is paged twice for one step
-//! (pages counted per key, and the messages behind them).
+//! (pages counted per key, and the messages behind them). Pages go out one by one here
+//! (no bundle window); `e2e_storm_cluster` kills a node while bundles are made.
 
 use crate::e2e_alerts::{am_alert, am_payload};
 use crate::utils::pg::fresh_db;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 const INCIDENTS: usize = 50;
 const STEP_DELAY_S: u64 = 8;
 
-async fn call(
+pub async fn call(
     base: &str,
     method: reqwest::Method,
     path: &str,
@@ -35,6 +36,7 @@ async fn a_node_killed_as_step_two_comes_due_leaves_it_to_another_and_nobody_is_
     let db = fresh_db().await;
     let extra = format!(
         "[storage]\nurl = \"{db}\"\n[oncall]\ntick = \"200ms\"\nlease = \"3s\"\n\
+         bundle_window = {{ P0 = \"0s\" }}\n\
          [[alert_routes]]\nid = \"db\"\nmatchers = ['team=\"db\"']\nescalation_policy = \"db-policy\"\n\
          channels = {{ P0 = [\"inbox\"] }}\n"
     );

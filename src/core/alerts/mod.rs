@@ -5,5 +5,6 @@ pub mod am;
 pub mod batches;
 pub mod events;
 pub mod heartbeats;
+pub mod inhibit;
 pub mod matchers;
 pub mod routes;

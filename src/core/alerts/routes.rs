@@ -49,6 +49,10 @@ pub struct RouteConfig {
     /// The Events v2 `routing_key` that files events under this route.
     #[serde(default)]
     pub routing_key: Option<Secret>,
+    /// While an alert of this route fires, incidents whose alerts match a rule's targets
+    /// (with equal labels) page no one (`super::inhibit`).
+    #[serde(default)]
+    pub inhibit: Vec<super::inhibit::InhibitConfig>,
 }
 
 fn yes() -> bool {
@@ -61,6 +65,7 @@ pub struct Route {
     pub matchers: Vec<Matcher>,
     pub severity: Option<Severity>,
     pub channels: BTreeMap<Severity, Vec<Channel>>,
+    pub inhibits: Vec<super::inhibit::InhibitRule>,
 }
 
 /// The channels a contact is paged on at `s` unless a route says otherwise.
@@ -111,11 +116,20 @@ impl Route {
                 "{at}: pages nobody: give `escalation_policy`, `users` or `chat`"
             ));
         }
+        let inhibits = cfg
+            .inhibit
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                super::inhibit::InhibitRule::compile(r, &matchers, &format!("{at}.inhibit[{i}]"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Route {
             cfg: cfg.clone(),
             matchers,
             severity,
             channels,
+            inhibits,
         })
     }
 

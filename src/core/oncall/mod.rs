@@ -2,6 +2,7 @@
 //! Pure decisions; storage and timers live elsewhere.
 
 pub mod ack_link;
+pub mod bundle;
 pub mod escalation;
 pub mod policy_doc;
 pub mod reply;

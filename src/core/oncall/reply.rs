@@ -24,8 +24,9 @@ pub enum Reply {
 
 fn act(word: &str) -> Option<Act> {
     match word {
-        "a" | "ack" | "acknowledge" | "确认" => Some(Act::Acknowledge),
-        "r" | "res" | "resolve" | "resolved" | "解决" => Some(Act::Resolve),
+        // `aa` / `rr`: "all" of a bundle, as GoAlert writes it (the bundle's code names them all).
+        "a" | "aa" | "ack" | "acknowledge" | "确认" => Some(Act::Acknowledge),
+        "r" | "rr" | "res" | "resolve" | "resolved" | "解决" => Some(Act::Resolve),
         _ => None,
     }
 }
@@ -84,6 +85,8 @@ mod tests {
             ("3 a", Reply::Code(3, Act::Acknowledge)),
             ("12ack", Reply::Code(12, Act::Acknowledge)),
             ("3r", Reply::Code(3, Act::Resolve)),
+            ("9aa", Reply::Code(9, Act::Acknowledge)),
+            ("9 rr", Reply::Code(9, Act::Resolve)),
             ("3 resolve.", Reply::Code(3, Act::Resolve)),
             ("7确认", Reply::Code(7, Act::Acknowledge)),
             ("a", Reply::Bare(Act::Acknowledge)),

@@ -15,7 +15,8 @@ use sqlx::{PgConnection, Row};
 const ESC: &str =
     "incident_id, policy_id, state, step, pass, round, fired_step, fired_pass, due_at,
     fence, first_page_at, first_ack_at, first_ack_step";
-const PAGE: &str = "key, incident_id, step, pass, round, person, method, address, reply_code, message_id, created_at";
+pub(super) const PAGE: &str = "key, incident_id, step, pass, round, person, method, address, reply_code, message_id, created_at,
+    kind, note, not_before, hold_until, bundle_id";
 
 fn esc(r: &PgRow) -> Result<EscalationRow, StoreError> {
     let state: String = r.try_get(2)?;
@@ -37,7 +38,7 @@ fn esc(r: &PgRow) -> Result<EscalationRow, StoreError> {
     })
 }
 
-fn page(r: &PgRow) -> Result<PageRow, StoreError> {
+pub(super) fn page(r: &PgRow) -> Result<PageRow, StoreError> {
     Ok(PageRow {
         key: r.try_get(0)?,
         incident_id: r.try_get(1)?,
@@ -50,6 +51,11 @@ fn page(r: &PgRow) -> Result<PageRow, StoreError> {
         reply_code: r.try_get(8)?,
         message_id: r.try_get(9)?,
         created_at: r.try_get(10)?,
+        kind: r.try_get(11)?,
+        note: r.try_get(12)?,
+        not_before: r.try_get(13)?,
+        hold_until: r.try_get(14)?,
+        bundle_id: r.try_get(15)?,
     })
 }
 
@@ -65,7 +71,7 @@ async fn locked(c: &mut PgConnection, id: &str) -> Result<Option<EscalationRow>,
     .transpose()
 }
 
-async fn code_for(
+pub(super) async fn code_for(
     c: &mut PgConnection,
     address: &str,
     id: &str,
@@ -85,7 +91,8 @@ async fn code_for(
     .fetch_optional(&mut *c)
     .await?;
     let used: Vec<i64> = sqlx::query_scalar(
-        "SELECT DISTINCT reply_code FROM pages WHERE address = $1 AND created_at >= $2 AND reply_code IS NOT NULL",
+        "SELECT reply_code FROM pages WHERE address = $1 AND created_at >= $2 AND reply_code IS NOT NULL
+         UNION SELECT reply_code FROM bundles WHERE address = $1 AND created_at >= $2 AND reply_code IS NOT NULL",
     )
     .bind(address)
     .bind(since)
@@ -228,7 +235,8 @@ impl Escalations for PgStore {
                 p.reply_code = Some(code_for(&mut tx, &a, id, since).await?);
             }
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO pages ({PAGE}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10)
+                "INSERT INTO pages ({PAGE})
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $11, $12, $13, $14, NULL)
                  ON CONFLICT (key) DO NOTHING"
             )))
             .bind(&p.key)
@@ -241,6 +249,10 @@ impl Escalations for PgStore {
             .bind(&p.address)
             .bind(p.reply_code)
             .bind(p.created_at)
+            .bind(&p.kind)
+            .bind(&p.note)
+            .bind(p.not_before)
+            .bind(p.hold_until)
             .execute(&mut *tx)
             .await?;
             out.push(p);
@@ -375,7 +387,7 @@ impl Escalations for PgStore {
 
     async fn pages_of(&self, id: &str) -> Result<Vec<PageRow>, StoreError> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {PAGE} FROM pages WHERE incident_id = $1 ORDER BY created_at, key"
+            "SELECT {PAGE} FROM pages WHERE incident_id = $1 AND kind = 'page' ORDER BY created_at, key"
         )))
         .bind(id)
         .fetch_all(&self.pool)

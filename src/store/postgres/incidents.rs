@@ -11,12 +11,12 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "id, number, dedup_key, source, route, service, severity, status, title, details,
     opened_at, acknowledged_at, acknowledged_by, resolved_at, resolved_by, page_state, notice_state,
-    updated_at";
+    updated_at, grouped_into, inhibited_by";
 
-fn record(r: &PgRow) -> Result<IncidentRecord, StoreError> {
+pub(super) fn record(r: &PgRow) -> Result<IncidentRecord, StoreError> {
     let severity: String = r.try_get(6)?;
     let status: String = r.try_get(7)?;
     Ok(IncidentRecord {
@@ -38,10 +38,12 @@ fn record(r: &PgRow) -> Result<IncidentRecord, StoreError> {
         page_state: r.try_get(15)?,
         notice_state: r.try_get(16)?,
         updated_at: r.try_get(17)?,
+        grouped_into: r.try_get(18)?,
+        inhibited_by: r.try_get(19)?,
     })
 }
 
-async fn one(
+pub(super) async fn one(
     c: &mut PgConnection,
     sql_where: &str,
     arg: &str,

@@ -2,6 +2,7 @@
 //! caller answered after the commit); claims use `FOR UPDATE SKIP LOCKED`; the rules that
 //! move a message on are the same pure functions the SQLite store uses.
 
+mod bundles;
 mod cluster;
 mod complete;
 mod contacts;
@@ -15,6 +16,7 @@ mod operations;
 mod queue;
 mod receipts;
 mod retention;
+mod storms;
 
 use super::*;
 use crate::core::message::NewMessage;
@@ -80,6 +82,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "escalations",
         include_str!("../../../migrations/postgres/0010_escalations.sql"),
+    ),
+    (
+        11,
+        "bundles_storms",
+        include_str!("../../../migrations/postgres/0011_bundles_storms.sql"),
     ),
 ];
 

@@ -12,7 +12,8 @@ use serde_json::json;
 const ESC: &str =
     "incident_id, policy_id, state, step, pass, round, fired_step, fired_pass, due_at,
     fence, first_page_at, first_ack_at, first_ack_step";
-const PAGE: &str = "key, incident_id, step, pass, round, person, method, address, reply_code, message_id, created_at";
+pub(super) const PAGE: &str = "key, incident_id, step, pass, round, person, method, address, reply_code, message_id, created_at,
+    kind, note, not_before, hold_until, bundle_id";
 
 fn esc(r: &Row<'_>) -> rusqlite::Result<(EscalationRow, String)> {
     Ok((
@@ -41,7 +42,7 @@ fn with_state((mut row, state): (EscalationRow, String)) -> Result<EscalationRow
     Ok(row)
 }
 
-fn page(r: &Row<'_>) -> rusqlite::Result<PageRow> {
+pub(super) fn page(r: &Row<'_>) -> rusqlite::Result<PageRow> {
     Ok(PageRow {
         key: r.get(0)?,
         incident_id: r.get(1)?,
@@ -54,6 +55,11 @@ fn page(r: &Row<'_>) -> rusqlite::Result<PageRow> {
         reply_code: r.get(8)?,
         message_id: r.get(9)?,
         created_at: r.get(10)?,
+        kind: r.get(11)?,
+        note: r.get(12)?,
+        not_before: r.get(13)?,
+        hold_until: r.get(14)?,
+        bundle_id: r.get(15)?,
     })
 }
 
@@ -131,18 +137,32 @@ fn reserve(
                 .optional()?;
             let used: Vec<i64> = c
                 .prepare_cached(
-                    "SELECT DISTINCT reply_code FROM pages WHERE address = ?1 AND created_at >= ?2 AND reply_code IS NOT NULL",
+                    "SELECT reply_code FROM pages WHERE address = ?1 AND created_at >= ?2 AND reply_code IS NOT NULL
+                     UNION SELECT reply_code FROM bundles WHERE address = ?1 AND created_at >= ?2 AND reply_code IS NOT NULL",
                 )?
                 .query_map(params![a, since], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
             p.reply_code = Some(rules::reply_code(same, &used));
         }
         c.prepare_cached(&format!(
-            "INSERT OR IGNORE INTO pages ({PAGE}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10)"
+            "INSERT OR IGNORE INTO pages ({PAGE})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10, ?11, ?12, ?13, ?14, NULL)"
         ))?
         .execute(params![
-            p.key, p.incident_id, p.step, p.pass, p.round, p.person, p.method, p.address,
-            p.reply_code, p.created_at
+            p.key,
+            p.incident_id,
+            p.step,
+            p.pass,
+            p.round,
+            p.person,
+            p.method,
+            p.address,
+            p.reply_code,
+            p.created_at,
+            p.kind,
+            p.note,
+            p.not_before,
+            p.hold_until
         ])?;
         out.push(p);
     }
@@ -380,7 +400,7 @@ impl Escalations for SqliteStore {
         let id = id.to_string();
         self.read(move |c| {
             Ok(c.prepare_cached(&format!(
-                "SELECT {PAGE} FROM pages WHERE incident_id = ?1 ORDER BY created_at, key"
+                "SELECT {PAGE} FROM pages WHERE incident_id = ?1 AND kind = 'page' ORDER BY created_at, key"
             ))?
             .query_map([id], page)?
             .collect::<Result<_, _>>()?)

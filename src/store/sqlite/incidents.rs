@@ -8,15 +8,15 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "id, number, dedup_key, source, route, service, severity, status, title, details,
     opened_at, acknowledged_at, acknowledged_by, resolved_at, resolved_by, page_state, notice_state,
-    updated_at";
+    updated_at, grouped_into, inhibited_by";
 
 /// A row as read, before its texts are parsed.
-struct Raw(IncidentRecord, String, String, String);
+pub(super) struct Raw(IncidentRecord, String, String, String);
 
-fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
+pub(super) fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
     Ok(Raw(
         IncidentRecord {
             id: r.get(0)?,
@@ -37,6 +37,8 @@ fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
             page_state: r.get(15)?,
             notice_state: r.get(16)?,
             updated_at: r.get(17)?,
+            grouped_into: r.get(18)?,
+            inhibited_by: r.get(19)?,
         },
         r.get(6)?,
         r.get(7)?,
@@ -44,14 +46,20 @@ fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
     ))
 }
 
-fn parsed(Raw(mut rec, severity, status, details): Raw) -> Result<IncidentRecord, StoreError> {
+pub(super) fn parsed(
+    Raw(mut rec, severity, status, details): Raw,
+) -> Result<IncidentRecord, StoreError> {
     rec.severity = Severity::parse(&severity).ok_or_else(|| corrupt(&severity))?;
     rec.status = Status::parse(&status).ok_or_else(|| corrupt(&status))?;
     rec.details = serde_json::from_str(&details).map_err(corrupt)?;
     Ok(rec)
 }
 
-fn one(c: &Connection, sql_where: &str, arg: &str) -> Result<Option<IncidentRecord>, StoreError> {
+pub(super) fn one(
+    c: &Connection,
+    sql_where: &str,
+    arg: &str,
+) -> Result<Option<IncidentRecord>, StoreError> {
     c.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM incidents WHERE {sql_where}"
     ))?
@@ -133,7 +141,7 @@ fn upsert(c: &Connection, id: &str, o: &Occurrence, at: Millis) -> Result<(), St
     Ok(())
 }
 
-fn resolve(
+pub(super) fn resolve(
     c: &Connection,
     id: &str,
     actor: &str,

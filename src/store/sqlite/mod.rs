@@ -1,6 +1,7 @@
 //! SQLite store: WAL, `synchronous=FULL`, one writer thread that commits every write queued
 //! at that moment in one transaction (group commit), and a small pool of readers.
 
+mod bundles;
 mod cluster;
 mod contacts;
 mod escalations;
@@ -14,6 +15,7 @@ mod queue;
 mod receipts;
 mod retention;
 mod settle;
+mod storms;
 
 use super::*;
 use rusqlite::Connection;
@@ -89,6 +91,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         12,
         "escalations",
         include_str!("../../../migrations/sqlite/0012_escalations.sql"),
+    ),
+    (
+        13,
+        "bundles_storms",
+        include_str!("../../../migrations/sqlite/0013_bundles_storms.sql"),
     ),
 ];
 

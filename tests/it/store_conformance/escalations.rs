@@ -44,19 +44,16 @@ async fn open_incident(s: &Arc<dyn Store>, key: &str) -> String {
 }
 
 fn page(inc: &str, person: &str, phone: Option<&str>, step: i64, at: i64) -> PageRow {
-    PageRow {
-        key: format!("page:{inc}:{step}:0:0:{person}:sms"),
-        incident_id: inc.into(),
-        step,
-        pass: 0,
-        round: 0,
-        person: person.into(),
-        method: "sms".into(),
-        address: phone.map(String::from),
-        reply_code: None,
-        message_id: None,
-        created_at: at,
-    }
+    let key = format!("page:{inc}:{step}:0:0:{person}:sms");
+    PageRow::new(
+        key,
+        inc,
+        (step, 0, 0),
+        person,
+        "sms",
+        phone.map(String::from),
+        at,
+    )
 }
 
 pub async fn a_dead_holders_step_is_finished_by_the_next_with_the_same_pages(s: Arc<dyn Store>) {
