@@ -1,6 +1,6 @@
 //! The behaviour every `Store` must have, written against `dyn Store` so each backend runs
 //! the same suite: one module per storage domain (`queue`, `messages`, `receipts`, `inbox`,
-//! `keys`, `operations`, `cluster`, `retention`, `contacts`, `incidents`, `oncall`, `escalations`), each run on
+//! `keys`, `operations`, `cluster`, `retention`, `contacts`, `incidents`, `oncall`, `escalations`, `bundles` with storms), each run on
 //! SQLite and PostgreSQL.
 
 use herald::core::message::{Content, Idempotency, NewDelivery, NewMessage};
@@ -108,6 +108,7 @@ macro_rules! conformance {
     };
 }
 
+mod bundles;
 mod cluster;
 mod contacts;
 mod escalations;
