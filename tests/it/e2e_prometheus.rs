@@ -39,6 +39,10 @@ async fn shipped_rules_and_live_metrics_pass_promtool() {
             ..Default::default()
         }];
         c.oncall.tick = herald::config::Dur::millis(100);
+        // The page goes out within a moment (a P3 would wait 5 minutes for a bundle).
+        c.oncall
+            .bundle_window
+            .insert("P3".into(), herald::config::Dur::millis(200));
     })
     .await;
     // An incident paged by a policy and acknowledged (the on-call families get series).

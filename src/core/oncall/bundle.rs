@@ -30,9 +30,7 @@ pub fn due(held: &[Held], recent: &[Millis], max_gap: Millis) -> Option<Millis> 
         return Some(first);
     };
     let doublings = recent.len().min(20) as u32;
-    let gap = window
-        .saturating_mul(1i64 << doublings)
-        .min(max_gap.max(window));
+    let gap = window.saturating_mul(1i64 << doublings).min(max_gap);
     Some(first.max(last.saturating_add(gap)))
 }
 
