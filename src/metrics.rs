@@ -414,6 +414,19 @@ impl Metrics {
         );
         let storms = Family::<ScopeLabels, Counter>::default();
         r.register("storms", "Alert storms begun, by scope", storms.clone());
+        // Series from the start, so a dashboard or rule sees 0 rather than nothing.
+        for method in ["sms", "voice", "email", "push", "chat", "inbox"] {
+            let l = MethodLabels {
+                method: method.into(),
+            };
+            let _ = pages_bundled.get_or_create(&l);
+            let _ = bundles.get_or_create(&l);
+        }
+        let all = ScopeLabels {
+            scope: "all".into(),
+        };
+        let _ = storm_active.get_or_create(&all);
+        let _ = storms.get_or_create(&all);
         Metrics {
             pages_bundled,
             bundles,

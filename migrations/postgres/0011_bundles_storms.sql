@@ -41,7 +41,6 @@ CREATE TABLE storms (
     scope         TEXT NOT NULL,
     started_at    BIGINT NOT NULL,
     ended_at      BIGINT,
-    count         BIGINT NOT NULL,
-    start_audited BIGINT NOT NULL DEFAULT 0
+    count         BIGINT NOT NULL
 );
 CREATE UNIQUE INDEX storms_active ON storms (scope) WHERE ended_at IS NULL;

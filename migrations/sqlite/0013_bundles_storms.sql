@@ -41,7 +41,6 @@ CREATE TABLE storms (
     scope         TEXT NOT NULL,
     started_at    INTEGER NOT NULL,
     ended_at      INTEGER,
-    count         INTEGER NOT NULL,
-    start_audited INTEGER NOT NULL DEFAULT 0
+    count         INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX storms_active ON storms (scope) WHERE ended_at IS NULL;

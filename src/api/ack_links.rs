@@ -106,7 +106,7 @@ async fn bundle_incidents(state: &AppState, id: &str) -> Result<Vec<IncidentReco
     let ids: Vec<String> = match state.store.bundles.get_bundle(id).await {
         Ok(Some((b, rows))) => {
             // The link answers the whole run of bundles, as the bundle's code does.
-            let Ok(earlier) = crate::worker::bundler::earlier_in_run(state, &b).await else {
+            let Ok(earlier) = crate::worker::bundler::earlier_open(state, &b, &rows).await else {
                 return Err(unavailable());
             };
             rows.into_iter()
@@ -145,7 +145,7 @@ async fn show_bundle(state: &AppState, id: &str, claims: &ack_link::Claims) -> R
     };
     let open = incidents
         .iter()
-        .filter(|i| i.status.as_str() != "resolved")
+        .filter(|i| i.status == crate::core::incident::Status::Triggered)
         .count();
     let list: String = incidents.iter().map(describe).collect();
     let buttons = if open == 0 {

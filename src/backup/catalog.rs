@@ -261,7 +261,6 @@ pub const TABLES: &[Table] = &[
             ("started_at", I),
             ("ended_at", I),
             ("count", I),
-            ("start_audited", I),
         ],
         key: &["incident_id"],
     },

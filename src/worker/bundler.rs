@@ -8,6 +8,7 @@
 //! lease, under the same key.
 
 use crate::api::AppState;
+use crate::core::incident::Severity;
 use crate::core::oncall::bundle::{self, Held, Item};
 use crate::core::types::{Millis, new_id, now_millis};
 use crate::metrics::MethodLabels;
@@ -54,7 +55,7 @@ async fn run_once(state: &AppState) -> Result<usize, StoreError> {
                 });
         }
         let mut recent: HashMap<Group, Vec<Millis>> = HashMap::new();
-        for b in store.bundles_since(now - max_gap).await? {
+        for b in store.bundles_since(now - 3 * max_gap).await? {
             recent
                 .entry((b.person, b.method, b.kind))
                 .or_default()
@@ -116,19 +117,8 @@ async fn send(state: &AppState, b: &BundleRow, rows: &[PageRow]) -> Result<(), S
             )
         })
     } else {
-        let mut open = std::collections::HashSet::new();
-        for id in earlier_in_run(state, b).await? {
-            if incidents.contains_key(&id) || open.contains(&id) {
-                continue;
-            }
-            if let Some(v) = state.store.incidents.get_incident(&id).await?
-                && v.incident.status == crate::core::incident::Status::Triggered
-                && v.incident.grouped_into.is_none()
-            {
-                open.insert(id);
-            }
-        }
-        let body = page_body(state, b, rows, &incidents, open.len(), now);
+        let open = earlier_open(state, b, rows).await?.len();
+        let body = page_body(state, b, rows, &incidents, open, now);
         Some((body, format!("bundle:{}", b.id)))
     };
     let Some((body, key)) = made else {
@@ -170,12 +160,25 @@ async fn send(state: &AppState, b: &BundleRow, rows: &[PageRow]) -> Result<(), S
     Ok(())
 }
 
-/// The incidents of the bundles of pages that went to the same person and method just
-/// before `b`, in the same run (each within `bundle_max_gap` of the next): what `b`'s
-/// code answers beside its own — one reply for a whole storm.
-pub async fn earlier_in_run(state: &AppState, b: &BundleRow) -> Result<Vec<String>, StoreError> {
-    let max_gap = state.cfg.oncall.bundle_max_gap.0.as_millis() as i64;
-    let since = b.created_at - state.cfg.oncall.reply_code_window.0.as_millis() as i64;
+/// The incidents still open (triggered, not grouped into a storm) of the bundles of pages
+/// that went to the same person and method just before `b`, in the same run (each within
+/// `bundle_max_gap`, or the longest window, of the next), leaving out `own`: what `b`'s
+/// code, link and keys answer beside its own rows — one reply for a whole storm. The
+/// count a bundle says and the set an answer acts on are both this.
+pub async fn earlier_open(
+    state: &AppState,
+    b: &BundleRow,
+    own: &[PageRow],
+) -> Result<Vec<String>, StoreError> {
+    let cfg = &state.cfg.oncall;
+    let longest = [Severity::P0, Severity::P1, Severity::P2, Severity::P3]
+        .into_iter()
+        .map(|s| cfg.bundle_window_for(s))
+        .max()
+        .unwrap_or(0);
+    let tolerance =
+        (cfg.bundle_max_gap.0.as_millis() as i64).max(longest) + cfg.lease.0.as_millis() as i64;
+    let since = b.created_at - cfg.reply_code_window.0.as_millis() as i64;
     let same: Vec<BundleRow> = state
         .store
         .bundles
@@ -183,14 +186,25 @@ pub async fn earlier_in_run(state: &AppState, b: &BundleRow) -> Result<Vec<Strin
         .await?
         .into_iter()
         .filter(|o| o.person == b.person && o.method == b.method && o.kind == "page")
-        .filter(|o| o.id != b.id && o.created_at <= b.created_at)
+        .filter(|o| o.id != b.id && o.created_at <= b.created_at && o.message_id.is_some())
         .collect();
     let times: Vec<Millis> = same.iter().map(|o| o.created_at).collect();
-    let start = bundle::streak_start(&times, b.created_at, max_gap);
-    let mut out = Vec::new();
+    let start = bundle::streak_start(&times, b.created_at, tolerance);
+    let mut out: Vec<String> = Vec::new();
     for o in same.iter().filter(|o| o.created_at >= start) {
-        if let Some((_, rows)) = state.store.bundles.get_bundle(&o.id).await? {
-            out.extend(rows.into_iter().map(|r| r.incident_id));
+        let Some((_, rows)) = state.store.bundles.get_bundle(&o.id).await? else {
+            continue;
+        };
+        for r in rows {
+            if own.iter().any(|x| x.incident_id == r.incident_id) || out.contains(&r.incident_id) {
+                continue;
+            }
+            if let Some(v) = state.store.incidents.get_incident(&r.incident_id).await?
+                && v.incident.status == crate::core::incident::Status::Triggered
+                && v.incident.grouped_into.is_none()
+            {
+                out.push(r.incident_id);
+            }
         }
     }
     Ok(out)
@@ -235,10 +249,7 @@ fn page_body(
         span,
         drill,
     );
-    let top = items
-        .first()
-        .map(|i| i.severity)
-        .unwrap_or(crate::core::incident::Severity::P3);
+    let top = items.first().map(|i| i.severity).unwrap_or(Severity::P3);
     let ids: Vec<&str> = rows
         .iter()
         .map(|r| r.incident_id.as_str())

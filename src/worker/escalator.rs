@@ -155,8 +155,9 @@ async fn fire(state: &AppState, row: &EscalationRow) -> Result<(), StoreError> {
         pages_for(state, &i, pos, &step.targets, &row.policy_id, now).await?;
     // Pages to people wait a short window for others to the same person (one message for
     // many in a storm); chat groups are posted to at once.
+    // Drill pages go alone (never inside a bundle of real pages, nor answered by its code).
     let window = state.cfg.oncall.bundle_window_for(i.severity);
-    if window > 0 {
+    if window > 0 && i.source != "drill" {
         for p in wanted.iter_mut().filter(|p| p.method != "chat") {
             p.not_before = later(contacts.get(&p.person).and_then(Option::as_ref), p);
             p.hold_until = Some(p.not_before.unwrap_or(now).saturating_add(window));

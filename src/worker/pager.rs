@@ -211,6 +211,8 @@ pub async fn notices_to_paged(
     let told: std::collections::BTreeSet<(String, String)> = pages
         .into_iter()
         .filter(|p| p.method != "voice" && Some(p.person.as_str()) != skip)
+        // Only those a page reached: not one still held, nor one dropped unsent.
+        .filter(|p| p.message_id.is_some() || p.bundle_id.as_deref().is_some_and(|b| b != "-"))
         .map(|p| (p.person, p.method))
         .collect();
     let mut out = Vec::new();

@@ -150,7 +150,7 @@ async fn act_on_all(
         Act::Resolve => "resolved",
     };
     let mut ids: Vec<String> = rows.iter().map(|r| r.incident_id.clone()).collect();
-    ids.extend(super::bundler::earlier_in_run(state, b).await?);
+    ids.extend(super::bundler::earlier_open(state, b, rows).await?);
     let r = answer_all(state, &ids, action(a), &b.person, via, said).await?;
     let mut told = format!("{} incidents {verb} by you.", r.done);
     if r.not_now > 0 {

@@ -12,6 +12,10 @@ use crate::store::{
 };
 use serde_json::json;
 
+/// The scopes whose `herald_storm_active` this process has set.
+static SHOWN: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
 /// The rules triage applies now.
 pub fn rules(state: &AppState) -> TriageRules {
     let s = &state.cfg.oncall.storm;
@@ -125,10 +129,21 @@ pub async fn sweep(state: &AppState) {
         }
         Err(e) => tracing::warn!(error = %e, "cannot end quiet storms yet"),
     }
+    // The gauge follows the store (a storm another node ended, or one closed in triage):
+    // every scope this node has shown is set again each sweep.
     if let Ok(active) = state.store.storms.active_storms().await {
-        for s in active {
-            let labels = ScopeLabels { scope: s.scope };
-            state.metrics.storm_active.get_or_create(&labels).set(1);
+        let mut shown = SHOWN.lock().unwrap_or_else(|p| p.into_inner());
+        shown.extend(active.iter().map(|s| s.scope.clone()));
+        for scope in shown.iter() {
+            let on = active.iter().any(|s| &s.scope == scope);
+            let labels = ScopeLabels {
+                scope: scope.clone(),
+            };
+            state
+                .metrics
+                .storm_active
+                .get_or_create(&labels)
+                .set(on as i64);
         }
     }
 }
@@ -151,6 +166,17 @@ pub async fn answered(
             .incidents
             .act_incident(&m, action, actor, &why, now)
             .await?;
+        // What a member inhibited pages now that it is resolved.
+        if action == IncidentAction::Resolve
+            && !state
+                .store
+                .storms
+                .lift_inhibition(&m, now)
+                .await?
+                .is_empty()
+        {
+            state.pager_wake.notify_one();
+        }
     }
     Ok(())
 }

@@ -153,7 +153,13 @@ async fn two_hundred_incidents_reach_the_phone_as_a_handful_and_one_reply_acknow
         );
         assert!(head.contains("came as one message"), "{head}");
     }
-    // The most severe first: a bundle with a P0 in it starts with it.
+    // The most severe first: a bundle with a P0 in it lists one first.
+    for b in sms
+        .iter()
+        .filter(|b| b.lines().next().unwrap().contains("P0 ×"))
+    {
+        assert!(b.lines().nth(1).unwrap().contains("[P0]"), "{b}");
+    }
     let last = sms.last().unwrap();
     let code = code_in(last);
     assert!(
@@ -259,8 +265,13 @@ async fn above_the_threshold_one_storm_incident_takes_them_all_escalates_and_end
         alert("InstanceDown", "late", "fra", "firing", "critical"),
     )
     .await;
-    let v = incident(&rig, &after).await;
-    assert!(v["grouped_into"].is_null(), "{v}");
+    wait_for("late paged on its own", async || {
+        to(&texts(&rig).await, ANA)
+            .iter()
+            .any(|t| t.contains("InstanceDown on late"))
+    })
+    .await;
+    assert!(incident(&rig, &after).await["grouped_into"].is_null());
     // Every alert resolves: each incident does, and so does the storm.
     for k in 0..INCIDENTS {
         let sev = if k % 10 == 0 { "critical" } else { "warning" };
@@ -369,4 +380,18 @@ async fn an_inhibiting_alert_silences_the_pages_of_those_it_inhibits_while_it_fi
             .any(|e| e["kind"] == "uninhibited"),
         "{v}"
     );
+    // ber1, paged before its data centre went down, pages again when it comes back.
+    post(
+        &rig,
+        alert("DatacenterDown", "ber", "ber", "resolved", "critical"),
+    )
+    .await;
+    wait_for("ber1 paged again", async || {
+        to(&texts(&rig).await, ANA)
+            .iter()
+            .filter(|t| t.contains("ber1"))
+            .count()
+            >= 2
+    })
+    .await;
 }

@@ -1,12 +1,14 @@
 //! Bundles that no node death doubles or loses: three `herald serve` processes on one
 //! PostgreSQL, 60 incidents for one person opened across them while their pages are held
-//! for bundles, one node killed with -9 as the bundles are being made. The person's
-//! inbox holds each incident in exactly one message (counted), and every bundle was sent.
+//! for bundles, one node killed with -9 as the bundles are being made, and a bundle taken
+//! by a "node" (the test) that never sends it. The person's inbox holds each incident in
+//! exactly one message (counted), and every bundle was sent.
 
 use crate::e2e_alerts::{am_alert, am_payload};
 use crate::e2e_oncall_cluster::call;
 use crate::utils::pg::fresh_db;
 use crate::utils::process::HeraldProcess;
+use herald::store::{BundleRow, Bundles};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -48,6 +50,12 @@ async fn a_node_killed_while_bundles_are_made_leaves_each_incident_in_exactly_on
 
     // 60 incidents over about 6 s, taken in by the three nodes in turn; node 0 is killed
     // half-way, while the bundles of the first ones are being made.
+    // The test plays a node that dies right after taking a bundle: it takes one through
+    // the store itself and never sends it. The nodes must send it, once, after the lease.
+    let store = herald::store::postgres::PgStore::open(&db, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut taken: Option<String> = None;
     let started = Instant::now();
     let mut ids = Vec::new();
     let mut killed = None;
@@ -64,6 +72,25 @@ async fn a_node_killed_while_bundles_are_made_leaves_each_incident_in_exactly_on
         .await;
         assert_eq!(c, 200, "{r}");
         ids.push(r["incidents"][0].as_str().unwrap().to_string());
+        if taken.is_none() && n > 5 {
+            let now = herald::core::types::now_millis();
+            let b = BundleRow {
+                id: herald::core::types::new_id("bn"),
+                person: "ana".into(),
+                method: "inbox".into(),
+                kind: "page".into(),
+                address: None,
+                reply_code: None,
+                size: 0,
+                message_id: None,
+                created_at: now,
+            };
+            taken = store
+                .take_bundle(b, now, 0)
+                .await
+                .unwrap()
+                .map(|(b, _)| b.id);
+        }
         if n == INCIDENTS / 2 {
             procs[0].kill9();
             killed = Some(started.elapsed());
@@ -129,6 +156,13 @@ async fn a_node_killed_while_bundles_are_made_leaves_each_incident_in_exactly_on
         let b = pages[0]["bundle_id"].as_str().unwrap_or("");
         assert!(!b.is_empty() && b != "-", "{id} not bundled: {v}");
     }
+    let taken = taken.expect("the test took a bundle as a dying node would");
+    let (b, rows) = store.get_bundle(&taken).await.unwrap().unwrap();
+    assert!(
+        b.message_id.as_deref().is_some_and(|m| m != "-"),
+        "the dead taker's bundle was sent by a live node: {b:?}"
+    );
+    assert!(!rows.is_empty());
     eprintln!(
         "FIGURES storm cluster: 3 nodes, {INCIDENTS} incidents over {:.1} s, node killed at {:.1} s; ana got {} messages holding each incident once",
         started.elapsed().as_secs_f64(),

@@ -15,22 +15,40 @@ pub struct Held {
 }
 
 /// When the held rows of one person and method go out: when the first of them must (its
-/// window ends), but while bundles keep going to that person each waits twice as long after
-/// the one before (`recent`: when the bundles of the last `max_gap` went, oldest first), at
-/// most `max_gap`. `None`: nothing held.
+/// window ends) — but while bundles keep going to that person, each waits twice as long
+/// after the one before as that one waited after its own predecessor (5 s, 10 s, 20 s …),
+/// at most `max_gap`. `recent`: when the latest bundles to that person and method went
+/// (any order); a bundle more than `max_gap` before the first held row began no run.
+/// `None`: nothing held.
 pub fn due(held: &[Held], recent: &[Millis], max_gap: Millis) -> Option<Millis> {
     let first = held.iter().map(|h| h.hold_until).min()?;
+    let created = held.iter().map(|h| h.created_at).min()?;
     let window = held
         .iter()
         .map(|h| h.hold_until - h.not_before.unwrap_or(h.created_at).max(h.created_at))
         .min()
         .unwrap_or(0)
         .max(0);
-    let Some(last) = recent.iter().max() else {
+    let Some(last) = recent
+        .iter()
+        .copied()
+        .max()
+        .filter(|l| created - l <= max_gap)
+    else {
         return Some(first);
     };
-    let doublings = recent.len().min(20) as u32;
-    let gap = window.saturating_mul(1i64 << doublings).min(max_gap);
+    let before = recent
+        .iter()
+        .copied()
+        .filter(|t| *t < last)
+        .max()
+        .map(|p| last - p)
+        .filter(|g| *g <= max_gap.max(window).saturating_mul(2));
+    let gap = before
+        .unwrap_or(window)
+        .saturating_mul(2)
+        .max(window)
+        .min(max_gap);
     Some(first.max(last.saturating_add(gap)))
 }
 
@@ -204,13 +222,15 @@ mod tests {
         let h = [held(10_000, 5_000)];
         // One bundle went at 5 s: the next waits 10 s after it.
         assert_eq!(due(&h, &[5_000], 60_000), Some(15_000));
-        // Two went: 20 s after the last.
+        // Two went, 10 s apart: 20 s after the last.
         assert_eq!(due(&h, &[5_000, 15_000], 60_000), Some(35_000));
-        // Many: never more than the cap after the last.
-        let many: Vec<Millis> = (0..30).map(|i| i * 1_000).collect();
-        assert_eq!(due(&h, &many, 60_000), Some(29_000 + 60_000));
+        // 40 s apart: never more than the cap after the last.
+        let h = [held(101_000, 5_000)];
+        assert_eq!(due(&h, &[0, 60_000, 100_000], 60_000), Some(160_000));
         // Its own window ending later still counts.
         assert_eq!(due(&[held(0, 300_000)], &[1_000], 60_000), Some(300_000));
+        // A bundle long before begins no run.
+        assert_eq!(due(&[held(200_000, 5_000)], &[0], 60_000), Some(205_000));
     }
 
     #[test]

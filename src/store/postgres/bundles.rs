@@ -58,6 +58,20 @@ async fn take(
     now: Millis,
     codes_since: Millis,
 ) -> Result<Option<Bundle>, StoreError> {
+    // The incidents first (as answering and triage lock them, before their pages): the
+    // timelines below never race, and no lock is taken in the other order.
+    let ids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT DISTINCT incident_id FROM pages WHERE person = $1 AND method = $2 AND kind = $3 AND {HELD}"
+    )))
+    .bind(&b.person)
+    .bind(&b.method)
+    .bind(&b.kind)
+    .fetch_all(&mut *c)
+    .await?;
+    sqlx::query("SELECT 1 FROM incidents WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(&ids)
+        .execute(&mut *c)
+        .await?;
     // Pages of incidents that page no one any more are dropped, never sent.
     sqlx::query(AssertSqlSafe(format!(
         "UPDATE pages SET bundle_id = '-' WHERE person = $1 AND method = $2 AND kind = 'page' AND {HELD}
@@ -90,14 +104,6 @@ async fn take(
     b.size = rows.len() as i64;
     b.address = rows[0].address.clone();
     b.reply_code = None;
-    let mut ids: Vec<String> = rows.iter().map(|r| r.incident_id.clone()).collect();
-    ids.sort();
-    ids.dedup();
-    // The incidents first (as answering locks them): their timelines below never race.
-    sqlx::query("SELECT 1 FROM incidents WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind(&ids)
-        .execute(&mut *c)
-        .await?;
     if b.kind == "page"
         && rows.len() > 1
         && let Some(a) = b.address.clone()
@@ -152,6 +158,10 @@ async fn sent(
         .bind(message_id)
         .execute(&mut *c)
         .await?;
+    // Refused (nobody to reach): nothing went out, nothing is recorded on the incidents.
+    if message_id == "-" {
+        return Ok(());
+    }
     if rows.len() == 1 {
         sqlx::query("UPDATE pages SET message_id = $2 WHERE key = $1")
             .bind(&rows[0].key)
@@ -233,7 +243,7 @@ impl Bundles for PgStore {
     }
     async fn held_pages(&self, limit: usize) -> Result<Vec<PageRow>, StoreError> {
         sqlx::query(AssertSqlSafe(format!(
-            "SELECT {PAGE} FROM pages WHERE {HELD} ORDER BY created_at, key LIMIT $1"
+            "SELECT {PAGE} FROM pages WHERE {HELD} ORDER BY hold_until, key LIMIT $1"
         )))
         .bind(limit as i64)
         .fetch_all(&self.pool)

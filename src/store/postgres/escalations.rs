@@ -404,8 +404,8 @@ impl Escalations for PgStore {
         since: Millis,
     ) -> Result<Option<PageRow>, StoreError> {
         let cols = PAGE
-            .split(", ")
-            .map(|k| format!("p.{k}"))
+            .split(',')
+            .map(|k| format!("p.{}", k.trim()))
             .collect::<Vec<_>>()
             .join(", ");
         let q = match code {
@@ -416,6 +416,7 @@ impl Escalations for PgStore {
             None => format!(
                 "SELECT {cols} FROM pages p JOIN incidents i ON i.id = p.incident_id
                  WHERE p.address = $1 AND ($2::BIGINT IS NULL) AND p.created_at >= $3 AND i.status = 'triggered'
+                   AND (p.message_id IS NOT NULL OR (p.bundle_id IS NOT NULL AND p.bundle_id <> '-')) AND i.grouped_into IS NULL
                  ORDER BY p.created_at DESC LIMIT 1"
             ),
         };

@@ -148,9 +148,6 @@ async fn open_storm(
     scope: &str,
     now: Millis,
 ) -> Result<IncidentRecord, StoreError> {
-    sqlx::query("SELECT pg_advisory_xact_lock(7001)")
-        .execute(&mut *c)
-        .await?;
     let service = if st.per_service {
         first.service.as_str()
     } else {
@@ -195,9 +192,16 @@ async fn triage(
     r: &TriageRules,
     now: Millis,
 ) -> Result<Triaged, StoreError> {
-    sqlx::query("SELECT pg_advisory_xact_lock(7002)")
-        .execute(&mut *c)
-        .await?;
+    // Triage's own lock, then the numbering lock a storm opened below needs, both before
+    // any incident's row. (An ingest of several batches can hold one incident's row while
+    // it waits for the numbering lock: PostgreSQL then breaks the rare deadlock, and the
+    // loser is retried — the triage at the pager's next sweep, the payload by Alertmanager.)
+    for lock in [7002i64, 7001] {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(lock)
+            .execute(&mut *c)
+            .await?;
+    }
     let Some(i) = get(c, id).await? else {
         return Ok(Triaged::Page);
     };
@@ -401,7 +405,9 @@ impl Storms for PgStore {
     ) -> Result<Vec<String>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM incidents WHERE inhibited_by = $1 AND status <> 'resolved' ORDER BY id FOR UPDATE",
+            "SELECT id FROM incidents WHERE inhibited_by = $1 AND status = 'triggered'
+               AND EXISTS (SELECT 1 FROM occurrences o WHERE o.incident_id = incidents.id AND o.status = 'firing')
+             ORDER BY id FOR UPDATE",
         )
         .bind(source_id)
         .fetch_all(&mut *tx)
@@ -414,10 +420,17 @@ impl Storms for PgStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            sqlx::query("DELETE FROM escalations WHERE incident_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            // Its escalation begins again from the first step, in a new round (new page
+            // keys: the pages dropped while it was inhibited do not stand in for these).
+            sqlx::query(
+                "UPDATE escalations SET state = 'active', step = 0, pass = 0, round = round + 1, due_at = $2,
+                     fired_step = NULL, fired_pass = NULL, fence = fence + 1, lease_owner = NULL, lease_until = NULL
+                 WHERE incident_id = $1",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
             event(
                 &mut tx,
                 id,

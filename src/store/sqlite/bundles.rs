@@ -131,6 +131,10 @@ fn sent(c: &Connection, id: &str, message_id: &str, now: Millis) -> Result<(), S
     };
     c.prepare_cached("UPDATE bundles SET message_id = ?2 WHERE id = ?1 AND message_id IS NULL")?
         .execute(params![id, message_id])?;
+    // Refused (nobody to reach): nothing went out, nothing is recorded on the incidents.
+    if message_id == "-" {
+        return Ok(());
+    }
     let kind = if b.kind == "page" { "page" } else { "notice" };
     for r in &rows {
         if rows.len() == 1 {
@@ -172,7 +176,7 @@ impl Bundles for SqliteStore {
     async fn held_pages(&self, limit: usize) -> Result<Vec<PageRow>, StoreError> {
         self.read(move |c| {
             Ok(c.prepare_cached(&format!(
-                "SELECT {PAGE} FROM pages WHERE {HELD} ORDER BY created_at, key LIMIT ?1"
+                "SELECT {PAGE} FROM pages WHERE {HELD} ORDER BY hold_until, key LIMIT ?1"
             ))?
             .query_map([limit as i64], page)?
             .collect::<Result<_, _>>()?)

@@ -274,8 +274,8 @@ fn for_reply(
     since: Millis,
 ) -> Result<Option<PageRow>, StoreError> {
     let cols = PAGE
-        .split(", ")
-        .map(|k| format!("p.{k}"))
+        .split(',')
+        .map(|k| format!("p.{}", k.trim()))
         .collect::<Vec<_>>()
         .join(", ");
     Ok(match code {
@@ -290,6 +290,7 @@ fn for_reply(
             .prepare_cached(&format!(
                 "SELECT {cols} FROM pages p JOIN incidents i ON i.id = p.incident_id
                  WHERE p.address = ?1 AND p.created_at >= ?2 AND i.status = 'triggered'
+                   AND (p.message_id IS NOT NULL OR (p.bundle_id IS NOT NULL AND p.bundle_id <> '-')) AND i.grouped_into IS NULL
                  ORDER BY p.created_at DESC LIMIT 1"
             ))?
             .query_row(params![address, since], page)

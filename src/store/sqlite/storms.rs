@@ -322,15 +322,22 @@ fn end_quiet(
 fn lift(c: &Connection, source: &str, now: Millis) -> Result<Vec<String>, StoreError> {
     let ids: Vec<String> = c
         .prepare_cached(
-            "SELECT id FROM incidents WHERE inhibited_by = ?1 AND status <> 'resolved'",
+            "SELECT id FROM incidents WHERE inhibited_by = ?1 AND status = 'triggered'
+               AND EXISTS (SELECT 1 FROM occurrences o WHERE o.incident_id = incidents.id AND o.status = 'firing')",
         )?
         .query_map([source], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     for id in &ids {
         c.prepare_cached("UPDATE incidents SET inhibited_by = NULL, page_state = 'pending', updated_at = ?2 WHERE id = ?1")?
             .execute(params![id, now])?;
-        c.prepare_cached("DELETE FROM escalations WHERE incident_id = ?1")?
-            .execute([id])?;
+        // Its escalation begins again from the first step, in a new round (new page keys:
+        // the pages dropped while it was inhibited do not stand in for these).
+        c.prepare_cached(
+            "UPDATE escalations SET state = 'active', step = 0, pass = 0, round = round + 1, due_at = ?2,
+                 fired_step = NULL, fired_pass = NULL, fence = fence + 1, lease_owner = NULL, lease_until = NULL
+             WHERE incident_id = ?1",
+        )?
+        .execute(params![id, now])?;
         event(c, id, now, "uninhibited", "system", json!({"by": source}))?;
     }
     Ok(ids)

@@ -147,6 +147,15 @@ pub async fn held_pages_go_into_exactly_one_bundle_and_a_dead_takers_is_found_un
             .unwrap()
             .is_none()
     );
+    // A page to the phone later never takes the bundle's code.
+    let next = open(&s, "next", json!({})).await;
+    let p = hold(&s, &next, now, None).await;
+    assert!(
+        p.reply_code
+            .is_some_and(|c| c != code && !codes.contains(&c)),
+        "{p:?}"
+    );
+    assert_eq!(s.drop_held(&next).await.unwrap(), 1);
     assert_eq!(s.bundles_since(now).await.unwrap().len(), 1);
     for inc in &incs {
         let v = s.get_incident(inc).await.unwrap().unwrap();
@@ -262,9 +271,9 @@ pub async fn a_storm_takes_new_incidents_into_one_and_ends_when_quiet(s: Arc<dyn
     want.sort();
     assert_eq!(members, want);
     assert_eq!(s.active_storms().await.unwrap().len(), 1);
-    // Still busy within the window: not over.
+    // A window after it began, four joined within it: still busy, not over.
     assert!(
-        s.end_quiet_storms(3, 60_000, now + 1_000)
+        s.end_quiet_storms(3, 60_000, now + 60_000)
             .await
             .unwrap()
             .is_empty()

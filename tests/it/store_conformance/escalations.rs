@@ -209,6 +209,17 @@ pub async fn reply_codes_are_unique_per_phone_and_replies_find_their_page(s: Arc
             .unwrap()
             .unwrap();
         codes.push(p[0].reply_code.unwrap());
+        // Sent (a bare reply answers only pages that went out).
+        let fired = Fired {
+            messages: vec![(p[0].key.clone(), format!("m{i}"))],
+            ..Fired::default()
+        };
+        let wait = EscalationMove::Wait { due: now + 600_000 };
+        assert!(
+            s.advance_escalation(inc, fence, wait, fired, now)
+                .await
+                .unwrap()
+        );
     }
     assert_eq!(codes, [1, 2, 3], "one phone, three incidents, three codes");
     let found = s
