@@ -187,6 +187,22 @@ async fn two_hundred_incidents_reach_the_phone_as_a_handful_and_one_reply_acknow
         let reason = ack["detail"]["reason"].as_str().unwrap_or("");
         assert!(reason.contains(&format!("reply {code}a")), "{ack}");
     }
+    // Pages sent alone plus pages sent inside bundles: each of the 200 once.
+    let metrics = rig.herald.metrics().await;
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{method=\"sms\"}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert_eq!(
+        value("herald_pages_total") + value("herald_pages_bundled_total"),
+        INCIDENTS as f64,
+        "{metrics}"
+    );
+    assert!(value("herald_page_bundles_total") >= 1.0);
     eprintln!(
         "FIGURES storm bundling: {INCIDENTS} incidents opened in {:.1} s for one person reached the phone as {} SMS; first queued {first_ms} ms after the first incident opened (P0 window 2 s); one reply acknowledged all {INCIDENTS}",
         opened_in.as_secs_f64(),
@@ -399,4 +415,66 @@ async fn an_inhibiting_alert_silences_the_pages_of_those_it_inhibits_while_it_fi
             >= 2
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_bundle_of_pages_is_one_call_and_its_keypress_answers_every_incident() {
+    // Calls to numbers ending 0007 press 4 (the simulator).
+    let rig = start(
+        Setup {
+            ana_phone: "+15005550007",
+            step_delay: 600,
+            voice: true,
+            ..Setup::default()
+        },
+        |c| windows(c, 1),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for k in 0..3 {
+        ids.push(
+            post(
+                &rig,
+                alert(
+                    "InstanceDown",
+                    &format!("v{k}"),
+                    "fra",
+                    "firing",
+                    "critical",
+                ),
+            )
+            .await,
+        );
+    }
+    wait_for("every incident acknowledged by the one call", async || {
+        let mut all = true;
+        for id in &ids {
+            all &= incident(&rig, id).await["status"] == "acknowledged";
+        }
+        all
+    })
+    .await;
+    let calls: Vec<Value> = rig
+        .requests("twilio")
+        .await
+        .into_iter()
+        .filter(|r| r["request"]["Twiml"].is_string())
+        .collect();
+    assert_eq!(calls.len(), 1, "one call for the bundle: {calls:#?}");
+    let twiml = calls[0]["request"]["Twiml"].as_str().unwrap();
+    assert!(
+        twiml.contains("3 incidents for you") && twiml.contains("Press 4 to acknowledge all 3"),
+        "{twiml}"
+    );
+    for id in &ids {
+        let v = incident(&rig, id).await;
+        let ack = v["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == "acknowledged")
+            .unwrap()
+            .clone();
+        assert_eq!(ack["detail"]["reason"], "via voice: pressed 4", "{v}");
+    }
 }
