@@ -49,7 +49,7 @@ impl TestHerald {
         TestHerald {
             server: Some(server),
             base,
-            http: reqwest::Client::new(),
+            http: http(),
             dir,
         }
     }
@@ -175,11 +175,13 @@ pub fn metric_sum(text: &str, name: &str) -> f64 {
 
 /// An HTTP client for tests (the process's TLS provider installed first).
 pub fn http() -> reqwest::Client {
-    herald::tls::init();
-    reqwest::Client::new()
+    http_builder().build().expect("a test HTTP client")
 }
 
+/// A client builder for tests. Kept-alive connections are given up after 5 s idle, before
+/// Herald closes them (`header_read_timeout`, 10 s): a request never races the server's
+/// close of the connection it reuses.
 pub fn http_builder() -> reqwest::ClientBuilder {
     herald::tls::init();
-    reqwest::Client::builder()
+    reqwest::Client::builder().pool_idle_timeout(std::time::Duration::from_secs(5))
 }
