@@ -182,7 +182,7 @@ async fn act_bundle(
     match answer_all(state, &ids, action, &claims.p, Via::Link, &why).await {
         Ok(r) => page(
             StatusCode::OK,
-            &format!("{} incidents {}", r.done, verb(action)),
+            &format!("{} incidents {}", r.done, action.done()),
             &format!(
                 "<p>Done: {} recorded as {}; {} were taken or resolved already.</p>",
                 r.done,
@@ -191,13 +191,6 @@ async fn act_bundle(
             ),
         ),
         Err(_) => unavailable(),
-    }
-}
-
-fn verb(a: IncidentAction) -> &'static str {
-    match a {
-        IncidentAction::Acknowledge => "acknowledged",
-        IncidentAction::Resolve => "resolved",
     }
 }
 

@@ -86,6 +86,16 @@ pub enum IncidentAction {
     Resolve,
 }
 
+impl IncidentAction {
+    /// What people are told it did: `acknowledged`, `resolved`.
+    pub fn done(self) -> &'static str {
+        match self {
+            IncidentAction::Acknowledge => "acknowledged",
+            IncidentAction::Resolve => "resolved",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Acted {
     Done(IncidentRecord),

@@ -188,6 +188,29 @@ pub fn occurrence_events(
 /// themselves, drills and silent heartbeats (a dead man's switch must always page).
 pub const TRIAGE_EXEMPT: [&str; 3] = ["storm", "drill", "heartbeat"];
 
+/// Whether an incident of this source is never triaged.
+pub fn triage_exempt(source: &str) -> bool {
+    TRIAGE_EXEMPT.contains(&source)
+}
+
+/// What triage says of an incident without looking further: what it decided before (grouped,
+/// inhibited — decided once), or `Page` for one that is not triaged (no longer triggered,
+/// its pages already handed over, exempt). `None`: triage it.
+pub fn triage_settled(i: &super::IncidentRecord) -> Option<super::Triaged> {
+    use super::Triaged;
+    if let Some(s) = &i.grouped_into {
+        return Some(Triaged::Grouped {
+            storm: s.clone(),
+            started: false,
+        });
+    }
+    if let Some(b) = &i.inhibited_by {
+        return Some(Triaged::Inhibited(b.clone()));
+    }
+    let open = i.status == crate::core::incident::Status::Triggered && i.page_state == "pending";
+    (!open || triage_exempt(&i.source)).then_some(Triaged::Page)
+}
+
 /// A storm incident's title: its running count and scope.
 pub fn storm_title(count: i64, scope: &str) -> String {
     let scope = match scope.strip_prefix("service:") {
@@ -535,5 +558,65 @@ mod tests {
         assert_eq!(changed_keys(Some(&a), &b), ["gone", "layers", "new"]);
         assert_eq!(changed_keys(None, &a), ["gone", "layers", "name"]);
         assert!(changed_keys(Some(&a), &a).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod triage_tests {
+    use super::{triage_exempt, triage_settled};
+    use crate::core::incident::{Severity, Status};
+    use crate::store::{IncidentRecord, Triaged};
+
+    fn incident(source: &str, status: Status, page_state: &str) -> IncidentRecord {
+        IncidentRecord {
+            id: "i".into(),
+            number: 1,
+            dedup_key: "k".into(),
+            source: source.into(),
+            route: "r".into(),
+            service: "db".into(),
+            severity: Severity::P0,
+            status,
+            title: "t".into(),
+            details: serde_json::json!({}),
+            opened_at: 0,
+            acknowledged_at: None,
+            acknowledged_by: None,
+            resolved_at: None,
+            resolved_by: None,
+            page_state: page_state.into(),
+            notice_state: "none".into(),
+            updated_at: 0,
+            grouped_into: None,
+            inhibited_by: None,
+        }
+    }
+
+    #[test]
+    fn what_was_decided_stays_and_only_pending_triggered_alerts_are_triaged() {
+        let fresh = incident("alertmanager", Status::Triggered, "pending");
+        assert_eq!(triage_settled(&fresh), None);
+        let mut g = fresh.clone();
+        g.grouped_into = Some("s".into());
+        let grouped = Triaged::Grouped {
+            storm: "s".into(),
+            started: false,
+        };
+        assert_eq!(triage_settled(&g), Some(grouped));
+        let mut h = fresh.clone();
+        h.inhibited_by = Some("dc".into());
+        assert_eq!(triage_settled(&h), Some(Triaged::Inhibited("dc".into())));
+        for (source, status, state) in [
+            ("alertmanager", Status::Acknowledged, "pending"),
+            ("alertmanager", Status::Resolved, "pending"),
+            ("alertmanager", Status::Triggered, "paged"),
+            ("storm", Status::Triggered, "pending"),
+            ("drill", Status::Triggered, "pending"),
+            ("heartbeat", Status::Triggered, "pending"),
+        ] {
+            let i = incident(source, status, state);
+            assert_eq!(triage_settled(&i), Some(Triaged::Page), "{source} {state}");
+        }
+        assert!(triage_exempt("heartbeat") && !triage_exempt("events"));
     }
 }

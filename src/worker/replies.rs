@@ -123,10 +123,7 @@ async fn act_on(
     via: Via,
     said: &str,
 ) -> Result<String, StoreError> {
-    let verb = match a {
-        Act::Acknowledge => "acknowledged",
-        Act::Resolve => "resolved",
-    };
+    let verb = action(a).done();
     Ok(
         match answer(state, &p.incident_id, action(a), &p.person, via, said).await? {
             Acted::Done(i) => format!("#{} {verb} by you. Thank you.", i.number),
@@ -145,10 +142,7 @@ async fn act_on_all(
     via: Via,
     said: &str,
 ) -> Result<String, StoreError> {
-    let verb = match a {
-        Act::Acknowledge => "acknowledged",
-        Act::Resolve => "resolved",
-    };
+    let verb = action(a).done();
     let mut ids: Vec<String> = rows.iter().map(|r| r.incident_id.clone()).collect();
     ids.extend(super::bundler::earlier_open(state, b, rows).await?);
     let r = answer_all(state, &ids, action(a), &b.person, via, said).await?;

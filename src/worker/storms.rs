@@ -52,8 +52,14 @@ async fn audit(state: &AppState, action: &str, s: &StormRow, reason: String, now
 
 /// Triage of an incident owing pages: whether the pager pages it.
 pub async fn triage(state: &AppState, i: &IncidentRecord) -> Result<bool, StoreError> {
+    let rules = rules(state);
+    // No inhibit rule and no storm detection: nothing to decide, no store write (and no
+    // cluster-wide lock) on the way to every page.
+    if rules.inhibit.is_empty() && rules.storm.is_none() {
+        return Ok(true);
+    }
     let now = now_millis();
-    match state.store.storms.triage(&i.id, rules(state), now).await? {
+    match state.store.storms.triage(&i.id, rules, now).await? {
         Triaged::Page => Ok(true),
         Triaged::Inhibited(by) => {
             tracing::info!(incident = i.id, by, "inhibited: nobody is paged");

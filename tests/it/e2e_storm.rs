@@ -34,6 +34,15 @@ fn fingerprint(name: &str, instance: &str) -> String {
         .collect()
 }
 
+/// The first timeline entry of `kind` in an incident's view.
+fn entry(v: &Value, kind: &str) -> Option<Value> {
+    v["timeline"]
+        .as_array()?
+        .iter()
+        .find(|e| e["kind"] == kind)
+        .cloned()
+}
+
 /// Posts one alert as its own Alertmanager group; the incident it opened or updated.
 async fn post(rig: &Rig, a: Value) -> String {
     let mut p = am_payload(vec![a.clone()]);
@@ -177,13 +186,7 @@ async fn two_hundred_incidents_reach_the_phone_as_a_handful_and_one_reply_acknow
         let v = incident(&rig, id).await;
         assert_eq!(v["status"], "acknowledged", "{id}");
         assert_eq!(v["acknowledged_by"], "ana");
-        let ack = v["timeline"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["kind"] == "acknowledged")
-            .unwrap()
-            .clone();
+        let ack = entry(&v, "acknowledged").expect("acknowledged on the timeline");
         let reason = ack["detail"]["reason"].as_str().unwrap_or("");
         assert!(reason.contains(&format!("reply {code}a")), "{ack}");
     }
@@ -267,14 +270,7 @@ async fn above_the_threshold_one_storm_incident_takes_them_all_escalates_and_end
             .contains(&("storm.start".to_string(), storm_id.clone()))
     );
     let s = incident(&rig, &storm_id).await;
-    assert!(
-        s["timeline"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["kind"] == "storm_ended"),
-        "{s}"
-    );
+    assert!(entry(&s, "storm_ended").is_some(), "{s}");
     // A new incident after the storm is paged on its own.
     let after = post(
         &rig,
@@ -362,11 +358,7 @@ async fn an_inhibiting_alert_silences_the_pages_of_those_it_inhibits_while_it_fi
     assert_eq!(v["inhibited_by"], fra_dc.as_str(), "{v}");
     assert_eq!(v["page_state"], "none");
     assert!(
-        v["timeline"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["kind"] == "inhibited"),
+        entry(&v, "inhibited").is_some(),
         "visible as inhibited: {v}"
     );
     // Inhibited after it was paged: its escalation stops.
@@ -393,14 +385,7 @@ async fn an_inhibiting_alert_silences_the_pages_of_those_it_inhibits_while_it_fi
     .await;
     let v = incident(&rig, &fra1).await;
     assert!(v["inhibited_by"].is_null(), "{v}");
-    assert!(
-        v["timeline"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["kind"] == "uninhibited"),
-        "{v}"
-    );
+    assert!(entry(&v, "uninhibited").is_some(), "{v}");
     // ber1, paged before its data centre went down, pages again when it comes back.
     post(
         &rig,
@@ -468,13 +453,58 @@ async fn a_bundle_of_pages_is_one_call_and_its_keypress_answers_every_incident()
     );
     for id in &ids {
         let v = incident(&rig, id).await;
-        let ack = v["timeline"]
+        let ack = entry(&v, "acknowledged").expect("acknowledged on the timeline");
+        assert_eq!(ack["detail"]["reason"], "via voice: pressed 4", "{v}");
+    }
+}
+
+#[tokio::test]
+async fn a_page_dropped_before_it_went_out_brings_no_notices_either() {
+    let rig = start(
+        Setup {
+            step_delay: 600,
+            ..Setup::default()
+        },
+        |c| windows(c, 2),
+    )
+    .await;
+    let id = post(
+        &rig,
+        alert("InstanceDown", "quiet", "fra", "firing", "critical"),
+    )
+    .await;
+    wait_for("ana's page held", async || {
+        incident(&rig, &id).await["pages"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty())
+    })
+    .await;
+    // Taken within the bundle window: ana's page is dropped, never sent.
+    for action in ["acknowledge", "resolve"] {
+        let (c, r) = rig
+            .herald
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/incidents/{id}/{action}"),
+                Some(json!({"reason": "seen on the dashboard"})),
+            )
+            .await;
+        assert_eq!(c, 200, "{r}");
+    }
+    let v = incident(&rig, &id).await;
+    assert!(
+        v["pages"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|e| e["kind"] == "acknowledged")
-            .unwrap()
-            .clone();
-        assert_eq!(ack["detail"]["reason"], "via voice: pressed 4", "{v}");
-    }
+            .all(|p| p["bundle_id"] == "-"),
+        "{v}"
+    );
+    // Past every window (pages and notices held 2 s): nothing reached ana's phone.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let sms = to(&texts(&rig).await, ANA);
+    assert!(
+        sms.is_empty(),
+        "ana was never paged, so told nothing: {sms:#?}"
+    );
 }

@@ -12,10 +12,6 @@ use async_trait::async_trait;
 use serde_json::json;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
-fn exempt(source: &str) -> bool {
-    rules::TRIAGE_EXEMPT.contains(&source)
-}
-
 async fn get(c: &mut PgConnection, id: &str) -> Result<Option<IncidentRecord>, StoreError> {
     one(c, "id = $1", id, true).await
 }
@@ -205,17 +201,8 @@ async fn triage(
     let Some(i) = get(c, id).await? else {
         return Ok(Triaged::Page);
     };
-    if let Some(s) = &i.grouped_into {
-        return Ok(Triaged::Grouped {
-            storm: s.clone(),
-            started: false,
-        });
-    }
-    if let Some(b) = &i.inhibited_by {
-        return Ok(Triaged::Inhibited(b.clone()));
-    }
-    if i.status != Status::Triggered || i.page_state != "pending" || exempt(&i.source) {
-        return Ok(Triaged::Page);
+    if let Some(settled) = rules::triage_settled(&i) {
+        return Ok(settled);
     }
     if !r.inhibit.is_empty() {
         let mine = firing(c, id).await?;
@@ -234,7 +221,10 @@ async fn triage(
             let Some(ti) = get(c, &t).await? else {
                 continue;
             };
-            if ti.status != Status::Triggered || ti.grouped_into.is_some() || exempt(&ti.source) {
+            if ti.status != Status::Triggered
+                || ti.grouped_into.is_some()
+                || rules::triage_exempt(&ti.source)
+            {
                 continue;
             }
             if inhibitor(&r.inhibit, &firing(c, &t).await?, &sources).is_some() {

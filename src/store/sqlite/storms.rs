@@ -11,11 +11,13 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 
-/// Incidents that never triage: storms themselves, drills, silent heartbeats (as SQL).
-const EXEMPT: &str = "('storm', 'drill', 'heartbeat')";
-
-fn exempt(source: &str) -> bool {
-    rules::TRIAGE_EXEMPT.contains(&source)
+/// `rules::TRIAGE_EXEMPT` as an SQL list.
+fn exempt_sql() -> String {
+    let quoted: Vec<String> = rules::TRIAGE_EXEMPT
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect();
+    format!("({})", quoted.join(", "))
 }
 
 fn firing(c: &Connection, id: &str) -> Result<Vec<Labels>, StoreError> {
@@ -190,17 +192,8 @@ fn triage(c: &Connection, id: &str, r: &TriageRules, now: Millis) -> Result<Tria
     let Some(i) = one(c, "id = ?1", id)? else {
         return Ok(Triaged::Page);
     };
-    if let Some(s) = &i.grouped_into {
-        return Ok(Triaged::Grouped {
-            storm: s.clone(),
-            started: false,
-        });
-    }
-    if let Some(b) = &i.inhibited_by {
-        return Ok(Triaged::Inhibited(b.clone()));
-    }
-    if i.status != Status::Triggered || i.page_state != "pending" || exempt(&i.source) {
-        return Ok(Triaged::Page);
+    if let Some(settled) = rules::triage_settled(&i) {
+        return Ok(settled);
     }
     if !r.inhibit.is_empty() {
         let mine = firing(c, id)?;
@@ -219,7 +212,10 @@ fn triage(c: &Connection, id: &str, r: &TriageRules, now: Millis) -> Result<Tria
             let Some(ti) = one(c, "id = ?1", &t)? else {
                 continue;
             };
-            if ti.status != Status::Triggered || ti.grouped_into.is_some() || exempt(&ti.source) {
+            if ti.status != Status::Triggered
+                || ti.grouped_into.is_some()
+                || rules::triage_exempt(&ti.source)
+            {
                 continue;
             }
             if inhibitor(&r.inhibit, &firing(c, &t)?, &sources).is_some() {
@@ -251,10 +247,11 @@ fn triage(c: &Connection, id: &str, r: &TriageRules, now: Millis) -> Result<Tria
     // A storm whose incident was resolved is over.
     c.prepare_cached("UPDATE storms SET ended_at = ?2 WHERE scope = ?1 AND ended_at IS NULL")?
         .execute(params![scope, now])?;
+    let exempt = exempt_sql();
     let recent: Vec<IncidentRecord> = c
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM incidents
-             WHERE (?1 IS NULL OR service = ?1) AND opened_at >= ?2 AND source NOT IN {EXEMPT}
+             WHERE (?1 IS NULL OR service = ?1) AND opened_at >= ?2 AND source NOT IN {exempt}
                AND grouped_into IS NULL AND inhibited_by IS NULL AND status = 'triggered'
              ORDER BY opened_at, number"
         ))?

@@ -6,45 +6,11 @@
 use super::*;
 use herald::core::alerts::inhibit::{InhibitConfig, InhibitRule};
 use herald::core::alerts::matchers::Matcher;
-use herald::core::incident::{Occurrence, Severity};
-use herald::store::{
-    AlertBatch, BundleRow, Ingested, NewIncident, PageRow, StormRule, TriageRules, Triaged,
-};
+use herald::store::{BundleRow, PageRow, StormRule, TriageRules, Triaged};
 use serde_json::{Value, json};
 
 async fn open(s: &Arc<dyn Store>, key: &str, labels: Value) -> String {
-    let id = new_id("inc");
-    let at = now_millis();
-    let r = s
-        .ingest(vec![AlertBatch {
-            dedup_key: key.into(),
-            complete: false,
-            occurrences: vec![Occurrence {
-                fingerprint: key.into(),
-                starts_at: at,
-                status: "firing".into(),
-                ends_at: None,
-                labels,
-                annotations: json!({}),
-                generator_url: String::new(),
-            }],
-            open: NewIncident {
-                id: id.clone(),
-                source: "alertmanager".into(),
-                route: "r".into(),
-                service: "db".into(),
-                severity: Severity::P1,
-                title: key.into(),
-                details: json!({}),
-                suppressed: false,
-                notify_resolved: false,
-            },
-            at,
-        }])
-        .await
-        .unwrap();
-    assert_eq!(r, vec![Ingested::Opened(id.clone())]);
-    id
+    super::open_incident(s, key, labels).await
 }
 
 fn bundle(person: &str, method: &str, at: i64) -> BundleRow {

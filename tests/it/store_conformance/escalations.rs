@@ -5,42 +5,10 @@
 //! fence; replies find their page by phone and code, or the newest open one.
 
 use super::*;
-use herald::core::incident::Severity;
-use herald::store::{AlertBatch, EscState, EscalationMove, Fired, Ingested, NewIncident, PageRow};
+use herald::store::{EscState, EscalationMove, Fired, PageRow};
 
 async fn open_incident(s: &Arc<dyn Store>, key: &str) -> String {
-    let id = new_id("inc");
-    let at = now_millis();
-    let r = s
-        .ingest(vec![AlertBatch {
-            dedup_key: key.into(),
-            complete: false,
-            occurrences: vec![herald::core::incident::Occurrence {
-                fingerprint: key.into(),
-                starts_at: at,
-                status: "firing".into(),
-                ends_at: None,
-                labels: serde_json::json!({}),
-                annotations: serde_json::json!({}),
-                generator_url: String::new(),
-            }],
-            open: NewIncident {
-                id: id.clone(),
-                source: "alertmanager".into(),
-                route: "r".into(),
-                service: "db".into(),
-                severity: Severity::P0,
-                title: "t".into(),
-                details: serde_json::json!({}),
-                suppressed: false,
-                notify_resolved: false,
-            },
-            at,
-        }])
-        .await
-        .unwrap();
-    assert_eq!(r, vec![Ingested::Opened(id.clone())]);
-    id
+    super::open_incident(s, key, serde_json::json!({})).await
 }
 
 fn page(inc: &str, person: &str, phone: Option<&str>, step: i64, at: i64) -> PageRow {

@@ -108,6 +108,44 @@ macro_rules! conformance {
     };
 }
 
+/// Opens a P0 incident of one firing alert with these labels, under `key`; its id.
+async fn open_incident(s: &Arc<dyn Store>, key: &str, labels: serde_json::Value) -> String {
+    use herald::core::incident::{Occurrence, Severity};
+    use herald::store::{AlertBatch, Ingested, NewIncident};
+    let id = new_id("inc");
+    let at = now_millis();
+    let r = s
+        .ingest(vec![AlertBatch {
+            dedup_key: key.into(),
+            complete: false,
+            occurrences: vec![Occurrence {
+                fingerprint: key.into(),
+                starts_at: at,
+                status: "firing".into(),
+                ends_at: None,
+                labels,
+                annotations: serde_json::json!({}),
+                generator_url: String::new(),
+            }],
+            open: NewIncident {
+                id: id.clone(),
+                source: "alertmanager".into(),
+                route: "r".into(),
+                service: "db".into(),
+                severity: Severity::P0,
+                title: key.into(),
+                details: serde_json::json!({}),
+                suppressed: false,
+                notify_resolved: false,
+            },
+            at,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(r, vec![Ingested::Opened(id.clone())]);
+    id
+}
+
 mod bundles;
 mod cluster;
 mod contacts;
