@@ -240,6 +240,18 @@ async fn a_node_with_a_skewed_clock_declares_no_live_node_dead() {
         ],
     )
     .await;
+    // Both nodes registered first (a node is ready before its first heartbeat row is seen).
+    let until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < until {
+        let mut seen = true;
+        for base in [&a.base, &b.base] {
+            seen &= nodes(base).await["data"].as_array().map_or(0, |l| l.len()) == 2;
+        }
+        if seen {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let deadline = Instant::now() + Duration::from_secs(12);
     let mut ids = Vec::new();
     while Instant::now() < deadline {
