@@ -349,6 +349,10 @@ async fn refresh<S: Queue + Operations + ?Sized>(
             depth.store(d, Ordering::Relaxed);
         }
         if tick.is_multiple_of(2) {
+            // Entries committed on PostgreSQL take their place in the audit chain here.
+            if let Err(e) = store.audit_seal().await {
+                tracing::debug!(error = %e, "audit entries not sealed yet");
+            }
             if let Ok(sw) = store.provider_switches().await {
                 providers.set_switches(sw);
             }

@@ -23,6 +23,8 @@ pub struct Principal {
     pub name: String,
     pub role: Role,
     pub rate_limit: Option<crate::config::Rate>,
+    /// May approve critical switches another key asked for.
+    pub approver: bool,
 }
 
 impl Principal {
@@ -77,6 +79,8 @@ impl Auth {
                 name: "admin".into(),
                 role: Role::Admin,
                 rate_limit: None,
+                // The bootstrap key may approve what another key asked for (never its own).
+                approver: true,
             },
         );
         for k in &cfg.api_keys {
@@ -87,6 +91,7 @@ impl Auth {
                     name: k.name.clone(),
                     role: k.role,
                     rate_limit: k.rate_limit,
+                    approver: k.approver,
                 },
             );
         }
@@ -129,6 +134,7 @@ impl Auth {
             name: r.name,
             role: r.role,
             rate_limit: r.rate_limit,
+            approver: r.approver,
         });
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() > 10_000 {

@@ -21,6 +21,8 @@ struct CreateKey {
     role: String,
     #[serde(default)]
     rate_limit: Option<String>,
+    #[serde(default)]
+    approver: bool,
 }
 
 pub async fn create(
@@ -68,6 +70,7 @@ pub async fn create(
         prefix: key.chars().take(10).collect(),
         key_hash: hash_key(&key),
         created_at: now_millis(),
+        approver: req.approver,
     };
     state
         .store

@@ -148,6 +148,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/api-keys", post(keys::create).get(keys::list))
         .route("/v1/api-keys/{id}", delete(keys::revoke))
         .route("/v1/audit", get(ops::audit))
+        .route("/v1/audit/verify", get(ops::audit_verify))
         .route("/v1/providers", get(operators::providers))
         .route("/v1/providers/{id}/disable", post(operators::disable))
         .route("/v1/providers/{id}/enable", post(operators::enable))

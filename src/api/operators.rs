@@ -65,6 +65,7 @@ async fn switch(
         reason: Some(check_reason(&b.reason)?),
         actor: who.name.clone(),
         at: now_millis(),
+        until: None,
     };
     state.store.operations.set_provider_switch(sw).await?;
     state

@@ -117,6 +117,28 @@ pub async fn audit(
     Ok(super::page(items, limit, |e| e.id))
 }
 
+/// Checks the audit log's hash chain (sealing what was just written first).
+pub async fn audit_verify(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+) -> Result<Response, ApiError> {
+    who.require(Role::Viewer)?;
+    let ops = &state.store.operations;
+    ops.audit_seal().await?;
+    let chain = ops.audit_chain().await?;
+    let v = crate::core::audit_chain::verify(&chain.anchor, chain.first_seq, &chain.links);
+    Ok(Json(serde_json::json!({
+        "ok": v.ok,
+        "checked": v.checked,
+        "unsealed": chain.unsealed,
+        "first_seq": v.first_seq,
+        "last_seq": v.last_seq,
+        "head": v.head,
+        "broken": v.broken,
+    }))
+    .into_response())
+}
+
 pub async fn not_found() -> ApiError {
     ApiError::not_found("route")
 }

@@ -7,7 +7,13 @@
 
 /// Tables deliberately not backed up (state of the running nodes), besides each backend's
 /// `schema_migrations`.
-pub const LEFT_OUT: &[&str] = &["nodes", "job_leases", "rate_events", "schema_migrations"];
+pub const LEFT_OUT: &[&str] = &[
+    "nodes",
+    "job_leases",
+    "rate_events",
+    "console_sessions",
+    "schema_migrations",
+];
 
 /// Version of the logical layout below; a backup restores only into the same version.
 pub const LAYOUT_VERSION: u32 = 1;
@@ -132,6 +138,7 @@ pub const TABLES: &[Table] = &[
             ("created_at", I),
             ("revoked_at", I),
             ("rate_limit", T),
+            ("approver", I),
         ],
         key: &["id"],
     },
@@ -146,6 +153,9 @@ pub const TABLES: &[Table] = &[
             ("before", T),
             ("after", T),
             ("reason", T),
+            ("seq", I),
+            ("prev_hash", T),
+            ("hash", T),
         ],
         key: &["id"],
     },
@@ -180,6 +190,7 @@ pub const TABLES: &[Table] = &[
             ("reason", T),
             ("actor", T),
             ("updated_at", I),
+            ("until", I),
         ],
         key: &["provider"],
     },
@@ -361,6 +372,70 @@ pub const TABLES: &[Table] = &[
         name: "incident_messages",
         columns: &[("incident_id", T), ("message_id", T), ("kind", T)],
         key: &["incident_id", "message_id"],
+    },
+    Table {
+        name: "approvals",
+        columns: &[
+            ("id", T),
+            ("action", T),
+            ("params", T),
+            ("summary", T),
+            ("reason", T),
+            ("requester", T),
+            ("requester_name", T),
+            ("status", T),
+            ("created_at", I),
+            ("expires_at", I),
+            ("decided_by", T),
+            ("decided_at", I),
+            ("decision_note", T),
+            ("result", T),
+            ("break_glass", I),
+            ("reviewed_by", T),
+            ("reviewed_at", I),
+        ],
+        key: &["id"],
+    },
+    Table {
+        name: "status_incidents",
+        columns: &[
+            ("id", T),
+            ("title", T),
+            ("impact", T),
+            ("status", T),
+            ("components", T),
+            ("incident_id", T),
+            ("created_at", I),
+            ("updated_at", I),
+            ("resolved_at", I),
+        ],
+        key: &["id"],
+    },
+    Table {
+        name: "status_updates",
+        columns: &[
+            ("id", T),
+            ("incident", T),
+            ("status", T),
+            ("body", T),
+            ("actor", T),
+            ("created_at", I),
+        ],
+        key: &["id"],
+    },
+    Table {
+        name: "status_days",
+        columns: &[
+            ("component", T),
+            ("day", T),
+            ("degraded", I),
+            ("partial", I),
+            ("major", I),
+            ("maintenance", I),
+            ("sampled", I),
+            ("last_minute", I),
+        ],
+        key: &["component", "day"],
     },
 ];
 

@@ -109,6 +109,9 @@ impl Config {
         }
         self.compiled_routes()?;
         self.compiled_heartbeats()?;
+        if let Err((key, message)) = self.approvals.check() {
+            return Err(invalid(&key, message));
+        }
         if let Some(m) = self.oncall.check().into_iter().next() {
             let (key, message) = m.split_once(": ").unwrap_or(("oncall", m.as_str()));
             return Err(invalid(key, message.to_string()));

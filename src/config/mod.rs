@@ -2,12 +2,14 @@
 //! environment overrides; `${VAR}` interpolation; unknown keys refused by name.
 
 mod check;
+mod console;
 mod load;
 mod oncall;
 mod provider;
 mod retention;
 mod units;
 
+pub use console::{ApprovalsConfig, CRITICAL_ACTIONS, ConsoleConfig, StatusConfig};
 pub use load::{ConfigError, load, load_from_str};
 pub use oncall::OnCallConfig;
 pub use provider::{ProviderConfig, ProviderKind, redact_robot_url};
@@ -43,6 +45,12 @@ pub struct Config {
     pub backup: BackupConfig,
     pub drill: DrillConfig,
     pub retention: RetentionConfig,
+    /// Two-person approval of critical switches.
+    pub approvals: ApprovalsConfig,
+    /// The operator console at `/console`.
+    pub console: ConsoleConfig,
+    /// The public status page at `/status`.
+    pub status: StatusConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -348,6 +356,9 @@ pub struct ApiKeyConfig {
     /// Requests this key may make (`"100/s"`); excess is `429 rate_limited`.
     #[serde(default)]
     pub rate_limit: Option<Rate>,
+    /// May approve critical switches another key asked for (`[approvals]`).
+    #[serde(default)]
+    pub approver: bool,
 }
 
 impl Config {

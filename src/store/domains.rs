@@ -106,7 +106,12 @@ pub trait Operations: Send + Sync + 'static {
         &self,
         limit: usize,
         after: Option<i64>,
-    ) -> Result<Vec<AuditEntry>, StoreError>;
+    ) -> Result<Vec<AuditRow>, StoreError>;
+    /// Gives entries not sealed yet their place in the hash chain (in the order they were
+    /// committed); how many it sealed.
+    async fn audit_seal(&self) -> Result<usize, StoreError>;
+    /// The sealed log in chain order, for `audit verify`.
+    async fn audit_chain(&self) -> Result<AuditChain, StoreError>;
 
     /// The mode, if an operator ever set one.
     async fn mode(&self) -> Result<Option<ModeRecord>, StoreError>;
@@ -121,6 +126,9 @@ pub trait Operations: Send + Sync + 'static {
     async fn provider_switches(&self) -> Result<Vec<ProviderSwitch>, StoreError>;
     /// Disables or enables a provider; audited.
     async fn set_provider_switch(&self, s: ProviderSwitch) -> Result<(), StoreError>;
+    /// Ends the switches whose `until` has passed (audited as `system`); the providers it
+    /// enabled again.
+    async fn expire_switches(&self, now: i64) -> Result<Vec<String>, StoreError>;
 
     /// Deliveries by status, and the number of dead letters (read at scrape time).
     async fn stats(&self) -> Result<Stats, StoreError>;
@@ -449,6 +457,50 @@ pub trait Bundles: Send + Sync + 'static {
     async fn drop_held(&self, incident_id: &str) -> Result<u64, StoreError>;
 }
 
+
+/// Approval requests (two-person rule) and console sessions.
+#[async_trait]
+pub trait Console: Send + Sync + 'static {
+    /// Records a request (audited `approval.request`, or `approval.break_glass` for an act
+    /// done alone, which is recorded already executed).
+    async fn create_approval(&self, a: ApprovalRecord) -> Result<(), StoreError>;
+    /// Newest first; `status` filters, `after` is the id of the last one of the page before.
+    async fn approvals(
+        &self,
+        status: Option<String>,
+        limit: usize,
+        after: Option<String>,
+    ) -> Result<Vec<ApprovalRecord>, StoreError>;
+    async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError>;
+    /// Moves a `pending` request to `to` (`approved`, `rejected` or `expired`), audited;
+    /// false when it was no longer pending (someone else decided first: it runs once).
+    async fn decide_approval(
+        &self,
+        id: &str,
+        to: &str,
+        by: &str,
+        note: Option<String>,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Records how an approved request ran: `executed` or `failed`, and its answer.
+    async fn finish_approval(
+        &self,
+        id: &str,
+        status: &str,
+        result: serde_json::Value,
+    ) -> Result<(), StoreError>;
+    /// Marks an act done alone as reviewed by `by` (audited); false when there was none to
+    /// review.
+    async fn review_approval(&self, id: &str, by: &str, now: i64) -> Result<bool, StoreError>;
+
+    async fn create_session(&self, s: SessionRecord) -> Result<(), StoreError>;
+    /// A live session (not expired at `now`).
+    async fn session(&self, token_hash: &str, now: i64)
+    -> Result<Option<SessionRecord>, StoreError>;
+    /// Ends a session, and drops every expired one.
+    async fn end_session(&self, token_hash: &str, now: i64) -> Result<(), StoreError>;
+}
+
 /// Every domain: what a backend is. Implemented for whatever implements them all.
 pub trait Store:
     Queue
@@ -465,6 +517,7 @@ pub trait Store:
     + Escalations
     + Bundles
     + Storms
+    + Console
 {
 }
 
@@ -483,6 +536,7 @@ impl<T> Store for T where
         + Escalations
         + Bundles
         + Storms
+        + Console
 {
 }
 
@@ -503,6 +557,7 @@ pub struct Domains {
     pub escalations: std::sync::Arc<dyn Escalations>,
     pub bundles: std::sync::Arc<dyn Bundles>,
     pub storms: std::sync::Arc<dyn Storms>,
+    pub console: std::sync::Arc<dyn Console>,
 }
 
 impl Domains {
@@ -521,6 +576,7 @@ impl Domains {
             escalations: store.clone(),
             bundles: store.clone(),
             storms: store.clone(),
+            console: store.clone(),
         }
     }
 }

@@ -17,6 +17,7 @@
 //! | escalations | [`Escalations`] | each incident's place in its policy, leased and fenced; pages and reply codes |
 //! | storms | [`Storms`] | storm detection (new incidents grouped into one) and inhibition |
 //! | bundles | [`Bundles`] | pages and notices held for one person and method, sent as one message |
+//! | console | [`Console`] | approval requests, console sessions, the status page's incidents and days |
 //!
 //! [`Store`] is the sum of them all, so a backend is one type implementing every domain:
 //! `sqlite::SqliteStore` (one writer thread with group commit, pooled readers) and
@@ -35,6 +36,7 @@
 //! both backends.
 
 pub(crate) mod assemble;
+mod console_types;
 mod domains;
 mod escalation_types;
 mod incident_types;
@@ -44,10 +46,11 @@ pub mod sqlite;
 mod types;
 
 pub use domains::{
-    Bundles, Cluster, Contacts, Domains, Escalations, Inbox, Incidents, Keys, Messages, OnCall,
+    Bundles, Cluster, Console, Contacts, Domains, Escalations, Inbox, Incidents, Keys, Messages, OnCall,
     Operations, Queue, Receipts, Retention, Store, Storms,
 };
 
+pub use console_types::*;
 pub use escalation_types::*;
 pub use incident_types::*;
 pub use types::*;

@@ -620,3 +620,78 @@ mod triage_tests {
         assert!(triage_exempt("heartbeat") && !triage_exempt("events"));
     }
 }
+
+/// The audit chain's anchor as kept in `settings` (`<next seq>:<hash>` after a purge): the
+/// `seq` the oldest entry left must carry and the hash it follows.
+pub fn parse_audit_anchor(value: Option<&str>) -> (i64, String) {
+    value
+        .and_then(|v| v.split_once(':'))
+        .and_then(|(n, h)| Some((n.parse().ok()?, h.to_string())))
+        .filter(|(n, h): &(i64, String)| *n >= 1 && h.len() == 64)
+        .unwrap_or((1, crate::core::audit_chain::GENESIS.to_string()))
+}
+
+/// What a switch's audit entry says it became.
+pub fn switch_after(s: &super::ProviderSwitch) -> serde_json::Value {
+    match s.until {
+        Some(u) if s.disabled => serde_json::json!({ "disabled": true, "until": crate::core::types::rfc3339(u) }),
+        _ => serde_json::json!({ "disabled": s.disabled }),
+    }
+}
+
+/// The switch that ends an expired one: enabled again by `system`, saying why.
+pub fn switch_expired(provider: &str, reason: Option<&str>, now: i64) -> super::ProviderSwitch {
+    super::ProviderSwitch {
+        provider: provider.to_string(),
+        disabled: false,
+        reason: Some(match reason {
+            Some(r) => format!("the switch expired (it was: {r})"),
+            None => "the switch expired".to_string(),
+        }),
+        actor: "system".into(),
+        at: now,
+        until: None,
+    }
+}
+
+/// The audit entry of a new approval request (or of an act done alone, break-glass).
+pub fn approval_created(a: &super::ApprovalRecord) -> super::AuditEntry {
+    super::AuditEntry {
+        id: 0,
+        at: a.created_at,
+        actor: a.requester_name.clone(),
+        action: if a.break_glass {
+            "approval.break_glass".into()
+        } else {
+            "approval.request".into()
+        },
+        target: a.id.clone(),
+        before: None,
+        after: Some(serde_json::json!({ "action": a.action, "params": a.params })),
+        reason: Some(a.reason.clone()),
+    }
+}
+
+/// The audit entry of a decision on a request (`approved`, `rejected`, `expired`).
+pub fn approval_decided(
+    a: &super::ApprovalRecord,
+    to: &str,
+    by: &str,
+    now: i64,
+) -> super::AuditEntry {
+    let action = match to {
+        "approved" => "approval.approve",
+        "rejected" => "approval.reject",
+        _ => "approval.expire",
+    };
+    super::AuditEntry {
+        id: 0,
+        at: now,
+        actor: by.to_string(),
+        action: action.into(),
+        target: a.id.clone(),
+        before: Some(serde_json::json!({ "status": "pending" })),
+        after: Some(serde_json::json!({ "status": to, "action": a.action })),
+        reason: a.note.clone(),
+    }
+}

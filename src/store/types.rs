@@ -264,6 +264,8 @@ pub struct ApiKeyRecord {
     pub key_hash: String,
     #[serde(serialize_with = "ts")]
     pub created_at: Millis,
+    /// May approve what another key asked for (two-person approval).
+    pub approver: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -277,6 +279,33 @@ pub struct AuditEntry {
     pub before: Option<Value>,
     pub after: Option<Value>,
     pub reason: Option<String>,
+}
+
+/// An audit entry as read back, with its place in the hash chain once sealed.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRow {
+    #[serde(flatten)]
+    pub entry: AuditEntry,
+    pub seq: Option<i64>,
+    pub hash: Option<String>,
+}
+
+impl std::ops::Deref for AuditRow {
+    type Target = AuditEntry;
+    fn deref(&self) -> &AuditEntry {
+        &self.entry
+    }
+}
+
+/// The sealed audit log, for checking its chain: the anchor its first entry follows (the
+/// last purged entry's hash, or the genesis hash) and the number that entry must carry.
+#[derive(Debug, Clone)]
+pub struct AuditChain {
+    pub anchor: String,
+    pub first_seq: i64,
+    pub links: Vec<crate::core::audit_chain::Link>,
+    /// Entries written but not sealed yet (PostgreSQL seals within a second of commit).
+    pub unsealed: i64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -354,6 +383,9 @@ pub struct ProviderSwitch {
     pub actor: String,
     #[serde(serialize_with = "ts")]
     pub at: Millis,
+    /// When the switch ends by itself (the provider is enabled again, audited as `system`).
+    #[serde(serialize_with = "ts_opt")]
+    pub until: Option<Millis>,
 }
 
 /// A node of the cluster, as `GET /v1/nodes` shows it.

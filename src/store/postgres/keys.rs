@@ -16,7 +16,7 @@ pub async fn create_api_key(
     k: &ApiKeyRecord,
     actor: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO api_keys (id, name, role, key_hash, prefix, created_at, rate_limit) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+    sqlx::query("INSERT INTO api_keys (id, name, role, key_hash, prefix, created_at, rate_limit, approver) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
         .bind(&k.id)
         .bind(&k.name)
         .bind(k.role.as_str())
@@ -24,6 +24,7 @@ pub async fn create_api_key(
         .bind(&k.prefix)
         .bind(k.created_at)
         .bind(k.rate_limit.map(|r| r.to_string()))
+        .bind(k.approver as i64)
         .execute(&mut *tx)
         .await?;
     audit(
@@ -34,7 +35,7 @@ pub async fn create_api_key(
             "api_key.create",
             &k.id,
             None,
-            Some(json!({"name": k.name, "role": k.role, "prefix": k.prefix})),
+            Some(json!({"name": k.name, "role": k.role, "prefix": k.prefix, "approver": k.approver})),
             None,
         ),
     )
@@ -75,7 +76,7 @@ pub async fn revoke_api_key(
 /// Live keys; with `hash`, only the one with that hash.
 pub async fn api_keys(pool: &PgPool, hash: Option<&str>) -> Result<Vec<ApiKeyRecord>, StoreError> {
     let rows = sqlx::query(
-        "SELECT id, name, role, key_hash, prefix, created_at, rate_limit FROM api_keys
+        "SELECT id, name, role, key_hash, prefix, created_at, rate_limit, approver FROM api_keys
          WHERE revoked_at IS NULL AND ($1::TEXT IS NULL OR key_hash = $1) ORDER BY created_at",
     )
     .bind(hash)
@@ -95,6 +96,7 @@ pub async fn api_keys(pool: &PgPool, hash: Option<&str>) -> Result<Vec<ApiKeyRec
                     .map(|s| crate::config::Rate::parse(&s))
                     .transpose()
                     .map_err(corrupt)?,
+                approver: r.try_get::<i64, _>(7)? != 0,
             })
         })
         .collect()

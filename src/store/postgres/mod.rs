@@ -5,6 +5,7 @@
 mod bundles;
 mod cluster;
 mod complete;
+mod console;
 mod contacts;
 mod escalations;
 mod inbox;
@@ -87,6 +88,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         11,
         "bundles_storms",
         include_str!("../../../migrations/postgres/0011_bundles_storms.sql"),
+    ),
+    (
+        12,
+        "console",
+        include_str!("../../../migrations/postgres/0012_console.sql"),
     ),
 ];
 

@@ -67,14 +67,7 @@ pub async fn purge(tx: &mut PgConnection, cut: &Cutoffs) -> Result<Purged, Store
         batch,
     )
     .await?;
-    let audit = exec(
-        tx,
-        "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < $1 ORDER BY id LIMIT $2)"
-            .into(),
-        cut.audit,
-        batch,
-    )
-    .await?;
+    let audit = super::operations::purge_audit(tx, cut.audit, batch).await?;
     let nodes = sqlx::query("DELETE FROM nodes WHERE state <> 'alive' AND heartbeat_at < $1")
         .bind(cut.nodes)
         .execute(&mut *tx)

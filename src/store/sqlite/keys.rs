@@ -9,12 +9,12 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::json;
 
-type KeyRow = (String, String, String, String, String, i64, Option<String>);
+type KeyRow = (String, String, String, String, String, i64, Option<String>, i64);
 
 pub fn create_api_key(c: &Connection, k: &ApiKeyRecord, actor: &str) -> Result<(), StoreError> {
     c.execute(
-        "INSERT INTO api_keys (id, name, role, key_hash, prefix, created_at, rate_limit) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![k.id, k.name, k.role.as_str(), k.key_hash, k.prefix, k.created_at, k.rate_limit.map(|r| r.to_string())],
+        "INSERT INTO api_keys (id, name, role, key_hash, prefix, created_at, rate_limit, approver) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![k.id, k.name, k.role.as_str(), k.key_hash, k.prefix, k.created_at, k.rate_limit.map(|r| r.to_string()), k.approver as i64],
     )?;
     audit(
         c,
@@ -25,7 +25,7 @@ pub fn create_api_key(c: &Connection, k: &ApiKeyRecord, actor: &str) -> Result<(
             action: "api_key.create".into(),
             target: k.id.clone(),
             before: None,
-            after: Some(json!({ "name": k.name, "role": k.role, "prefix": k.prefix })),
+            after: Some(json!({ "name": k.name, "role": k.role, "prefix": k.prefix, "approver": k.approver })),
             reason: None,
         },
     )
@@ -76,11 +76,12 @@ fn key_row(r: &Row<'_>) -> rusqlite::Result<KeyRow> {
         r.get(4)?,
         r.get(5)?,
         r.get(6)?,
+        r.get(7)?,
     ))
 }
 
 fn to_key(
-    (id, name, role, key_hash, prefix, created_at, rate_limit): KeyRow,
+    (id, name, role, key_hash, prefix, created_at, rate_limit, approver): KeyRow,
 ) -> Result<ApiKeyRecord, StoreError> {
     Ok(ApiKeyRecord {
         id,
@@ -93,12 +94,13 @@ fn to_key(
         key_hash,
         prefix,
         created_at,
+        approver: approver != 0,
     })
 }
 
 pub fn api_keys(c: &Connection) -> Result<Vec<ApiKeyRecord>, StoreError> {
     let mut stmt = c.prepare_cached(
-        "SELECT id, name, role, key_hash, prefix, created_at, rate_limit FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at",
+        "SELECT id, name, role, key_hash, prefix, created_at, rate_limit, approver FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at",
     )?;
     let rows: Vec<_> = stmt.query_map([], key_row)?.collect::<Result<_, _>>()?;
     rows.into_iter().map(to_key).collect()
@@ -107,7 +109,7 @@ pub fn api_keys(c: &Connection) -> Result<Vec<ApiKeyRecord>, StoreError> {
 pub fn api_key_by_hash(c: &Connection, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
     let row = c
         .prepare_cached(
-            "SELECT id, name, role, key_hash, prefix, created_at, rate_limit FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL",
+            "SELECT id, name, role, key_hash, prefix, created_at, rate_limit, approver FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL",
         )?
         .query_row([hash], key_row)
         .optional()?;

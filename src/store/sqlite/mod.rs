@@ -3,6 +3,7 @@
 
 mod bundles;
 mod cluster;
+mod console;
 mod contacts;
 mod escalations;
 mod inbox;
@@ -96,6 +97,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         13,
         "bundles_storms",
         include_str!("../../../migrations/sqlite/0013_bundles_storms.sql"),
+    ),
+    (
+        14,
+        "console",
+        include_str!("../../../migrations/sqlite/0014_console.sql"),
     ),
 ];
 

@@ -42,10 +42,7 @@ pub fn purge(c: &Connection, cut: &Cutoffs) -> Result<Purged, StoreError> {
         "DELETE FROM inbox WHERE id IN (SELECT id FROM inbox WHERE created_at < ?1 LIMIT ?2)",
         params![cut.inbox, batch],
     )?;
-    let audit = c.execute(
-        "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ?1 ORDER BY id LIMIT ?2)",
-        params![cut.audit, batch],
-    )?;
+    let audit = super::operations::purge_audit(c, cut.audit, batch)?;
     let nodes = c.execute(
         "DELETE FROM nodes WHERE state <> 'alive' AND heartbeat_at < ?1",
         params![cut.nodes],

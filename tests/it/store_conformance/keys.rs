@@ -7,6 +7,7 @@ use herald::store::ApiKeyRecord;
 
 fn key(name: &str, hash: &str) -> ApiKeyRecord {
     ApiKeyRecord {
+        approver: false,
         id: new_id("key"),
         name: name.into(),
         role: Role::Sender,

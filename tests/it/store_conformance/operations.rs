@@ -23,6 +23,7 @@ pub async fn modes_and_switches_are_kept_and_audited(s: Arc<dyn Store>) {
         disabled: true,
         reason: Some("maintenance".into()),
         actor: "ops".into(),
+        until: None,
         at: t,
     })
     .await
