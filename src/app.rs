@@ -353,6 +353,15 @@ async fn refresh<S: Queue + Operations + ?Sized>(
             if let Err(e) = store.audit_seal().await {
                 tracing::debug!(error = %e, "audit entries not sealed yet");
             }
+            // Switches past their `until` end here (one node ends each, audited `system`).
+            match store.expire_switches(now_millis()).await {
+                Ok(ended) => {
+                    for p in ended {
+                        tracing::warn!(provider = %p, "provider switch expired: enabled again");
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "expired switches not checked"),
+            }
             if let Ok(sw) = store.provider_switches().await {
                 providers.set_switches(sw);
             }

@@ -78,6 +78,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Incidents { cmd } => herald::cli::incidents::run(cmd).await,
         Command::Oncall { cmd } => herald::cli::oncall::run(cmd).await,
         Command::Apply { file, client } => herald::cli::oncall::apply(&file, &client).await,
+        Command::Approvals { cmd } => herald::cli::approvals::approvals(cmd).await,
+        Command::Audit { cmd } => herald::cli::approvals::audit(cmd).await,
         Command::Backup { cmd } => herald::cli::backup::run(cmd).await,
         Command::Drill { cmd } => herald::drill::run(cmd).await,
         Command::Bench(a) => herald::cli::bench::run(a).await,

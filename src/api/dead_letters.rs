@@ -2,7 +2,7 @@
 
 use super::body::read_typed;
 use super::{AppState, Caller, list_filter, page};
-use crate::core::types::{Channel, Role, now_millis};
+use crate::core::types::{Channel, Role};
 use crate::error::ApiError;
 use crate::store::ReplaySelector;
 use axum::Json;
@@ -34,6 +34,14 @@ struct ReplayBody {
     all: Option<bool>,
     #[serde(default)]
     channel: Option<String>,
+    /// Why (kept in the audit log; an approval request shows it).
+    #[serde(default)]
+    reason: Option<String>,
+    /// Count what would be replayed, by channel, and replay nothing.
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    break_glass: Option<String>,
 }
 
 pub async fn replay(
@@ -65,13 +73,31 @@ pub async fn replay(
         },
         (None, false) => return Err(ApiError::field("ids", "give `ids` or `\"all\": true`")),
     };
-    let n = state
-        .store
-        .messages
-        .replay(sel, &who.name, now_millis())
-        .await?;
-    if n > 0 {
-        state.wake.notify_one();
+    let (ids, channel) = match sel {
+        ReplaySelector::Ids(ids) => (Some(ids), None),
+        ReplaySelector::All { channel } => (None, channel),
+    };
+    if b.dry_run {
+        let (n, by) = super::actions::replay_preview(&state, ids.as_deref(), channel).await?;
+        let over = state.cfg.approvals.requires("dead_letters.replay")
+            && n > state.cfg.approvals.replay_over;
+        return Ok(Json(json!({
+            "would_replay": n,
+            "channels": by,
+            "needs_approval": over,
+        }))
+        .into_response());
     }
-    Ok(Json(json!({ "replayed": n })).into_response())
+    let reason = match &b.reason {
+        Some(r) => super::operators::check_reason(r)?,
+        None => "dead letters replayed".to_string(),
+    };
+    super::actions::submit(
+        &state,
+        &who,
+        super::actions::Action::Replay { ids, channel },
+        reason,
+        b.break_glass,
+    )
+    .await
 }

@@ -1,7 +1,9 @@
 //! The HTTP API (SPEC §2): one file per resource, one shared state.
 
 mod ack_links;
+pub mod actions;
 mod alerts;
+pub mod approvals;
 pub mod auth;
 pub mod body;
 mod contacts;
@@ -149,6 +151,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/api-keys/{id}", delete(keys::revoke))
         .route("/v1/audit", get(ops::audit))
         .route("/v1/audit/verify", get(ops::audit_verify))
+        .route("/v1/approvals", get(approvals::list))
+        .route("/v1/approvals/{id}", get(approvals::get))
+        .route("/v1/approvals/{id}/approve", post(approvals::approve))
+        .route("/v1/approvals/{id}/reject", post(approvals::reject))
+        .route("/v1/approvals/{id}/review", post(approvals::review))
         .route("/v1/providers", get(operators::providers))
         .route("/v1/providers/{id}/disable", post(operators::disable))
         .route("/v1/providers/{id}/enable", post(operators::enable))

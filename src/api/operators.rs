@@ -1,11 +1,11 @@
 //! Operator control: provider health and manual switches, and the gateway's mode. Every
 //! switch needs its role and a reason, and lands in the audit log with actor and before/after.
 
+use super::actions::{Action, submit};
 use super::body::read_typed;
 use super::{AppState, Caller};
 use crate::core::types::{Role, now_millis};
 use crate::error::ApiError;
-use crate::store::ProviderSwitch;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -17,8 +17,16 @@ pub const MODES: [&str; 3] = ["normal", "core_only", "read_only"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Reason {
+struct SwitchBody {
     reason: String,
+    /// When a disable ends by itself: an RFC 3339 time …
+    #[serde(default)]
+    until: Option<String>,
+    /// … or a duration from now (`30m`, `2h`).
+    #[serde(default, rename = "for")]
+    for_: Option<String>,
+    #[serde(default)]
+    break_glass: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -26,9 +34,45 @@ struct Reason {
 struct ModeBody {
     mode: String,
     reason: String,
+    #[serde(default)]
+    break_glass: Option<String>,
 }
 
-fn check_reason(r: &str) -> Result<String, ApiError> {
+/// When a switch ends, from `until` or `for`; it must be ahead, within 30 days.
+fn switch_end(b: &SwitchBody, disabled: bool, now: i64) -> Result<Option<i64>, ApiError> {
+    let at = match (&b.until, &b.for_) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::field("until", "give `until` or `for`, not both"));
+        }
+        (Some(u), None) => {
+            let t = time::OffsetDateTime::parse(u, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| ApiError::field("until", "must be an RFC 3339 time"))?;
+            Some(((t.unix_timestamp_nanos() / 1_000_000) as i64, "until"))
+        }
+        (None, Some(f)) => {
+            let d = humantime::parse_duration(f)
+                .map_err(|_| ApiError::field("for", "must be a duration such as 30m or 2h"))?;
+            Some((
+                now.saturating_add(d.as_millis().min(i64::MAX as u128) as i64),
+                "for",
+            ))
+        }
+        (None, None) => None,
+    };
+    match at {
+        None => Ok(None),
+        Some((_, field)) if !disabled => {
+            Err(ApiError::field(field, "only a disable ends by itself"))
+        }
+        Some((t, field)) if t <= now || t > now + 30 * 24 * 3600 * 1000 => Err(ApiError::field(
+            field,
+            "must end between now and 30 days from now",
+        )),
+        Some((t, _)) => Ok(Some(t)),
+    }
+}
+
+pub(super) fn check_reason(r: &str) -> Result<String, ApiError> {
     let r = r.trim_matches(super::body::schema_space);
     if r.is_empty() || r.chars().count() > 500 {
         return Err(ApiError::field("reason", "say why, in 1 to 500 characters"));
@@ -58,25 +102,15 @@ async fn switch(
             id.chars().take(64).collect::<String>()
         )));
     }
-    let b: Reason = read_typed(body, state.cfg.server.max_body.0).await?;
-    let sw = ProviderSwitch {
-        provider: id.clone(),
+    let b: SwitchBody = read_typed(body, state.cfg.server.max_body.0).await?;
+    let reason = check_reason(&b.reason)?;
+    let until = switch_end(&b, disabled, now_millis())?;
+    let action = Action::ProviderSwitch {
+        provider: id,
         disabled,
-        reason: Some(check_reason(&b.reason)?),
-        actor: who.name.clone(),
-        at: now_millis(),
-        until: None,
+        until,
     };
-    state.store.operations.set_provider_switch(sw).await?;
-    state
-        .providers
-        .set_switches(state.store.operations.provider_switches().await?);
-    let view = state
-        .providers
-        .views(now_millis())
-        .into_iter()
-        .find(|v| v.id == id);
-    Ok(Json(json!(view)).into_response())
+    submit(&state, &who, action, reason, b.break_glass).await
 }
 
 pub async fn disable(
@@ -124,16 +158,14 @@ pub async fn set_mode(
         ));
     }
     let reason = check_reason(&b.reason)?;
-    let rec = state
-        .store
-        .operations
-        .set_mode(&b.mode, &reason, &who.name, now_millis())
-        .await?;
-    tracing::warn!(mode = %rec.mode, actor = %rec.actor, reason = %reason, "mode switched");
-    if let Ok(mut m) = state.mode.write() {
-        *m = rec.clone();
-    }
-    Ok(Json(json!(rec)).into_response())
+    submit(
+        &state,
+        &who,
+        Action::ModeSet { mode: b.mode },
+        reason,
+        b.break_glass,
+    )
+    .await
 }
 
 pub async fn nodes(

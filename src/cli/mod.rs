@@ -1,6 +1,7 @@
 //! The command line (SPEC §4). Client commands talk HTTP to `HERALD_URL` with
 //! `HERALD_API_KEY`; `serve`, `migrate` and `config check` work on the configuration.
 
+pub mod approvals;
 pub mod backup;
 pub mod bench;
 pub mod bench_alerts;
@@ -115,6 +116,16 @@ pub enum Command {
         file: String,
         #[command(flatten)]
         client: ClientArgs,
+    },
+    /// Two-person approval: list, get, approve, reject, review.
+    Approvals {
+        #[command(subcommand)]
+        cmd: approvals::ApprovalsCmd,
+    },
+    /// The audit log: list, and verify its hash chain.
+    Audit {
+        #[command(subcommand)]
+        cmd: approvals::AuditCmd,
     },
     /// Backups: create, list, verify, restore (work on storage directly, like `serve`).
     Backup {

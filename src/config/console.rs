@@ -5,7 +5,8 @@ use super::Dur;
 use serde::{Deserialize, Serialize};
 
 /// The actions `[approvals] actions` may list.
-pub const CRITICAL_ACTIONS: [&str; 3] = ["mode.set", "provider.disable_last", "dead_letters.replay"];
+pub const CRITICAL_ACTIONS: [&str; 3] =
+    ["mode.set", "provider.disable_last", "dead_letters.replay"];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -220,7 +220,9 @@ mod tests {
         let mut c = chain(4);
         c[1].reason = Some("forged".into());
         c[1].hash = c[1].computed(&c[1].prev_hash.clone());
-        let b = verify(GENESIS, 1, &c).broken.unwrap_or_else(|| unreachable!());
+        let b = verify(GENESIS, 1, &c)
+            .broken
+            .unwrap_or_else(|| unreachable!());
         assert_eq!(b.seq, 3);
         assert!(b.reason.contains("prev_hash"), "{}", b.reason);
     }
@@ -229,7 +231,9 @@ mod tests {
     fn a_removed_entry_is_caught() {
         let mut c = chain(5);
         c.remove(2);
-        let b = verify(GENESIS, 1, &c).broken.unwrap_or_else(|| unreachable!());
+        let b = verify(GENESIS, 1, &c)
+            .broken
+            .unwrap_or_else(|| unreachable!());
         assert_eq!(b.seq, 4);
         assert!(b.reason.contains("3..3"), "{}", b.reason);
     }
@@ -238,7 +242,9 @@ mod tests {
     fn swapped_entries_are_caught() {
         let mut c = chain(4);
         c.swap(1, 2);
-        let b = verify(GENESIS, 1, &c).broken.unwrap_or_else(|| unreachable!());
+        let b = verify(GENESIS, 1, &c)
+            .broken
+            .unwrap_or_else(|| unreachable!());
         assert_eq!(b.seq, 3);
     }
 

@@ -2,6 +2,7 @@
 
 pub mod addresses;
 pub mod alerts;
+pub mod approval;
 pub mod audit_chain;
 pub mod circuit;
 pub mod contact;

@@ -457,7 +457,6 @@ pub trait Bundles: Send + Sync + 'static {
     async fn drop_held(&self, incident_id: &str) -> Result<u64, StoreError>;
 }
 
-
 /// Approval requests (two-person rule) and console sessions.
 #[async_trait]
 pub trait Console: Send + Sync + 'static {
@@ -495,8 +494,11 @@ pub trait Console: Send + Sync + 'static {
 
     async fn create_session(&self, s: SessionRecord) -> Result<(), StoreError>;
     /// A live session (not expired at `now`).
-    async fn session(&self, token_hash: &str, now: i64)
-    -> Result<Option<SessionRecord>, StoreError>;
+    async fn session(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<SessionRecord>, StoreError>;
     /// Ends a session, and drops every expired one.
     async fn end_session(&self, token_hash: &str, now: i64) -> Result<(), StoreError>;
 }

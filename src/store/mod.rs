@@ -46,8 +46,8 @@ pub mod sqlite;
 mod types;
 
 pub use domains::{
-    Bundles, Cluster, Console, Contacts, Domains, Escalations, Inbox, Incidents, Keys, Messages, OnCall,
-    Operations, Queue, Receipts, Retention, Store, Storms,
+    Bundles, Cluster, Console, Contacts, Domains, Escalations, Inbox, Incidents, Keys, Messages,
+    OnCall, Operations, Queue, Receipts, Retention, Store, Storms,
 };
 
 pub use console_types::*;

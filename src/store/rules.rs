@@ -634,7 +634,9 @@ pub fn parse_audit_anchor(value: Option<&str>) -> (i64, String) {
 /// What a switch's audit entry says it became.
 pub fn switch_after(s: &super::ProviderSwitch) -> serde_json::Value {
     match s.until {
-        Some(u) if s.disabled => serde_json::json!({ "disabled": true, "until": crate::core::types::rfc3339(u) }),
+        Some(u) if s.disabled => {
+            serde_json::json!({ "disabled": true, "until": crate::core::types::rfc3339(u) })
+        }
         _ => serde_json::json!({ "disabled": s.disabled }),
     }
 }

@@ -10,6 +10,7 @@ use serde_json::json;
 async fn keys_are_created_shown_once_enforced_by_role_and_revoked() {
     let h = TestHerald::start_with(|c| {
         c.api_keys.push(ApiKeyConfig {
+            approver: false,
             name: "reader".into(),
             key: Secret::new("reader-key-0123456789abcdef"),
             role: Role::Viewer,

@@ -38,6 +38,7 @@ async fn herald(smtp: &SmtpServer) -> TestHerald {
             ("dash", VIEWER, Role::Viewer),
         ] {
             c.api_keys.push(ApiKeyConfig {
+                approver: false,
                 name: name.into(),
                 key: Secret::new(key),
                 role,

@@ -7,6 +7,7 @@ mod utils;
 mod e2e_alert_oncall;
 mod e2e_alertmanager;
 mod e2e_alerts;
+mod e2e_approvals;
 mod e2e_auth;
 mod e2e_backup;
 mod e2e_bad_input;

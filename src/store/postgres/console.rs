@@ -7,8 +7,8 @@ use super::operations::{audit, entry};
 use crate::store::*;
 use async_trait::async_trait;
 use serde_json::json;
-use sqlx::{AssertSqlSafe, Row};
 use sqlx::postgres::PgRow;
+use sqlx::{AssertSqlSafe, Row};
 
 const COLUMNS: &str = "id, action, params, summary, reason, requester, requester_name, status, \
      created_at, expires_at, decided_by, decided_at, decision_note, result, break_glass, \
@@ -90,13 +90,15 @@ impl Console for PgStore {
         rows.iter().map(record).collect()
     }
     async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError> {
-        sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM approvals WHERE id = $1")))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(record)
-            .transpose()
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM approvals WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(record)
+        .transpose()
     }
     async fn decide_approval(
         &self,

@@ -35,7 +35,9 @@ pub async fn create_api_key(
             "api_key.create",
             &k.id,
             None,
-            Some(json!({"name": k.name, "role": k.role, "prefix": k.prefix, "approver": k.approver})),
+            Some(
+                json!({"name": k.name, "role": k.role, "prefix": k.prefix, "approver": k.approver}),
+            ),
             None,
         ),
     )

@@ -334,10 +334,11 @@ pub async fn mode(pool: &PgPool) -> Result<Option<ModeRecord>, StoreError> {
 }
 
 pub async fn provider_switches(pool: &PgPool) -> Result<Vec<ProviderSwitch>, StoreError> {
-    let rows =
-        sqlx::query("SELECT provider, disabled, reason, actor, updated_at, until FROM provider_switches")
-            .fetch_all(pool)
-            .await?;
+    let rows = sqlx::query(
+        "SELECT provider, disabled, reason, actor, updated_at, until FROM provider_switches",
+    )
+    .fetch_all(pool)
+    .await?;
     rows.iter()
         .map(|r| {
             Ok(ProviderSwitch {

@@ -103,6 +103,8 @@ pub async fn purge(tx: &mut PgConnection, cut: &Cutoffs) -> Result<Purged, Store
 #[async_trait]
 impl Retention for PgStore {
     async fn purge(&self, cut: Cutoffs) -> Result<Purged, StoreError> {
+        // Only sealed audit entries are purged (a prefix of the chain): seal first.
+        super::operations::seal(&self.pool).await?;
         let mut tx = self.pool.begin().await?;
         let purged = purge(&mut tx, &cut).await?;
         tx.commit().await?;

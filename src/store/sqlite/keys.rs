@@ -9,7 +9,16 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::json;
 
-type KeyRow = (String, String, String, String, String, i64, Option<String>, i64);
+type KeyRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+    i64,
+);
 
 pub fn create_api_key(c: &Connection, k: &ApiKeyRecord, actor: &str) -> Result<(), StoreError> {
     c.execute(
@@ -25,7 +34,9 @@ pub fn create_api_key(c: &Connection, k: &ApiKeyRecord, actor: &str) -> Result<(
             action: "api_key.create".into(),
             target: k.id.clone(),
             before: None,
-            after: Some(json!({ "name": k.name, "role": k.role, "prefix": k.prefix, "approver": k.approver })),
+            after: Some(
+                json!({ "name": k.name, "role": k.role, "prefix": k.prefix, "approver": k.approver }),
+            ),
             reason: None,
         },
     )

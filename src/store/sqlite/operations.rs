@@ -58,7 +58,16 @@ pub(super) fn seal(c: &Connection) -> Result<usize, StoreError> {
         "SELECT id, at, actor, action, target, before, after, reason FROM audit
          WHERE seq IS NULL ORDER BY id",
     )?;
-    type Unsealed = (i64, i64, String, String, String, Option<String>, Option<String>, Option<String>);
+    type Unsealed = (
+        i64,
+        i64,
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
     let rows: Vec<Unsealed> = stmt
         .query_map([], |r| {
             Ok((
@@ -299,7 +308,10 @@ pub fn expire_switches(c: &Connection, now: Millis) -> Result<Vec<String>, Store
         .query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     for (provider, reason) in &due {
-        set_provider_switch(c, &crate::store::rules::switch_expired(provider, reason.as_deref(), now))?;
+        set_provider_switch(
+            c,
+            &crate::store::rules::switch_expired(provider, reason.as_deref(), now),
+        )?;
     }
     Ok(due.into_iter().map(|(p, _)| p).collect())
 }

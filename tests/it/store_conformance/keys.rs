@@ -68,7 +68,7 @@ pub async fn keys_are_found_until_revoked_and_audited(s: Arc<dyn Store>) {
         .await
         .unwrap()
         .into_iter()
-        .map(|e| (e.action, e.target))
+        .map(|e| (e.entry.action, e.entry.target))
         .collect();
     assert!(
         actions.contains(&("api_key.delete".into(), a.id.clone())),

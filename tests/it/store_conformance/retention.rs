@@ -105,6 +105,12 @@ pub async fn retention_deletes_only_what_is_old_and_finished(s: Arc<dyn Store>) 
         "its dead letter went with it"
     );
     assert_eq!(s.audit_list(10, None).await.unwrap().len(), 1);
+    // What is left of the audit chain still verifies, from the anchor the purge left.
+    s.audit_seal().await.unwrap();
+    let chain = s.audit_chain().await.unwrap();
+    assert!(chain.first_seq > 1, "the purge moved the anchor on");
+    let v = herald::core::audit_chain::verify(&chain.anchor, chain.first_seq, &chain.links);
+    assert!(v.ok && v.checked == 1, "{v:?}");
     // Nothing more to do.
     let again = herald::worker::retention::run_once(s.as_ref(), &cfg)
         .await
