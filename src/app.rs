@@ -151,6 +151,12 @@ pub async fn start(
         queue_depth: queue_depth.clone(),
         node_id: new_id("node"),
         spool: spool.clone(),
+        status: Arc::new(crate::status::StatusPage::new(
+            cfg.status
+                .snapshot_file
+                .clone()
+                .unwrap_or_else(|| cfg.server.data_dir.join("status-snapshot.json")),
+        )),
     };
     let stop = state.shutdown.clone();
     let node_id = state.node_id.clone();
@@ -173,6 +179,7 @@ pub async fn start(
     // A node that does not dispatch does not page either (pages wait for one that does).
     let pager = cfg.dispatch.enabled.then(|| state.clone());
     let heartbeat_checker = state.clone();
+    let status_page = state.cfg.status.enabled.then(|| state.clone());
     // Spans name the path only: query strings may carry receipt tokens.
     let app = router(state).layer(
         tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
@@ -207,6 +214,7 @@ pub async fn start(
             .map(|p| tokio::spawn(crate::worker::replies::keypresses(p)));
         let pager = pager.map(|p| tokio::spawn(crate::worker::pager::run(p)));
         let heartbeats = tokio::spawn(crate::worker::heartbeats::run(heartbeat_checker));
+        let status_page = status_page.map(|s| tokio::spawn(crate::status::run(s, stop2.clone())));
         let refresher = tokio::spawn(refresh(
             store2.clone(),
             providers.clone(),
@@ -271,7 +279,10 @@ pub async fn start(
             tracing::error!("the dispatcher panicked; its leases expire and are taken over");
         }
         maintenance.abort();
-        for p in [pager, escalator, listener_keys].into_iter().flatten() {
+        for p in [pager, escalator, listener_keys, status_page]
+            .into_iter()
+            .flatten()
+        {
             p.abort();
         }
         heartbeats.abort();

@@ -15,6 +15,7 @@ pub mod private_fs;
 pub mod providers;
 pub mod simulate;
 pub mod spool;
+pub mod status;
 pub mod store;
 pub mod templates;
 pub mod tls;

@@ -22,6 +22,7 @@ mod operators;
 mod ops;
 mod receipts;
 pub mod serve;
+mod status;
 mod voice_receipts;
 
 use crate::config::Config;
@@ -78,6 +79,8 @@ pub struct AppState {
     pub spool: Option<Arc<crate::spool::Spool>>,
     /// This node's id (in `/v1/nodes`, and as the owner of the leases it takes).
     pub node_id: String,
+    /// The public status page's snapshot.
+    pub status: Arc<crate::status::StatusPage>,
     /// Cancelled at shutdown: long-lived responses (event streams) end.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -119,6 +122,23 @@ where
     }
 }
 
+/// `/status` and its documents, open to anyone, when `[status] enabled`.
+fn status_routes(state: &AppState) -> Router<AppState> {
+    if !state.cfg.status.enabled {
+        return Router::new();
+    }
+    Router::new()
+        .route("/status", get(status::page))
+        .route("/status/style.css", get(status::css))
+        .route("/status/history.atom", get(status::atom))
+        .route(
+            "/status/api/v2/incidents/unresolved.json",
+            get(status::unresolved),
+        )
+        .route("/status/api/v2/{doc}", get(status::api))
+        .route("/status/badge/{file}", get(status::badge))
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
@@ -151,6 +171,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/api-keys/{id}", delete(keys::revoke))
         .route("/v1/audit", get(ops::audit))
         .route("/v1/audit/verify", get(ops::audit_verify))
+        .route(
+            "/v1/status/incidents",
+            get(status::list_incidents).post(status::post_incident),
+        )
+        .route(
+            "/v1/status/incidents/{id}/updates",
+            post(status::post_update),
+        )
         .route("/v1/approvals", get(approvals::list))
         .route("/v1/approvals/{id}", get(approvals::get))
         .route("/v1/approvals/{id}/approve", post(approvals::approve))
@@ -213,6 +241,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/receipts/twilio/{provider}/keypress",
             post(voice_receipts::twilio_keypress),
         )
+        .merge(status_routes(&state))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(axum::middleware::from_fn(head_limits))

@@ -52,3 +52,63 @@ pub struct SessionRecord {
     pub created_at: Millis,
     pub expires_at: Millis,
 }
+
+/// An incident posted on the public status page (Statuspage's model).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StatusIncident {
+    pub id: String,
+    pub title: String,
+    /// `none`, `minor`, `major`, `critical`.
+    pub impact: String,
+    /// `investigating`, `identified`, `monitoring`, `resolved` (or, for maintenance,
+    /// `scheduled`, `in_progress`, `completed`).
+    pub status: String,
+    /// Components it affects, each with the state it puts them in:
+    /// `[{"id":"sms","status":"partial_outage"}]`.
+    pub components: serde_json::Value,
+    /// The on-call incident it tells the public about, if any.
+    pub incident_id: Option<String>,
+    #[serde(serialize_with = "ts")]
+    pub created_at: Millis,
+    #[serde(serialize_with = "ts")]
+    pub updated_at: Millis,
+    #[serde(serialize_with = "ts_opt")]
+    pub resolved_at: Option<Millis>,
+    /// Newest first.
+    pub updates: Vec<StatusUpdate>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StatusUpdate {
+    pub id: String,
+    pub status: String,
+    pub body: String,
+    #[serde(skip)]
+    pub actor: String,
+    #[serde(serialize_with = "ts")]
+    pub created_at: Millis,
+}
+
+/// A component's minutes in each state on one UTC day (`YYYY-MM-DD`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Default)]
+pub struct StatusDay {
+    pub component: String,
+    pub day: String,
+    pub degraded: i64,
+    pub partial: i64,
+    pub major: i64,
+    pub maintenance: i64,
+    /// Minutes sampled that day.
+    pub sampled: i64,
+}
+
+/// One minute's state of one component, as sampled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusSample {
+    pub component: String,
+    pub day: String,
+    /// Minutes since the Unix epoch: each is counted once, whichever node samples it.
+    pub minute: i64,
+    /// The `status_days` column it adds to (`None` for operational).
+    pub column: Option<&'static str>,
+}

@@ -501,6 +501,22 @@ pub trait Console: Send + Sync + 'static {
     ) -> Result<Option<SessionRecord>, StoreError>;
     /// Ends a session, and drops every expired one.
     async fn end_session(&self, token_hash: &str, now: i64) -> Result<(), StoreError>;
+
+    /// Counts each sampled minute once per component and day.
+    async fn status_sample(&self, samples: Vec<StatusSample>) -> Result<(), StoreError>;
+    /// Daily figures from `since` (`YYYY-MM-DD`) on.
+    async fn status_days(&self, since: String) -> Result<Vec<StatusDay>, StoreError>;
+    /// The newest status incidents with their updates.
+    async fn status_incidents(&self, limit: usize) -> Result<Vec<StatusIncident>, StoreError>;
+    /// Posts an incident with its first update (in `updates`), audited.
+    async fn post_status_incident(&self, i: StatusIncident) -> Result<(), StoreError>;
+    /// Adds an update (and the status it sets), audited; false for an unknown incident.
+    async fn post_status_update(
+        &self,
+        incident: &str,
+        u: StatusUpdate,
+        components: Option<serde_json::Value>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Every domain: what a backend is. Implemented for whatever implements them all.

@@ -697,3 +697,33 @@ pub fn approval_decided(
         reason: a.note.clone(),
     }
 }
+
+/// The `status_days` column a component state adds a minute to (`None`: operational).
+pub fn status_column(state: &str) -> Option<&'static str> {
+    match state {
+        "degraded_performance" => Some("degraded"),
+        "partial_outage" => Some("partial"),
+        "major_outage" => Some("major"),
+        "under_maintenance" => Some("maintenance"),
+        _ => None,
+    }
+}
+
+/// The audit entry of a status page post.
+pub fn status_posted(
+    action: &str,
+    incident: &str,
+    u: &super::StatusUpdate,
+    title: Option<&str>,
+) -> super::AuditEntry {
+    super::AuditEntry {
+        id: 0,
+        at: u.created_at,
+        actor: u.actor.clone(),
+        action: action.into(),
+        target: incident.into(),
+        before: None,
+        after: Some(serde_json::json!({ "status": u.status, "title": title })),
+        reason: Some(u.body.clone()),
+    }
+}

@@ -240,7 +240,7 @@ fn migrate_creates_the_schema_once() {
     let out = herald(&["migrate"], &[("HERALD_DATA_DIR", d)]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
-        text(&out.stdout).contains("applied [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]"),
+        text(&out.stdout).contains("applied [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]"),
         "{}",
         text(&out.stdout)
     );

@@ -39,6 +39,7 @@ mod e2e_slow_clients;
 mod e2e_sms;
 mod e2e_spool_damage;
 mod e2e_ssrf;
+mod e2e_status;
 mod e2e_storm;
 mod e2e_storm_cluster;
 mod e2e_voice;

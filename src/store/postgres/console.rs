@@ -221,4 +221,25 @@ impl Console for PgStore {
             .await?;
         Ok(())
     }
+
+    async fn status_sample(&self, samples: Vec<StatusSample>) -> Result<(), StoreError> {
+        super::status::sample(&self.pool, &samples).await
+    }
+    async fn status_days(&self, since: String) -> Result<Vec<StatusDay>, StoreError> {
+        super::status::days(&self.pool, &since).await
+    }
+    async fn status_incidents(&self, limit: usize) -> Result<Vec<StatusIncident>, StoreError> {
+        super::status::incidents(&self.pool, limit).await
+    }
+    async fn post_status_incident(&self, i: StatusIncident) -> Result<(), StoreError> {
+        super::status::post_incident(&self.pool, &i).await
+    }
+    async fn post_status_update(
+        &self,
+        incident: &str,
+        u: StatusUpdate,
+        components: Option<serde_json::Value>,
+    ) -> Result<bool, StoreError> {
+        super::status::post_update(&self.pool, incident, &u, components.as_ref()).await
+    }
 }

@@ -17,6 +17,7 @@ mod operations;
 mod queue;
 mod receipts;
 mod retention;
+mod status;
 mod storms;
 
 use super::*;

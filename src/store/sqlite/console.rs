@@ -252,4 +252,29 @@ impl Console for SqliteStore {
         })
         .await
     }
+
+    async fn status_sample(&self, samples: Vec<StatusSample>) -> Result<(), StoreError> {
+        self.write(move |c| super::status::sample(c, &samples))
+            .await
+    }
+    async fn status_days(&self, since: String) -> Result<Vec<StatusDay>, StoreError> {
+        self.read(move |c| super::status::days(c, &since)).await
+    }
+    async fn status_incidents(&self, limit: usize) -> Result<Vec<StatusIncident>, StoreError> {
+        self.read(move |c| super::status::incidents(c, limit)).await
+    }
+    async fn post_status_incident(&self, i: StatusIncident) -> Result<(), StoreError> {
+        self.write(move |c| super::status::post_incident(c, &i))
+            .await
+    }
+    async fn post_status_update(
+        &self,
+        incident: &str,
+        u: StatusUpdate,
+        components: Option<serde_json::Value>,
+    ) -> Result<bool, StoreError> {
+        let incident = incident.to_string();
+        self.write(move |c| super::status::post_update(c, &incident, &u, components.as_ref()))
+            .await
+    }
 }

@@ -16,6 +16,7 @@ mod queue;
 mod receipts;
 mod retention;
 mod settle;
+mod status;
 mod storms;
 
 use super::*;
