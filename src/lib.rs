@@ -6,6 +6,7 @@ pub mod app;
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod core;
 pub mod drill;
 pub mod error;

@@ -117,7 +117,11 @@ impl Auth {
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header must be `Bearer <api key>`")
             })?;
-        let hash = hash_key(key);
+        self.by_hash(hash_key(key)).await
+    }
+
+    /// Resolves a key by its hash (a console session keeps only the hash of its key).
+    pub async fn by_hash(&self, hash: String) -> Result<Principal, ApiError> {
         if let Some(p) = self.fixed.get(&hash) {
             return Ok(p.clone());
         }

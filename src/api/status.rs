@@ -40,13 +40,23 @@ fn base(state: &AppState) -> String {
         .to_string()
 }
 
-fn with(mut r: Response, content_type: &'static str) -> Response {
+/// How long browsers and proxies may keep a status document: no longer than the snapshot
+/// takes to be rebuilt (at most 5 s), so an outage shows within seconds.
+fn max_age(state: &AppState) -> u64 {
+    state.cfg.status.refresh.0.as_secs().min(5)
+}
+
+fn with(mut r: Response, content_type: &'static str, max_age: u64) -> Response {
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=30"),
-    );
+    let cache = if max_age == 0 {
+        "no-cache".to_string()
+    } else {
+        format!("public, max-age={max_age}")
+    };
+    if let Ok(v) = HeaderValue::from_str(&cache) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
     h.insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
@@ -73,6 +83,7 @@ fn not_ready() -> Response {
         )
             .into_response(),
         "text/plain; charset=utf-8",
+        0,
     )
 }
 
@@ -81,7 +92,11 @@ pub async fn page(State(state): State<AppState>) -> Response {
         return not_ready();
     };
     match render::html(&s, now_millis()) {
-        Ok(h) => with(h.into_response(), "text/html; charset=utf-8"),
+        Ok(h) => with(
+            h.into_response(),
+            "text/html; charset=utf-8",
+            max_age(&state),
+        ),
         Err(e) => {
             tracing::error!(error = %e, "status page did not render");
             ApiError::internal().into_response()
@@ -90,12 +105,7 @@ pub async fn page(State(state): State<AppState>) -> Response {
 }
 
 pub async fn css() -> Response {
-    let mut r = with(render::CSS.into_response(), "text/css; charset=utf-8");
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
-    );
-    r
+    with(render::CSS.into_response(), "text/css; charset=utf-8", 300)
 }
 
 /// `/status/api/v2/{doc}`: Statuspage's documents.
@@ -112,7 +122,7 @@ pub async fn api(State(state): State<AppState>, Path(doc): Path<String>) -> Resp
         "scheduled-maintenances.json" => json!({ "scheduled_maintenances": [] }),
         _ => return ApiError::not_found("status document").into_response(),
     };
-    with(Json(v).into_response(), "application/json")
+    with(Json(v).into_response(), "application/json", max_age(&state))
 }
 
 pub async fn unresolved(State(state): State<AppState>) -> Response {
@@ -122,6 +132,7 @@ pub async fn unresolved(State(state): State<AppState>) -> Response {
     with(
         Json(render::incidents_json(&s, &base(&state), true)).into_response(),
         "application/json",
+        max_age(&state),
     )
 }
 
@@ -132,6 +143,7 @@ pub async fn atom(State(state): State<AppState>) -> Response {
     with(
         render::atom(&s, &base(&state)).into_response(),
         "application/atom+xml; charset=utf-8",
+        max_age(&state),
     )
 }
 
@@ -143,6 +155,7 @@ pub async fn badge(State(state): State<AppState>, Path(file): Path<String>) -> R
     with(
         render::badge(s.as_deref(), component).into_response(),
         "image/svg+xml",
+        max_age(&state),
     )
 }
 

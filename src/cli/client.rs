@@ -80,6 +80,15 @@ pub enum DlqCmd {
         all: bool,
         #[arg(long)]
         channel: Option<String>,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Count what would be replayed, by channel, and replay nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Act alone on a replay that needs a second person (flagged for review).
+        #[arg(long)]
+        break_glass: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -97,6 +106,8 @@ pub enum ProvidersCmd {
         id: String,
         #[arg(long)]
         reason: String,
+        #[command(flatten)]
+        end: SwitchEnd,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -122,9 +133,42 @@ pub enum ModeCmd {
         mode: String,
         #[arg(long)]
         reason: String,
+        /// Act alone on a switch that needs a second person (flagged for review).
+        #[arg(long)]
+        break_glass: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+/// When a provider switch ends by itself, and acting alone on a critical one.
+#[derive(clap::Args, Debug, Default)]
+pub struct SwitchEnd {
+    /// Ends after this long (`30m`, `2h`).
+    #[arg(long = "for", conflicts_with = "until")]
+    pub for_: Option<String>,
+    /// Ends at this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Act alone on a switch that needs a second person (flagged for review).
+    #[arg(long)]
+    pub break_glass: bool,
+}
+
+impl SwitchEnd {
+    fn body(&self, reason: &str) -> serde_json::Value {
+        let mut b = json!({ "reason": reason });
+        if let Some(f) = &self.for_ {
+            b["for"] = json!(f);
+        }
+        if let Some(u) = &self.until {
+            b["until"] = json!(u);
+        }
+        if self.break_glass {
+            b["break_glass"] = json!(crate::core::approval::BREAK_GLASS);
+        }
+        b
+    }
 }
 
 pub(super) fn path_segment(s: &str) -> String {
@@ -139,11 +183,16 @@ pub async fn providers(cmd: ProvidersCmd) -> Result<()> {
             "/v1/providers".to_string(),
             None,
         ),
-        ProvidersCmd::Disable { id, reason, client } => (
+        ProvidersCmd::Disable {
+            id,
+            reason,
+            end,
+            client,
+        } => (
             client,
             reqwest::Method::POST,
             format!("/v1/providers/{}/disable", path_segment(&id)),
-            Some(json!({ "reason": reason })),
+            Some(end.body(&reason)),
         ),
         ProvidersCmd::Enable { id, reason, client } => (
             client,
@@ -162,12 +211,15 @@ pub async fn mode(cmd: ModeCmd) -> Result<()> {
         ModeCmd::Set {
             mode,
             reason,
+            break_glass,
             client,
-        } => (
-            client,
-            reqwest::Method::PUT,
-            Some(json!({ "mode": mode, "reason": reason })),
-        ),
+        } => {
+            let mut b = json!({ "mode": mode, "reason": reason });
+            if break_glass {
+                b["break_glass"] = json!(crate::core::approval::BREAK_GLASS);
+            }
+            (client, reqwest::Method::PUT, Some(b))
+        }
     };
     print(
         &Client::new(&client)?
@@ -374,11 +426,14 @@ pub async fn dlq(cmd: DlqCmd) -> Result<()> {
             ids,
             all,
             channel,
+            reason,
+            dry_run,
+            break_glass,
             client,
         } => {
             let c = Client::new(&client)?;
             // `--channel sms` alone means every dead letter of that channel.
-            let body = match (ids.is_empty(), all, channel) {
+            let mut body = match (ids.is_empty(), all, channel) {
                 (false, false, None) => json!({ "ids": ids }),
                 (true, _, Some(ch)) => json!({ "all": true, "channel": ch }),
                 (true, true, None) => json!({ "all": true }),
@@ -386,6 +441,15 @@ pub async fn dlq(cmd: DlqCmd) -> Result<()> {
                     "give message ids, or --all, or --channel CHANNEL (every dead letter of it)"
                 ),
             };
+            if let Some(r) = reason {
+                body["reason"] = json!(r);
+            }
+            if dry_run {
+                body["dry_run"] = json!(true);
+            }
+            if break_glass {
+                body["break_glass"] = json!(crate::core::approval::BREAK_GLASS);
+            }
             print(
                 &c.call(
                     reqwest::Method::POST,

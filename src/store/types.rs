@@ -312,6 +312,8 @@ pub struct AuditChain {
 pub struct Stats {
     pub deliveries_by_status: Vec<(DeliveryStatus, i64)>,
     pub dead_letters: i64,
+    /// Deliveries waiting to be sent, by channel (as stored) and priority rank.
+    pub waiting: Vec<(String, i64, i64)>,
 }
 
 /// A delivery report from a provider (push or poll).

@@ -386,9 +386,20 @@ pub async fn stats(pool: &PgPool) -> Result<Stats, StoreError> {
     let dead: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters")
         .fetch_one(pool)
         .await?;
+    let mut waiting = Vec::new();
+    for r in sqlx::query(
+        "SELECT channel, priority::BIGINT, COUNT(*) FROM deliveries WHERE status = 'queued'
+         GROUP BY channel, priority ORDER BY channel, priority",
+    )
+    .fetch_all(pool)
+    .await?
+    {
+        waiting.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
+    }
     Ok(Stats {
         deliveries_by_status: by,
         dead_letters: dead,
+        waiting,
     })
 }
 

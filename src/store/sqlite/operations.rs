@@ -326,9 +326,17 @@ pub fn stats(c: &Connection) -> Result<Stats, StoreError> {
         by.push((parse(s)?, n));
     }
     let dead = c.query_row("SELECT COUNT(*) FROM dead_letters", [], |r| r.get(0))?;
+    let waiting = c
+        .prepare_cached(
+            "SELECT channel, priority, COUNT(*) FROM deliveries WHERE status = 'queued'
+             GROUP BY channel, priority ORDER BY channel, priority",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
     Ok(Stats {
         deliveries_by_status: by,
         dead_letters: dead,
+        waiting,
     })
 }
 

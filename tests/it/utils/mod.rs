@@ -5,6 +5,7 @@ pub mod process;
 pub mod receiver;
 pub mod rig;
 pub mod smtp;
+pub mod webdriver;
 
 use herald::app::{Server, start};
 use herald::config::Config;
