@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every Herald test on a fresh Debian machine: installs what the tests need (a C
-# compiler for the bundled SQLite, PostgreSQL, an SMTP server, Prometheus and Alertmanager, Firefox ESR), then runs unit,
+# compiler for the bundled SQLite, PostgreSQL, an SMTP server, Prometheus and Alertmanager, Firefox ESR, Chromium with chromedriver, axe-core), then runs unit,
 # property and integration tests (real SQLite files, real HTTP on loopback, the real binary
 # killed with -9), then Schemathesis against the API's OpenAPI document.
 set -euo pipefail
@@ -20,6 +20,10 @@ command -v unshare >/dev/null 2>&1 && command -v prlimit >/dev/null 2>&1 || need
 command -v mount >/dev/null 2>&1 || need_apt+=(mount)
 command -v faketime >/dev/null 2>&1 || need_apt+=(faketime)   # a node whose clock runs ahead
 command -v firefox-esr >/dev/null 2>&1 || need_apt+=(firefox-esr)   # a real browser receives a push
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)   # the console and status page in a real browser
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+[ -e /usr/share/fonts/truetype/liberation2 ] || need_apt+=(fonts-liberation2)   # steady screenshots
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)   # axe-core (npm) checks the pages' accessibility
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing ${need_apt[*]}"
@@ -47,6 +51,12 @@ if ! "$venv/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
   "$venv/bin/pip" install -q --disable-pip-version-check aiosmtpd
 fi
 export HERALD_TEST_PYTHON="$venv/bin/python"
+
+# axe-core for the browser tests, pinned in tests/browser/package-lock.json.
+if [ ! -f tests/browser/node_modules/axe-core/axe.min.js ]; then
+  npm ci --prefix tests/browser --no-audit --no-fund --silent
+fi
+export HERALD_TEST_AXE="$PWD/tests/browser/node_modules/axe-core/axe.min.js"
 
 # A throwaway PostgreSQL cluster for the PostgreSQL tests, removed when this script ends.
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)

@@ -15,6 +15,7 @@ mod e2e_browser_push;
 mod e2e_chat;
 mod e2e_cli;
 mod e2e_cluster;
+mod e2e_console;
 mod e2e_console_browser;
 mod e2e_contacts;
 mod e2e_crash;
