@@ -272,6 +272,8 @@ def _contact_excused(case, response):
 SCHEDULE_WRITES = ("POST /v1/schedules", "PUT /v1/schedules/{id}")
 POLICY_WRITES = ("POST /v1/escalation-policies", "PUT /v1/escalation-policies/{id}")
 STATS = "GET /v1/incidents/stats"
+DISABLE = "POST /v1/providers/{id}/disable"
+STATUS_POSTS = ["POST /v1/status/incidents", "POST /v1/status/incidents/{id}/updates"]
 DRILL = "POST /v1/drills/page"
 # What a schedule or policy write may be refused for beyond the document. Stored data (any
 # phase, the examples' too: a policy's example pages the schedule of the schedule's example):
@@ -341,6 +343,14 @@ def _keep(failure, case, response):
         return False
     if label == MAINTENANCE and "example" not in _phase(case).lower() and _maintenance_excused(response):
         _log("maintenance: the clock, the order of its times or matcher syntax", case, response)
+        return False
+    # When a disable ends must be ahead of the clock and within 30 days of it.
+    if label == DISABLE and _errors_all(response, [(r"^(until|for)$", r"^(must end between now and 30 days from now|must be an RFC 3339 time)$")]):
+        _log("disable: its end against the clock", case, response)
+        return False
+    # The components are those the deployment has (the API and each channel with providers).
+    if label in STATUS_POSTS and _errors_all(response, [(r"^components\[\d+\]\.id$", r"^unknown component; one of ")]):
+        _log("status post: a component this deployment does not have", case, response)
         return False
     if label == EVENTS and _events_excused(response):
         _log("events: a rule between fields, or no route has this routing key", case, response)

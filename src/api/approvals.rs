@@ -60,7 +60,7 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     who.require(Role::Viewer)?;
     let limit = super::page_limit(q.get("limit").map(String::as_str))?;
-    let status = q.get("status").filter(|s| !s.is_empty()).cloned();
+    let status = q.get("status").cloned();
     if let Some(s) = &status
         && !STATUSES.contains(&s.as_str())
     {

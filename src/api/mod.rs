@@ -282,6 +282,14 @@ async fn head_limits(
         )
         .into_response();
     }
+    if let Some(name) = repeated_parameter(req.uri()) {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("the query parameter `{name}` is given more than once"),
+        )
+        .into_response();
+    }
     let headers = req.headers();
     let bytes: usize = headers
         .iter()
@@ -298,6 +306,23 @@ async fn head_limits(
         .into_response();
     }
     problem_only(next.run(req).await).await
+}
+
+/// A query parameter named twice on a `/v1` route (providers' callbacks excepted): which
+/// one would count is not for the server to guess.
+fn repeated_parameter(uri: &axum::http::Uri) -> Option<String> {
+    let path = uri.path();
+    if !path.starts_with("/v1/")
+        || path.starts_with("/v1/receipts/")
+        || path.starts_with("/v1/inbound/")
+    {
+        return None;
+    }
+    let mut seen = std::collections::HashSet::new();
+    url::form_urlencoded::parse(uri.query()?.as_bytes())
+        .map(|(k, _)| k.into_owned())
+        .find(|k| !seen.insert(k.clone()))
+        .map(|k| k.chars().take(64).collect())
 }
 
 /// Every error is problem+json: an answer the framework made itself (a path segment that is

@@ -258,7 +258,16 @@ pub async fn post_incident(
         title: text("title", &b.title, 200)?,
         impact: one_of("impact", &b.impact, &IMPACTS)?,
         components: affected(&state, &b.components)?,
-        incident_id: b.incident_id.map(|s| s.chars().take(100).collect()),
+        incident_id: match b.incident_id.as_deref() {
+            None | Some("") => None,
+            Some(i) if i.chars().count() > 100 || i.chars().any(char::is_control) => {
+                return Err(ApiError::field(
+                    "incident_id",
+                    "at most 100 printable characters",
+                ));
+            }
+            Some(i) => Some(i.to_string()),
+        },
         created_at: now,
         updated_at: now,
         resolved_at: resolved.then_some(now),
