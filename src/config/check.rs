@@ -112,6 +112,27 @@ impl Config {
         if let Err((key, message)) = self.approvals.check() {
             return Err(invalid(&key, message));
         }
+        let ttl = self.console.session_ttl.0;
+        if ttl < std::time::Duration::from_secs(1)
+            || ttl > std::time::Duration::from_secs(30 * 86_400)
+        {
+            return Err(invalid(
+                "console.session_ttl",
+                "must be between 1s and 30d".into(),
+            ));
+        }
+        let refresh = self.status.refresh.0;
+        if refresh < std::time::Duration::from_millis(100)
+            || refresh > std::time::Duration::from_secs(3600)
+        {
+            return Err(invalid(
+                "status.refresh",
+                "must be between 100ms and 1h".into(),
+            ));
+        }
+        if self.status.name.trim().is_empty() || self.status.name.chars().count() > 100 {
+            return Err(invalid("status.name", "1 to 100 characters".into()));
+        }
         if let Some(m) = self.oncall.check().into_iter().next() {
             let (key, message) = m.split_once(": ").unwrap_or(("oncall", m.as_str()));
             return Err(invalid(key, message.to_string()));

@@ -195,6 +195,22 @@ async fn framework_refusals_and_edge_limits_are_problem_documents() {
     let ct = r.headers()["content-type"].to_str().unwrap().to_string();
     let body: Value = r.json().await.unwrap();
     assert_problem("non-UTF-8 path", code, &ct, &body, 400, "bad_request");
+    // A query parameter given twice: which one counts is not guessed.
+    let r = h
+        .http
+        .get(h.url("/v1/approvals?limit=5&status=pending&limit="))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    let code = r.status().as_u16();
+    let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+    let body: Value = r.json().await.unwrap();
+    assert_problem("repeated parameter", code, &ct, &body, 400, "bad_request");
+    assert!(
+        body["detail"].as_str().unwrap().contains("`limit`"),
+        "{body}"
+    );
     // A receipt body over its route's limit.
     let (code, ct, body) = raw(
         &h,
