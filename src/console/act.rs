@@ -497,7 +497,7 @@ mod tests {
             &f(&[("id", "st 1"), ("status", "resolved"), ("body", "ok")]),
         )
         .unwrap();
-        assert_eq!(p.path, "/v1/status/incidents/st+1/updates");
+        assert_eq!(p.path, "/v1/status/incidents/st%201/updates");
         assert!(plan("explode", &[]).unwrap_err().contains("no action"));
         assert!(plan("cancel", &[]).unwrap_err().starts_with("id:"));
     }

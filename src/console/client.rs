@@ -85,9 +85,16 @@ pub fn query(pairs: &[(&str, &str)]) -> String {
     if q.is_empty() { q } else { format!("?{q}") }
 }
 
-/// A path segment, percent-encoded.
+/// A path segment, percent-encoded (all but RFC 3986's unreserved characters).
 pub fn seg(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -102,6 +109,8 @@ mod tests {
             query(&[("status", "failed"), ("channel", "a b&c")]),
             "?status=failed&channel=a+b%26c"
         );
-        assert_eq!(seg("a/b c"), "a%2Fb+c");
+        assert_eq!(seg("a/b c"), "a%2Fb%20c");
+        assert_eq!(seg("msg_01-x.y~"), "msg_01-x.y~");
+        assert_eq!(seg("é"), "%C3%A9");
     }
 }

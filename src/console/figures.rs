@@ -70,6 +70,36 @@ pub fn age(newest_ms: Option<i64>, now: i64) -> String {
     }
 }
 
+type Cached = (std::time::Instant, Figures, Option<Mark>);
+
+/// The figures for every open overview of this node: read at most once a second however
+/// many are open (each stream would otherwise query storage on its own).
+pub async fn shared(state: &AppState) -> Figures {
+    use std::sync::{Mutex, OnceLock};
+    use std::time::Duration;
+    static CACHE: OnceLock<Mutex<std::collections::HashMap<String, Cached>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = state.node_id.clone();
+    let prev = cache.lock().ok().and_then(|c| c.get(&key).cloned());
+    if let Some((at, f, _)) = &prev
+        && at.elapsed() < Duration::from_millis(900)
+    {
+        return f.clone();
+    }
+    // A rate is taken over the last few seconds, not since the last time someone looked.
+    let mark = prev
+        .filter(|(at, _, _)| at.elapsed() < Duration::from_secs(5))
+        .and_then(|(_, _, m)| m);
+    let (f, m) = read(state, mark).await;
+    if let Ok(mut c) = cache.lock() {
+        if c.len() > 64 {
+            c.clear();
+        }
+        c.insert(key, (std::time::Instant::now(), f.clone(), m));
+    }
+    f
+}
+
 /// Reads the figures; `prev` is the mark of the previous reading (for rates).
 pub async fn read(state: &AppState, prev: Option<Mark>) -> (Figures, Option<Mark>) {
     let now = now_millis();

@@ -1,6 +1,7 @@
 //! `/console/events`: the overview's figures once a second, as Server-Sent Events
-//! (`event: figures`, JSON data). The stream ends when the session's key is revoked (the
-//! next connection is refused), when the page goes away, or at shutdown.
+//! (`event: figures`, JSON data). The stream ends within seconds of the session ending
+//! (signed out, expired, or its key revoked: `event: signed_out`), when the page goes
+//! away, or at shutdown.
 
 use super::figures;
 use super::session::Session;
@@ -11,13 +12,27 @@ use axum::response::Response;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use std::time::Duration;
 
-pub async fn events(State(state): State<AppState>, _s: Session) -> Response {
+/// Ticks between checks that the session still stands.
+const RECHECK: u32 = 10;
+
+pub async fn events(State(state): State<AppState>, s: Session) -> Response {
     let shutdown = state.shutdown.clone();
+    let token = s.token_hash().to_string();
     let s = crate::api::inbox::async_stream(move |tx| async move {
-        let mut mark = None;
+        let mut tick = 0u32;
         loop {
-            let (f, m) = figures::read(&state, mark).await;
-            mark = m;
+            tick = tick.wrapping_add(1);
+            if tick.is_multiple_of(RECHECK)
+                && !super::session::still_signed_in(&state, &token).await
+            {
+                let _ = tx
+                    .send(Ok(Event::default()
+                        .event("signed_out")
+                        .data("the session has ended")))
+                    .await;
+                break;
+            }
+            let f = figures::shared(&state).await;
             if let Ok(ev) = Event::default().event("figures").json_data(&f)
                 && tx.send(Ok(ev)).await.is_err()
             {

@@ -24,16 +24,19 @@ fn refused(a: &client::Answer) -> Option<String> {
 
 pub async fn overview(State(state): State<AppState>, s: Session) -> Response {
     let (f, _) = figures::read(&state, None).await;
-    let (providers, _) = list(&state, &s.who, "/v1/providers").await;
-    let (pending, _) = list(&state, &s.who, "/v1/approvals?status=pending&limit=20").await;
+    let (providers, a) = list(&state, &s.who, "/v1/providers").await;
+    let (pending, b) = list(&state, &s.who, "/v1/approvals?status=pending&limit=20").await;
+    // A read that failed says so rather than look like an empty list.
+    let problem = refused(&a).or_else(|| refused(&b));
+    let status = if a.ok() { b.status } else { a.status };
     page(
         &state,
         Some(&s),
         "overview.html",
         "overview",
         "Overview",
-        json!({"f": f, "providers": providers, "pending": pending}),
-        StatusCode::OK,
+        json!({"f": f, "providers": providers, "pending": pending, "problem": problem}),
+        status,
     )
 }
 
@@ -165,7 +168,9 @@ pub async fn mode(State(state): State<AppState>, s: Session) -> Response {
 pub async fn approvals(State(state): State<AppState>, s: Session) -> Response {
     let (pending, a) = list(&state, &s.who, "/v1/approvals?status=pending&limit=100").await;
     let (recent, _) = list(&state, &s.who, "/v1/approvals?limit=50").await;
-    let review: Vec<&Value> = recent
+    // Acts done alone are recorded executed; the 1000 newest are searched for unreviewed ones.
+    let (done, _) = list(&state, &s.who, "/v1/approvals?status=executed&limit=1000").await;
+    let review: Vec<&Value> = done
         .iter()
         .filter(|r| r["break_glass"] == true && r["reviewed_by"].is_null())
         .collect();
@@ -197,13 +202,14 @@ pub fn audit_matches(e: &Value, actor: &str, action: &str, target: &str) -> bool
 pub async fn audit(State(state): State<AppState>, s: Session, Query(p): Q) -> Response {
     let verdict = call(&state, &s.who, Method::GET, "/v1/audit/verify", None).await;
     let (actor, action, target) = (q(&p, "actor"), q(&p, "action"), q(&p, "target"));
-    // Filters read up to five pages of 200 (the newest 1000 entries) from the cursor.
+    // Filters read up to five pages of 200 (1000 entries) from the cursor; the next page
+    // goes on after the last entry read, or after the 100th shown when the page filled.
     let mut after = q(&p, "after").to_string();
-    let mut shown = Vec::new();
+    let mut shown: Vec<Value> = Vec::new();
     let mut last = None;
     let mut status = StatusCode::OK;
     let mut problem = None;
-    for _ in 0..5 {
+    'pages: for _ in 0..5 {
         let (data, a) = list(
             &state,
             &s.who,
@@ -215,18 +221,25 @@ pub async fn audit(State(state): State<AppState>, s: Session, Query(p): Q) -> Re
             problem = refused(&a);
             break;
         }
-        shown.extend(
-            data.iter()
-                .filter(|e| audit_matches(e, actor, action, target))
-                .cloned(),
-        );
         last = a.body["next_after"].as_i64();
+        for (i, e) in data.iter().enumerate() {
+            if !audit_matches(e, actor, action, target) {
+                continue;
+            }
+            shown.push(e.clone());
+            if shown.len() == 100 {
+                // Entries after this one on the page are still to be shown.
+                if i + 1 < data.len() {
+                    last = e["id"].as_i64();
+                }
+                break 'pages;
+            }
+        }
         match last {
-            Some(n) if shown.len() < 100 => after = n.to_string(),
-            _ => break,
+            Some(n) => after = n.to_string(),
+            None => break,
         }
     }
-    shown.truncate(100);
     let next = last.map(|n| {
         format!(
             "/console/audit{}",

@@ -58,7 +58,8 @@ pub async fn contacts(State(state): State<AppState>, s: Session) -> Response {
 
 pub async fn incidents(State(state): State<AppState>, s: Session) -> Response {
     let (data, a) = list(&state, &s.who, "/v1/incidents?limit=50").await;
-    let (schedules, _) = list(&state, &s.who, "/v1/schedules?limit=50").await;
+    // Who is on call now, for the first 20 schedules (a call each).
+    let (schedules, _) = list(&state, &s.who, "/v1/schedules?limit=20").await;
     let mut on_call = Vec::new();
     for sc in &schedules {
         let Some(id) = sc["id"].as_str() else {
@@ -88,26 +89,30 @@ pub async fn incidents(State(state): State<AppState>, s: Session) -> Response {
 /// Drill reports written under `<data_dir>/drills/` (`herald drill run … --report
 /// <data_dir>/drills/<name>`), newest first.
 fn drill_reports(dir: &std::path::Path) -> Vec<Value> {
+    // Report names carry no time, so every file's start time is read; files over 1 MiB are
+    // not reports.
     let mut out: Vec<(String, Value)> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .filter(|e| e.metadata().is_ok_and(|m| m.len() <= 1 << 20))
         .filter_map(|e| {
             let bytes = std::fs::read(e.path()).ok()?;
             let v: Value = serde_json::from_slice(&bytes).ok()?;
             Some((e.file_name().to_string_lossy().to_string(), v))
         })
-        .take(200)
         .collect();
     out.sort_by(|a, b| b.1["started_at"].as_str().cmp(&a.1["started_at"].as_str()));
     out.into_iter()
+        .take(100)
         .map(|(file, v)| json!({"file": file, "r": v}))
         .collect()
 }
 
 pub async fn backups(State(state): State<AppState>, s: Session) -> Response {
-    if let Err(e) = s.who.require(crate::core::types::Role::Viewer) {
+    // Backup paths and drill reports are for operators (as the backup CLI is).
+    if let Err(e) = s.who.require(crate::core::types::Role::Operator) {
         return page(
             &state,
             Some(&s),
@@ -119,7 +124,18 @@ pub async fn backups(State(state): State<AppState>, s: Session) -> Response {
         );
     }
     let dir = state.cfg.backup_dir();
-    let listed = crate::backup::list(&dir);
+    let drills_dir = state.cfg.server.data_dir.join("drills");
+    let (listed, drills) = {
+        let (dir, drills_dir) = (dir.clone(), drills_dir.clone());
+        match tokio::task::spawn_blocking(move || {
+            (crate::backup::list(&dir), drill_reports(&drills_dir))
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => (Ok(vec![]), vec![]),
+        }
+    };
     let (backups, listing_problem) = match &listed {
         Ok(l) => (
             l.iter()
@@ -139,7 +155,6 @@ pub async fn backups(State(state): State<AppState>, s: Session) -> Response {
         ),
         Err(e) => (vec![], Some(e.to_string())),
     };
-    let drills = drill_reports(&state.cfg.server.data_dir.join("drills"));
     page(
         &state,
         Some(&s),
@@ -148,7 +163,7 @@ pub async fn backups(State(state): State<AppState>, s: Session) -> Response {
         "Backups and drills",
         json!({
             "backups": backups, "dir": dir.display().to_string(), "listing_problem": listing_problem,
-            "drills": drills, "drills_dir": state.cfg.server.data_dir.join("drills").display().to_string(),
+            "drills": drills, "drills_dir": drills_dir.display().to_string(),
         }),
         StatusCode::OK,
     )

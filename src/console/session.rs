@@ -30,6 +30,10 @@ pub struct Session {
 }
 
 impl Session {
+    pub fn token_hash(&self) -> &str {
+        &self.token_hash
+    }
+
     /// Whether a submitted form token is this session's.
     pub fn csrf_ok(&self, token: Option<&str>) -> bool {
         token.is_some_and(|t| same(t.as_bytes(), self.csrf.as_bytes()))
@@ -87,15 +91,7 @@ impl IntoResponse for NoSession {
         if self.method == Method::GET && self.status == StatusCode::UNAUTHORIZED {
             return view::secure(Redirect::to("/console/signin").into_response());
         }
-        view::page(
-            &self.state,
-            None,
-            "signin.html",
-            "signin",
-            "Sign in",
-            json!({"error": self.why, "signin_csrf": ""}),
-            self.status,
-        )
+        signin_page(&self.state, Some(self.why), None, self.status)
     }
 }
 
@@ -137,17 +133,34 @@ impl FromRequestParts<AppState> for Session {
             .auth
             .by_hash(rec.key_hash.clone())
             .await
-            .map_err(|_| {
-                refuse(
+            .map_err(|e| match e.status {
+                StatusCode::UNAUTHORIZED => refuse(
                     "The key this session was opened with is no longer valid. Sign in again.",
                     StatusCode::UNAUTHORIZED,
-                )
+                ),
+                _ => refuse(
+                    "Storage does not answer, so the key cannot be checked. Try again shortly.",
+                    StatusCode::SERVICE_UNAVAILABLE,
+                ),
             })?;
         Ok(Session {
             who,
             csrf: csrf_of(&token),
             token_hash,
         })
+    }
+}
+
+/// Whether a session still stands: not signed out, not expired, its key not revoked.
+/// Storage that does not answer keeps it standing (the next request checks again).
+pub async fn still_signed_in(state: &AppState, token_hash: &str) -> bool {
+    match state.store.console.session(token_hash, now_millis()).await {
+        Ok(Some(rec)) => match state.auth.by_hash(rec.key_hash).await {
+            Ok(_) => true,
+            Err(e) => e.status != StatusCode::UNAUTHORIZED,
+        },
+        Ok(None) => false,
+        Err(_) => true,
     }
 }
 
@@ -165,32 +178,41 @@ pub fn field<'a>(f: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// The sign-in form, with a token of its own in a short-lived cookie (double submit), so
 /// another site cannot sign a browser in with a key of its choosing.
 pub async fn form(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let token = cookie(&headers, SIGNIN_COOKIE).unwrap_or_else(random_token);
-    let mut r = view::page(
+    signin_page(
         &state,
+        None,
+        cookie(&headers, SIGNIN_COOKIE),
+        StatusCode::OK,
+    )
+}
+
+/// The sign-in form with its token (the one the browser has, or a new one) in the form and
+/// in its cookie, so that the form shown always works.
+fn signin_page(
+    state: &AppState,
+    error: Option<&str>,
+    token: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let token = token.unwrap_or_else(random_token);
+    let mut r = view::page(
+        state,
         None,
         "signin.html",
         "signin",
         "Sign in",
-        json!({"signin_csrf": token}),
-        StatusCode::OK,
+        json!({"error": error, "signin_csrf": token}),
+        status,
     );
-    if let Ok(v) = set_cookie(&state, SIGNIN_COOKIE, &token, "/console/signin", 3600).parse() {
+    if let Ok(v) = set_cookie(state, SIGNIN_COOKIE, &token, "/console/signin", 3600).parse() {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
     r
 }
 
 fn signin_refused(state: &AppState, why: &str, token: &str, status: StatusCode) -> Response {
-    view::page(
-        state,
-        None,
-        "signin.html",
-        "signin",
-        "Sign in",
-        json!({"error": why, "signin_csrf": token}),
-        status,
-    )
+    let token = (!token.is_empty()).then(|| token.to_string());
+    signin_page(state, Some(why), token, status)
 }
 
 pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -235,6 +257,8 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: By
         created_at: now,
         expires_at: now.saturating_add(ttl.as_millis() as i64),
     };
+    // Sessions past their expiry are dropped as others sign in (and out).
+    let _ = state.store.console.end_session("", now).await;
     if state.store.console.create_session(rec).await.is_err() {
         return signin_refused(
             &state,

@@ -14,7 +14,7 @@ pub const JS: &str = include_str!("assets/console.js");
 
 /// The script's SHA-256, recorded in docs/console.md (a test keeps it true): a change to
 /// the script is a deliberate one. Also its ETag.
-pub const JS_SHA256: &str = "a51ae12643d1798a14cbb7e70997171d0bc231ca3de7361a9cd01bec446f25da";
+pub const JS_SHA256: &str = "3674a2bb9c98aa95aaa22508a967287a5226ea8e660186b05ea037da70616763";
 
 const TEMPLATES: [(&str, &str); 18] = [
     ("base.html", include_str!("assets/base.html")),
@@ -78,12 +78,10 @@ pub fn env() -> &'static Environment<'static> {
         e.add_filter("when", |v: minijinja::Value| -> String {
             // RFC 3339 to "2026-12-02 17:05:35 UTC".
             let s = v.as_str().unwrap_or("");
-            if s.len() >= 19 {
-                format!("{} UTC", s[..19].replace('T', " "))
-            } else if s.is_empty() {
-                "—".into()
-            } else {
-                s.to_string()
+            match s.get(..19) {
+                Some(head) if s.len() >= 19 => format!("{} UTC", head.replace('T', " ")),
+                _ if s.is_empty() => "—".into(),
+                _ => s.to_string(),
             }
         });
         e
@@ -211,6 +209,24 @@ mod tests {
             doc.contains(JS_SHA256),
             "docs/console.md records the script's sha256"
         );
+    }
+
+    #[test]
+    fn times_read_as_utc_and_odd_text_is_kept_whole() {
+        let when = |v: Value| {
+            env()
+                .render_str("{{ v | when }}", minijinja::context! { v => minijinja::Value::from(minijinja::value::Serde(&v)) })
+                .unwrap()
+        };
+        assert_eq!(
+            when(json!("2026-12-02T17:05:35.330Z")),
+            "2026-12-02 17:05:35 UTC"
+        );
+        assert_eq!(when(json!("")), "—");
+        assert_eq!(when(json!(null)), "—");
+        assert_eq!(when(json!("soon")), "soon");
+        // Byte 19 inside a character: kept as it is, no panic.
+        assert_eq!(when(json!("2026-12-02T17:05:3é5")), "2026-12-02T17:05:3é5");
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub struct Snapshot {
 pub struct StatusPage {
     current: RwLock<Option<Arc<Snapshot>>>,
     file: PathBuf,
+    /// One build at a time: a slow build must not replace a newer one (after a post).
+    building: tokio::sync::Mutex<()>,
 }
 
 impl StatusPage {
@@ -77,6 +79,7 @@ impl StatusPage {
         StatusPage {
             current: RwLock::new(loaded),
             file,
+            building: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -305,9 +308,12 @@ async fn build(
 pub async fn run(state: AppState, stop: tokio_util::sync::CancellationToken) {
     let mut last_minute = 0;
     loop {
-        let prev = state.status.get();
-        let (snap, live) = build(&state, prev.as_deref(), &mut last_minute).await;
-        state.status.set(snap, live);
+        {
+            let _one = state.status.building.lock().await;
+            let prev = state.status.get();
+            let (snap, live) = build(&state, prev.as_deref(), &mut last_minute).await;
+            state.status.set(snap, live);
+        }
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(state.cfg.status.refresh.0) => {}
@@ -317,6 +323,7 @@ pub async fn run(state: AppState, stop: tokio_util::sync::CancellationToken) {
 
 /// Rebuilds at once (after an operator posted an update).
 pub async fn refresh_now(state: &AppState) {
+    let _one = state.status.building.lock().await;
     let prev = state.status.get();
     let mut minute = i64::MAX;
     let (snap, live) = build(state, prev.as_deref(), &mut minute).await;

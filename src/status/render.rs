@@ -253,15 +253,14 @@ pub fn atom(s: &Snapshot, base: &str) -> String {
 /// unknown component is a grey "unknown".
 pub fn badge(s: Option<&Snapshot>, component: &str) -> String {
     let (label, state) = match s {
+        // The whole page: its worst component.
         Some(s) if component == "all" => (
             s.name.clone(),
-            match s.indicator.as_str() {
-                "none" => Some(State::Operational),
-                "maintenance" => Some(State::UnderMaintenance),
-                "minor" => Some(State::DegradedPerformance),
-                "major" => Some(State::PartialOutage),
-                _ => Some(State::MajorOutage),
-            },
+            s.components
+                .iter()
+                .filter_map(|c| State::parse(&c.status))
+                .max()
+                .or(Some(State::Operational)),
         ),
         Some(s) => match s.components.iter().find(|c| c.id == component) {
             Some(c) => (c.name.clone(), State::parse(&c.status)),

@@ -384,3 +384,74 @@ async fn a_session_opened_on_one_node_works_on_another() {
     a.stop().await;
     b.stop().await;
 }
+
+/// The `#` column of the audit table (sequence numbers), in page order.
+fn audit_seqs(html: &str) -> Vec<i64> {
+    let table = &html[html.find("<table id=\"audit\">").unwrap()..];
+    table
+        .split("<tr><td>")
+        .skip(1)
+        .filter_map(|row| row.split("</td>").next()?.trim().parse().ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_pages_miss_nothing_and_the_live_stream_ends_with_the_session() {
+    let h = TestHerald::start().await;
+    for i in 0..130 {
+        key(&h, &format!("k{i}"), "viewer").await;
+    }
+    let s = sign_in(&h.base, ADMIN).await;
+    let c = client();
+    let get = |path: String| {
+        let (c, cookie) = (c.clone(), s.cookie.clone());
+        async move {
+            let r = c.get(path).header("cookie", cookie).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let first = get(format!("{}/console/audit", h.base)).await;
+    let mut seqs = audit_seqs(&first);
+    assert_eq!(seqs.len(), 100, "a page shows 100");
+    let at = first.find("rel=\"next\"").expect("a next page");
+    let href = first[..at]
+        .rsplit("href=\"")
+        .next()
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let href = href.replace("&amp;", "&").replace("&#x2f;", "/");
+    let second = get(format!("{}{href}", h.base)).await;
+    seqs.extend(audit_seqs(&second));
+    // 130 key creations and a sign-in: 131 entries, newest first, none skipped.
+    assert_eq!(seqs.len(), 131, "{seqs:?}");
+    assert!(seqs.windows(2).all(|w| w[0] == w[1] + 1), "{seqs:?}");
+
+    // The live stream sends figures, and ends soon after the session does.
+    let mut r = c
+        .get(format!("{}/console/events", h.base))
+        .header("cookie", &s.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let first = r.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("event: figures"));
+    let (code, _) = post(&h.base, &s, "/console/signout", &[("csrf", &s.csrf)]).await;
+    assert_eq!(code, 303);
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut seen = String::new();
+        while let Ok(Some(chunk)) = r.chunk().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("event: signed_out") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(ended, Ok(true), "the stream ends with the session");
+    h.stop().await;
+}

@@ -7,6 +7,7 @@
   if (!live.length || !window.EventSource) { return; }
   var stamp = document.getElementById('live-state');
   var source = null;
+  var ended = false;
 
   function say(text) { if (stamp) { stamp.textContent = text; } }
 
@@ -49,9 +50,14 @@
   }
 
   function start() {
-    if (source) { return; }
+    if (source || ended) { return; }
     source = new EventSource('/console/events');
     source.addEventListener('figures', figures);
+    source.addEventListener('signed_out', function () {
+      ended = true;
+      stop();
+      say('Signed out: reload the page to sign in again');
+    });
     source.onerror = function () { say('Reconnecting…'); };
   }
 
