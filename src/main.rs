@@ -60,8 +60,26 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Config {
             cmd: ConfigCmd::Check(c),
         } => {
-            let (cfg, file) = config::load(c.config.as_deref())?;
+            let (cfg, file) = config::load(c.config.config.as_deref())?;
             herald::app::check_config(&cfg)?;
+            if c.ha {
+                let found = config::ha::findings(&cfg);
+                if c.format == "json" {
+                    let errors = found
+                        .iter()
+                        .filter(|x| x.level == config::ha::Level::Error)
+                        .count();
+                    herald::cli::out(serde_json::to_string_pretty(&serde_json::json!({
+                        "findings": found, "errors": errors, "warnings": found.len() - errors,
+                    }))?);
+                } else {
+                    herald::cli::out(config::ha::text(&found).trim_end());
+                }
+                if found.iter().any(|x| x.level == config::ha::Level::Error) {
+                    std::process::exit(1);
+                }
+                return Ok(());
+            }
             match file {
                 Some(f) => herald::cli::out(format!("# configuration {} is valid", f.display())),
                 None => herald::cli::out("# no configuration file: built-in defaults"),

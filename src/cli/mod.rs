@@ -170,6 +170,19 @@ pub fn push_keygen() -> String {
 
 #[derive(Subcommand, Debug)]
 pub enum ConfigCmd {
-    /// Validate the configuration and print it, secrets redacted.
-    Check(ConfigArg),
+    /// Validate the configuration and print it, secrets redacted; with `--ha`, list single
+    /// points of failure and risky settings instead (exit 1 when any is an error).
+    Check(CheckArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Look for single points of failure and risky settings.
+    #[arg(long)]
+    pub ha: bool,
+    /// `text` or `json` (with `--ha`).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub format: String,
 }

@@ -3,6 +3,7 @@
 
 mod check;
 mod console;
+pub mod ha;
 mod load;
 mod oncall;
 mod provider;

@@ -145,6 +145,115 @@ fn the_example_configuration_passes_config_check() {
     assert!(!h.contains("HERALD_URL=]"), "{h}");
 }
 
+/// `config check --ha` on the shipped sample, on a deliberately weak configuration and on a
+/// good one.
+#[test]
+fn config_check_ha_flags_single_points_of_failure() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/herald.example.toml");
+    let out = herald(&["config", "check", "--ha", "--config", example], &[]);
+    assert_eq!(out.status.code(), Some(1), "the sample has errors");
+    let s = text(&out.stdout);
+    for want in [
+        "error   providers: no provider carries sms, which template `verify_code` sends through",
+        "error   providers: no provider carries email",
+        "error   backup.every: no backups are scheduled",
+        "warning degrade.sms: sms falls back to push, which no provider carries",
+        "warning storage.url: SQLite holds one node",
+        "warning backup.encrypt_to:",
+        "warning backup.dir:",
+        "# 8 findings: 3 errors, 5 warnings",
+    ] {
+        assert!(s.contains(want), "{want:?} in:\n{s}");
+    }
+    assert!(s.contains("        fix: "), "each finding has a fix");
+
+    let dir = tempfile::tempdir().unwrap();
+    let weak = dir.path().join("weak.toml");
+    std::fs::write(
+        &weak,
+        "[server]\nlisten = \"0.0.0.0:8080\"\n[limits]\nrecipient = { sms = [] }\n\
+         [[providers]]\nid = \"tw\"\nchannel = \"sms\"\nkind = \"twilio\"\n\
+         credentials = { account_sid = \"ACx\", auth_token = \"y\" }\noptions = { from = \"+15005550006\" }\n\
+         [[alert_routes]]\nid = \"db\"\nusers = [\"li\"]\nchannels = { P0 = [\"sms\"] }\n",
+    )
+    .unwrap();
+    let out = herald(
+        &[
+            "config",
+            "check",
+            "--ha",
+            "--format",
+            "json",
+            "--config",
+            weak.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found: Vec<(String, String)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["level"].as_str().unwrap().to_string(),
+                f["key"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (level, key) in [
+        ("error", "providers"),
+        ("error", "backup.every"),
+        ("error", "alert_routes.db.escalation_policy"),
+        ("warning", "degrade"),
+        ("warning", "storage.url"),
+        ("warning", "limits.recipient.sms"),
+        ("warning", "server.metrics_open"),
+    ] {
+        assert!(
+            found.contains(&(level.to_string(), key.to_string())),
+            "{level} {key} in {found:?}"
+        );
+    }
+    assert!(v["findings"][0]["fix"].is_string());
+    assert_eq!(v["errors"], 3, "{v}");
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[server]\nlisten = \"0.0.0.0:8080\"\nmetrics_open = false\n\
+         [storage]\nurl = \"postgres://herald@db1:5432,db2:5432/herald?target_session_attrs=read-write\"\n\
+         [backup]\nevery = \"6h\"\nencrypt_to = \"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\"\ndir = \"/mnt/backups\"\n\
+         [degrade]\nsms = [\"inbox\"]\n\
+         [[providers]]\nid = \"aliyun-main\"\nchannel = \"sms\"\nkind = \"aliyun\"\n\
+         credentials = { access_key_id = \"x\", access_key_secret = \"y\", receipt_token = \"t\" }\noptions = { sign_name = \"Herald\" }\n\
+         [[providers]]\nid = \"twilio-backup\"\nchannel = \"sms\"\nkind = \"twilio\"\npriority = 2\n\
+         credentials = { account_sid = \"ACx\", auth_token = \"y\" }\noptions = { from = \"+15005550006\" }\n",
+    )
+    .unwrap();
+    let out = herald(
+        &[
+            "config",
+            "check",
+            "--ha",
+            "--config",
+            good.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "# 0 findings: 0 errors, 0 warnings"
+    );
+}
+
 /// Runbook commands as written there: `dlq replay --channel` alone, and errors that name the
 /// file they could not open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
