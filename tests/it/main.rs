@@ -20,6 +20,7 @@ mod e2e_console_browser;
 mod e2e_contacts;
 mod e2e_crash;
 mod e2e_dead_letters;
+mod e2e_deploy;
 mod e2e_drills;
 mod e2e_email;
 mod e2e_failover;
