@@ -416,7 +416,16 @@ pub fn setup_tracing(cfg: &Config) {
         .with_writer(crate::log_escape::EscapedStderr)
         .with_ansi(false);
     let _ = if cfg.log.format == "json" {
-        builder.json().try_init()
+        // One object per line: `timestamp`, `level`, `target`, the event's fields at the top
+        // (`message`, `provider`, `error` …), and the fields of the spans it happened in
+        // (`span`: the innermost; `spans`: all), e.g. a delivery's `message_id`,
+        // `delivery_id` and `channel`. Documented in docs/operations.md ("Logs").
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init()
     } else {
         builder.try_init()
     };

@@ -58,3 +58,50 @@ async fn remote_error_bodies_and_reasons_are_escaped_in_logs() {
     );
     drop(h);
 }
+
+/// `[log] format = "json"`: one object per line; a delivery's lines carry its ids (from the
+/// `process` span) and the provider; the API key never appears.
+#[tokio::test]
+async fn json_logs_carry_the_delivery_ids_and_no_secrets() {
+    let app = axum::Router::new().fallback(|| async { (StatusCode::BAD_REQUEST, "no") });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    // Appended inside the harness's `[log]` table.
+    let h = HeraldProcess::start_with_log_level(dir.path(), "format = \"json\"\n", "info").await;
+    let sent = h
+        .send(&json!({"to": {"webhook": hook}, "content": {"text": "x"}}))
+        .await;
+    let id = sent["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let line = loop {
+        let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
+        if let Some(l) = log.lines().find(|l| l.contains("attempt failed")) {
+            for l in log.lines().filter(|l| !l.trim().is_empty()) {
+                assert!(
+                    serde_json::from_str::<serde_json::Value>(l).is_ok(),
+                    "not one JSON object: {l}"
+                );
+                assert!(!l.contains(KEY), "the API key in a log line: {l}");
+            }
+            break serde_json::from_str::<serde_json::Value>(l).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no attempt logged: {log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(line["level"], "INFO", "{line}");
+    assert_eq!(line["message"], "attempt failed", "{line}");
+    assert_eq!(line["provider"], "webhook", "{line}");
+    assert!(line["timestamp"].is_string(), "{line}");
+    assert_eq!(line["span"]["name"], "process", "{line}");
+    assert_eq!(line["span"]["message_id"], id.as_str(), "{line}");
+    assert!(
+        line["span"]["delivery_id"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("dlv_")),
+        "{line}"
+    );
+    assert_eq!(line["span"]["channel"], "webhook", "{line}");
+    drop(h);
+}
