@@ -275,8 +275,7 @@ mod tests {
     /// A deployment with nothing to flag.
     fn good() -> Config {
         let mut c = Config::default();
-        c.storage.url =
-            Some("postgres://herald@db1,db2/herald?target_session_attrs=read-write".into());
+        c.storage.url = Some("postgres://herald@postgres-rw:5432/herald".into());
         c.server.listen = "0.0.0.0:8080".into();
         c.server.metrics_open = false;
         c.backup.every = Some(crate::config::Dur::secs(6 * 3600));

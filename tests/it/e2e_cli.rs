@@ -223,7 +223,7 @@ fn config_check_ha_flags_single_points_of_failure() {
     std::fs::write(
         &good,
         "[server]\nlisten = \"0.0.0.0:8080\"\nmetrics_open = false\n\
-         [storage]\nurl = \"postgres://herald@db1:5432,db2:5432/herald?target_session_attrs=read-write\"\n\
+         [storage]\nurl = \"postgres://herald@postgres-rw:5432/herald\"\n\
          [backup]\nevery = \"6h\"\nencrypt_to = \"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\"\ndir = \"/mnt/backups\"\n\
          [degrade]\nsms = [\"inbox\"]\n\
          [[providers]]\nid = \"aliyun-main\"\nchannel = \"sms\"\nkind = \"aliyun\"\n\

@@ -137,7 +137,7 @@ fn the_kubernetes_manifests_validate_and_agree_with_the_rest() {
     let env = [
         (
             "HERALD_DATABASE_URL",
-            "postgres://herald:x@db1:5432,db2:5432/herald?target_session_attrs=read-write",
+            "postgres://herald:x@postgres-rw:5432/herald",
         ),
         ("HERALD_METRICS_KEY", "metrics-key-0123456789abcdef"),
     ];
