@@ -23,6 +23,11 @@ impl Answer {
     pub fn ok(&self) -> bool {
         self.status.is_success()
     }
+    /// The problem's words when refused, to say on the page.
+    pub fn refusal(&self) -> Option<String> {
+        (!self.ok()).then(|| self.problem())
+    }
+
     /// The problem's words, for a refused call.
     pub fn problem(&self) -> String {
         let detail = self.body["detail"].as_str().unwrap_or("");

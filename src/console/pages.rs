@@ -1,6 +1,6 @@
 //! The console's main pages, each read through the API as the signed-in key.
 
-use super::client::{self, call, list, query, seg};
+use super::client::{call, list, query, seg};
 use super::figures;
 use super::session::Session;
 use super::view::page;
@@ -17,17 +17,12 @@ fn q<'a>(q: &'a HashMap<String, String>, k: &str) -> &'a str {
     q.get(k).map(String::as_str).unwrap_or("")
 }
 
-/// A refused read, said on the page (and with its status).
-fn refused(a: &client::Answer) -> Option<String> {
-    (!a.ok()).then(|| a.problem())
-}
-
 pub async fn overview(State(state): State<AppState>, s: Session) -> Response {
     let (f, _) = figures::read(&state, None).await;
     let (providers, a) = list(&state, &s.who, "/v1/providers").await;
     let (pending, b) = list(&state, &s.who, "/v1/approvals?status=pending&limit=20").await;
     // A read that failed says so rather than look like an empty list.
-    let problem = refused(&a).or_else(|| refused(&b));
+    let problem = a.refusal().or_else(|| b.refusal());
     let status = if a.ok() { b.status } else { a.status };
     page(
         &state,
@@ -71,7 +66,7 @@ pub async fn messages(State(state): State<AppState>, s: Session, Query(p): Q) ->
         "messages",
         "Messages",
         json!({
-            "data": data, "next": next, "problem": refused(&a),
+            "data": data, "next": next, "problem": a.refusal(),
             "status": q(&p, "status"), "channel": q(&p, "channel"),
             "statuses": ["queued", "sending", "sent", "delivered", "failed", "expired", "cancelled"],
             "channels": crate::core::types::Channel::ALL.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
@@ -99,7 +94,7 @@ pub async fn message(
         "message.html",
         "messages",
         "Message",
-        json!({"m": a.body, "id": id, "problem": refused(&a)}),
+        json!({"m": a.body, "id": id, "problem": a.refusal()}),
         a.status,
     )
 }
@@ -127,7 +122,7 @@ pub async fn dead_letters(State(state): State<AppState>, s: Session, Query(p): Q
         "dead_letters",
         "Dead letters",
         json!({
-            "data": data, "next": next, "problem": refused(&a), "channel": q(&p, "channel"),
+            "data": data, "next": next, "problem": a.refusal(), "channel": q(&p, "channel"),
             "replay_over": state.cfg.approvals.replay_over,
             "needs_approval": state.cfg.approvals.requires("dead_letters.replay"),
         }),
@@ -143,7 +138,7 @@ pub async fn providers(State(state): State<AppState>, s: Session) -> Response {
         "providers.html",
         "providers",
         "Providers",
-        json!({"data": data, "problem": refused(&a)}),
+        json!({"data": data, "problem": a.refusal()}),
         a.status,
     )
 }
@@ -157,7 +152,7 @@ pub async fn mode(State(state): State<AppState>, s: Session) -> Response {
         "mode",
         "Mode",
         json!({
-            "m": a.body, "problem": refused(&a),
+            "m": a.body, "problem": a.refusal(),
             "modes": ["normal", "core_only", "read_only"],
             "needs_approval": state.cfg.approvals.requires("mode.set"),
         }),
@@ -180,7 +175,7 @@ pub async fn approvals(State(state): State<AppState>, s: Session) -> Response {
         "approvals.html",
         "approvals",
         "Approvals",
-        json!({"pending": pending, "recent": recent, "review": review, "problem": refused(&a)}),
+        json!({"pending": pending, "recent": recent, "review": review, "problem": a.refusal()}),
         a.status,
     )
 }
@@ -218,7 +213,7 @@ pub async fn audit(State(state): State<AppState>, s: Session, Query(p): Q) -> Re
         .await;
         if !a.ok() {
             status = a.status;
-            problem = refused(&a);
+            problem = a.refusal();
             break;
         }
         last = a.body["next_after"].as_i64();

@@ -10,10 +10,6 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-fn problem(a: &super::client::Answer) -> Option<String> {
-    (!a.ok()).then(|| a.problem())
-}
-
 pub async fn nodes(State(state): State<AppState>, s: Session) -> Response {
     let a = call(&state, &s.who, Method::GET, "/v1/nodes", None).await;
     page(
@@ -23,7 +19,7 @@ pub async fn nodes(State(state): State<AppState>, s: Session) -> Response {
         "nodes",
         "Nodes",
         json!({
-            "data": a.body["data"], "this_node": a.body["this_node"], "problem": problem(&a),
+            "data": a.body["data"], "this_node": a.body["this_node"], "problem": a.refusal(),
             "backend": if state.store.cluster.shared() { "PostgreSQL (shared by every node)" } else { "SQLite (this node only)" },
         }),
         a.status,
@@ -38,7 +34,7 @@ pub async fn keys(State(state): State<AppState>, s: Session) -> Response {
         "keys.html",
         "keys",
         "API keys",
-        json!({"data": data, "problem": problem(&a), "roles": ["viewer", "sender", "operator", "admin"]}),
+        json!({"data": data, "problem": a.refusal(), "roles": ["viewer", "sender", "operator", "admin"]}),
         a.status,
     )
 }
@@ -51,7 +47,7 @@ pub async fn contacts(State(state): State<AppState>, s: Session) -> Response {
         "contacts.html",
         "contacts",
         "Contacts",
-        json!({"data": data, "problem": problem(&a)}),
+        json!({"data": data, "problem": a.refusal()}),
         a.status,
     )
 }
@@ -81,7 +77,7 @@ pub async fn incidents(State(state): State<AppState>, s: Session) -> Response {
         "incidents.html",
         "incidents",
         "Incidents and on-call",
-        json!({"data": data, "on_call": on_call, "problem": problem(&a)}),
+        json!({"data": data, "on_call": on_call, "problem": a.refusal()}),
         a.status,
     )
 }
@@ -182,7 +178,7 @@ pub async fn status_posts(State(state): State<AppState>, s: Session) -> Response
         "status",
         "Status page posts",
         json!({
-            "data": data, "problem": problem(&a), "components": components,
+            "data": data, "problem": a.refusal(), "components": components,
             "statuses": ["investigating", "identified", "monitoring", "resolved"],
             "impacts": ["none", "minor", "major", "critical"],
             "component_states": ["operational", "under_maintenance", "degraded_performance", "partial_outage", "major_outage"],

@@ -8,6 +8,7 @@ use super::view;
 use crate::api::AppState;
 use crate::api::auth::{Principal, hash_key};
 use crate::core::types::now_millis;
+use crate::providers::signing::constant_time_eq;
 use crate::store::{AuditEntry, SessionRecord};
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, State};
@@ -36,13 +37,8 @@ impl Session {
 
     /// Whether a submitted form token is this session's.
     pub fn csrf_ok(&self, token: Option<&str>) -> bool {
-        token.is_some_and(|t| same(t.as_bytes(), self.csrf.as_bytes()))
+        token.is_some_and(|t| constant_time_eq(t.as_bytes(), self.csrf.as_bytes()))
     }
-}
-
-/// Compares without stopping at the first difference.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn random_token() -> String {
@@ -220,7 +216,8 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: By
     let expected = cookie(&headers, SIGNIN_COOKIE);
     let sent = field(&f, "csrf");
     let token = expected.clone().unwrap_or_default();
-    if !matches!((&expected, sent), (Some(e), Some(s)) if same(e.as_bytes(), s.as_bytes())) {
+    if !matches!((&expected, sent), (Some(e), Some(s)) if constant_time_eq(e.as_bytes(), s.as_bytes()))
+    {
         return signin_refused(
             &state,
             "This sign-in form has expired or did not come from this console. Reload the page and try again.",
@@ -338,9 +335,6 @@ mod tests {
     fn csrf_tokens_differ_per_session_and_compare_exactly() {
         let (a, b) = (random_token(), random_token());
         assert_ne!(csrf_of(&a), csrf_of(&b));
-        assert!(same(b"abc", b"abc"));
-        assert!(!same(b"abc", b"abd"));
-        assert!(!same(b"abc", b"ab"));
     }
 
     #[test]

@@ -176,7 +176,10 @@ fn posted_states(incidents: &[serde_json::Value]) -> HashMap<String, Vec<State>>
 
 /// The components: the API itself, then each channel that has providers.
 pub fn component_ids(state: &AppState) -> Vec<(String, String)> {
-    let views = state.providers.views(now_millis());
+    components_of(&state.providers.views(now_millis()))
+}
+
+fn components_of(views: &[crate::providers::registry::ProviderView]) -> Vec<(String, String)> {
     let mut out = vec![("api".to_string(), "API".to_string())];
     for c in Channel::ALL {
         if views.iter().any(|v| v.channel == *c) {
@@ -213,12 +216,8 @@ async fn build(
     last_minute: &mut i64,
 ) -> (Snapshot, bool) {
     let now = now_millis();
-    let storage_ok = state.store.operations.ping().await.is_ok();
-    let stored = if storage_ok {
-        read_stored(state, now).await
-    } else {
-        None
-    };
+    // Reading the posts and the history is the storage check: no separate ping.
+    let stored = read_stored(state, now).await;
     let live = stored.is_some();
     let (incidents, at) = match (&stored, prev) {
         (Some(s), _) => (s.incidents.clone(), s.at),
@@ -233,7 +232,7 @@ async fn build(
     let views = state.providers.views(now);
     let posted = posted_states(&incidents);
     let mut comps = Vec::new();
-    for (pos, (id, name)) in component_ids(state).into_iter().enumerate() {
+    for (pos, (id, name)) in components_of(&views).into_iter().enumerate() {
         let providers: Vec<&str> = views
             .iter()
             .filter(|v| v.channel.to_string() == id)

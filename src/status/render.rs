@@ -58,23 +58,13 @@ fn age(ms: i64) -> String {
     }
 }
 
-fn all_states() -> [State; 5] {
-    [
-        State::Operational,
-        State::UnderMaintenance,
-        State::DegradedPerformance,
-        State::PartialOutage,
-        State::MajorOutage,
-    ]
-}
-
 /// The status page.
 pub fn html(s: &Snapshot, now: i64) -> Result<String, minijinja::Error> {
-    let labels: std::collections::BTreeMap<&str, &str> = all_states()
+    let labels: std::collections::BTreeMap<&str, &str> = State::ALL
         .iter()
         .map(|st| (st.as_str(), st.label()))
         .collect();
-    let icons: std::collections::BTreeMap<&str, &str> = all_states()
+    let icons: std::collections::BTreeMap<&str, &str> = State::ALL
         .iter()
         .map(|st| (st.as_str(), st.icon()))
         .collect();

@@ -15,6 +15,15 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, mildest first.
+    pub const ALL: [State; 5] = [
+        State::Operational,
+        State::UnderMaintenance,
+        State::DegradedPerformance,
+        State::PartialOutage,
+        State::MajorOutage,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             State::Operational => "operational",
@@ -25,15 +34,7 @@ impl State {
         }
     }
     pub fn parse(s: &str) -> Option<State> {
-        [
-            State::Operational,
-            State::UnderMaintenance,
-            State::DegradedPerformance,
-            State::PartialOutage,
-            State::MajorOutage,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
+        State::ALL.into_iter().find(|st| st.as_str() == s)
     }
     /// In words, for people.
     pub fn label(self) -> &'static str {

@@ -9,15 +9,7 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 async fn key(h: &TestHerald, name: &str, role: &str, approver: bool) -> String {
-    let (code, k) = h
-        .call(
-            Method::POST,
-            "/v1/api-keys",
-            Some(json!({"name": name, "role": role, "approver": approver})),
-        )
-        .await;
-    assert_eq!(code, 201, "{k}");
-    k["key"].as_str().unwrap().to_string()
+    h.api_key(name, role, approver).await.0
 }
 
 async fn mode(h: &TestHerald) -> String {

@@ -6,7 +6,6 @@
 use crate::utils::{ADMIN, TestHerald, pg};
 use reqwest::Method;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
-use serde_json::json;
 use std::time::Duration;
 
 fn client() -> reqwest::Client {
@@ -84,6 +83,16 @@ async fn sign_in(base: &str, key: &str) -> Signed {
     }
 }
 
+/// A GET with the session's cookie (redirects not followed).
+async fn get_as(url: String, s: &Signed) -> reqwest::Response {
+    client()
+        .get(url)
+        .header("cookie", &s.cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn post(base: &str, s: &Signed, path: &str, form: &[(&str, &str)]) -> (u16, String) {
     let r = client()
         .post(format!("{base}{path}"))
@@ -96,18 +105,7 @@ async fn post(base: &str, s: &Signed, path: &str, form: &[(&str, &str)]) -> (u16
 }
 
 async fn key(h: &TestHerald, name: &str, role: &str) -> (String, String) {
-    let (code, k) = h
-        .call(
-            Method::POST,
-            "/v1/api-keys",
-            Some(json!({"name": name, "role": role})),
-        )
-        .await;
-    assert_eq!(code, 201, "{k}");
-    (
-        k["key"].as_str().unwrap().to_string(),
-        k["id"].as_str().unwrap().to_string(),
-    )
+    h.api_key(name, role, false).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,12 +253,7 @@ async fn sessions_cookies_headers_and_csrf_hold() {
     assert_eq!(code, 204);
     let start = std::time::Instant::now();
     loop {
-        let r = c
-            .get(format!("{base}/console/providers"))
-            .header("cookie", &v.cookie)
-            .send()
-            .await
-            .unwrap();
+        let r = get_as(format!("{base}/console/providers"), &v).await;
         if r.status() == 303 {
             break;
         }
@@ -272,12 +265,7 @@ async fn sessions_cookies_headers_and_csrf_hold() {
     // Signing out ends the session on the server, not only in the browser.
     let (code, _) = post(&base, &s, "/console/signout", &[("csrf", &s.csrf)]).await;
     assert_eq!(code, 303);
-    let r = c
-        .get(format!("{base}/console"))
-        .header("cookie", &s.cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = get_as(format!("{base}/console"), &s).await;
     assert_eq!(r.status(), 303, "the old cookie opens nothing");
 
     // Every page is small (the status page under 60 KB, console pages under 100 KB, even
@@ -300,12 +288,7 @@ async fn sessions_cookies_headers_and_csrf_hold() {
         "/console/assets/console.css",
         "/console/assets/console.js",
     ] {
-        let r = c
-            .get(format!("{base}{p}"))
-            .header("cookie", &o.cookie)
-            .send()
-            .await
-            .unwrap();
+        let r = get_as(format!("{base}{p}"), &o).await;
         assert_eq!(r.status(), 200, "{p}");
         let body = r.text().await.unwrap();
         assert!(body.len() < 100_000, "{p}: {} bytes", body.len());
@@ -329,12 +312,7 @@ async fn an_expired_session_is_refused() {
     let h = TestHerald::start_with(|c| c.console.session_ttl = herald::config::Dur::secs(1)).await;
     let s = sign_in(&h.base, ADMIN).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let r = client()
-        .get(format!("{}/console", h.base))
-        .header("cookie", &s.cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = get_as(format!("{}/console", h.base), &s).await;
     assert_eq!(r.status(), 303);
     let (code, body) = post(
         &h.base,
@@ -356,12 +334,7 @@ async fn a_session_opened_on_one_node_works_on_another() {
     let a = TestHerald::start_with(move |c| c.storage.url = Some(url)).await;
     let b = TestHerald::start_with(move |c| c.storage.url = Some(u2)).await;
     let s = sign_in(&a.base, ADMIN).await;
-    let r = client()
-        .get(format!("{}/console/nodes", b.base))
-        .header("cookie", &s.cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = get_as(format!("{}/console/nodes", b.base), &s).await;
     assert_eq!(r.status(), 200);
     let (code, body) = post(
         &b.base,
@@ -402,11 +375,10 @@ async fn the_audit_pages_miss_nothing_and_the_live_stream_ends_with_the_session(
         key(&h, &format!("k{i}"), "viewer").await;
     }
     let s = sign_in(&h.base, ADMIN).await;
-    let c = client();
-    let get = |path: String| {
-        let (c, cookie) = (c.clone(), s.cookie.clone());
+    let get = |url: String| {
+        let s = &s;
         async move {
-            let r = c.get(path).header("cookie", cookie).send().await.unwrap();
+            let r = get_as(url, s).await;
             assert_eq!(r.status(), 200);
             r.text().await.unwrap()
         }
@@ -430,12 +402,7 @@ async fn the_audit_pages_miss_nothing_and_the_live_stream_ends_with_the_session(
     assert!(seqs.windows(2).all(|w| w[0] == w[1] + 1), "{seqs:?}");
 
     // The live stream sends figures, and ends soon after the session does.
-    let mut r = c
-        .get(format!("{}/console/events", h.base))
-        .header("cookie", &s.cookie)
-        .send()
-        .await
-        .unwrap();
+    let mut r = get_as(format!("{}/console/events", h.base), &s).await;
     assert_eq!(r.status(), 200);
     let first = r.chunk().await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&first).contains("event: figures"));

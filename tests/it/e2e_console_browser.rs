@@ -32,15 +32,7 @@ fn axe_source() -> String {
 }
 
 async fn key(h: &TestHerald, name: &str, role: &str, approver: bool) -> String {
-    let (code, k) = h
-        .call(
-            Method::POST,
-            "/v1/api-keys",
-            Some(json!({"name": name, "role": role, "approver": approver})),
-        )
-        .await;
-    assert_eq!(code, 201, "{k}");
-    k["key"].as_str().unwrap().to_string()
+    h.api_key(name, role, approver).await.0
 }
 
 async fn sign_in(b: &Browser, base: &str, key: &str) {
@@ -162,6 +154,11 @@ async fn an_operators_day_in_the_console_and_the_status_page_in_a_real_browser()
     assert!(b.text("#chain-verdict").await.contains("Intact"));
     b.screenshot(&dir.join("audit.png")).await;
     b.goto(&format!("{base}/console/providers")).await;
+    let switch = b.text("#switch-twilio-backup").await;
+    assert!(
+        switch.contains("vendor maintenance window") && switch.contains("ends by itself"),
+        "{switch}"
+    );
     b.fill("#en-reason-twilio-backup", "window over").await;
     b.click("#enable-twilio-backup").await;
     b.wait_text("#outcome", |t| t.contains("Done")).await;

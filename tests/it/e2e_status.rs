@@ -3,9 +3,9 @@
 //! page, the Statuspage documents, the feed and the badges; with PostgreSQL stopped the page
 //! keeps answering with its last snapshot, stamped with its age.
 
+use crate::utils::TestHerald;
 use crate::utils::pg::OwnCluster;
 use crate::utils::rig::{Rig, sms, sms_providers, verify_template};
-use crate::utils::{ADMIN, TestHerald};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -127,15 +127,7 @@ async fn posted_incidents_and_updates_reach_the_page_feed_and_documents() {
     })
     .await;
     let h = &rig.herald;
-    let (code, viewer) = h
-        .call(
-            Method::POST,
-            "/v1/api-keys",
-            Some(json!({"name": "vic", "role": "viewer"})),
-        )
-        .await;
-    assert_eq!(code, 201);
-    let viewer = viewer["key"].as_str().unwrap().to_string();
+    let (viewer, _) = h.api_key("vic", "viewer", false).await;
     let incident = json!({
         "title": "SMS to China delayed",
         "impact": "minor",
@@ -248,7 +240,6 @@ async fn posted_incidents_and_updates_reach_the_page_feed_and_documents() {
     );
     let (_, listed) = h.get("/v1/status/incidents").await;
     assert_eq!(listed["data"][0]["id"], id.as_str());
-    let _ = ADMIN;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,6 +55,22 @@ impl TestHerald {
         }
     }
 
+    /// Makes an API key through the API (as the admin): the key and its id.
+    pub async fn api_key(&self, name: &str, role: &str, approver: bool) -> (String, String) {
+        let (code, k) = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/api-keys",
+                Some(serde_json::json!({"name": name, "role": role, "approver": approver})),
+            )
+            .await;
+        assert_eq!(code, 201, "{k}");
+        (
+            k["key"].as_str().unwrap().to_string(),
+            k["id"].as_str().unwrap().to_string(),
+        )
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
