@@ -367,8 +367,22 @@ async fn scheduled_backups_run_keep_the_newest_and_are_measured() {
         kept = backup::list(&dir).unwrap();
     }
     assert!(kept.len() <= 2, "{} kept", kept.len());
-    let newest = kept.last().unwrap();
-    backup::verify(&newest.path, None).await.unwrap();
+    // A backup is written every second and the oldest pruned, so the newest listed may be
+    // gone by the time a slow machine reads it: copy it aside first (bounded retries).
+    let aside = h.dir.path().join("verify-copy.tar.zst");
+    let mut copied = false;
+    for _ in 0..50 {
+        let listed = backup::list(&dir).unwrap();
+        if let Some(newest) = listed.last() {
+            if std::fs::copy(&newest.path, &aside).is_ok() {
+                copied = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(copied, "no backup could be copied aside");
+    backup::verify(&aside, None).await.unwrap();
     let metrics = h.metrics().await;
     let line = metrics
         .lines()
