@@ -33,6 +33,8 @@ pub enum StartError {
     Spool(std::io::Error),
     #[error("cannot listen: {0}")]
     Listen(std::io::Error),
+    #[error("telemetry: {0}")]
+    Telemetry(String),
 }
 
 /// A running gateway.
@@ -127,6 +129,16 @@ pub async fn start(
         store.queue_depth().await?,
     ));
     let workers_beat = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let node_id = new_id("node");
+    // Spans are flushed after the workers have stopped (their last outcomes included).
+    let trace_stop = CancellationToken::new();
+    let (tracer, exporter) = crate::telemetry::Tracer::start(
+        &cfg.telemetry,
+        &node_id,
+        metrics.clone(),
+        trace_stop.clone(),
+    )
+    .map_err(StartError::Telemetry)?;
     let state = AppState {
         cfg: cfg.clone(),
         store: crate::store::Domains::of(&store),
@@ -149,7 +161,8 @@ pub async fn start(
         shutdown: CancellationToken::new(),
         mode: mode.clone(),
         queue_depth: queue_depth.clone(),
-        node_id: new_id("node"),
+        node_id: node_id.clone(),
+        tracer: tracer.clone(),
         spool: spool.clone(),
         status: Arc::new(crate::status::StatusPage::new(
             cfg.status
@@ -159,7 +172,6 @@ pub async fn start(
         )),
     };
     let stop = state.shutdown.clone();
-    let node_id = state.node_id.clone();
     let dispatcher = cfg.dispatch.enabled.then(|| {
         Arc::new(Dispatcher {
             queue: store.clone(),
@@ -174,6 +186,7 @@ pub async fn start(
             endpoints: Default::default(),
             beat: workers_beat.clone(),
             completer: crate::worker::completer::Completer::start(store.clone()),
+            tracer,
         })
     });
     // A node that does not dispatch does not page either (pages wait for one that does).
@@ -292,6 +305,11 @@ pub async fn start(
         retention.abort();
         if let Some(b) = backups {
             b.abort();
+        }
+        trace_stop.cancel();
+        if let Some(e) = exporter {
+            // The last export is bounded by its own timeout; past that it is given up.
+            let _ = tokio::time::timeout(Duration::from_secs(15), e).await;
         }
         let _ = node.await;
         tracing::info!("stopped");

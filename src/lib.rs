@@ -18,6 +18,7 @@ pub mod simulate;
 pub mod spool;
 pub mod status;
 pub mod store;
+pub mod telemetry;
 pub mod templates;
 pub mod tls;
 pub mod worker;

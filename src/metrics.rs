@@ -84,6 +84,8 @@ pub struct Metrics {
     pub backup_last_duration: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub backup_failures: Counter,
     pub retention_deleted: Family<WhatLabels, Counter>,
+    /// Spans given to the OTLP exporter, by what became of them.
+    pub trace_spans: Family<WhatLabels, Counter>,
     pub receipts: Family<ReceiptLabels, Counter>,
     pub deferred: Family<ReasonLabels, Counter>,
     /// Alerts taken in, by source and outcome (`opened`, `updated`, `resolved`, `unchanged`).
@@ -328,6 +330,12 @@ impl Metrics {
             "Rows deleted by the retention job, by kind (messages count with their deliveries and attempts)",
             retention_deleted.clone(),
         );
+        let trace_spans = Family::<WhatLabels, Counter>::default();
+        r.register(
+            "trace_spans",
+            "Spans sent to the OTLP receiver (exported) or dropped (the receiver refused or did not answer, or the buffer was full)",
+            trace_spans.clone(),
+        );
         let deferred = Family::<ReasonLabels, Counter>::default();
         r.register(
             "deliveries_deferred",
@@ -448,6 +456,7 @@ impl Metrics {
             backup_last_duration,
             backup_failures,
             retention_deleted,
+            trace_spans,
             receipts,
             spooled,
             spool_depth,

@@ -1,6 +1,7 @@
 //! `/v1/messages`: send (single and batch), read, list, cancel.
 
 use super::body::read_json;
+use super::traces::AcceptSpan;
 use super::{AppState, Caller, list_filter, page};
 use crate::core::message::{Idempotency, NewMessage};
 use crate::core::types::{Priority, Role, now_millis};
@@ -210,24 +211,40 @@ fn note_accepted(state: &AppState, priority: Priority) {
 
 pub async fn send(
     State(state): State<AppState>,
-    Caller(who): Caller,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
+) -> Result<Response, ApiError> {
+    let mut span = AcceptSpan::start(&state.tracer, &headers, "POST /v1/messages");
+    let answer = send_one(&state, caller, &headers, body, &mut span).await;
+    span.finish(&state.tracer, &answer);
+    answer
+}
+
+async fn send_one(
+    state: &AppState,
+    Caller(who): Caller,
+    headers: &HeaderMap,
+    body: Body,
+    span: &mut AcceptSpan,
 ) -> Result<Response, ApiError> {
     who.require(Role::Sender)?;
     let value = read_json(body, state.cfg.server.max_body.0)
         .await
-        .map_err(|e| refused(&state, e))?;
-    let idem = idempotency(&headers, &who.id, &value)?;
-    let msg = build(&state, &who.name, value, idem, &mut ContactsSeen::new())
+        .map_err(|e| refused(state, e))?;
+    let idem = idempotency(headers, &who.id, &value)?;
+    let mut msg = build(state, &who.name, value, idem, &mut ContactsSeen::new())
         .await
-        .map_err(|e| refused(&state, e))?;
-    admit(&state, msg.priority).map_err(|e| refused(&state, e))?;
+        .map_err(|e| refused(state, e))?;
+    admit(state, msg.priority).map_err(|e| refused(state, e))?;
+    msg.trace = Some(span.ctx.to_string());
+    span.attr("herald.message_id", msg.id.clone());
+    let _store = state.tracer.until_dropped(span.child("store"));
     let deliveries = msg.deliveries.len() as u64;
     let due_now = msg.send_at <= now_millis();
     let priority = msg.priority;
     if state.spool.as_ref().is_some_and(|s| s.storage_down()) {
-        let mut r = spool(&state, vec![msg], "storage is down").await?;
+        let mut r = spool(state, vec![msg], "storage is down").await?;
         return Ok((StatusCode::ACCEPTED, Json(r.pop().unwrap_or_default())).into_response());
     }
     // A copy is kept only where the spool may need it (PostgreSQL): not on the SQLite path.
@@ -235,7 +252,7 @@ pub async fn send(
     let outcome = match state.store.queue.accept(vec![msg]).await {
         Ok(mut o) => o.pop().ok_or_else(ApiError::internal)?,
         Err(StoreError::Unavailable(why)) if let Some(msg) = fallback => {
-            return spool(&state, vec![msg], &why).await.map(|mut r| {
+            return spool(state, vec![msg], &why).await.map(|mut r| {
                 let one = r.pop().unwrap_or_default();
                 (StatusCode::ACCEPTED, Json(one)).into_response()
             });
@@ -244,7 +261,7 @@ pub async fn send(
     };
     match outcome {
         Accepted::New(reply) => {
-            note_accepted(&state, priority);
+            note_accepted(state, priority);
             state
                 .queue_depth
                 .fetch_add(deliveries, std::sync::atomic::Ordering::Relaxed);
@@ -269,7 +286,7 @@ pub async fn send(
         Accepted::RecipientLimited {
             channel,
             retry_after_ms,
-        } => Err(refused(&state, recipient_limited(channel, retry_after_ms))),
+        } => Err(refused(state, recipient_limited(channel, retry_after_ms))),
     }
 }
 
@@ -326,14 +343,28 @@ fn item_idempotency(
 
 pub async fn send_batch(
     State(state): State<AppState>,
-    Caller(who): Caller,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
+) -> Result<Response, ApiError> {
+    let mut span = AcceptSpan::start(&state.tracer, &headers, "POST /v1/messages/batch");
+    let answer = send_many(&state, caller, &headers, body, &mut span).await;
+    span.finish(&state.tracer, &answer);
+    answer
+}
+
+/// Every message of a batch joins the batch request's trace.
+async fn send_many(
+    state: &AppState,
+    Caller(who): Caller,
+    headers: &HeaderMap,
+    body: Body,
+    span: &mut AcceptSpan,
 ) -> Result<Response, ApiError> {
     who.require(Role::Sender)?;
     let value = read_json(body, state.cfg.server.max_batch_body.0)
         .await
-        .map_err(|e| refused(&state, e))?;
+        .map_err(|e| refused(state, e))?;
     let Value::Object(mut obj) = value else {
         return Err(ApiError::field(
             "body",
@@ -360,11 +391,7 @@ pub async fn send_batch(
     // `Idempotency-Key` on the batch: each item is keyed `KEY#index` in a scope of its own,
     // with the whole batch's hash, so that a retry of the same batch answers the first reply
     // and another batch under the same key is refused before anything is stored.
-    let batch_idem = idempotency(
-        &headers,
-        &batch_scope(&who.id),
-        &Value::Array(items.clone()),
-    )?;
+    let batch_idem = idempotency(headers, &batch_scope(&who.id), &Value::Array(items.clone()))?;
     let mut replayed = false;
     let mut results: Vec<Option<Value>> = vec![None; items.len()];
     let mut valid = Vec::new();
@@ -374,13 +401,13 @@ pub async fn send_batch(
         let idem = match item_idempotency(&who.id, &mut item, i, batch_idem.as_ref()) {
             Ok(idem) => idem,
             Err(e) => {
-                results[i] = Some(json!({ "error": refused(&state, e).body() }));
+                results[i] = Some(json!({ "error": refused(state, e).body() }));
                 continue;
             }
         };
-        match build(&state, &who.name, item, idem, &mut seen)
+        match build(state, &who.name, item, idem, &mut seen)
             .await
-            .and_then(|m| admit(&state, m.priority).map(|_| m))
+            .and_then(|m| admit(state, m.priority).map(|_| m))
         {
             Ok(m) => {
                 slots.push(i);
@@ -391,7 +418,7 @@ pub async fn send_batch(
                     *fe =
                         FieldError::new(format!("messages[{i}].{}", fe.field), fe.message.clone());
                 }
-                results[i] = Some(json!({ "error": refused(&state, e).body() }));
+                results[i] = Some(json!({ "error": refused(state, e).body() }));
             }
         }
     }
@@ -427,6 +454,11 @@ pub async fn send_batch(
         }
     }
     if !valid.is_empty() {
+        for m in &mut valid {
+            m.trace = Some(span.ctx.to_string());
+        }
+        span.attr("herald.messages", valid.len() as i64);
+        let _store = state.tracer.until_dropped(span.child("store"));
         let due_now = valid.iter().any(|m| m.send_at <= now_millis());
         let priorities: Vec<Priority> = valid.iter().map(|m| m.priority).collect();
         let down = state.spool.as_ref().is_some_and(|s| s.storage_down());
@@ -439,7 +471,7 @@ pub async fn send_batch(
         let outcomes = match stored {
             Ok(o) => o,
             Err(StoreError::Unavailable(why)) if let Some(valid) = fallback => {
-                let replies = spool(&state, valid, &why).await?;
+                let replies = spool(state, valid, &why).await?;
                 for (slot, r) in slots.into_iter().zip(replies) {
                     results[slot] = Some(r);
                 }
@@ -456,7 +488,7 @@ pub async fn send_batch(
         for ((slot, outcome), priority) in slots.into_iter().zip(outcomes).zip(priorities) {
             results[slot] = Some(match outcome {
                 Accepted::New(r) => {
-                    note_accepted(&state, priority);
+                    note_accepted(state, priority);
                     state.queue_depth.fetch_add(
                         r.deliveries.len() as u64,
                         std::sync::atomic::Ordering::Relaxed,
@@ -471,7 +503,7 @@ pub async fn send_batch(
                     channel,
                     retry_after_ms,
                 } => {
-                    json!({"error": refused(&state, recipient_limited(channel, retry_after_ms)).body()})
+                    json!({"error": refused(state, recipient_limited(channel, retry_after_ms)).body()})
                 }
                 Accepted::Mismatch => {
                     json!({"error": ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_mismatch", "this idempotency key was used with a different message").body()})

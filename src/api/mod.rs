@@ -23,6 +23,7 @@ mod ops;
 mod receipts;
 pub mod serve;
 mod status;
+mod traces;
 mod voice_receipts;
 
 use crate::config::Config;
@@ -79,6 +80,8 @@ pub struct AppState {
     pub spool: Option<Arc<crate::spool::Spool>>,
     /// This node's id (in `/v1/nodes`, and as the owner of the leases it takes).
     pub node_id: String,
+    /// Where finished spans go (nowhere without `[telemetry] otlp_endpoint`).
+    pub tracer: crate::telemetry::Tracer,
     /// The public status page's snapshot.
     pub status: Arc<crate::status::StatusPage>,
     /// Cancelled at shutdown: long-lived responses (event streams) end.

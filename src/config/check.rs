@@ -133,6 +133,38 @@ impl Config {
         if self.status.name.trim().is_empty() || self.status.name.chars().count() > 100 {
             return Err(invalid("status.name", "1 to 100 characters".into()));
         }
+        if let Some(e) = &self.telemetry.otlp_endpoint
+            && let Err(why) = crate::telemetry::export_url(e)
+        {
+            return Err(invalid("telemetry.otlp_endpoint", why));
+        }
+        if self.telemetry.service_name.trim().is_empty()
+            || self.telemetry.service_name.chars().count() > 100
+        {
+            return Err(invalid(
+                "telemetry.service_name",
+                "1 to 100 characters".into(),
+            ));
+        }
+        for (name, value) in &self.telemetry.headers {
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || reqwest::header::HeaderValue::from_str(value.expose()).is_err()
+            {
+                return Err(invalid(
+                    &format!("telemetry.headers.{name}"),
+                    "not a valid HTTP header".into(),
+                ));
+            }
+        }
+        let timeout = self.telemetry.timeout.0;
+        if timeout < std::time::Duration::from_millis(100)
+            || timeout > std::time::Duration::from_secs(60)
+        {
+            return Err(invalid(
+                "telemetry.timeout",
+                "must be between 100ms and 60s".into(),
+            ));
+        }
         if let Some(m) = self.oncall.check().into_iter().next() {
             let (key, message) = m.split_once(": ").unwrap_or(("oncall", m.as_str()));
             return Err(invalid(key, message.to_string()));

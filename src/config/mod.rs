@@ -8,6 +8,7 @@ mod load;
 mod oncall;
 mod provider;
 mod retention;
+mod telemetry;
 mod units;
 
 pub use console::{ApprovalsConfig, CRITICAL_ACTIONS, ConsoleConfig, StatusConfig};
@@ -15,6 +16,7 @@ pub use load::{ConfigError, load, load_from_str};
 pub use oncall::OnCallConfig;
 pub use provider::{ProviderConfig, ProviderKind, redact_robot_url};
 pub use retention::RetentionConfig;
+pub use telemetry::TelemetryConfig;
 pub use units::{ByteSize, Dur, Rate, Secret};
 
 use crate::core::types::{Channel, Role};
@@ -52,6 +54,8 @@ pub struct Config {
     pub console: ConsoleConfig,
     /// The public status page at `/status`.
     pub status: StatusConfig,
+    /// Traces over OTLP/HTTP.
+    pub telemetry: TelemetryConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -63,9 +63,27 @@ pub struct NewMessage {
     pub sender: String,
     /// Per-recipient limits to check when storing (none for `critical`).
     pub recipient_limits: Vec<RecipientLimit>,
+    /// The W3C `traceparent` of the span that accepted it: its deliveries' spans hang off
+    /// it, whichever node makes them and however late.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 impl NewMessage {
+    /// The `body` column both backends store: what a delivery needs of the message.
+    pub fn stored_body(&self) -> Value {
+        let mut body = serde_json::json!({
+            "content": self.content,
+            "template": self.template,
+            "params": self.params,
+            "metadata": self.metadata,
+        });
+        if let Some(t) = &self.trace {
+            body["trace"] = Value::String(t.clone());
+        }
+        body
+    }
+
     /// The status it starts with: `queued`, or `cancelled` when every delivery is skipped.
     pub fn initial_status(&self) -> super::types::MessageStatus {
         super::progress::message_status(&self.initial_statuses())

@@ -530,6 +530,7 @@ pub fn validate(
         deliveries,
         idempotency: idem,
         sender: ctx.sender.to_string(),
+        trace: None,
     })
 }
 

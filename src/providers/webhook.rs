@@ -215,6 +215,11 @@ impl Provider for WebhookProvider {
                 signing::sign(key, &m.message_id, ts, &body),
             );
         }
+        if let Some(t) = &m.trace {
+            // W3C Trace Context: the receiver's work joins the message's trace, under
+            // this call's span.
+            req = req.header("traceparent", t.to_string());
+        }
         if let Some(t) = self.timeout {
             req = req.timeout(t);
         }
@@ -261,6 +266,7 @@ mod tests {
             last_provider: None,
             has_next_channel: false,
             activated_at: 0,
+            trace: None,
         }
     }
 

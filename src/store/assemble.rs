@@ -185,6 +185,9 @@ impl ClaimedRow {
             last_provider: self.last_provider,
             has_next_channel: self.has_next_channel,
             activated_at: self.activated_at,
+            trace: body["trace"]
+                .as_str()
+                .and_then(crate::telemetry::TraceParent::parse),
         })
     }
 }

@@ -107,6 +107,10 @@ pub struct Claimed {
     pub has_next_channel: bool,
     /// When this channel's turn began.
     pub activated_at: Millis,
+    /// The span this delivery's work runs under: the accept's when claimed; the dispatcher
+    /// sets the provider call's before calling, and providers that pass a trace on
+    /// (webhooks, as `traceparent`) send that.
+    pub trace: Option<crate::telemetry::TraceParent>,
 }
 
 /// A claim: the delivery and the fencing token it was claimed with.

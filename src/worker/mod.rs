@@ -29,6 +29,7 @@ use crate::metrics::{AttemptLabels, Metrics};
 use crate::providers::registry::Pick;
 use crate::providers::{Registry, SendError};
 use crate::store::{Attempt, AttemptError, ClaimRequest, Claimed, Cluster, Lease, Queue};
+use crate::telemetry::{Kind, Timed};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -56,6 +57,8 @@ pub struct Dispatcher {
     pub beat: Arc<std::sync::atomic::AtomicI64>,
     /// Records outcomes in groups.
     pub completer: completer::Completer,
+    /// Where each delivery's spans go.
+    pub tracer: crate::telemetry::Tracer,
 }
 
 /// A circuit slot taken by the router for one call: released when dropped unless the call's
@@ -63,7 +66,7 @@ pub struct Dispatcher {
 struct Probe<'a> {
     registry: &'a Registry,
     provider: Arc<dyn crate::providers::Provider>,
-    to: &'a str,
+    to: String,
     settled: bool,
 }
 
@@ -71,7 +74,7 @@ impl Drop for Probe<'_> {
     fn drop(&mut self) {
         if !self.settled {
             self.registry
-                .release(self.provider.as_ref(), self.to, now_millis());
+                .release(self.provider.as_ref(), &self.to, now_millis());
         }
     }
 }
@@ -183,6 +186,7 @@ impl Dispatcher {
                     now,
                     skip_endpoints: excluded,
                 };
+                let claimed_ns = crate::telemetry::now_ns();
                 let claimed = match self.queue.claim(req).await {
                     Ok(c) => {
                         // Readiness counts claims answered, not loops gone round: a
@@ -226,7 +230,7 @@ impl Dispatcher {
                         let _slot = slot;
                         let _permit = permit;
                         let id = c.lease.delivery_id.clone();
-                        this.process(c).await;
+                        this.process(c, claimed_ns).await;
                         if let Ok(mut m) = in_flight.lock() {
                             m.remove(&id);
                         }
@@ -279,11 +283,35 @@ impl Dispatcher {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(message_id = %c.message_id, delivery_id = %c.lease.delivery_id, channel = %c.channel, tries = c.tries))]
-    async fn process(&self, c: Claimed) {
+    /// One claimed delivery, under a `claim` span (from the claim's start to the outcome
+    /// recorded) that is a child of the message's accept span.
+    #[tracing::instrument(skip_all, fields(message_id = %c.message_id, delivery_id = %c.lease.delivery_id, channel = %c.channel, tries = c.tries, trace_id = tracing::field::Empty))]
+    async fn process(&self, mut c: Claimed, claimed_ns: u64) {
+        if let Some(t) = &c.trace {
+            tracing::Span::current().record("trace_id", t.trace_hex());
+        }
+        let claim = c.trace.filter(|_| self.tracer.on()).map(|t| {
+            let mut s = Timed::child_of(&t, "claim", Kind::Internal).starting_at(claimed_ns);
+            s.attr("herald.message_id", c.message_id.as_str());
+            s.attr("herald.delivery_id", c.lease.delivery_id.as_str());
+            s.attr("herald.channel", c.channel.as_str());
+            s.attr("herald.tries", c.tries);
+            s.attr("herald.node", self.node_id.as_str());
+            s
+        });
+        if let Some(s) = &claim {
+            c.trace = Some(s.ctx());
+        }
+        self.attempt(&mut c).await;
+        if let Some(s) = claim {
+            self.tracer.record(s.end());
+        }
+    }
+
+    async fn attempt(&self, c: &mut Claimed) {
         let now = now_millis();
         if now >= c.expires_at {
-            self.finish(&c, None, Step::Expired, now).await;
+            self.finish(c, None, Step::Expired, now).await;
             return;
         }
         // Providers that cannot carry this message at all are passed by, untouched.
@@ -297,7 +325,7 @@ impl Dispatcher {
             .collect();
         let relevant_count = relevant.len();
         for p in relevant {
-            if let Some(why) = p.cannot_carry(&c) {
+            if let Some(why) = p.cannot_carry(c) {
                 skip.push(p.id().to_string());
                 unfit.push(format!("{}: {why}", p.id()));
             }
@@ -316,7 +344,7 @@ impl Dispatcher {
             Pick::Wait(at) if !c.has_next_channel => {
                 self.deferred("no_provider_ready");
                 self.finish(
-                    &c,
+                    c,
                     None,
                     Step::Defer {
                         at: at.min(c.expires_at),
@@ -369,7 +397,7 @@ impl Dispatcher {
                     }),
                     provider_message_id: None,
                 };
-                self.finish(&c, Some(attempt), Step::Failed(FailReason::NoProvider), now)
+                self.finish(c, Some(attempt), Step::Failed(FailReason::NoProvider), now)
                     .await;
                 return;
             }
@@ -379,7 +407,7 @@ impl Dispatcher {
         let mut probe = Probe {
             registry: &self.providers,
             provider: provider.clone(),
-            to: &c.to,
+            to: c.to.clone(),
             settled: false,
         };
         // With many nodes, a provider's budget is shared: take the slot in storage too.
@@ -400,7 +428,7 @@ impl Dispatcher {
             if let Some(w) = wait {
                 self.deferred("shared_budget");
                 self.finish(
-                    &c,
+                    c,
                     None,
                     Step::Defer {
                         at: (now + w).min(c.expires_at),
@@ -431,7 +459,7 @@ impl Dispatcher {
             if let Some(w) = wait {
                 self.deferred("recipient_budget");
                 self.finish(
-                    &c,
+                    c,
                     None,
                     Step::Defer {
                         at: (now + w).min(c.expires_at),
@@ -444,7 +472,27 @@ impl Dispatcher {
         }
         self.metrics.in_flight.inc();
         let started = Instant::now();
-        let result = provider.send(&c).await;
+        // The call's span: the provider passes it on where it can (webhooks).
+        let call = c.trace.filter(|_| self.tracer.on()).map(|t| {
+            let mut s = Timed::child_of(&t, format!("send {}", provider.id()), Kind::Client);
+            s.attr("herald.provider", provider.id());
+            s.attr("herald.channel", c.channel.as_str());
+            s
+        });
+        let under = c.trace;
+        if let Some(s) = &call {
+            c.trace = Some(s.ctx());
+        }
+        let result = provider.send(c).await;
+        c.trace = under;
+        if let Some(mut s) = call {
+            if let Err(e) = &result {
+                s.attr("herald.error_class", e.class().as_str());
+                s.attr("herald.error_code", e.code());
+                s.fail(e.code());
+            }
+            self.tracer.record(s.end());
+        }
         let duration_ms = started.elapsed().as_millis() as i64;
         self.metrics.in_flight.dec();
         let now = now_millis();
@@ -543,7 +591,7 @@ impl Dispatcher {
                 tracing::info!(provider = provider.id(), error = %e, step = ?step, "attempt failed")
             }
         }
-        self.finish(&c, Some(attempt), step, now).await;
+        self.finish(c, Some(attempt), step, now).await;
     }
 }
 

@@ -12,6 +12,7 @@ use crate::core::message::{Idempotency, NewMessage};
 use crate::core::types::{Channel, now_millis};
 use crate::core::validate::{self, Context};
 use crate::store::{Accepted, IncidentRecord, NoticeKind};
+use crate::telemetry::{Kind, Timed, TraceParent};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -250,6 +251,7 @@ pub async fn accept(
 ) -> Result<Vec<(String, String)>, String> {
     let mut batch: Vec<NewMessage> = Vec::new();
     let mut keys: Vec<String> = Vec::new();
+    let mut pages = Vec::new();
     for (who, body, key) in owed {
         let req = match validate::decode(body) {
             Ok(r) => r,
@@ -279,7 +281,22 @@ pub async fn accept(
             body_hash: "incident".into(),
         };
         match validate::validate(req, &ctx, Some(idem)) {
-            Ok(m) => {
+            Ok(mut m) => {
+                // A page starts its own trace: a `page` span, then its deliveries'.
+                let mut span = state
+                    .tracer
+                    .on()
+                    .then(|| Timed::with_id(TraceParent::root(), None, "page", Kind::Internal));
+                m.trace = Some(
+                    span.as_ref()
+                        .map_or_else(TraceParent::root, Timed::ctx)
+                        .to_string(),
+                );
+                if let Some(s) = span.as_mut() {
+                    s.attr("herald.incident_id", incident);
+                    s.attr("herald.message_id", m.id.as_str());
+                }
+                pages.push(span);
                 batch.push(m);
                 keys.push(key);
             }
@@ -294,6 +311,9 @@ pub async fn accept(
         .accept(batch)
         .await
         .map_err(|e| e.to_string())?;
+    for s in pages.into_iter().flatten() {
+        state.tracer.record(s.end());
+    }
     let mut ids = Vec::new();
     for (a, key) in accepted.into_iter().zip(keys) {
         match a {

@@ -5,6 +5,7 @@ use super::Dispatcher;
 use crate::core::next_step::Step;
 use crate::metrics::{ChannelLabels, FinishedLabels};
 use crate::store::{Attempt, Claimed, Completion};
+use crate::telemetry::{Kind, Timed};
 
 impl Dispatcher {
     pub(super) fn deferred(&self, reason: &str) {
@@ -23,7 +24,33 @@ impl Dispatcher {
             step,
             now,
         };
-        match self.complete_patiently(completion).await {
+        let span = c
+            .trace
+            .filter(|_| self.tracer.on())
+            .map(|t| Timed::child_of(&t, "outcome", Kind::Internal));
+        let recorded = self.complete_patiently(completion).await;
+        if let Some(mut s) = span {
+            s.attr(
+                "herald.step",
+                match step {
+                    Step::Sent => "sent",
+                    Step::Expired => "expired",
+                    Step::Failed(_) => "failed",
+                    Step::Retry { .. } => "retry",
+                    Step::Defer { .. } => "deferred",
+                },
+            );
+            match &recorded {
+                Ok(true) => {}
+                Ok(false) => s.fail("the lease was taken over (stale fence)"),
+                Err(e) => s.fail(format!("cannot record the outcome: {e}")),
+            }
+            if matches!(step, Step::Failed(_) | Step::Expired) {
+                s.fail("the delivery failed");
+            }
+            self.tracer.record(s.end());
+        }
+        match recorded {
             Ok(true) => {
                 let status = match step {
                     Step::Sent => {

@@ -373,11 +373,11 @@ async fn scheduled_backups_run_keep_the_newest_and_are_measured() {
     let mut copied = false;
     for _ in 0..50 {
         let listed = backup::list(&dir).unwrap();
-        if let Some(newest) = listed.last() {
-            if std::fs::copy(&newest.path, &aside).is_ok() {
-                copied = true;
-                break;
-            }
+        if let Some(newest) = listed.last()
+            && std::fs::copy(&newest.path, &aside).is_ok()
+        {
+            copied = true;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

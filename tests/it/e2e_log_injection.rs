@@ -103,5 +103,12 @@ async fn json_logs_carry_the_delivery_ids_and_no_secrets() {
         "{line}"
     );
     assert_eq!(line["span"]["channel"], "webhook", "{line}");
+    // The message's trace (a new one: the request had no traceparent), as OTLP writes it.
+    assert!(
+        line["span"]["trace_id"]
+            .as_str()
+            .is_some_and(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{line}"
+    );
     drop(h);
 }

@@ -36,6 +36,7 @@ fn message() -> NewMessage {
         }],
         idempotency: None,
         sender: "test".into(),
+        trace: None,
         recipient_limits: vec![],
     }
 }

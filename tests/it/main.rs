@@ -45,5 +45,6 @@ mod e2e_ssrf;
 mod e2e_status;
 mod e2e_storm;
 mod e2e_storm_cluster;
+mod e2e_traces;
 mod e2e_voice;
 mod store_conformance;

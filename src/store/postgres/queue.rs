@@ -78,7 +78,7 @@ pub async fn accept(
             out.push(limited);
             continue;
         }
-        let body = json!({ "content": m.content, "template": m.template, "params": m.params, "metadata": m.metadata });
+        let body = m.stored_body();
         // A message id is fixed when it is first accepted (or spooled): storing it again
         // (a spool replayed twice) changes nothing.
         let inserted = sqlx::query(
@@ -173,7 +173,7 @@ async fn accept_bulk(
         created.push(m.created_at);
         send_at.push(m.send_at);
         expires.push(m.expires_at);
-        body.push(json!({ "content": m.content, "template": m.template, "params": m.params, "metadata": m.metadata }).to_string());
+        body.push(m.stored_body().to_string());
     }
     let inserted: Vec<String> = sqlx::query_scalar(
         "INSERT INTO messages (id, status, priority, strategy, sender, created_at, updated_at, send_at, expires_at, body)

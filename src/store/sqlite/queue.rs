@@ -51,12 +51,7 @@ pub fn accept(c: &Connection, batch: &[NewMessage]) -> Result<Vec<Accepted>, Sto
             out.push(limited);
             continue;
         }
-        let body = json!({
-            "content": m.content,
-            "template": m.template,
-            "params": m.params,
-            "metadata": m.metadata,
-        });
+        let body = m.stored_body();
         // A message id is fixed when first accepted (or spooled): storing it again changes nothing.
         let inserted = ins_msg.execute(params![
             m.id,

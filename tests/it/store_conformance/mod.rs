@@ -40,6 +40,7 @@ fn message(priority: Priority, channels: &[Channel], strategy: Strategy) -> NewM
             .collect(),
         idempotency: None,
         sender: "test".into(),
+        trace: None,
         recipient_limits: vec![],
     }
 }
