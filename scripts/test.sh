@@ -35,9 +35,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 command -v cargo >/dev/null 2>&1 || { echo "test.sh: cargo is missing; install Rust from rustup.rs" >&2; exit 1; }
 
-# A real SMTP server for the email tests: aiosmtpd from PyPI, in a venv kept between runs.
+# Python peers from PyPI, in a venv kept between runs: a real SMTP server for the email tests
+# (aiosmtpd) and the others named below.
 venv="${HERALD_TEST_VENV:-$HOME/.cache/herald-test-venv}"
-if ! "$venv/bin/python" -c 'import aiosmtpd, kubernetes_validate' >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c 'import aiosmtpd, kubernetes_validate, moto, opentelemetry.proto' >/dev/null 2>&1; then
   if ! command -v python3 >/dev/null 2>&1 || ! python3 -m venv --help >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
@@ -48,7 +49,9 @@ if ! "$venv/bin/python" -c 'import aiosmtpd, kubernetes_validate' >/dev/null 2>&
   fi
   rm -rf "$venv"
   python3 -m venv "$venv" || { apt-get install -y -qq python3-venv >/dev/null && python3 -m venv "$venv"; }
-  "$venv/bin/pip" install -q --disable-pip-version-check aiosmtpd kubernetes-validate   # kubernetes-validate: the manifests, offline
+  # kubernetes-validate: the manifests, offline; opentelemetry-proto: an OTLP receiver on the
+  # official definitions; moto[server]: an S3-compatible server for off-site backups.
+  "$venv/bin/pip" install -q --disable-pip-version-check aiosmtpd kubernetes-validate opentelemetry-proto 'moto[server]'
 fi
 export HERALD_TEST_PYTHON="$venv/bin/python"
 
