@@ -83,6 +83,8 @@ pub struct Metrics {
     pub backup_last_bytes: Gauge,
     pub backup_last_duration: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub backup_failures: Counter,
+    pub backup_offsite_last_success: Gauge,
+    pub backup_offsite_failures: Counter,
     pub retention_deleted: Family<WhatLabels, Counter>,
     /// Spans given to the OTLP exporter, by what became of them.
     pub trace_spans: Family<WhatLabels, Counter>,
@@ -294,6 +296,18 @@ impl Metrics {
             "Unix time of the newest backup in the backup folder (0: none)",
             backup_last_success.clone(),
         );
+        let backup_offsite_last_success = Gauge::default();
+        r.register(
+            "backup_offsite_last_success_timestamp_seconds",
+            "Unix time of the last backup copied to off-site storage (0: none since start)",
+            backup_offsite_last_success.clone(),
+        );
+        let backup_offsite_failures = Counter::default();
+        r.register(
+            "backup_offsite_failures",
+            "Backups that could not be copied off-site",
+            backup_offsite_failures.clone(),
+        );
         let backup_interval = Gauge::default();
         r.register(
             "backup_interval_seconds",
@@ -455,6 +469,8 @@ impl Metrics {
             backup_last_bytes,
             backup_last_duration,
             backup_failures,
+            backup_offsite_last_success,
+            backup_offsite_failures,
             retention_deleted,
             trace_spans,
             receipts,

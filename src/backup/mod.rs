@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod catalog;
+pub mod offsite;
 mod postgres;
 pub mod schedule;
 mod sqlite;
@@ -35,6 +36,8 @@ pub enum BackupError {
     Usage(String),
     #[error("verification failed: {0}")]
     Mismatch(String),
+    #[error("off-site storage: {0}")]
+    Offsite(String),
 }
 
 /// What a backend's dump returns.
@@ -214,7 +217,7 @@ pub struct Listed {
     pub manifest: Option<Manifest>,
 }
 
-fn is_backup_name(name: &str) -> bool {
+pub(crate) fn is_backup_name(name: &str) -> bool {
     name.starts_with("herald-") && (name.ends_with(".tar.zst") || name.ends_with(".tar.zst.age"))
 }
 

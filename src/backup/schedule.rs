@@ -18,6 +18,7 @@ pub struct Schedule {
     pub keep: usize,
     pub dir: PathBuf,
     pub encrypt_to: Option<String>,
+    pub offsite: Option<crate::config::OffsiteConfig>,
 }
 
 impl Schedule {
@@ -28,6 +29,7 @@ impl Schedule {
             keep: cfg.keep.max(1),
             dir,
             encrypt_to: cfg.encrypt_to.clone(),
+            offsite: cfg.offsite.clone(),
         })
     }
 
@@ -100,12 +102,39 @@ async fn backup_once(s: &Schedule, metrics: &Metrics) -> Option<i64> {
                 Ok(Err(e)) => tracing::warn!(error = %e, "cannot delete old backups"),
                 Err(e) => tracing::warn!(error = %e, "cannot delete old backups"),
             }
+            if let Some(o) = &s.offsite {
+                copy_offsite(o, &c.path, metrics).await;
+            }
             Some(c.manifest.created_at_ms)
         }
         Err(e) => {
             metrics.backup_failures.inc();
             tracing::error!(error = %e, "scheduled backup failed; will try again");
             None
+        }
+    }
+}
+
+/// Uploads the new backup and prunes the copies there. A failure is logged and counted; the
+/// local backup stands, and the next one is uploaded as usual.
+async fn copy_offsite(o: &crate::config::OffsiteConfig, path: &std::path::Path, metrics: &Metrics) {
+    use crate::backup::offsite;
+    match offsite::push(o, path).await {
+        Ok(name) => {
+            metrics.backup_offsite_last_success.set(now_millis() / 1000);
+            tracing::info!(name, bucket = %o.bucket, "backup copied off-site");
+            match offsite::prune(o).await {
+                Ok(gone) => {
+                    for name in gone {
+                        tracing::info!(name, "old off-site copy deleted");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot prune off-site copies"),
+            }
+        }
+        Err(e) => {
+            metrics.backup_offsite_failures.inc();
+            tracing::error!(error = %e, "cannot copy the backup off-site; will try with the next one");
         }
     }
 }

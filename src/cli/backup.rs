@@ -20,6 +20,9 @@ pub enum BackupCmd {
     Restore(RestoreArgs),
     /// Make an age key pair for encrypted backups: writes the identity, prints the recipient.
     Keygen(KeygenArgs),
+    /// Off-site copies in S3-compatible storage (`[backup.offsite]`).
+    #[command(subcommand)]
+    Offsite(super::backup_offsite::OffsiteCmd),
 }
 
 #[derive(Args, Debug)]
@@ -91,8 +94,14 @@ pub async fn run(cmd: BackupCmd) -> Result<()> {
                 c.took.as_millis()
             );
             out(c.path.display());
+            if let Some(o) = &cfg.backup.offsite {
+                let name = backup::offsite::push(o, &c.path).await?;
+                backup::offsite::prune(o).await?;
+                eprintln!("copied off-site as s3://{}/{}{name}", o.bucket, o.prefix);
+            }
             Ok(())
         }
+        BackupCmd::Offsite(cmd) => super::backup_offsite::run(cmd).await,
         BackupCmd::List(a) => {
             let (cfg, _) = config::load(a.config.config.as_deref())?;
             let dir = a.dir.unwrap_or_else(|| cfg.backup_dir());

@@ -3,6 +3,7 @@
 
 pub mod approvals;
 pub mod backup;
+pub mod backup_offsite;
 pub mod bench;
 pub mod bench_alerts;
 pub mod bench_e2e;

@@ -133,6 +133,9 @@ impl Config {
         if self.status.name.trim().is_empty() || self.status.name.chars().count() > 100 {
             return Err(invalid("status.name", "1 to 100 characters".into()));
         }
+        if let Some((key, message)) = self.backup.offsite.as_ref().and_then(|o| o.check()) {
+            return Err(invalid(key, message));
+        }
         if let Some(e) = &self.telemetry.otlp_endpoint
             && let Err(why) = crate::telemetry::export_url(e)
         {

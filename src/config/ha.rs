@@ -179,6 +179,14 @@ pub fn findings(cfg: &Config) -> Vec<Finding> {
             "point backup.dir at another volume, and copy backups off the machine".into(),
         ));
     }
+    if cfg.backup.offsite.is_none() {
+        out.push(f(
+            Warning,
+            "backup.offsite",
+            "no off-site copy of the backups: losing the site or region loses them too".into(),
+            "set [backup.offsite] to an S3-compatible bucket in another region".into(),
+        ));
+    }
 
     // Limits and exposure.
     for c in [Channel::Sms, Channel::Voice] {
@@ -281,6 +289,16 @@ mod tests {
         c.backup.every = Some(crate::config::Dur::secs(6 * 3600));
         c.backup.encrypt_to = Some("age1example".into());
         c.backup.dir = Some("/mnt/backups".into());
+        c.backup.offsite = Some(crate::config::OffsiteConfig {
+            endpoint: "https://s3.eu-west-1.amazonaws.com".into(),
+            bucket: "herald-backups".into(),
+            region: "eu-west-1".into(),
+            prefix: "herald/".into(),
+            access_key_id: crate::config::Secret::new("id"),
+            secret_access_key: crate::config::Secret::new("secret"),
+            keep: 30,
+            path_style: true,
+        });
         c.providers = vec![
             provider("aliyun", Channel::Sms, "aliyun"),
             provider("twilio", Channel::Sms, "twilio"),
@@ -338,6 +356,7 @@ mod tests {
                 (Level::Warning, "storage.url"),
                 (Level::Warning, "backup.encrypt_to"),
                 (Level::Warning, "backup.dir"),
+                (Level::Warning, "backup.offsite"),
                 (Level::Warning, "limits.recipient.sms"),
                 (Level::Warning, "server.metrics_open"),
             ]

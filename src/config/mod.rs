@@ -5,6 +5,7 @@ mod check;
 mod console;
 pub mod ha;
 mod load;
+mod offsite;
 mod oncall;
 mod provider;
 mod retention;
@@ -13,6 +14,7 @@ mod units;
 
 pub use console::{ApprovalsConfig, CRITICAL_ACTIONS, ConsoleConfig, StatusConfig};
 pub use load::{ConfigError, load, load_from_str};
+pub use offsite::OffsiteConfig;
 pub use oncall::OnCallConfig;
 pub use provider::{ProviderConfig, ProviderKind, redact_robot_url};
 pub use retention::RetentionConfig;
@@ -69,6 +71,8 @@ pub struct BackupConfig {
     pub dir: Option<PathBuf>,
     /// age recipient (`age1…`) that backups are encrypted to. Unset: not encrypted.
     pub encrypt_to: Option<String>,
+    /// Off-site copies in S3-compatible object storage, uploaded after each backup.
+    pub offsite: Option<OffsiteConfig>,
 }
 
 impl Default for BackupConfig {
@@ -78,6 +82,7 @@ impl Default for BackupConfig {
             keep: 7,
             dir: None,
             encrypt_to: None,
+            offsite: None,
         }
     }
 }

@@ -161,7 +161,8 @@ fn config_check_ha_flags_single_points_of_failure() {
         "warning storage.url: SQLite holds one node",
         "warning backup.encrypt_to:",
         "warning backup.dir:",
-        "# 8 findings: 3 errors, 5 warnings",
+        "warning backup.offsite:",
+        "# 9 findings: 3 errors, 6 warnings",
     ] {
         assert!(s.contains(want), "{want:?} in:\n{s}");
     }
@@ -225,6 +226,7 @@ fn config_check_ha_flags_single_points_of_failure() {
         "[server]\nlisten = \"0.0.0.0:8080\"\nmetrics_open = false\n\
          [storage]\nurl = \"postgres://herald@postgres-rw:5432/herald\"\n\
          [backup]\nevery = \"6h\"\nencrypt_to = \"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\"\ndir = \"/mnt/backups\"\n\
+         [backup.offsite]\nendpoint = \"https://s3.eu-west-1.amazonaws.com\"\nbucket = \"herald-backups\"\nregion = \"eu-west-1\"\naccess_key_id = \"AKIAEXAMPLE\"\nsecret_access_key = \"secret\"\n\
          [degrade]\nsms = [\"inbox\"]\n\
          [[providers]]\nid = \"aliyun-main\"\nchannel = \"sms\"\nkind = \"aliyun\"\n\
          credentials = { access_key_id = \"x\", access_key_secret = \"y\", receipt_token = \"t\" }\noptions = { sign_name = \"Herald\" }\n\

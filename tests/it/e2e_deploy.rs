@@ -177,7 +177,12 @@ fn the_kubernetes_manifests_validate_and_agree_with_the_rest() {
         .collect();
     assert_eq!(
         keys,
-        vec!["backup.every", "backup.encrypt_to", "backup.dir"],
+        vec![
+            "backup.every",
+            "backup.encrypt_to",
+            "backup.dir",
+            "backup.offsite"
+        ],
         "{found}"
     );
 }

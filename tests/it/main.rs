@@ -29,6 +29,7 @@ mod e2e_idempotency;
 mod e2e_isolation;
 mod e2e_log_injection;
 mod e2e_mobile_push;
+mod e2e_offsite;
 mod e2e_oncall;
 mod e2e_oncall_api;
 mod e2e_oncall_cluster;
