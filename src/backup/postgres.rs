@@ -6,17 +6,30 @@ use super::{BackupError, Restore, Snapshot, check_value, check_width};
 use crate::store::postgres as db;
 use futures::TryStreamExt;
 use serde_json::Value;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
 use std::path::Path;
-use std::str::FromStr;
 
 /// Rows inserted per statement on restore (one UNNEST per column).
 const CHUNK: usize = 2000;
 
+/// A small pool on the URL's host (with several hosts, the one that takes writes: a restore
+/// writes, and a dump wants the newest data).
 async fn connect(url: &str) -> Result<PgPool, BackupError> {
-    let opts = PgConnectOptions::from_str(url)
+    let mut hosts = crate::store::postgres::hosts::host_options(url)
         .map_err(|e| BackupError::Usage(format!("bad PostgreSQL URL: {e}")))?;
+    let pick = if hosts.len() > 1 {
+        crate::store::postgres::hosts::find_primary(&hosts)
+            .await
+            .ok_or_else(|| {
+                BackupError::Store(crate::store::StoreError::Unavailable(
+                    "none of the PostgreSQL hosts takes writes".into(),
+                ))
+            })?
+    } else {
+        0
+    };
+    let opts = hosts.swap_remove(pick);
     PgPoolOptions::new()
         .max_connections(2)
         .acquire_timeout(std::time::Duration::from_secs(10))

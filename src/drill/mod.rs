@@ -4,6 +4,7 @@
 //! acknowledged but lost (RPO), and duplicates. It prints them, writes `--report` (JSON and
 //! Markdown) and exits non-zero when a target of `[drill]` is missed.
 
+mod failover;
 pub mod harness;
 mod page;
 pub mod pg;
@@ -35,6 +36,9 @@ pub enum Scenario {
     /// A drill incident is paged through a running gateway by `--policy`; the drill waits
     /// for a person to acknowledge it and reports time to page and to acknowledge.
     Page,
+    /// A PostgreSQL primary with a synchronous streaming replica; under load on two nodes
+    /// the primary crashes, the replica is promoted, the nodes follow it.
+    DbFailover,
 }
 
 impl Scenario {
@@ -45,6 +49,7 @@ impl Scenario {
             Scenario::StorageOutage => "storage-outage",
             Scenario::Restore => "restore",
             Scenario::Page => "page",
+            Scenario::DbFailover => "db-failover",
         }
     }
 }

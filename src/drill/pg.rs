@@ -14,6 +14,9 @@ pub struct Cluster {
     port: u16,
     bin: PathBuf,
     as_postgres: bool,
+    /// Server settings given at each start (`-c name=value …`), never written to the
+    /// cluster's files (so a replica copied from it does not inherit them).
+    settings: String,
 }
 
 /// Where `initdb` and `pg_ctl` are: `$HERALD_PGBIN`, `$HERALD_TEST_PGBIN`, the newest
@@ -75,33 +78,7 @@ impl Cluster {
                     .into(),
             )
         })?;
-        let dir = tempfile::Builder::new()
-            .prefix("herald-pg-")
-            .tempdir()
-            .map_err(|e| PgError(e.to_string()))?;
-        let as_postgres = is_root();
-        if as_postgres {
-            let ok = Command::new("chown")
-                .arg("postgres")
-                .arg(dir.path())
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                return Err(PgError(
-                    "cannot hand the folder to the postgres user".into(),
-                ));
-            }
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| PgError(e.to_string()))?
-            .port();
-        let c = Cluster {
-            dir,
-            port,
-            bin,
-            as_postgres,
-        };
+        let c = Self::empty(bin, String::new())?;
         let out = c
             .tool("initdb")
             .arg("-D")
@@ -127,6 +104,94 @@ impl Cluster {
         Ok(c)
     }
 
+    /// A folder (owned by `postgres` when run as root) and a free port, nothing started.
+    fn empty(bin: PathBuf, settings: String) -> Result<Self, PgError> {
+        let dir = tempfile::Builder::new()
+            .prefix("herald-pg-")
+            .tempdir()
+            .map_err(|e| PgError(e.to_string()))?;
+        let as_postgres = is_root();
+        if as_postgres {
+            let ok = Command::new("chown")
+                .arg("postgres")
+                .arg(dir.path())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                return Err(PgError(
+                    "cannot hand the folder to the postgres user".into(),
+                ));
+            }
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| PgError(e.to_string()))?
+            .port();
+        Ok(Cluster {
+            dir,
+            port,
+            bin,
+            as_postgres,
+            settings,
+        })
+    }
+
+    /// Server settings for the next start, such as `-c synchronous_standby_names=*`.
+    pub fn set_settings(&mut self, settings: &str) {
+        self.settings = settings.to_string();
+    }
+
+    /// A streaming replica of this (running) cluster: `pg_basebackup -R`, started.
+    pub fn replica(&self) -> Result<Self, PgError> {
+        let r = Self::empty(self.bin.clone(), String::new())?;
+        let out = r
+            .tool("pg_basebackup")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .arg("-D")
+            .arg(r.dir.path().join("data"))
+            .args(["-R", "-X", "stream", "-c", "fast"])
+            .output()
+            .map_err(|e| PgError(format!("pg_basebackup: {e}")))?;
+        if !out.status.success() {
+            return Err(PgError(format!(
+                "pg_basebackup: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        r.up()?;
+        Ok(r)
+    }
+
+    /// Makes a replica the primary (`pg_ctl promote`, waiting until it takes writes).
+    pub fn promote(&self) -> Result<(), PgError> {
+        let out = self
+            .tool("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-w", "promote"])
+            .output()
+            .map_err(|e| PgError(format!("pg_ctl promote: {e}")))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(PgError(format!(
+                "pg_ctl promote: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
@@ -134,9 +199,10 @@ impl Cluster {
     /// Starts the server (again) and waits until it accepts connections.
     pub fn up(&self) -> Result<(), PgError> {
         let opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {}",
+            "-p {} -c listen_addresses=127.0.0.1 -k {} {}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.settings
         );
         let out = self
             .tool("pg_ctl")

@@ -20,6 +20,7 @@ pub async fn run(a: &DrillArgs) -> Result<Report> {
         Scenario::NodeKill => node_kill(&w, a, &mut d).await,
         Scenario::StorageOutage => storage_outage(&w, a, &mut d).await,
         Scenario::Restore => restore(&w, a, &mut d).await,
+        Scenario::DbFailover => super::failover::db_failover(&w, a, &mut d).await,
         Scenario::Page => Err(anyhow::anyhow!(
             "the page drill runs against a gateway, not a rehearsal rig"
         )),
@@ -33,9 +34,9 @@ pub async fn run(a: &DrillArgs) -> Result<Report> {
 }
 
 /// The report being built, with the drill's clock.
-struct Drill {
+pub(super) struct Drill {
     began: Instant,
-    report: Report,
+    pub(super) report: Report,
 }
 
 impl Drill {
@@ -50,7 +51,7 @@ impl Drill {
         }
     }
 
-    fn note(&mut self, what: impl Into<String>) {
+    pub(super) fn note(&mut self, what: impl Into<String>) {
         let line = format!(
             "+{:.2} s {}",
             self.began.elapsed().as_secs_f64(),
@@ -60,12 +61,12 @@ impl Drill {
         self.report.timeline.push(line);
     }
 
-    fn extra(&mut self, k: &str, v: impl Into<Value>) {
+    pub(super) fn extra(&mut self, k: &str, v: impl Into<Value>) {
         self.report.extra.insert(k.into(), v.into());
     }
 
     /// Fills in accepted/delivered/lost/latency/recovery from the messages' fates.
-    fn reckon(&mut self, fates: &[Fate], refused: u64, fault_ms: Option<i64>) {
+    pub(super) fn reckon(&mut self, fates: &[Fate], refused: u64, fault_ms: Option<i64>) {
         let r = &mut self.report;
         r.accepted = fates.len() as u64;
         r.refused = refused;
@@ -99,7 +100,7 @@ impl Drill {
     /// Counts loss from what the receiver got, not from Herald's own word: a message is lost
     /// when the sink never received it, whatever status Herald shows. Both counts are
     /// reported (`lost`, and `lost_by_status` among the extras); duplicates too.
-    async fn reckon_receiver(&mut self, w: &Work, sink: &str, fates: &[Fate]) {
+    pub(super) async fn reckon_receiver(&mut self, w: &Work, sink: &str, fates: &[Fate]) {
         let got = w.sink_ids(sink).await;
         let (received, unique) = w.sink_counts(sink).await;
         let missing = lost_at_receiver(fates, &got);
@@ -116,12 +117,12 @@ impl Drill {
     }
 }
 
-async fn sleep_until(start: Instant, at: Duration) {
+pub(super) async fn sleep_until(start: Instant, at: Duration) {
     tokio::time::sleep_until((start + at).into()).await;
 }
 
 /// Polls `f` every 20 ms until it holds (up to `within`); the time it took.
-async fn time_until<F, Fut>(within: Duration, mut f: F) -> Option<u64>
+pub(super) async fn time_until<F, Fut>(within: Duration, mut f: F) -> Option<u64>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -136,7 +137,7 @@ where
     None
 }
 
-fn webhook_body(sink: &str) -> Body {
+pub(super) fn webhook_body(sink: &str) -> Body {
     let url = format!("{sink}/hook");
     Arc::new(
         move |n| json!({"to": {"webhook": url}, "content": {"text": format!("drill message {n}")}}),
@@ -425,7 +426,7 @@ async fn storage_outage(w: &Work, a: &DrillArgs, d: &mut Drill) -> Result<()> {
     Ok(())
 }
 
-async fn metric(w: &Work, base: &str, name: &str) -> u64 {
+pub(super) async fn metric(w: &Work, base: &str, name: &str) -> u64 {
     let text = match w.http.get(format!("{base}/metrics")).send().await {
         Ok(r) => r.text().await.unwrap_or_default(),
         Err(_) => String::new(),
@@ -523,7 +524,7 @@ async fn restore(w: &Work, a: &DrillArgs, d: &mut Drill) -> Result<()> {
 }
 
 /// How long a wait took, for a drill's timeline: `23 ms`, or that it never happened.
-fn waited(ms: Option<u64>) -> String {
+pub(super) fn waited(ms: Option<u64>) -> String {
     match ms {
         Some(ms) => format!("{ms} ms"),
         None => "never (not within the time allowed)".to_string(),

@@ -68,6 +68,21 @@ fn drill_storage_outage() {
 }
 
 #[test]
+fn drill_db_failover() {
+    let r = check_held("db-failover");
+    assert!(r["detect_ms"].is_u64(), "{r:#}");
+    assert!(r["extra"]["promoted_after_ms"].is_u64(), "{r:#}");
+    assert!(r["extra"]["nodes_ready_after_ms"].is_u64(), "{r:#}");
+    assert_eq!(r["delivered"], r["accepted"]);
+    assert!(
+        r["extra"]["storage_url"]
+            .as_str()
+            .is_some_and(|u| u.contains(",127.0.0.1:")),
+        "both hosts in the URL: {r:#}"
+    );
+}
+
+#[test]
 fn drill_restore_and_a_missed_target_fails() {
     let r = check_held("restore");
     assert!(

@@ -8,6 +8,7 @@ mod complete;
 mod console;
 mod contacts;
 mod escalations;
+pub mod hosts;
 mod inbox;
 mod incidents;
 mod keys;
@@ -22,8 +23,7 @@ mod storms;
 
 use super::*;
 use crate::core::message::NewMessage;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use std::str::FromStr;
+use sqlx::postgres::{PgPool, PgPoolOptions};
 
 /// The database's clock in Unix milliseconds: what leases, heartbeats, reaping, job leases
 /// and rate slots are measured in, so that nodes whose clocks disagree still agree on them.
@@ -176,14 +176,42 @@ pub async fn migrate(pool: &PgPool) -> Result<Vec<i64>, StoreError> {
 
 impl PgStore {
     /// Connects (waiting up to `wait` for the server), migrates, starts the accept committer.
+    /// Opens the pool (on the host that takes writes, when the URL names several, and
+    /// following that role from then on), waiting up to `wait` for the server; migrates.
     pub async fn open(url: &str, wait: Duration) -> Result<Arc<Self>, StoreError> {
-        let opts = PgConnectOptions::from_str(url)
+        let mut hosts = hosts::host_options(url)
             .map_err(|e| StoreError::Unavailable(format!("bad postgres URL: {e}")))?;
+        let deadline = std::time::Instant::now() + wait;
+        let first = if hosts.len() > 1 {
+            loop {
+                if let Some(i) = hosts::find_primary(&hosts).await {
+                    break i;
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Err(StoreError::Unavailable(format!(
+                        "none of the {} PostgreSQL hosts takes writes",
+                        hosts.len()
+                    )));
+                }
+                tracing::info!("waiting for a PostgreSQL primary among the hosts");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        } else {
+            0
+        };
+        let opts = hosts.swap_remove(first);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(2))
-            .connect_lazy_with(opts);
-        let deadline = std::time::Instant::now() + wait;
+            .connect_lazy_with(opts.clone());
+        if !hosts.is_empty() {
+            hosts.insert(first, opts);
+            let state = Arc::new(hosts::Following::default());
+            state
+                .current
+                .store(first, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(hosts::follow(pool.clone(), hosts, state));
+        }
         loop {
             match sqlx::query("SELECT 1").execute(&pool).await {
                 Ok(_) => break,
