@@ -25,7 +25,15 @@ pub struct Manifest {
     /// When the snapshot's read transaction began (RFC 3339 and Unix milliseconds).
     pub created_at: String,
     pub created_at_ms: i64,
+    /// The full state at the snapshot: every table's rows and SHA-256. An incremental
+    /// states them too, but carries only `changes`.
     pub tables: Vec<Part>,
+    /// For an incremental: its parent and chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<super::chain::Link>,
+    /// For an incremental: per table, the rows upserted and the keys deleted since the parent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Part>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -43,6 +51,14 @@ impl Manifest {
     }
     pub fn part(&self, name: &str) -> Option<&Part> {
         self.tables.iter().find(|p| p.name == name)
+    }
+    /// The parts the file holds: the tables of a full backup, the changes of an incremental.
+    pub fn carried(&self) -> &[Part] {
+        if self.link.is_some() {
+            &self.changes
+        } else {
+            &self.tables
+        }
     }
 }
 
@@ -177,7 +193,7 @@ pub fn write(
     header.set_mtime((manifest.created_at_ms / 1000).max(0) as u64);
     header.set_cksum();
     tar.append_data(&mut header, MANIFEST, json.as_slice())?;
-    for part in &manifest.tables {
+    for part in manifest.carried() {
         tar.append_path_with_name(staging.join(&part.file), &part.file)?;
     }
     let z = tar.into_inner()?;
@@ -294,9 +310,11 @@ pub fn unpack(
 
 /// Whether `file` is exactly `tables/<name>.jsonl` for a table of the catalogue.
 pub fn is_catalogued_part(file: &str) -> bool {
-    super::catalog::TABLES
-        .iter()
-        .any(|t| file == format!("tables/{}.jsonl", t.name))
+    super::catalog::TABLES.iter().any(|t| {
+        file == format!("tables/{}.jsonl", t.name)
+            || file == super::chain::upserts_file(t.name)
+            || file == super::chain::deletes_file(t.name)
+    })
 }
 
 fn unpack_entries(
@@ -320,7 +338,7 @@ fn unpack_entries(
         let name: PathBuf = entry.path().map_err(corrupt)?.into_owned();
         let name = name.to_string_lossy().to_string();
         let part = manifest
-            .tables
+            .carried()
             .iter()
             .find(|p| p.file == name)
             .ok_or_else(|| BackupError::Corrupt(format!("unexpected entry `{name}`")))?;
@@ -365,7 +383,7 @@ fn unpack_entries(
         }
         seen.push(name);
     }
-    for part in &manifest.tables {
+    for part in manifest.carried() {
         if !seen.contains(&part.file) {
             return Err(BackupError::Corrupt(format!("{} is missing", part.file)));
         }
@@ -380,6 +398,8 @@ mod part_names {
     #[test]
     fn only_catalogued_parts_are_written() {
         assert!(is_catalogued_part("tables/messages.jsonl"));
+        assert!(is_catalogued_part("changes/messages.upserts.jsonl"));
+        assert!(is_catalogued_part("changes/messages.deletes.jsonl"));
         for bad in [
             "../../etc/cron.d/x",
             "tables/../../x.jsonl",

@@ -5,12 +5,15 @@
 
 pub mod archive;
 pub mod catalog;
+pub mod chain;
+mod incremental;
 pub mod offsite;
 mod postgres;
 pub mod schedule;
 mod sqlite;
 
 pub use archive::{Manifest, Part};
+pub use incremental::{create_auto, prune};
 
 use crate::config::Backend;
 use catalog::{Kind, Table};
@@ -172,11 +175,23 @@ fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Takes a backup of `backend` into `dir` (a live gateway may keep writing meanwhile).
+/// Takes a full backup of `backend` into `dir` (a live gateway may keep writing meanwhile),
+/// with its row index beside it so that an incremental can follow.
 pub async fn create(
     backend: &Backend,
     dir: &Path,
     encrypt_to: Option<&str>,
+) -> Result<Created, BackupError> {
+    create_after(backend, dir, encrypt_to, None).await
+}
+
+/// A backup relative to `parent` (a backup file in `dir` with its index): an incremental
+/// holding what changed since; a full one when `parent` is `None`.
+pub(crate) async fn create_after(
+    backend: &Backend,
+    dir: &Path,
+    encrypt_to: Option<&str>,
+    parent: Option<(PathBuf, chain::IndexHeader)>,
 ) -> Result<Created, BackupError> {
     let began = std::time::Instant::now();
     let recipient = encrypt_to.map(archive::parse_recipient).transpose()?;
@@ -185,6 +200,23 @@ pub async fn create(
         .prefix(".herald-backup-")
         .tempdir_in(dir)?;
     let snap = dump(backend, staging.path()).await?;
+    let link = parent.as_ref().map(|(_, head)| chain::Link {
+        parent: head.backup.clone(),
+        parent_sha256: head.sha256.clone(),
+        base: head
+            .link
+            .as_ref()
+            .map_or_else(|| head.backup.clone(), |l| l.base.clone()),
+        position: head.link.as_ref().map_or(1, |l| l.position + 1),
+    });
+    let body = staging.path().join("index.body");
+    let (st, parts, parent_index, b) = (
+        staging.path().to_path_buf(),
+        snap.parts.clone(),
+        parent.as_ref().map(|(p, _)| chain::index_path(p)),
+        body.clone(),
+    );
+    let diff = blocking(move || chain::diff(&st, &parts, parent_index.as_deref(), &b)).await?;
     let manifest = Manifest {
         format: archive::FORMAT.into(),
         layout: catalog::LAYOUT_VERSION,
@@ -194,10 +226,31 @@ pub async fn create(
         created_at: rfc3339(snap.started_ms),
         created_at_ms: snap.started_ms,
         tables: snap.parts,
+        changes: if link.is_some() {
+            diff.changes
+        } else {
+            Vec::new()
+        },
+        link,
     };
     let path = dir.join(file_name(snap.started_ms, recipient.is_some()));
     let (p, m, s) = (path.clone(), manifest.clone(), staging.path().to_path_buf());
-    let bytes = blocking(move || archive::write(&s, &m, &p, recipient.as_ref())).await?;
+    let bytes = blocking(move || {
+        let bytes = archive::write(&s, &m, &p, recipient.as_ref())?;
+        let header = chain::IndexHeader {
+            format: "herald-backup-index".into(),
+            backup: p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default(),
+            sha256: chain::file_sha256(&p)?,
+            layout: catalog::LAYOUT_VERSION,
+            link: m.link.clone(),
+        };
+        chain::write_index(&p, &header, &s.join("index.body"))?;
+        Ok(bytes)
+    })
+    .await?;
     drop(staging);
     Ok(Created {
         path,
@@ -274,31 +327,19 @@ fn ms_from_name(name: &str) -> Option<i64> {
     Some((t.assume_utc().unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
-/// Deletes all but the newest `keep` backups; returns what it deleted.
-pub fn prune(dir: &Path, keep: usize) -> Result<Vec<PathBuf>, BackupError> {
-    let all = list(dir)?;
-    let excess = all.len().saturating_sub(keep);
-    let mut gone = Vec::new();
-    for b in all.into_iter().take(excess) {
-        std::fs::remove_file(&b.path)?;
-        gone.push(b.path);
-    }
-    Ok(gone)
-}
-
 /// Checks a backup: it decrypts, every part's SHA-256 and row count match the manifest, and
 /// a restore into a scratch SQLite database, dumped again, gives the same parts.
 pub async fn verify(path: &Path, identity: Option<&Path>) -> Result<Manifest, BackupError> {
     let work = tempfile::Builder::new()
         .prefix("herald-verify-")
         .tempdir()?;
-    let unpacked = work.path().join("unpacked");
-    let (p, id, u) = (
+    let (p, id, w) = (
         path.to_path_buf(),
         identity.map(Path::to_path_buf),
-        unpacked.clone(),
+        work.path().to_path_buf(),
     );
-    let manifest = blocking(move || archive::unpack(&p, id.as_deref(), &u)).await?;
+    let (unpacked, manifest) =
+        blocking(move || incremental::resolve(&p, id.as_deref(), &w)).await?;
     check_layout(&manifest)?;
     let scratch = Backend::Sqlite(work.path().join("scratch.db"));
     load(&scratch, &unpacked, &manifest, Restore::default()).await?;
@@ -359,12 +400,13 @@ pub async fn restore(
     let work = tempfile::Builder::new()
         .prefix("herald-restore-")
         .tempdir()?;
-    let (p, id, u) = (
+    let (p, id, w) = (
         path.to_path_buf(),
         identity.map(Path::to_path_buf),
         work.path().to_path_buf(),
     );
-    let manifest = blocking(move || archive::unpack(&p, id.as_deref(), &u)).await?;
+    let (unpacked, manifest) =
+        blocking(move || incremental::resolve(&p, id.as_deref(), &w)).await?;
     check_layout(&manifest)?;
     let file = path
         .file_name()
@@ -386,7 +428,7 @@ pub async fn restore(
     };
     load(
         &target,
-        work.path(),
+        &unpacked,
         &manifest,
         Restore {
             force,

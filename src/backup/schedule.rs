@@ -19,6 +19,7 @@ pub struct Schedule {
     pub dir: PathBuf,
     pub encrypt_to: Option<String>,
     pub offsite: Option<crate::config::OffsiteConfig>,
+    pub full_every: u32,
 }
 
 impl Schedule {
@@ -30,6 +31,7 @@ impl Schedule {
             dir,
             encrypt_to: cfg.encrypt_to.clone(),
             offsite: cfg.offsite.clone(),
+            full_every: cfg.full_every,
         })
     }
 
@@ -80,7 +82,9 @@ pub async fn run(
 
 /// Takes one backup and prunes old ones; returns the new backup's time.
 async fn backup_once(s: &Schedule, metrics: &Metrics) -> Option<i64> {
-    match crate::backup::create(&s.backend, &s.dir, s.encrypt_to.as_deref()).await {
+    match crate::backup::create_auto(&s.backend, &s.dir, s.encrypt_to.as_deref(), s.full_every)
+        .await
+    {
         Ok(c) => {
             metrics.backup_last_bytes.set(c.bytes as i64);
             metrics.backup_last_duration.set(c.took.as_secs_f64());
@@ -88,6 +92,7 @@ async fn backup_once(s: &Schedule, metrics: &Metrics) -> Option<i64> {
                 path = %c.path.display(),
                 bytes = c.bytes,
                 rows = c.manifest.rows(),
+                incremental = c.manifest.link.as_ref().map(|l| l.position),
                 took_ms = c.took.as_millis() as u64,
                 "backup written"
             );

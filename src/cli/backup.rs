@@ -35,6 +35,13 @@ pub struct CreateArgs {
     /// Encrypt to this age recipient (age1…); default `[backup] encrypt_to`.
     #[arg(long)]
     pub encrypt_to: Option<String>,
+    /// Only what changed since the newest backup in the folder (a full one when it has no
+    /// index). Default: as `[backup] full_every` says.
+    #[arg(long, conflicts_with = "full")]
+    pub incremental: bool,
+    /// A full backup, whatever `[backup] full_every` says.
+    #[arg(long)]
+    pub full: bool,
 }
 
 #[derive(Args, Debug)]
@@ -84,9 +91,34 @@ pub async fn run(cmd: BackupCmd) -> Result<()> {
             let (cfg, _) = config::load(a.config.config.as_deref())?;
             let dir = a.out.unwrap_or_else(|| cfg.backup_dir());
             let to = a.encrypt_to.or(cfg.backup.encrypt_to.clone());
-            let c = backup::create(&cfg.backend()?, &dir, to.as_deref()).await?;
+            let full_every = match (a.incremental, a.full) {
+                (true, _) => u32::MAX,
+                (_, true) => 1,
+                _ => cfg.backup.full_every,
+            };
+            let c = backup::create_auto(&cfg.backend()?, &dir, to.as_deref(), full_every).await?;
+            let kind = match &c.manifest.link {
+                Some(l) => format!(
+                    "incremental #{} after {} ({} rows changed, {} deleted)",
+                    l.position,
+                    l.parent,
+                    c.manifest
+                        .changes
+                        .iter()
+                        .filter(|p| p.file.ends_with(".upserts.jsonl"))
+                        .map(|p| p.rows)
+                        .sum::<u64>(),
+                    c.manifest
+                        .changes
+                        .iter()
+                        .filter(|p| p.file.ends_with(".deletes.jsonl"))
+                        .map(|p| p.rows)
+                        .sum::<u64>()
+                ),
+                None => "full".to_string(),
+            };
             eprintln!(
-                "backup of {} rows in {} tables, {} bytes{}, {} ms",
+                "{kind} backup of {} rows in {} tables, {} bytes{}, {} ms",
                 c.manifest.rows(),
                 c.manifest.tables.len(),
                 c.bytes,
@@ -110,14 +142,18 @@ pub async fn run(cmd: BackupCmd) -> Result<()> {
                 eprintln!("no backups in {}", dir.display());
             }
             for b in all {
+                let chain = match backup::chain::index_header(&b.path).and_then(|h| h.link) {
+                    Some(l) => format!("\tincremental #{} after {}", l.position, l.parent),
+                    None => String::new(),
+                };
                 let what = match (&b.manifest, b.encrypted) {
                     (Some(m), _) => format!(
-                        "{} rows from {} (created {})",
+                        "{} rows from {} (created {}){chain}",
                         m.rows(),
                         m.source,
                         m.created_at
                     ),
-                    (None, true) => "encrypted".to_string(),
+                    (None, true) => format!("encrypted{chain}"),
                     (None, false) => "unreadable manifest".to_string(),
                 };
                 out(format!("{}\t{} bytes\t{what}", b.path.display(), b.bytes));

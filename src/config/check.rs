@@ -133,6 +133,9 @@ impl Config {
         if self.status.name.trim().is_empty() || self.status.name.chars().count() > 100 {
             return Err(invalid("status.name", "1 to 100 characters".into()));
         }
+        if self.backup.full_every == 0 || self.backup.full_every > 1000 {
+            return Err(invalid("backup.full_every", "1 to 1000".into()));
+        }
         if let Some((key, message)) = self.backup.offsite.as_ref().and_then(|o| o.check()) {
             return Err(invalid(key, message));
         }

@@ -73,6 +73,9 @@ pub struct BackupConfig {
     pub encrypt_to: Option<String>,
     /// Off-site copies in S3-compatible object storage, uploaded after each backup.
     pub offsite: Option<OffsiteConfig>,
+    /// Backups per chain: 1, every backup is full; N, a full one then N-1 incrementals
+    /// (only what changed since the one before).
+    pub full_every: u32,
 }
 
 impl Default for BackupConfig {
@@ -83,6 +86,7 @@ impl Default for BackupConfig {
             dir: None,
             encrypt_to: None,
             offsite: None,
+            full_every: 1,
         }
     }
 }

@@ -217,6 +217,7 @@ async fn scheduled_backups_are_copied_off_site_and_measured() {
     let h = TestHerald::start_with(|c| {
         c.backup.every = Some(herald::config::Dur::secs(1));
         c.backup.keep = 2;
+        c.backup.full_every = 3;
         c.backup.offsite = Some(offsite_cfg);
     })
     .await;
@@ -226,11 +227,7 @@ async fn scheduled_backups_are_copied_off_site_and_measured() {
         let ts = h
             .metric_sum("herald_backup_offsite_last_success_timestamp_seconds")
             .await;
-        if there.len() >= 2 && ts > 0.0 {
-            assert!(
-                there.len() <= 3,
-                "pruned to keep (one may be in between): {there:?}"
-            );
+        if there.len() >= 4 && ts > 0.0 {
             break;
         }
         assert!(
@@ -241,10 +238,23 @@ async fn scheduled_backups_are_copied_off_site_and_measured() {
     }
     // Stopped first, so that no newer copy prunes the one fetched.
     h.stop().await;
-    let newest = offsite::list(&cfg).await.unwrap().pop().unwrap();
+    // Chains of three (full_every 3): keep 2 keeps the newest two and what they need.
+    let there = offsite::list(&cfg).await.unwrap();
+    assert!(there.len() <= 4, "pruned to keep and the chain: {there:?}");
+    // Of any two backups in a row one is an incremental: fetch the newest of those.
+    let bucket = offsite::Bucket::new(&cfg).unwrap();
+    let mut incremental = None;
+    for o in there.iter().rev() {
+        if bucket.parent_of(&o.name).await.unwrap().is_some() {
+            incremental = Some(o.name.clone());
+            break;
+        }
+    }
+    let name = incremental.expect("an incremental among the kept copies");
     let into = tempfile::tempdir().unwrap();
-    let path = offsite::fetch(&cfg, &newest.name, into.path())
-        .await
-        .unwrap();
-    backup::verify(&path, None).await.unwrap();
+    let path = offsite::fetch(&cfg, &name, into.path()).await.unwrap();
+    let fetched = std::fs::read_dir(into.path()).unwrap().count() as u32;
+    let m = backup::verify(&path, None).await.unwrap();
+    let link = m.link.expect("an incremental");
+    assert_eq!(fetched, link.position + 1, "the whole chain came");
 }

@@ -10,6 +10,7 @@ mod e2e_alerts;
 mod e2e_approvals;
 mod e2e_auth;
 mod e2e_backup;
+mod e2e_backup_chain;
 mod e2e_bad_input;
 mod e2e_browser_push;
 mod e2e_chat;

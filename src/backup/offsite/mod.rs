@@ -22,7 +22,12 @@ pub async fn push(cfg: &OffsiteConfig, path: &Path) -> Result<String, BackupErro
         })?;
     let bytes = tokio::fs::read(path).await?;
     let sha = sigv4::sha256_hex(&bytes);
-    Bucket::new(cfg)?.put(&name, bytes, &sha).await?;
+    let parent = super::chain::index_header(path)
+        .and_then(|h| h.link)
+        .map(|l| l.parent);
+    Bucket::new(cfg)?
+        .put(&name, bytes, &sha, parent.as_deref())
+        .await?;
     Ok(name)
 }
 
@@ -36,21 +41,40 @@ pub async fn list(cfg: &OffsiteConfig) -> Result<Vec<Object>, BackupError> {
         .collect())
 }
 
-/// Downloads `name` into `dir` (mode 0600, written whole or not at all) after checking its
-/// SHA-256 against the one it was uploaded with.
+/// Downloads `name` into `dir`, and for an incremental every backup of its chain back to
+/// the full one, each written (mode 0600, whole or not at all) only after its SHA-256
+/// matched the one it was uploaded with. Returns the path of `name`.
 pub async fn fetch(cfg: &OffsiteConfig, name: &str, dir: &Path) -> Result<PathBuf, BackupError> {
+    let bucket = Bucket::new(cfg)?;
+    let mut next = Some(name.to_string());
+    let mut first = None;
+    // Bounded: a chain is never longer than `[backup] full_every` (at most 1,000).
+    for _ in 0..1000 {
+        let Some(n) = next.take() else { break };
+        let (path, parent) = fetch_one(&bucket, &n, dir).await?;
+        first.get_or_insert(path);
+        next = parent;
+    }
+    first.ok_or_else(|| BackupError::Usage(format!("`{name}`: nothing fetched")))
+}
+
+async fn fetch_one(
+    bucket: &Bucket,
+    name: &str,
+    dir: &Path,
+) -> Result<(PathBuf, Option<String>), BackupError> {
     if !is_backup_name(name) || name.contains('/') {
         return Err(BackupError::Usage(format!(
             "`{name}` is not the name of a Herald backup"
         )));
     }
-    let (bytes, expected) = Bucket::new(cfg)?.get(name).await?;
-    let got = sigv4::sha256_hex(&bytes);
-    match expected {
-        Some(e) if e == got => {}
+    let got = bucket.get(name).await?;
+    let sha = sigv4::sha256_hex(&got.bytes);
+    match &got.sha256 {
+        Some(e) if *e == sha => {}
         Some(e) => {
             return Err(BackupError::Corrupt(format!(
-                "the off-site copy {name} has SHA-256 {got}, but {e} was uploaded"
+                "the off-site copy {name} has SHA-256 {sha}, but {e} was uploaded"
             )));
         }
         None => {
@@ -62,6 +86,7 @@ pub async fn fetch(cfg: &OffsiteConfig, name: &str, dir: &Path) -> Result<PathBu
     let out = dir.join(name);
     let dir = dir.to_path_buf();
     let target = out.clone();
+    let bytes = got.bytes;
     tokio::task::spawn_blocking(move || -> Result<(), BackupError> {
         use std::io::Write;
         crate::private_fs::dir(&dir)?;
@@ -74,16 +99,34 @@ pub async fn fetch(cfg: &OffsiteConfig, name: &str, dir: &Path) -> Result<PathBu
     })
     .await
     .map_err(|e| BackupError::Io(std::io::Error::other(e)))??;
-    Ok(out)
+    Ok((out, got.parent))
 }
 
 /// Deletes all but the newest `keep` backups there; returns the names deleted.
+/// A kept incremental's chain is kept too.
 pub async fn prune(cfg: &OffsiteConfig) -> Result<Vec<String>, BackupError> {
     let all = list(cfg).await?;
     let bucket = Bucket::new(cfg)?;
     let extra = all.len().saturating_sub(cfg.keep);
+    let names: std::collections::HashSet<&str> = all.iter().map(|o| o.name.as_str()).collect();
+    let mut needed = std::collections::HashSet::new();
+    for o in all.iter().skip(extra) {
+        let mut at = o.name.clone();
+        for _ in 0..all.len() {
+            let Some(parent) = bucket.parent_of(&at).await? else {
+                break;
+            };
+            if !names.contains(parent.as_str()) || !needed.insert(parent.clone()) {
+                break;
+            }
+            at = parent;
+        }
+    }
     let mut gone = Vec::new();
     for o in all.into_iter().take(extra) {
+        if needed.contains(&o.name) {
+            continue;
+        }
         bucket.delete(&o.name).await?;
         gone.push(o.name);
     }

@@ -143,38 +143,53 @@ impl Bucket {
 
     /// Uploads `bytes` as `name` with their SHA-256 (checked by the service through
     /// `x-amz-content-sha256`, and kept as metadata for every later fetch).
-    pub async fn put(&self, name: &str, bytes: Vec<u8>, sha256: &str) -> Result<(), BackupError> {
+    /// `parent`: for an incremental, the backup it follows (kept as metadata, so that a
+    /// fetch brings the whole chain).
+    pub async fn put(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        sha256: &str,
+        parent: Option<&str>,
+    ) -> Result<(), BackupError> {
         let key = self.key(name);
-        self.call(
-            reqwest::Method::PUT,
-            Some(&key),
-            &[],
-            &[
-                ("content-type", "application/octet-stream"),
-                ("x-amz-meta-sha256", sha256),
-            ],
-            bytes,
-        )
-        .await?;
+        let mut headers = vec![
+            ("content-type", "application/octet-stream"),
+            ("x-amz-meta-sha256", sha256),
+        ];
+        if let Some(p) = parent {
+            headers.push(("x-amz-meta-herald-parent", p));
+        }
+        self.call(reqwest::Method::PUT, Some(&key), &[], &headers, bytes)
+            .await?;
         Ok(())
     }
 
-    /// The object's bytes and the SHA-256 it was uploaded with.
-    pub async fn get(&self, name: &str) -> Result<(Vec<u8>, Option<String>), BackupError> {
+    /// The object's bytes, the SHA-256 it was uploaded with and its parent, if any.
+    pub async fn get(&self, name: &str) -> Result<Fetched, BackupError> {
         let key = self.key(name);
         let resp = self
             .call(reqwest::Method::GET, Some(&key), &[], &[], Vec::new())
             .await?;
-        let sha = resp
-            .headers()
-            .get("x-amz-meta-sha256")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let (sha256, parent) = metadata(resp.headers());
         let bytes = resp
             .bytes()
             .await
             .map_err(|e| failed(&self.describe(), e))?;
-        Ok((bytes.to_vec(), sha))
+        Ok(Fetched {
+            bytes: bytes.to_vec(),
+            sha256,
+            parent,
+        })
+    }
+
+    /// The parent an object was uploaded with (HEAD: no body).
+    pub async fn parent_of(&self, name: &str) -> Result<Option<String>, BackupError> {
+        let key = self.key(name);
+        let resp = self
+            .call(reqwest::Method::HEAD, Some(&key), &[], &[], Vec::new())
+            .await?;
+        Ok(metadata(resp.headers()).1)
     }
 
     pub async fn delete(&self, name: &str) -> Result<(), BackupError> {
@@ -227,6 +242,18 @@ impl Bucket {
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
+}
+
+/// A downloaded object.
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    pub sha256: Option<String>,
+    pub parent: Option<String>,
+}
+
+fn metadata(h: &reqwest::header::HeaderMap) -> (Option<String>, Option<String>) {
+    let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
+    (get("x-amz-meta-sha256"), get("x-amz-meta-herald-parent"))
 }
 
 /// The text of every `<tag>…</tag>` in `xml`, entities decoded (S3's answers are flat
