@@ -215,6 +215,8 @@ pub async fn send(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // Only requests that may send are traced: refused callers cannot fill the span buffer.
+    caller.0.require(Role::Sender)?;
     let mut span = AcceptSpan::start(&state.tracer, &headers, "POST /v1/messages");
     let answer = send_one(&state, caller, &headers, body, &mut span).await;
     span.finish(&state.tracer, &answer);
@@ -347,6 +349,7 @@ pub async fn send_batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    caller.0.require(Role::Sender)?;
     let mut span = AcceptSpan::start(&state.tracer, &headers, "POST /v1/messages/batch");
     let answer = send_many(&state, caller, &headers, body, &mut span).await;
     span.finish(&state.tracer, &answer);

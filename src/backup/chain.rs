@@ -181,30 +181,62 @@ fn columns(t: &Table) -> Vec<String> {
 /// One index entry: `[table, key, hash]`.
 type Entry = (String, Vec<Value>, String);
 
-fn read_index(path: &Path) -> Result<(IndexHeader, Vec<Entry>), BackupError> {
-    let mut it = lines(path)?;
-    let head = it
-        .next()
-        .ok_or_else(|| BackupError::Corrupt(format!("{}: empty index", path.display())))??;
-    let header: IndexHeader = serde_json::from_slice(&head)
-        .map_err(|e| BackupError::Corrupt(format!("{}: {e}", path.display())))?;
-    if header.format != INDEX_FORMAT {
-        return Err(BackupError::Corrupt(format!(
-            "{} is not an index",
-            path.display()
-        )));
-    }
-    let mut entries = Vec::new();
-    for l in it {
-        let l = l?;
-        if l.is_empty() {
-            continue;
-        }
-        let e: Entry = serde_json::from_slice(&l)
+/// The entries of an index file, read one at a time (the header line checked first).
+struct IndexReader {
+    lines: Box<dyn Iterator<Item = Result<Vec<u8>, BackupError>>>,
+    next: Option<Entry>,
+    path: PathBuf,
+}
+
+impl IndexReader {
+    fn open(path: &Path) -> Result<Self, BackupError> {
+        let mut it = lines(path)?;
+        let head = it
+            .next()
+            .ok_or_else(|| BackupError::Corrupt(format!("{}: empty index", path.display())))??;
+        let header: IndexHeader = serde_json::from_slice(&head)
             .map_err(|e| BackupError::Corrupt(format!("{}: {e}", path.display())))?;
-        entries.push(e);
+        if header.format != INDEX_FORMAT {
+            return Err(BackupError::Corrupt(format!(
+                "{} is not an index",
+                path.display()
+            )));
+        }
+        let mut r = IndexReader {
+            lines: Box::new(it),
+            next: None,
+            path: path.to_path_buf(),
+        };
+        r.advance()?;
+        Ok(r)
     }
-    Ok((header, entries))
+
+    fn none() -> Self {
+        IndexReader {
+            lines: Box::new(std::iter::empty()),
+            next: None,
+            path: PathBuf::new(),
+        }
+    }
+
+    fn peek(&self) -> Option<&Entry> {
+        self.next.as_ref()
+    }
+
+    fn advance(&mut self) -> Result<(), BackupError> {
+        self.next = None;
+        for l in self.lines.by_ref() {
+            let l = l?;
+            if l.is_empty() {
+                continue;
+            }
+            let e: Entry = serde_json::from_slice(&l)
+                .map_err(|e| BackupError::Corrupt(format!("{}: {e}", self.path.display())))?;
+            self.next = Some(e);
+            break;
+        }
+        Ok(())
+    }
 }
 
 /// The header of a backup's index, when it has a readable one.
@@ -228,11 +260,12 @@ pub fn diff(
     parent_index: Option<&Path>,
     index_body: &Path,
 ) -> Result<Diff, BackupError> {
-    let parent: Vec<Entry> = match parent_index {
-        Some(p) => read_index(p)?.1,
-        None => Vec::new(),
+    // A full backup (no parent) needs only the index, not a change set.
+    let full = parent_index.is_none();
+    let mut parent = match parent_index {
+        Some(p) => IndexReader::open(p)?,
+        None => IndexReader::none(),
     };
-    let mut parent = parent.into_iter().peekable();
     let mut index = BufWriter::new(crate::private_fs::create(index_body)?);
     let mut changes = Vec::new();
     for part in tables {
@@ -265,18 +298,19 @@ pub fn diff(
                 match cmp_keys(pk, &key) {
                     Ordering::Less => {
                         write_delete(pk, &mut dels)?;
-                        parent.next();
+                        parent.advance()?;
                     }
                     Ordering::Equal => {
                         known = true;
                         same = *ph == hash;
-                        parent.next();
+                        parent.advance()?;
                         break;
                     }
                     Ordering::Greater => break,
                 }
             }
-            if !(known && same) {
+            let unchanged = known && same;
+            if !full && !unchanged {
                 ups.line(&line)?;
             }
             let entry = serde_json::to_vec(&(t.name, &key, &hash))
@@ -289,7 +323,7 @@ pub fn diff(
                 break;
             }
             write_delete(pk, &mut dels)?;
-            parent.next();
+            parent.advance()?;
         }
         changes.push(ups.finish()?);
         changes.push(dels.finish()?);
@@ -471,8 +505,12 @@ mod tests {
         let p0 = state(&s0, &[("a", "queued"), ("b", "queued"), ("c", "queued")]);
         let idx0 = dir.path().join("idx0");
         let first = diff(&s0, std::slice::from_ref(&p0), None, &idx0).unwrap();
-        assert_eq!(first.changes[0].rows, 3, "no parent: everything is new");
-        assert_eq!(first.changes[1].rows, 0);
+        assert_eq!(
+            (first.changes[0].rows, first.changes[1].rows),
+            (0, 0),
+            "no parent: a full backup, only the index is written"
+        );
+        assert_eq!(std::fs::read_to_string(&idx0).unwrap().lines().count(), 3);
         // Written as an index file would be: a header line, then the entries.
         let header = IndexHeader {
             format: INDEX_FORMAT.into(),
@@ -572,10 +610,14 @@ mod tests {
         let empty = dir.path().join("empty");
         std::fs::create_dir_all(&empty).unwrap();
         let up = state(&dir.path().join("s2"), &[("z", "queued")]);
+        let none = dir.path().join("herald-z.tar.zst");
+        let body = dir.path().join("empty-body");
+        std::fs::write(&body, b"").unwrap();
+        write_index(&none, &header, &body).unwrap();
         let d2 = diff(
             &dir.path().join("s2"),
             std::slice::from_ref(&up),
-            None,
+            Some(&index_path(&none)),
             &dir.path().join("i2"),
         )
         .unwrap();

@@ -99,6 +99,9 @@ pub fn resolve(
     while let Some((_, m, changes)) = files.pop() {
         let out = work.join(format!("state-{step}"));
         chain::apply(&state, &changes, &m, &out)?;
+        // Disk stays at about two states however long the chain.
+        let _ = std::fs::remove_dir_all(&state);
+        let _ = std::fs::remove_dir_all(&changes);
         state = out;
         manifest = m;
         step += 1;

@@ -370,10 +370,20 @@ fn check_layout(m: &Manifest) -> Result<(), BackupError> {
             catalog::LAYOUT_VERSION
         )));
     }
+    let mut seen = std::collections::HashSet::new();
     for p in &m.tables {
         let Some(t) = catalog::table(&p.name) else {
             return Err(BackupError::Corrupt(format!("unknown table `{}`", p.name)));
         };
+        // The manifest is untrusted: a part is read from exactly `tables/<its table>.jsonl`,
+        // once.
+        if p.file != format!("tables/{}.jsonl", t.name) || !seen.insert(t.name) {
+            return Err(BackupError::Corrupt(format!(
+                "{}: the part `{}` is not where that table's rows are",
+                t.name,
+                p.file.chars().take(200).collect::<String>()
+            )));
+        }
         let cols: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
         if p.columns != cols {
             return Err(BackupError::Corrupt(format!(

@@ -92,7 +92,7 @@ pub async fn run(cmd: BackupCmd) -> Result<()> {
             let dir = a.out.unwrap_or_else(|| cfg.backup_dir());
             let to = a.encrypt_to.or(cfg.backup.encrypt_to.clone());
             let full_every = match (a.incremental, a.full) {
-                (true, _) => u32::MAX,
+                (true, _) => 1000, // the longest chain fetch and restore follow
                 (_, true) => 1,
                 _ => cfg.backup.full_every,
             };

@@ -45,11 +45,18 @@ impl OffsiteConfig {
     /// The first problem, as `(key, message)`.
     pub fn check(&self) -> Option<(&'static str, String)> {
         match url::Url::parse(&self.endpoint) {
-            Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.host_str().is_some() => {}
+            Ok(u)
+                if (u.scheme() == "https" || u.scheme() == "http")
+                    && u.host_str().is_some()
+                    && (u.path().is_empty() || u.path() == "/")
+                    && u.query().is_none() => {}
             _ => {
                 return Some((
                     "backup.offsite.endpoint",
-                    format!("`{}` is not an http(s) URL", self.endpoint),
+                    format!(
+                        "`{}` is not an http(s) URL without a path (the bucket goes in `bucket`)",
+                        self.endpoint
+                    ),
                 ));
             }
         }

@@ -37,7 +37,7 @@ impl TraceParent {
     pub fn parse(header: &str) -> Option<Self> {
         let h = header.trim_matches(|c| c == ' ' || c == '\t');
         let b = h.as_bytes();
-        if b.len() < 55 {
+        if b.len() < 55 || !h.is_ascii() {
             return None;
         }
         let version = hex_bytes::<1>(&h[0..2])?[0];
@@ -149,6 +149,8 @@ mod tests {
             &GOOD.replace('-', "_"),
             &GOOD.replacen('4', "g", 1),
             "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01", // one digit short
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0é", // not ASCII
+            "é0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01xx",
         ] {
             assert_eq!(TraceParent::parse(bad), None, "{bad:?}");
         }

@@ -11,8 +11,42 @@ use super::{BackupError, is_backup_name};
 use crate::config::OffsiteConfig;
 use std::path::{Path, PathBuf};
 
-/// Uploads the backup file at `path` under its own name; returns that name.
+/// Uploads the backup file at `path` under its own name, after any backup of its chain
+/// that the bucket lacks (an earlier upload failed): a copy there is always restorable.
+/// Returns its name.
 pub async fn push(cfg: &OffsiteConfig, path: &Path) -> Result<String, BackupError> {
+    let bucket = Bucket::new(cfg)?;
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let mut missing = Vec::new();
+    let mut at = path.to_path_buf();
+    for _ in 0..1000 {
+        let Some(link) = super::chain::index_header(&at).and_then(|h| h.link) else {
+            break;
+        };
+        if !is_backup_name(&link.parent) || link.parent.contains('/') {
+            break;
+        }
+        if bucket.exists(&link.parent).await? {
+            break;
+        }
+        at = dir.join(&link.parent);
+        if !at.exists() {
+            return Err(BackupError::Usage(format!(
+                "{} needs {}, which is neither in the bucket nor beside it",
+                path.display(),
+                link.parent
+            )));
+        }
+        missing.push(at.clone());
+    }
+    for m in missing.iter().rev() {
+        push_one(&bucket, m).await?;
+        tracing::info!(path = %m.display(), "a missing link of the chain copied off-site");
+    }
+    push_one(&bucket, path).await
+}
+
+async fn push_one(bucket: &Bucket, path: &Path) -> Result<String, BackupError> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -25,9 +59,7 @@ pub async fn push(cfg: &OffsiteConfig, path: &Path) -> Result<String, BackupErro
     let parent = super::chain::index_header(path)
         .and_then(|h| h.link)
         .map(|l| l.parent);
-    Bucket::new(cfg)?
-        .put(&name, bytes, &sha, parent.as_deref())
-        .await?;
+    bucket.put(&name, bytes, &sha, parent.as_deref()).await?;
     Ok(name)
 }
 
@@ -54,6 +86,11 @@ pub async fn fetch(cfg: &OffsiteConfig, name: &str, dir: &Path) -> Result<PathBu
         let (path, parent) = fetch_one(&bucket, &n, dir).await?;
         first.get_or_insert(path);
         next = parent;
+    }
+    if let Some(n) = next {
+        return Err(BackupError::Corrupt(format!(
+            "the chain of `{name}` is longer than 1,000 backups (next: {n})"
+        )));
     }
     first.ok_or_else(|| BackupError::Usage(format!("`{name}`: nothing fetched")))
 }

@@ -183,6 +183,19 @@ impl Bucket {
         })
     }
 
+    /// Whether the object is there (HEAD).
+    pub async fn exists(&self, name: &str) -> Result<bool, BackupError> {
+        let key = self.key(name);
+        match self
+            .call(reqwest::Method::HEAD, Some(&key), &[], &[], Vec::new())
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(BackupError::Offsite(m)) if m.contains(" 404") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The parent an object was uploaded with (HEAD: no body).
     pub async fn parent_of(&self, name: &str) -> Result<Option<String>, BackupError> {
         let key = self.key(name);
@@ -213,18 +226,18 @@ impl Bucket {
                 .call(reqwest::Method::GET, None, &query, &[], Vec::new())
                 .await?;
             let text = resp.text().await.map_err(|e| failed(&self.describe(), e))?;
-            for c in xml_values(&text, "Contents") {
-                let key = xml_values(&c, "Key").into_iter().next().unwrap_or_default();
+            for c in xml_raw(&text, "Contents") {
+                let key = xml_values(c, "Key").into_iter().next().unwrap_or_default();
                 let Some(name) = key.strip_prefix(&self.cfg.prefix) else {
                     continue;
                 };
                 out.push(Object {
                     name: name.to_string(),
-                    size: xml_values(&c, "Size")
+                    size: xml_values(c, "Size")
                         .first()
                         .and_then(|s| s.parse().ok())
                         .unwrap_or(0),
-                    last_modified: xml_values(&c, "LastModified")
+                    last_modified: xml_values(c, "LastModified")
                         .into_iter()
                         .next()
                         .unwrap_or_default(),
@@ -259,13 +272,19 @@ fn metadata(h: &reqwest::header::HeaderMap) -> (Option<String>, Option<String>) 
 /// The text of every `<tag>…</tag>` in `xml`, entities decoded (S3's answers are flat
 /// enough that this is all that is needed of XML).
 pub fn xml_values(xml: &str, tag: &str) -> Vec<String> {
+    xml_raw(xml, tag).into_iter().map(unescape).collect()
+}
+
+/// The raw text of every `<tag>…</tag>`, entities as they are (for elements that hold
+/// others: decoded once, at the leaves).
+fn xml_raw<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
     let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
     let mut out = Vec::new();
     let mut rest = xml;
     while let Some(i) = rest.find(&open) {
         let after = &rest[i + open.len()..];
         let Some(j) = after.find(&close) else { break };
-        out.push(unescape(&after[..j]));
+        out.push(&after[..j]);
         rest = &after[j + close.len()..];
     }
     out
@@ -290,10 +309,15 @@ mod tests {
 <Contents><Key>herald/a&amp;b.tar.zst</Key><Size>12</Size><LastModified>2026-12-03T10:00:00.000Z</LastModified></Contents>
 <Contents><Key>herald/c</Key><Size>7</Size></Contents>
 <NextContinuationToken>tok+1</NextContinuationToken></ListBucketResult>"#;
-        let c = xml_values(xml, "Contents");
+        let c = xml_raw(xml, "Contents");
         assert_eq!(c.len(), 2);
-        assert_eq!(xml_values(&c[0], "Key"), vec!["herald/a&b.tar.zst"]);
-        assert_eq!(xml_values(&c[1], "Size"), vec!["7"]);
+        assert_eq!(xml_values(c[0], "Key"), vec!["herald/a&b.tar.zst"]);
+        assert_eq!(xml_values(c[1], "Size"), vec!["7"]);
+        // Decoded once: `&amp;lt;` is the text `&lt;`.
+        assert_eq!(
+            xml_values("<Contents><Key>a&amp;lt;b</Key></Contents>", "Key"),
+            vec!["a&lt;b"]
+        );
         assert_eq!(xml_values(xml, "NextContinuationToken"), vec!["tok+1"]);
         assert!(xml_values(xml, "Missing").is_empty());
         assert!(xml_values("<Key>unclosed", "Key").is_empty());

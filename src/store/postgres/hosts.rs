@@ -7,7 +7,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::{ConnectOptions, Connection};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// One single-host URL per host of `url`, in order (one for a plain URL). The
@@ -31,7 +31,7 @@ pub fn split_hosts(url: &str) -> Result<Vec<String>, String> {
     for pair in query.into_iter().flat_map(|q| q.split('&')) {
         match pair.split_once('=') {
             Some(("target_session_attrs", v)) => {
-                if !matches!(v, "read-write" | "primary" | "any") {
+                if !matches!(v, "read-write" | "primary") {
                     return Err(format!(
                         "target_session_attrs={v}: Herald needs the host that takes writes (read-write)"
                     ));
@@ -92,17 +92,47 @@ pub async fn find_primary(hosts: &[PgConnectOptions]) -> Option<usize> {
     None
 }
 
-/// Which host the pool uses.
-#[derive(Debug, Default)]
+/// Which host the pool uses, and when it last moved.
+#[derive(Debug)]
 pub struct Following {
     pub current: AtomicUsize,
     /// Times the pool moved to another host.
     pub moves: AtomicUsize,
+    since: std::time::Instant,
+    /// Milliseconds from `since` to the last move (0: never moved).
+    moved_at_ms: AtomicU64,
+}
+
+impl Following {
+    pub fn starting_on(host: usize) -> Self {
+        Following {
+            current: AtomicUsize::new(host),
+            moves: AtomicUsize::new(0),
+            since: std::time::Instant::now(),
+            moved_at_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn moved_now(&self) {
+        let ms = self.since.elapsed().as_millis().max(1) as u64;
+        self.moved_at_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Whether a connection of this age was opened before the last move (to the old host).
+    pub fn opened_before_move(&self, age: Duration) -> bool {
+        let moved = self.moved_at_ms.load(Ordering::SeqCst);
+        if moved == 0 {
+            return false;
+        }
+        let since_move = (self.since.elapsed().as_millis() as u64).saturating_sub(moved);
+        age.as_millis() as u64 > since_move
+    }
 }
 
 /// Every 500 ms: does the pool's host still take writes? When it does not (down, or a
 /// replica now), the new primary is looked for and the pool moved there: new connections go
-/// to it, idle ones to the old host are closed (those in use fail and are dropped).
+/// to it, and connections opened before the move are closed instead of being handed out or
+/// taken back (the pool's acquire and release hooks ask [`Following::opened_before_move`]).
 pub async fn follow(pool: PgPool, hosts: Vec<PgConnectOptions>, state: Arc<Following>) {
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -125,6 +155,7 @@ pub async fn follow(pool: PgPool, hosts: Vec<PgConnectOptions>, state: Arc<Follo
             continue;
         }
         pool.set_connect_options(hosts[next].clone());
+        state.moved_now();
         state.moves.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             from = hosts[was].get_host(),
@@ -132,14 +163,6 @@ pub async fn follow(pool: PgPool, hosts: Vec<PgConnectOptions>, state: Arc<Follo
             port = hosts[next].get_port(),
             "the PostgreSQL primary moved: following it"
         );
-        for _ in 0..pool.num_idle() {
-            match pool.try_acquire() {
-                Some(c) => {
-                    let _ = c.close().await;
-                }
-                None => break,
-            }
-        }
     }
 }
 
@@ -179,7 +202,22 @@ mod tests {
     fn what_cannot_be_followed_is_refused() {
         assert!(split_hosts("postgres://a,,b/db").is_err());
         assert!(split_hosts("postgres://a,b/db?target_session_attrs=read-only").is_err());
+        assert!(split_hosts("postgres://a,b/db?target_session_attrs=any").is_err());
         assert!(split_hosts("db-a,db-b").is_err());
+    }
+
+    #[test]
+    fn after_a_move_only_connections_opened_since_are_kept() {
+        let f = Following::starting_on(0);
+        assert!(
+            !f.opened_before_move(Duration::from_secs(3600)),
+            "never moved"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        f.moved_now();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(f.opened_before_move(Duration::from_millis(500)));
+        assert!(!f.opened_before_move(Duration::from_millis(1)));
     }
 
     #[test]

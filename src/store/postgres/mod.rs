@@ -127,6 +127,16 @@ impl From<sqlx::Error> for StoreError {
 pub struct PgStore {
     pool: PgPool,
     accepts: mpsc::Sender<AcceptJob>,
+    /// With several hosts: the task that follows the primary (ends with the store).
+    follower: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        if let Some(f) = &self.follower {
+            f.abort();
+        }
+    }
 }
 
 /// The schema version this build migrates to.
@@ -179,7 +189,7 @@ impl PgStore {
     /// Opens the pool (on the host that takes writes, when the URL names several, and
     /// following that role from then on), waiting up to `wait` for the server; migrates.
     pub async fn open(url: &str, wait: Duration) -> Result<Arc<Self>, StoreError> {
-        let mut hosts = hosts::host_options(url)
+        let hosts = hosts::host_options(url)
             .map_err(|e| StoreError::Unavailable(format!("bad postgres URL: {e}")))?;
         let deadline = std::time::Instant::now() + wait;
         let first = if hosts.len() > 1 {
@@ -199,19 +209,25 @@ impl PgStore {
         } else {
             0
         };
-        let opts = hosts.swap_remove(first);
-        let pool = PgPoolOptions::new()
+        let following = Arc::new(hosts::Following::starting_on(first));
+        let mut options = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(2))
-            .connect_lazy_with(opts.clone());
-        if !hosts.is_empty() {
-            hosts.insert(first, opts);
-            let state = Arc::new(hosts::Following::default());
-            state
-                .current
-                .store(first, std::sync::atomic::Ordering::SeqCst);
-            tokio::spawn(hosts::follow(pool.clone(), hosts, state));
+            .acquire_timeout(Duration::from_secs(2));
+        if hosts.len() > 1 {
+            // After the pool moves to a new primary, connections opened before the move
+            // (to the old host) are closed rather than used again.
+            let (a, b) = (following.clone(), following.clone());
+            options = options
+                .before_acquire(move |_, meta| {
+                    let keep = !a.opened_before_move(meta.age);
+                    Box::pin(async move { Ok(keep) })
+                })
+                .after_release(move |_, meta| {
+                    let keep = !b.opened_before_move(meta.age);
+                    Box::pin(async move { Ok(keep) })
+                });
         }
+        let pool = options.connect_lazy_with(hosts[first].clone());
         loop {
             match sqlx::query("SELECT 1").execute(&pool).await {
                 Ok(_) => break,
@@ -227,9 +243,15 @@ impl PgStore {
             }
         }
         migrate(&pool).await?;
+        let follower = (hosts.len() > 1)
+            .then(|| tokio::spawn(hosts::follow(pool.clone(), hosts, following)).abort_handle());
         let (tx, rx) = mpsc::channel(4096);
         tokio::spawn(committer(pool.clone(), rx));
-        Ok(Arc::new(PgStore { pool, accepts: tx }))
+        Ok(Arc::new(PgStore {
+            pool,
+            accepts: tx,
+            follower,
+        }))
     }
 
     pub fn pool(&self) -> &PgPool {
