@@ -183,3 +183,33 @@ async fn pruning_keeps_every_backup_a_kept_incremental_needs() {
     backup::verify(&after.path, None).await.unwrap();
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_chain_on_postgres_equals_a_full_backup_of_the_same_moment() {
+    let url = crate::utils::pg::fresh_db().await;
+    let u = url.clone();
+    let mut h = TestHerald::start_with(move |c| {
+        c.storage.url = Some(u);
+        c.dispatch.enabled = false;
+    })
+    .await;
+    let db = Backend::Postgres(url);
+    let dir = h.dir.path().join("backups");
+    changes(&h, 0).await;
+    backup::create(&db, &dir, None).await.unwrap();
+    changes(&h, 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let first = backup::create_auto(&db, &dir, None, 10).await.unwrap();
+    assert_eq!(first.manifest.link.as_ref().map(|l| l.position), Some(1));
+    changes(&h, 2).await;
+    h.server.take().unwrap().shutdown().await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let second = backup::create_auto(&db, &dir, None, 10).await.unwrap();
+    assert_eq!(second.manifest.link.as_ref().map(|l| l.position), Some(2));
+    assert_eq!(changed_rows(&second.manifest).1, 1, "the deleted contact");
+    let full = backup::create(&db, &h.dir.path().join("full-now"), None)
+        .await
+        .unwrap();
+    let verified = backup::verify(&second.path, None).await.unwrap();
+    assert_eq!(verified.tables, full.manifest.tables);
+}
