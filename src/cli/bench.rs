@@ -61,6 +61,10 @@ pub struct BenchArgs {
     /// With --e2e: the nodes' `dispatch.concurrency` (calls in flight; default: the default).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// With --e2e: the nodes export every message's spans over OTLP (to the sink, which
+    /// takes them), to measure what tracing costs.
+    #[arg(long)]
+    pub traces: bool,
     /// Instead: Web Push end to end. `herald simulate` is the push service (it checks the
     /// VAPID token and decrypts every body); one node pushes --messages messages to a
     /// contact's browser subscription (pushes/s, CPU per push)

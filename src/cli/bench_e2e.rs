@@ -183,6 +183,9 @@ pub async fn run(a: &BenchArgs, db_url: Option<String>) -> Result<()> {
         if let Some(url) = &db_url {
             extra.push_str(&format!("[storage]\nurl = \"{url}\"\n"));
         }
+        if a.traces {
+            extra.push_str(&format!("[telemetry]\notlp_endpoint = \"{sink}\"\n"));
+        }
         nodes.push(spawn_with(&exe, &d, &extra).await?);
     }
     let bases: Vec<String> = nodes.iter().map(|n| n.1.clone()).collect();
@@ -312,6 +315,29 @@ pub async fn run(a: &BenchArgs, db_url: Option<String>) -> Result<()> {
             "offered_per_second": a.rate, "accepted": sent,
             "accept_to_sent_ms": {"p50": pct(&lat, 0.5), "p99": pct(&lat, 0.99), "max": pct(&lat, 1.0), "sampled": lat.len()},
         }));
+    }
+    if a.traces {
+        // Wait for the nodes' last export (once a second), then say how many there were.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let exports = match http.get(format!("{sink}/stats")).send().await {
+            Ok(r) => r.json::<serde_json::Value>().await.unwrap_or_default()["trace_exports"]
+                .as_u64()
+                .unwrap_or(0),
+            Err(_) => 0,
+        };
+        let mut spans = 0.0;
+        for b in &bases {
+            if let Ok(r) = http.get(format!("{b}/metrics")).send().await
+                && let Ok(text) = r.text().await
+            {
+                spans += text
+                    .lines()
+                    .filter(|l| l.starts_with("herald_trace_spans_total{what=\"exported\"}"))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum::<f64>();
+            }
+        }
+        crate::cli::out(json!({"run": "traces", "exports": exports, "spans_exported": spans}));
     }
     drop(nodes);
     Ok(())

@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use clap::Args;
 use serde_json::json;
 use std::collections::HashSet;
@@ -43,6 +43,8 @@ struct Counts {
     received: u64,
     bad_signatures: u64,
     ids: HashSet<String>,
+    /// OTLP trace exports taken at `/v1/traces` (so a benchmark can point spans here).
+    trace_exports: u64,
 }
 
 #[derive(Clone)]
@@ -63,6 +65,7 @@ pub async fn run(args: SinkArgs) -> Result<()> {
     let app = Router::new()
         .route("/stats", get(stats))
         .route("/ids", get(ids))
+        .route("/v1/traces", post(traces))
         .fallback(receive)
         .with_state(sink);
     axum::serve(listener, app).await?;
@@ -70,8 +73,20 @@ pub async fn run(args: SinkArgs) -> Result<()> {
 }
 
 async fn stats(State(s): State<Sink>) -> impl IntoResponse {
-    let c = s.counts.lock().map(|c| json!({"received": c.received, "unique": c.ids.len(), "bad_signatures": c.bad_signatures}));
+    let c = s.counts.lock().map(|c| json!({"received": c.received, "unique": c.ids.len(), "bad_signatures": c.bad_signatures, "trace_exports": c.trace_exports}));
     axum::Json(c.unwrap_or_default())
+}
+
+/// An OTLP/HTTP export: taken (200, an empty answer) and counted, not kept.
+async fn traces(State(s): State<Sink>) -> impl IntoResponse {
+    if let Ok(mut c) = s.counts.lock() {
+        c.trace_exports += 1;
+    }
+    (
+        StatusCode::OK,
+        [("content-type", "application/x-protobuf")],
+        Bytes::new(),
+    )
 }
 
 /// Every distinct `webhook-id` received (a drill counts what arrived, not what Herald says).
