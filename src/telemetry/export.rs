@@ -1,6 +1,6 @@
 //! Sends finished spans to an OTLP/HTTP receiver in batches, off the message path: a span is
 //! handed over with a non-blocking send into a bounded buffer (full: it is dropped and
-//! counted), and one task POSTs what has gathered every second or at 512 spans.
+//! counted), and one task POSTs what has gathered every second or at 4,096 spans.
 
 use super::SpanRecord;
 use super::otlp::{Origin, encode};
@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-const BUFFER: usize = 8192;
-const BATCH: usize = 512;
+const BUFFER: usize = 65_536;
+const BATCH: usize = 4096;
 const EVERY: Duration = Duration::from_secs(1);
 
 /// Where spans go; a clone is cheap. Without an endpoint it takes spans and does nothing.
