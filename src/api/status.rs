@@ -259,11 +259,14 @@ pub async fn post_incident(
         impact: one_of("impact", &b.impact, &IMPACTS)?,
         components: affected(&state, &b.components)?,
         incident_id: match b.incident_id.as_deref() {
-            None | Some("") => None,
-            Some(i) if i.chars().count() > 100 || i.chars().any(char::is_control) => {
+            None => None,
+            // An empty id names nothing: leave the field out (or null) instead.
+            Some(i)
+                if i.is_empty() || i.chars().count() > 100 || i.chars().any(char::is_control) =>
+            {
                 return Err(ApiError::field(
                     "incident_id",
-                    "at most 100 printable characters",
+                    "1 to 100 printable characters, or null",
                 ));
             }
             Some(i) => Some(i.to_string()),

@@ -66,8 +66,7 @@ pub struct StatusIncident {
     /// Components it affects, each with the state it puts them in:
     /// `[{"id":"sms","status":"partial_outage"}]`.
     pub components: serde_json::Value,
-    /// The on-call incident it tells the public about, if any (left out when none, so a
-    /// client following it never builds `/v1/incidents//…`).
+    /// The on-call incident it tells the public about, if any (left out when none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub incident_id: Option<String>,
     #[serde(serialize_with = "ts")]
