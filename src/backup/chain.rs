@@ -44,7 +44,7 @@ pub struct IndexHeader {
     pub link: Option<Link>,
 }
 
-const INDEX_FORMAT: &str = "herald-backup-index";
+pub const INDEX_FORMAT: &str = "herald-backup-index";
 
 pub fn index_path(backup: &Path) -> PathBuf {
     let mut s = backup.as_os_str().to_owned();
@@ -193,7 +193,7 @@ type Entry = (String, Vec<Value>, String);
 
 /// The entries of an index file, read one at a time (the header line checked first).
 struct IndexReader {
-    lines: Box<dyn Iterator<Item = Result<Vec<u8>, BackupError>>>,
+    rows: Reader,
     next: Option<Entry>,
     path: PathBuf,
 }
@@ -213,39 +213,42 @@ impl IndexReader {
             )));
         }
         let mut r = IndexReader {
-            lines: Box::new(it),
+            rows: Reader::over(Box::new(it))?,
             next: None,
             path: path.to_path_buf(),
         };
-        r.advance()?;
+        r.parse()?;
         Ok(r)
     }
 
-    fn none() -> Self {
-        IndexReader {
-            lines: Box::new(std::iter::empty()),
+    fn none() -> Result<Self, BackupError> {
+        Ok(IndexReader {
+            rows: Reader::rows(None)?,
             next: None,
             path: PathBuf::new(),
-        }
+        })
     }
 
     fn peek(&self) -> Option<&Entry> {
         self.next.as_ref()
     }
 
-    fn advance(&mut self) -> Result<(), BackupError> {
-        self.next = None;
-        for l in self.lines.by_ref() {
-            let l = l?;
-            if l.is_empty() {
-                continue;
-            }
-            let e: Entry = serde_json::from_slice(&l)
-                .map_err(|e| BackupError::Corrupt(format!("{}: {e}", self.path.display())))?;
-            self.next = Some(e);
-            break;
-        }
+    fn parse(&mut self) -> Result<(), BackupError> {
+        self.next = self
+            .rows
+            .line
+            .as_deref()
+            .map(|l| {
+                serde_json::from_slice(l)
+                    .map_err(|e| BackupError::Corrupt(format!("{}: {e}", self.path.display())))
+            })
+            .transpose()?;
         Ok(())
+    }
+
+    fn advance(&mut self) -> Result<(), BackupError> {
+        self.rows.advance()?;
+        self.parse()
     }
 }
 
@@ -256,11 +259,6 @@ pub fn index_header(backup: &Path) -> Option<IndexHeader> {
     serde_json::from_slice(&head).ok()
 }
 
-/// What [`diff`] found.
-pub struct Diff {
-    pub changes: Vec<Part>,
-}
-
 /// Compares the freshly dumped state in `staging` (`tables` of its manifest) with the
 /// parent's index: writes the change parts into `staging` and the new index (without its
 /// header line, which the caller writes once the file's SHA-256 is known) to `index_body`.
@@ -269,12 +267,12 @@ pub fn diff(
     tables: &[Part],
     parent_index: Option<&Path>,
     index_body: &Path,
-) -> Result<Diff, BackupError> {
+) -> Result<Vec<Part>, BackupError> {
     // A full backup (no parent) needs only the index, not a change set.
     let full = parent_index.is_none();
     let mut parent = match parent_index {
         Some(p) => IndexReader::open(p)?,
-        None => IndexReader::none(),
+        None => IndexReader::none()?,
     };
     let mut index = BufWriter::new(crate::private_fs::create(index_body)?);
     let mut changes = Vec::new();
@@ -339,7 +337,7 @@ pub fn diff(
         changes.push(dels.finish()?);
     }
     index.flush()?;
-    Ok(Diff { changes })
+    Ok(changes)
 }
 
 /// Writes a backup's index: the header, then the entries written by [`diff`].
@@ -357,6 +355,52 @@ pub fn write_index(backup: &Path, header: &IndexHeader, body: &Path) -> Result<(
     f.sync_all()?;
     std::fs::rename(&partial, &out)?;
     Ok(())
+}
+
+/// The non-empty lines of a part, one read ahead (none for a part that does not exist).
+struct Reader {
+    lines: Box<dyn Iterator<Item = Result<Vec<u8>, BackupError>>>,
+    line: Option<Vec<u8>>,
+}
+
+impl Reader {
+    fn rows(path: Option<&Path>) -> Result<Self, BackupError> {
+        match path {
+            Some(p) => Self::over(Box::new(lines(p)?)),
+            None => Self::over(Box::new(std::iter::empty())),
+        }
+    }
+
+    fn over(
+        lines: Box<dyn Iterator<Item = Result<Vec<u8>, BackupError>>>,
+    ) -> Result<Self, BackupError> {
+        let mut r = Reader { lines, line: None };
+        r.advance()?;
+        Ok(r)
+    }
+
+    fn advance(&mut self) -> Result<(), BackupError> {
+        self.line = None;
+        for l in self.lines.by_ref() {
+            let l = l?;
+            if !l.is_empty() {
+                self.line = Some(l);
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The current line read as a key (the lines of a deletes part).
+    fn key(&self) -> Result<Option<Vec<Value>>, BackupError> {
+        self.line
+            .as_deref()
+            .map(|l| {
+                serde_json::from_slice(l)
+                    .map_err(|e| BackupError::Corrupt(format!("a deleted key: {e}")))
+            })
+            .transpose()
+    }
 }
 
 /// Applies the change parts of `m` (unpacked in `changes_dir`) to the state in `state`,
@@ -377,85 +421,46 @@ pub fn apply(
         let file = format!("tables/{}.jsonl", t.name);
         let mut w = LineWriter::create(out, t.name, file.clone(), columns(t))?;
         let old = state.join(&file);
-        let mut old: Box<dyn Iterator<Item = Result<Vec<u8>, BackupError>>> = if old.exists() {
-            Box::new(lines(&old)?.filter(|l| !matches!(l, Ok(v) if v.is_empty())))
-        } else {
-            Box::new(std::iter::empty()) // a table the parent did not have yet
-        };
-        let mut ups = lines(&changes_dir.join(upserts_file(t.name)))?
-            .filter(|l| !matches!(l, Ok(v) if v.is_empty()))
-            .peekable();
-        let mut dels = lines(&changes_dir.join(deletes_file(t.name)))?
-            .filter(|l| !matches!(l, Ok(v) if v.is_empty()))
-            .map(|l| {
-                l.and_then(|b| {
-                    serde_json::from_slice::<Vec<Value>>(&b)
-                        .map_err(|e| BackupError::Corrupt(format!("{}: {e}", t.name)))
-                })
-            })
-            .peekable();
-        let mut next_old = old.next().transpose()?;
+        // A table the parent did not have yet starts empty.
+        let mut old = Reader::rows(old.exists().then_some(old.as_path()))?;
+        let mut ups = Reader::rows(Some(&changes_dir.join(upserts_file(t.name))))?;
+        let mut dels = Reader::rows(Some(&changes_dir.join(deletes_file(t.name))))?;
         loop {
-            let up_key = match ups.peek() {
-                Some(Ok(l)) => Some(key_of(t, l)?),
-                Some(Err(_)) => {
-                    return Err(ups
-                        .next()
-                        .and_then(Result::err)
-                        .unwrap_or_else(|| BackupError::Corrupt("read".into())));
-                }
-                None => None,
-            };
-            let old_key = next_old.as_deref().map(|l| key_of(t, l)).transpose()?;
-            match (old_key, up_key) {
+            let old_key = old.line.as_deref().map(|l| key_of(t, l)).transpose()?;
+            let up_key = ups.line.as_deref().map(|l| key_of(t, l)).transpose()?;
+            let old_first = match (&old_key, &up_key) {
                 (None, None) => break,
-                (Some(ok), up)
-                    if up
-                        .as_ref()
-                        .is_none_or(|u| cmp_keys(&ok, u) == Ordering::Less) =>
-                {
-                    // An old row: kept unless deleted.
-                    let mut deleted = false;
-                    while let Some(d) = dels.peek() {
-                        let d = match d {
-                            Ok(d) => d,
-                            Err(_) => {
-                                return Err(dels
-                                    .next()
-                                    .and_then(Result::err)
-                                    .unwrap_or_else(|| BackupError::Corrupt("read".into())));
-                            }
-                        };
-                        match cmp_keys(d, &ok) {
-                            Ordering::Less => {
-                                dels.next();
-                            }
-                            Ordering::Equal => {
-                                deleted = true;
-                                dels.next();
-                                break;
-                            }
-                            Ordering::Greater => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(o), Some(u)) => cmp_keys(o, u) == Ordering::Less,
+            };
+            if let (true, Some(ok)) = (old_first, &old_key) {
+                // An old row: kept unless deleted.
+                let mut deleted = false;
+                while let Some(d) = dels.key()? {
+                    match cmp_keys(&d, ok) {
+                        Ordering::Less => dels.advance()?,
+                        Ordering::Equal => {
+                            deleted = true;
+                            dels.advance()?;
+                            break;
                         }
-                    }
-                    if !deleted && let Some(l) = &next_old {
-                        w.line(l)?;
-                    }
-                    next_old = old.next().transpose()?;
-                }
-                (ok, Some(uk)) => {
-                    // An upsert: it replaces the old row of the same key.
-                    if ok
-                        .as_ref()
-                        .is_some_and(|o| cmp_keys(o, &uk) == Ordering::Equal)
-                    {
-                        next_old = old.next().transpose()?;
-                    }
-                    if let Some(l) = ups.next().transpose()? {
-                        w.line(&l)?;
+                        Ordering::Greater => break,
                     }
                 }
-                (Some(_), None) => unreachable_merge()?,
+                if !deleted && let Some(l) = &old.line {
+                    w.line(l)?;
+                }
+                old.advance()?;
+            } else {
+                // An upsert: it replaces the old row of the same key.
+                if old_key.is_some() && old_key == up_key {
+                    old.advance()?;
+                }
+                if let Some(l) = &ups.line {
+                    w.line(l)?;
+                }
+                ups.advance()?;
             }
         }
         let got = w.finish()?;
@@ -467,11 +472,6 @@ pub fn apply(
         }
     }
     Ok(())
-}
-
-/// The merge above covers every case; this keeps the match exhaustive without a panic.
-fn unreachable_merge() -> Result<(), BackupError> {
-    Err(BackupError::Corrupt("inconsistent change set".into()))
 }
 
 #[cfg(test)]
@@ -489,6 +489,20 @@ mod tests {
             w.line(&serde_json::to_vec(&row).unwrap()).unwrap();
         }
         w.finish().unwrap()
+    }
+
+    /// A backup file name in `dir` with an index of the entries in `body`.
+    fn indexed(dir: &Path, name: &str, body: &Path) -> PathBuf {
+        let header = IndexHeader {
+            format: INDEX_FORMAT.into(),
+            backup: name.into(),
+            sha256: String::new(),
+            layout: 1,
+            link: None,
+        };
+        let backup = dir.join(name);
+        write_index(&backup, &header, body).unwrap();
+        backup
     }
 
     fn manifest(tables: Vec<Part>, changes: Vec<Part>) -> Manifest {
@@ -518,21 +532,12 @@ mod tests {
         let idx0 = dir.path().join("idx0");
         let first = diff(&s0, std::slice::from_ref(&p0), None, &idx0).unwrap();
         assert_eq!(
-            (first.changes[0].rows, first.changes[1].rows),
+            (first[0].rows, first[1].rows),
             (0, 0),
             "no parent: a full backup, only the index is written"
         );
         assert_eq!(std::fs::read_to_string(&idx0).unwrap().lines().count(), 3);
-        // Written as an index file would be: a header line, then the entries.
-        let header = IndexHeader {
-            format: INDEX_FORMAT.into(),
-            backup: "herald-x.tar.zst".into(),
-            sha256: String::new(),
-            layout: 1,
-            link: None,
-        };
-        let b0 = dir.path().join("herald-x.tar.zst");
-        write_index(&b0, &header, &idx0).unwrap();
+        let b0 = indexed(dir.path(), "herald-x.tar.zst", &idx0);
         // a changed, b unchanged, c deleted, d and aa new (aa sorts between a and b).
         let p1 = state(
             &s1,
@@ -551,7 +556,7 @@ mod tests {
             &idx1,
         )
         .unwrap();
-        let (ups, dels) = (&d.changes[0], &d.changes[1]);
+        let (ups, dels) = (&d[0], &d[1]);
         assert_eq!(
             (ups.rows, dels.rows),
             (3, 1),
@@ -559,13 +564,7 @@ mod tests {
         );
         let deleted = std::fs::read_to_string(s1.join(&dels.file)).unwrap();
         assert_eq!(deleted, "[\"c\"]\n");
-        apply(
-            &s0,
-            &s1,
-            &manifest(vec![p1.clone()], d.changes.clone()),
-            &out,
-        )
-        .unwrap();
+        apply(&s0, &s1, &manifest(vec![p1.clone()], d.clone()), &out).unwrap();
         assert_eq!(
             std::fs::read(out.join(&p1.file)).unwrap(),
             std::fs::read(s1.join(&p1.file)).unwrap()
@@ -573,14 +572,9 @@ mod tests {
         // A change set that does not lead to the stated state is refused.
         let mut wrong = p1.clone();
         wrong.sha256 = "0".repeat(64);
-        let e = apply(
-            &s0,
-            &s1,
-            &manifest(vec![wrong], d.changes),
-            &dir.path().join("o2"),
-        )
-        .unwrap_err()
-        .to_string();
+        let e = apply(&s0, &s1, &manifest(vec![wrong], d), &dir.path().join("o2"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("after applying the chain"), "{e}");
     }
 
@@ -591,15 +585,7 @@ mod tests {
         let p0 = state(&s0, &[("a", "queued"), ("b", "queued")]);
         let idx0 = dir.path().join("idx0");
         diff(&s0, std::slice::from_ref(&p0), None, &idx0).unwrap();
-        let b0 = dir.path().join("herald-y.tar.zst");
-        let header = IndexHeader {
-            format: INDEX_FORMAT.into(),
-            backup: "herald-y.tar.zst".into(),
-            sha256: String::new(),
-            layout: 1,
-            link: None,
-        };
-        write_index(&b0, &header, &idx0).unwrap();
+        let b0 = indexed(dir.path(), "herald-y.tar.zst", &idx0);
         let p1 = state(&s1, &[]);
         let d = diff(
             &s1,
@@ -608,24 +594,17 @@ mod tests {
             &dir.path().join("i1"),
         )
         .unwrap();
-        assert_eq!((d.changes[0].rows, d.changes[1].rows), (0, 2));
+        assert_eq!((d[0].rows, d[1].rows), (0, 2));
         let out = dir.path().join("out");
-        apply(
-            &s0,
-            &s1,
-            &manifest(vec![p1.clone()], d.changes.clone()),
-            &out,
-        )
-        .unwrap();
+        apply(&s0, &s1, &manifest(vec![p1.clone()], d.clone()), &out).unwrap();
         assert_eq!(std::fs::read(out.join(&p1.file)).unwrap(), b"");
         // The parent had no such table: applying starts from nothing.
         let empty = dir.path().join("empty");
         std::fs::create_dir_all(&empty).unwrap();
         let up = state(&dir.path().join("s2"), &[("z", "queued")]);
-        let none = dir.path().join("herald-z.tar.zst");
         let body = dir.path().join("empty-body");
         std::fs::write(&body, b"").unwrap();
-        write_index(&none, &header, &body).unwrap();
+        let none = indexed(dir.path(), "herald-z.tar.zst", &body);
         let d2 = diff(
             &dir.path().join("s2"),
             std::slice::from_ref(&up),
@@ -636,7 +615,7 @@ mod tests {
         apply(
             &empty,
             &dir.path().join("s2"),
-            &manifest(vec![up.clone()], d2.changes),
+            &manifest(vec![up.clone()], d2),
             &dir.path().join("out2"),
         )
         .unwrap();

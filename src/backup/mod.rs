@@ -226,11 +226,7 @@ pub(crate) async fn create_after(
         created_at: rfc3339(snap.started_ms),
         created_at_ms: snap.started_ms,
         tables: snap.parts,
-        changes: if link.is_some() {
-            diff.changes
-        } else {
-            Vec::new()
-        },
+        changes: if link.is_some() { diff } else { Vec::new() },
         link,
     };
     let path = dir.join(file_name(snap.started_ms, recipient.is_some()));
@@ -238,7 +234,7 @@ pub(crate) async fn create_after(
     let bytes = blocking(move || {
         let bytes = archive::write(&s, &m, &p, recipient.as_ref())?;
         let header = chain::IndexHeader {
-            format: "herald-backup-index".into(),
+            format: chain::INDEX_FORMAT.into(),
             backup: p
                 .file_name()
                 .map(|n| n.to_string_lossy().to_string())
@@ -452,6 +448,41 @@ pub async fn restore(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manifest_reads_each_table_from_its_own_part_only() {
+        let (tables, _) = catalog::TABLES.split_at(1);
+        let t = &tables[0];
+        let part = |file: &str| Part {
+            name: t.name.into(),
+            file: file.into(),
+            columns: t.columns.iter().map(|(c, _)| c.to_string()).collect(),
+            rows: 0,
+            sha256: String::new(),
+        };
+        let manifest = |tables: Vec<Part>| Manifest {
+            format: archive::FORMAT.into(),
+            layout: catalog::LAYOUT_VERSION,
+            herald_version: String::new(),
+            source: "sqlite".into(),
+            source_schema: 1,
+            created_at: String::new(),
+            created_at_ms: 0,
+            tables,
+            link: None,
+            changes: Vec::new(),
+        };
+        let own = format!("tables/{}.jsonl", t.name);
+        assert!(check_layout(&manifest(vec![part(&own)])).is_ok());
+        for bad in [
+            vec![part("../unpacked-1/tables/messages.jsonl")],
+            vec![part("/etc/passwd")],
+            vec![part(&own), part(&own)],
+        ] {
+            let e = check_layout(&manifest(bad)).unwrap_err().to_string();
+            assert!(e.contains("not where that table's rows are"), "{e}");
+        }
+    }
 
     #[test]
     fn file_names_sort_by_time_and_read_back() {

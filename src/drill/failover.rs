@@ -7,7 +7,9 @@
 use super::DrillArgs;
 use super::harness::{Load, Work, settle};
 use super::pg::Cluster;
-use super::scenarios::{Drill, metric, sleep_until, time_until, waited, webhook_body};
+use super::scenarios::{
+    Drill, metric, readiness_until, sleep_until, time_until, waited, webhook_body,
+};
 use crate::core::types::now_millis;
 use anyhow::{Result, bail};
 use std::sync::Arc;
@@ -39,13 +41,12 @@ async fn has_sync_standby(url: &str) -> bool {
 }
 
 pub(super) async fn db_failover(w: &Work, a: &DrillArgs, d: &mut Drill) -> Result<()> {
-    let mut primary = blocking(Cluster::start).await?;
-    let replica = {
-        let p = primary;
-        let (p, r) = tokio::task::spawn_blocking(move || p.replica().map(|r| (p, r))).await??;
-        primary = p;
-        r
-    };
+    let (mut primary, replica) = blocking(|| {
+        let p = Cluster::start()?;
+        let r = p.replica()?;
+        Ok((p, r))
+    })
+    .await?;
     // Synchronous commit to the replica, set on the primary's command line only (the
     // replica, once promoted, must not wait for a standby it does not have).
     primary.set_settings("-c synchronous_standby_names=* -c synchronous_commit=on");
@@ -91,14 +92,7 @@ pub(super) async fn db_failover(w: &Work, a: &DrillArgs, d: &mut Drill) -> Resul
     let fault_ms = now_millis();
     let fault = Instant::now();
     d.note("primary crashed (immediate stop)");
-    let detect = time_until(Duration::from_secs(15), || async {
-        w.http
-            .get(format!("{a_base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().as_u16() == 503)
-    })
-    .await;
+    let detect = readiness_until(w, &a_base, false, Duration::from_secs(15)).await;
     d.report.detect_ms = detect;
     d.note(format!(
         "node a reports storage down after {}",
@@ -113,14 +107,7 @@ pub(super) async fn db_failover(w: &Work, a: &DrillArgs, d: &mut Drill) -> Resul
     d.note("replica promoted");
     let mut followed = Vec::new();
     for base in &nodes {
-        let t = time_until(Duration::from_secs(30), || async {
-            w.http
-                .get(format!("{base}/readyz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        })
-        .await;
+        let t = readiness_until(w, base, true, Duration::from_secs(30)).await;
         followed.push(t);
         d.note(format!("{base} ready on the new primary ({})", waited(t)));
     }

@@ -137,6 +137,30 @@ where
     None
 }
 
+/// How long until `base`'s `/readyz` says ready (`ready`) or not ready (503), polling up to
+/// `within`.
+pub(super) async fn readiness_until(
+    w: &Work,
+    base: &str,
+    ready: bool,
+    within: Duration,
+) -> Option<u64> {
+    time_until(within, || async {
+        w.http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| {
+                if ready {
+                    r.status().is_success()
+                } else {
+                    r.status().as_u16() == 503
+                }
+            })
+    })
+    .await
+}
+
 pub(super) fn webhook_body(sink: &str) -> Body {
     let url = format!("{sink}/hook");
     Arc::new(
@@ -383,14 +407,7 @@ async fn storage_outage(w: &Work, a: &DrillArgs, d: &mut Drill) -> Result<()> {
     tokio::task::spawn_blocking(move || c.down()).await?;
     let fault_ms = now_millis();
     d.note("PostgreSQL stopped");
-    let detect = time_until(Duration::from_secs(15), || async {
-        w.http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().as_u16() == 503)
-    })
-    .await;
+    let detect = readiness_until(w, &base, false, Duration::from_secs(15)).await;
     d.report.detect_ms = detect;
     d.note(format!(
         "/readyz reports storage down after {}",
@@ -405,14 +422,7 @@ async fn storage_outage(w: &Work, a: &DrillArgs, d: &mut Drill) -> Result<()> {
         "PostgreSQL started again ({spooled} messages spooled meanwhile)"
     ));
     d.extra("spooled", spooled);
-    let ready = time_until(Duration::from_secs(30), || async {
-        w.http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-    })
-    .await;
+    let ready = readiness_until(w, &base, true, Duration::from_secs(30)).await;
     d.note(format!("/readyz ready again after {}", waited(ready)));
     sleep_until(start, Duration::from_secs(14)).await;
     let (accepted, refused) = load.finish().await;

@@ -7,12 +7,6 @@
 use std::path::Path;
 use std::process::Command;
 
-fn python() -> String {
-    std::env::var("HERALD_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("HERALD_TEST_PYTHON must point at a Python with kubernetes-validate and PyYAML (scripts/test.sh sets it up)")
-    })
-}
-
 const CHECKS: &str = r#"
 import json, sys, yaml
 root = sys.argv[1]
@@ -59,7 +53,7 @@ fn the_kubernetes_manifests_validate_and_agree_with_the_rest() {
         }
     }
     assert!(files.len() >= 8, "{files:?}");
-    let out = Command::new(python())
+    let out = Command::new(crate::utils::python())
         .args(["-m", "kubernetes_validate", "--strict"])
         .args(&files)
         .output()
@@ -91,7 +85,7 @@ fn the_kubernetes_manifests_validate_and_agree_with_the_rest() {
         );
     }
 
-    let out = Command::new(python())
+    let out = Command::new(crate::utils::python())
         .args(["-c", CHECKS, root])
         .output()
         .expect("python runs");

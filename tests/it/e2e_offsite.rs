@@ -24,23 +24,13 @@ impl Drop for S3Peer {
     }
 }
 
-fn python() -> String {
-    std::env::var("HERALD_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("HERALD_TEST_PYTHON must point at a Python with moto[server] (scripts/test.sh sets it up)")
-    })
-}
-
 fn script() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3_peer.py")
 }
 
 fn start_s3() -> S3Peer {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(python())
+    let port = crate::utils::process::free_port();
+    let mut child = Command::new(crate::utils::python())
         .arg(script())
         .args(["serve", "--port", &port.to_string()])
         .stdin(Stdio::piped())
@@ -135,7 +125,7 @@ async fn an_offsite_copy_restores_keep_n_prunes_and_damage_or_a_wrong_key_is_ref
     }
 
     // Bit rot there: the fetch refuses the copy and writes nothing.
-    let status = Command::new(python())
+    let status = Command::new(crate::utils::python())
         .arg(script())
         .arg("corrupt")
         .args(["--endpoint", s3.info["endpoint"].as_str().unwrap()])
@@ -206,6 +196,34 @@ async fn an_offsite_copy_restores_keep_n_prunes_and_damage_or_a_wrong_key_is_ref
         "the corrupted newest copy is refused"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("SHA-256"));
+
+    // An incremental whose full backup never reached the bucket (a failed upload): pushing
+    // it copies the missing link first, so the copy there restores.
+    let mut chain_cfg = cfg.clone();
+    chain_cfg.prefix = "chain/".into();
+    let chain_dir = h.dir.path().join("chain");
+    let base = backup::create(&Backend::Sqlite(db.clone()), &chain_dir, None)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let next = backup::create_auto(&Backend::Sqlite(db.clone()), &chain_dir, None, 5)
+        .await
+        .unwrap();
+    assert!(next.manifest.link.is_some());
+    offsite::push(&chain_cfg, &next.path).await.unwrap();
+    let there: Vec<String> = offsite::list(&chain_cfg)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    let name = |p: &Path| p.file_name().unwrap().to_string_lossy().to_string();
+    assert_eq!(there, vec![name(&base.path), name(&next.path)]);
+    let into = tempfile::tempdir().unwrap();
+    let fetched = offsite::fetch(&chain_cfg, &name(&next.path), into.path())
+        .await
+        .unwrap();
+    backup::verify(&fetched, None).await.unwrap();
     h.stop().await;
 }
 

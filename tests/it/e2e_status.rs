@@ -158,11 +158,23 @@ async fn posted_incidents_and_updates_reach_the_page_feed_and_documents() {
         .await;
     assert_eq!(code, 422, "{r}");
     assert!(r.to_string().contains("impact"), "{r}");
+    // An empty incident id names nothing: refused rather than stored as none.
+    let mut bad = incident.clone();
+    bad["incident_id"] = json!("");
+    let (code, r) = h
+        .call(Method::POST, "/v1/status/incidents", Some(bad))
+        .await;
+    assert_eq!(code, 422, "{r}");
+    assert!(r.to_string().contains("incident_id"), "{r}");
 
     let (code, posted) = h
         .call(Method::POST, "/v1/status/incidents", Some(incident))
         .await;
     assert_eq!(code, 201, "{posted}");
+    assert!(
+        posted.get("incident_id").is_none(),
+        "left out when none: {posted}"
+    );
     let id = posted["id"].as_str().unwrap().to_string();
     // The page is rebuilt at once.
     assert_eq!(component(h, "sms").await, "partial_outage");

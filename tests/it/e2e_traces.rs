@@ -24,17 +24,10 @@ impl Drop for OtlpReceiver {
 }
 
 fn start_receiver() -> OtlpReceiver {
-    let python = std::env::var("HERALD_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("HERALD_TEST_PYTHON must point at a Python with opentelemetry-proto (scripts/test.sh sets it up)")
-    });
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::utils::process::free_port();
     let out = dir.path().join("spans.jsonl");
-    let child = Command::new(python)
+    let child = Command::new(crate::utils::python())
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/otlp_receiver.py"))
         .args(["--port", &port.to_string(), "--out"])
         .arg(&out)

@@ -74,7 +74,38 @@ impl Bucket {
         Ok((url, host, path))
     }
 
+    /// A signed request whose answer must be a success; any other is an error naming
+    /// the service's code and message.
     async fn call(
+        &self,
+        method: reqwest::Method,
+        key: Option<&str>,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, BackupError> {
+        let resp = self.send(method, key, query, headers, body).await?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        Err(self.refusal(resp).await)
+    }
+
+    async fn refusal(&self, resp: reqwest::Response) -> BackupError {
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let code = xml_values(&text, "Code").into_iter().next();
+        let message = xml_values(&text, "Message").into_iter().next();
+        BackupError::Offsite(format!(
+            "{} answered {status}{}{}",
+            self.describe(),
+            code.map(|c| format!(": {c}")).unwrap_or_default(),
+            message.map(|m| format!(" ({m})")).unwrap_or_default(),
+        ))
+    }
+
+    /// A signed request, whatever it is answered.
+    async fn send(
         &self,
         method: reqwest::Method,
         key: Option<&str>,
@@ -122,19 +153,7 @@ impl Bucket {
             .send()
             .await
             .map_err(|e| failed(&self.describe(), e))?;
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        let code = xml_values(&text, "Code").into_iter().next();
-        let message = xml_values(&text, "Message").into_iter().next();
-        Err(BackupError::Offsite(format!(
-            "{} answered {status}{}{}",
-            self.describe(),
-            code.map(|c| format!(": {c}")).unwrap_or_default(),
-            message.map(|m| format!(" ({m})")).unwrap_or_default(),
-        )))
+        Ok(resp)
     }
 
     fn key(&self, name: &str) -> String {
@@ -186,13 +205,13 @@ impl Bucket {
     /// Whether the object is there (HEAD).
     pub async fn exists(&self, name: &str) -> Result<bool, BackupError> {
         let key = self.key(name);
-        match self
-            .call(reqwest::Method::HEAD, Some(&key), &[], &[], Vec::new())
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(BackupError::Offsite(m)) if m.contains(" 404") => Ok(false),
-            Err(e) => Err(e),
+        let resp = self
+            .send(reqwest::Method::HEAD, Some(&key), &[], &[], Vec::new())
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            reqwest::StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.refusal(resp).await),
         }
     }
 

@@ -96,8 +96,6 @@ pub async fn find_primary(hosts: &[PgConnectOptions]) -> Option<usize> {
 #[derive(Debug)]
 pub struct Following {
     pub current: AtomicUsize,
-    /// Times the pool moved to another host.
-    pub moves: AtomicUsize,
     since: std::time::Instant,
     /// Milliseconds from `since` to the last move (0: never moved).
     moved_at_ms: AtomicU64,
@@ -107,7 +105,6 @@ impl Following {
     pub fn starting_on(host: usize) -> Self {
         Following {
             current: AtomicUsize::new(host),
-            moves: AtomicUsize::new(0),
             since: std::time::Instant::now(),
             moved_at_ms: AtomicU64::new(0),
         }
@@ -156,7 +153,6 @@ pub async fn follow(pool: PgPool, hosts: Vec<PgConnectOptions>, state: Arc<Follo
         }
         pool.set_connect_options(hosts[next].clone());
         state.moved_now();
-        state.moves.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             from = hosts[was].get_host(),
             to = hosts[next].get_host(),

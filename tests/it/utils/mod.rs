@@ -179,6 +179,14 @@ impl TestHerald {
     }
 }
 
+/// The test venv's Python, with the peers from PyPI (aiosmtpd, kubernetes-validate,
+/// opentelemetry-proto, moto[server]); a test that needs it fails loudly without it.
+pub fn python() -> String {
+    std::env::var("HERALD_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("HERALD_TEST_PYTHON is not set: run ./scripts/test.sh, which makes the test venv with the Python peers and sets it")
+    })
+}
+
 /// The sum of every series of the metric `name` in a text exposition.
 pub fn metric_sum(text: &str, name: &str) -> f64 {
     text.lines()

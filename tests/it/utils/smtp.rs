@@ -20,22 +20,12 @@ impl Drop for SmtpServer {
     }
 }
 
-fn python() -> String {
-    std::env::var("HERALD_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("HERALD_TEST_PYTHON is not set: run ./scripts/test.sh, which installs aiosmtpd in a venv and sets it")
-    })
-}
-
 pub fn start_smtp(tls_auth: bool) -> SmtpServer {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = super::process::free_port();
     let out = dir.path().join("mail");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_sink.py");
-    let mut cmd = Command::new(python());
+    let mut cmd = Command::new(super::python());
     cmd.arg(script)
         .args(["--port", &port.to_string(), "--out"])
         .arg(&out);
